@@ -1,0 +1,3 @@
+"""camstream: live class-activation heatmaps over video."""
+
+__version__ = "0.1.0"

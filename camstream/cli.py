@@ -1,0 +1,192 @@
+"""The `camstream` command: `explain` one image, `run` the live pipeline."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import warnings
+
+from camstream import __version__
+from camstream.errors import CamstreamError
+from camstream.kernels import parse_threshold
+from camstream.kernels.colormap import COLORMAPS
+from camstream.stream.explain import METHODS
+from camstream.stream.models import DEFAULT_MODEL, model_names
+from camstream.stream.sinks import SINKS
+
+
+def _add_model_options(parser: argparse.ArgumentParser, default_method: str = "gradcam") -> None:
+    parser.add_argument("--model", default=DEFAULT_MODEL,
+                        help=f"{', '.join(model_names())}, or a TorchScript / pickled nn.Module file "
+                             f"(default {DEFAULT_MODEL}, ImageNet weights bundled)")
+    parser.add_argument("--weights", metavar="FILE", help="state-dict file for the model (torchvision models "
+                        "without it get random weights: fine for speed tests only)")
+    parser.add_argument("--layer", metavar="NAME", help="target layer (default: the last spatial feature layer)")
+    parser.add_argument("--method", default=default_method, choices=list(METHODS),
+                        help=f"explanation method (default {default_method})")
+    parser.add_argument("--threshold", default="dynamic", type=parse_threshold, metavar="P|dynamic|none",
+                        help="show the top P %% of the map, the seed paper's dynamic threshold, or all of it "
+                             "(default dynamic: min coverage 5 %%, max threshold 0.5, step 0.05)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="camstream", description="Live class-activation heatmaps over video: "
+                                     "see why an image model decides what it decides.")
+    parser.add_argument("--version", action="version", version=f"camstream {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    explain = commands.add_parser("explain", help="explain one image and write an overlay PNG",
+                                  description="Explain one image: top-1 class (or --class-id) and its heatmap "
+                                              "composited over the image, written at the input's size.")
+    explain.add_argument("image", help="image file (PNG, JPEG, ...)")
+    _add_model_options(explain)
+    explain.add_argument("--class-id", type=int, metavar="N", help="explain class N instead of the top-1 class")
+    explain.add_argument("--out", required=True, metavar="OVERLAY.png", help="where to write the overlay")
+    explain.add_argument("--json", action="store_true", help="print one JSON object instead of a sentence")
+
+    run = commands.add_parser("run", help="explain a video, stream or camera live (the default command)",
+                              description="Explain every frame of a video file, RTSP/HTTP stream or camera: "
+                                          "capture → batched inference → heatmap overlay → sinks, with per-stage "
+                                          "latency, fps and memory shown live and written to report.json. With "
+                                          "no options it runs the bundled demo clip and writes "
+                                          "camstream-out/overlay.mp4 and camstream-out/report.json.")
+    run.add_argument("--source", metavar="PATH|URL|INDEX",
+                     help="video file, rtsp:// or http(s):// URL, or camera index (default: bundled demo clip)")
+    run.add_argument("--sink", action="append", choices=SINKS, metavar="SINK",
+                     help="file (OUT/overlay.mp4), mjpeg (HTTP page + MJPEG stream), window, null; repeat for "
+                          "several (default file)")
+    run.add_argument("--out", default="camstream-out", metavar="DIR",
+                     help="folder for overlay.mp4 and report.json (default camstream-out)")
+    _add_model_options(run)
+    run.add_argument("--class-id", type=int, metavar="N", help="explain class N instead of each frame's top-1")
+    policy = run.add_mutually_exclusive_group()
+    policy.add_argument("--lossless", dest="policy", action="store_const", const="lossless",
+                        help="every input frame reaches the output; capture waits (default for files)")
+    policy.add_argument("--live", dest="policy", action="store_const", const="live",
+                        help="drop the oldest unread frame when behind (default for cameras and streams; a file "
+                             "is then played at its own speed, like a camera)")
+    run.add_argument("--max-frames", type=int, metavar="N", help="stop after N input frames")
+    run.add_argument("--max-batch", type=int, default=4, metavar="N", help="frames per inference batch (default 4)")
+    run.add_argument("--max-wait-ms", type=float, default=20.0, metavar="MS",
+                     help="how long inference waits to fill a batch (default 20)")
+    run.add_argument("--smooth", type=float, default=0.0, metavar="ALPHA",
+                     help="temporal smoothing of heatmaps, EMA weight of the past in [0, 1) (default 0: off)")
+    run.add_argument("--reuse-cam", action="store_true",
+                     help="explain only the newest frame of each batch and overlay the newest heatmap on every "
+                          "frame: display keeps the source rate, heatmaps refresh at inference rate")
+    run.add_argument("--target-fps", type=float, default=60.0, metavar="FPS",
+                     help="pace window/mjpeg output to at most FPS (default 60; 0: unpaced); file and null sinks "
+                          "are never paced")
+    run.add_argument("--threads", type=int, metavar="N", help="torch CPU threads (default: torch's choice)")
+    run.add_argument("--alpha", type=float, default=0.45, help="heatmap opacity in [0, 1] (default 0.45)")
+    run.add_argument("--colormap", default="jet", choices=sorted(COLORMAPS), help="heatmap colours (default jet)")
+    run.add_argument("--no-hud", dest="hud", action="store_false", help="no text overlay")
+    run.add_argument("--bind", default="127.0.0.1", metavar="ADDR",
+                     help="mjpeg sink address (default 127.0.0.1: this machine only)")
+    run.add_argument("--port", type=int, default=8080, help="mjpeg sink port (default 8080; 0: any free port)")
+    run.add_argument("--token", metavar="SECRET", help="mjpeg sink: require ?token=SECRET on every request")
+    run.add_argument("--quiet", action="store_true", help="no live status line")
+    run.set_defaults(handler=_run)
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    from camstream.stream.pipeline import Pipeline, PipelineConfig
+
+    config = PipelineConfig(sinks=tuple(args.sink or ("file",)), out_dir=args.out, model=args.model,
+                            weights=args.weights, layer=args.layer, method=args.method, threshold=args.threshold,
+                            class_id=args.class_id, policy=args.policy, max_batch=args.max_batch,
+                            max_wait_ms=args.max_wait_ms, smooth=args.smooth, reuse_cam=args.reuse_cam,
+                            target_fps=args.target_fps, max_frames=args.max_frames, bind=args.bind, port=args.port,
+                            token=args.token, threads=args.threads, alpha=args.alpha, colormap=args.colormap,
+                            hud=args.hud)
+    if args.source is not None:
+        config.source = args.source
+    if not 0.0 <= args.smooth < 1.0:
+        raise CamstreamError("--smooth must be in [0, 1)")
+    pipeline = Pipeline(config)
+    for sink in pipeline.sinks:
+        if sink.name == "mjpeg":
+            print(f"camstream: serving {sink.describe()['url']}", file=sys.stderr, flush=True)
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    report = pipeline.run(on_progress=None if args.quiet else _progress_printer(),
+                          progress_every_s=1.0 if sys.stderr.isatty() else 5.0)
+    if not args.quiet and sys.stderr.isatty():
+        print(file=sys.stderr)
+    _print_summary(report, pipeline.report_path)
+    error = pipeline.error()
+    if pipeline.interrupted:
+        return 130
+    if error is not None:
+        if isinstance(error, CamstreamError):
+            raise error
+        raise RuntimeError(f"a pipeline stage failed: {error!r}")
+    return 0
+
+
+def _raise_interrupt(*_args) -> None:
+    raise KeyboardInterrupt
+
+
+def _progress_printer():
+    tty = sys.stderr.isatty()
+
+    def show(line: str) -> None:
+        print(("\r" + line[:200] + "\x1b[K") if tty else line, end="" if tty else "\n", file=sys.stderr, flush=True)
+
+    return show
+
+
+def _print_summary(report: dict, report_path: str) -> None:
+    stages = ", ".join(f"{name} {values['p50_ms']:.1f}" for name, values in report["stages"].items()
+                       if values["count"])
+    print(f"{report['frames_out']} of {report['frames_in']} frames out, {report['dropped']} dropped, "
+          f"{report['fps']:.1f} fps{' (interrupted)' if report['interrupted'] else ''}")
+    print(f"p50 ms per frame: {stages}; end-to-end p50 {report['latency_ms']['p50']:.1f} / p95 "
+          f"{report['latency_ms']['p95']:.1f} ms; peak RSS {report['rss_peak_mb']:.0f} MB")
+    for sink in report["sinks"]:
+        if sink["type"] == "file":
+            print(f"video: {sink['path']}")
+    print(f"report: {report_path}")
+
+
+def _explain(args: argparse.Namespace) -> int:
+    from camstream.explain_image import explain_image
+
+    summary = explain_image(args.image, args.out, args.model, args.method, args.threshold, args.class_id,
+                            args.weights, args.layer)
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(f"{summary['label']} (class {summary['class_id']}, score {summary['score']:.3f}) "
+              f"{summary['method']} on {summary['layer']} in {summary['ms']:.1f} ms → {summary['out']}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        args = parser.parse_args(["run", *(argv or [])])
+    warnings.showwarning = lambda message, *_rest, **_kw: print(f"camstream: warning: {message}",
+                                                                  file=sys.stderr)
+    from camstream.runtime import tune_glibc_malloc
+
+    tune_glibc_malloc()
+    try:
+        if args.command == "explain":
+            return _explain(args)
+        return args.handler(args)
+    except CamstreamError as exc:
+        print(f"camstream: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("camstream: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

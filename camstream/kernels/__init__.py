@@ -1,0 +1,20 @@
+"""Numba-jitted kernels for the render path: thresholding, bilinear upsampling, colormap + alpha blend.
+
+Each kernel has a plain NumPy / OpenCV reference in `camstream.kernels.reference`, which the tests
+compare it against.
+"""
+
+from camstream.kernels.colormap import colormap_lut
+from camstream.kernels.overlay import overlay
+from camstream.kernels.threshold import (
+    ThresholdSpec,
+    dynamic_threshold,
+    parse_threshold,
+    percentile,
+    simplify,
+    threshold_value,
+)
+from camstream.kernels.upsample import resize_tables, upsample_bilinear
+
+__all__ = ["ThresholdSpec", "colormap_lut", "dynamic_threshold", "overlay", "parse_threshold", "percentile",
+           "resize_tables", "simplify", "threshold_value", "upsample_bilinear"]

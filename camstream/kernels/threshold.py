@@ -1,0 +1,180 @@
+"""Threshold-based simplification (seed paper 3.4.1 SimplifyGradCAM, 3.4.2 DynamicThreshold).
+
+Non-finite CAM values (NaN, ±inf) count as 0 everywhere here, so a broken map never crashes the render
+path: it simply shows nothing.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from numba import njit
+
+from camstream.errors import CamstreamError
+
+
+@njit(cache=True, nogil=True)
+def _finite_copy(values, scratch):
+    flat = values.ravel()
+    for i in range(flat.size):
+        v = flat[i]
+        scratch[i] = v if math.isfinite(v) else 0.0
+
+
+@njit(cache=True, nogil=True)
+def _select(a, k):
+    """k-th smallest of `a` (0-based) by Hoare-partition quickselect; reorders `a` in place.
+
+    Afterwards a[:k] <= a[k] <= a[k+1:], so the next order statistic is min(a[k+1:]).
+    """
+    lo = 0
+    hi = a.size - 1
+    while hi > lo:
+        mid = (lo + hi) // 2
+        x, y, z = a[lo], a[mid], a[hi]
+        pivot = max(min(x, y), min(max(x, y), z))  # median of three
+        i = lo
+        j = hi
+        while i <= j:
+            while a[i] < pivot:
+                i += 1
+            while a[j] > pivot:
+                j -= 1
+            if i <= j:
+                a[i], a[j] = a[j], a[i]
+                i += 1
+                j -= 1
+        if k <= j:
+            hi = j
+        elif k >= i:
+            lo = i
+        else:
+            return a[k]
+    return a[k]
+
+
+@njit(cache=True, nogil=True)
+def _percentile(values, q, scratch):
+    n = values.size
+    _finite_copy(values, scratch)
+    rank = q / 100.0 * (n - 1)
+    low = int(math.floor(rank))
+    frac = rank - low
+    below = np.float64(_select(scratch[:n], low))
+    if frac == 0.0 or low + 1 >= n:
+        return below
+    above = np.float64(scratch[low + 1:n].min())
+    # numpy's lerp: exact at both ends
+    if frac >= 0.5:
+        return above - (above - below) * (1.0 - frac)
+    return below + (above - below) * frac
+
+
+def percentile(values: np.ndarray, q: float, scratch: np.ndarray | None = None) -> float:
+    """The q-th percentile of `values` with `np.percentile`'s linear interpolation, by selection (no sort).
+
+    `scratch` (same size, float32/64) avoids an allocation; it is overwritten.
+    """
+    if values.size == 0:
+        raise ValueError("percentile of an empty array")
+    if not 0.0 <= q <= 100.0:
+        raise ValueError(f"percentile q={q} outside 0..100")
+    if scratch is None:
+        scratch = np.empty(values.size, dtype=np.float64)
+    return float(_percentile(np.ascontiguousarray(values), float(q), scratch))
+
+
+@njit(cache=True, nogil=True)
+def _simplify(cam, threshold, out):
+    src = cam.ravel()
+    dst = out.ravel()
+    for i in range(src.size):
+        v = src[i]
+        dst[i] = v if (math.isfinite(v) and v > threshold) else 0.0
+
+
+def simplify(cam: np.ndarray, keep_percent: float, out: np.ndarray | None = None) -> np.ndarray:
+    """SimplifyGradCAM: out = cam where cam > percentile(cam, 100 - P), else 0 (keeps the top P %)."""
+    if out is None:
+        out = np.empty_like(cam)
+    if cam.size == 0:
+        return out
+    threshold = -np.inf if keep_percent >= 100 else percentile(cam, 100.0 - keep_percent)
+    _simplify(np.ascontiguousarray(cam), threshold, out)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _dynamic_threshold(cam, min_area, max_threshold, step):
+    flat = cam.ravel()
+    n = flat.size
+    best = 0.0
+    steps = int(math.floor(max_threshold / step + 1e-9))
+    for s in range(steps + 1):
+        t = s * step
+        kept = 0
+        for i in range(n):
+            v = flat[i]
+            if math.isfinite(v) and v > t:
+                kept += 1
+        if kept < min_area * n:
+            break
+        best = t
+    return best
+
+
+def dynamic_threshold(cam: np.ndarray, min_area_percent: float = 5.0, max_threshold: float = 0.5,
+                      step: float = 0.05) -> float:
+    """DynamicThreshold: the largest t in {0, step, 2·step, … ≤ max_threshold} whose coverage
+    |{cam > t}| / |cam| stays ≥ min_area_percent / 100, stopping at the first t that falls below.
+    """
+    if step <= 0:
+        raise ValueError("dynamic threshold step must be > 0")
+    if cam.size == 0:
+        return 0.0
+    return float(_dynamic_threshold(np.ascontiguousarray(cam), min_area_percent / 100.0, max_threshold, step))
+
+
+@dataclass(frozen=True)
+class ThresholdSpec:
+    """How much of a map to show: `keep_percent` (top P %), `dynamic` search, or everything (both unset)."""
+
+    keep_percent: float | None = None
+    dynamic: bool = False
+    min_area_percent: float = 5.0
+    max_threshold: float = 0.5
+    step: float = 0.05
+
+    def __str__(self) -> str:
+        if self.dynamic:
+            return "dynamic"
+        return "none" if self.keep_percent is None else f"{self.keep_percent:g}%"
+
+
+def parse_threshold(text: str) -> ThresholdSpec:
+    """`none`, `dynamic`, or a percentage P in (0, 100] of the map to keep (`10` or `10%`)."""
+    word = text.strip().lower().rstrip("%")
+    if word in ("none", "off", "100"):
+        return ThresholdSpec()
+    if word == "dynamic":
+        return ThresholdSpec(dynamic=True)
+    try:
+        value = float(word)
+    except ValueError:
+        raise CamstreamError(f"bad threshold '{text}': give none, dynamic or a percentage like 10") from None
+    if not 0 < value <= 100:
+        raise CamstreamError(f"bad threshold '{text}': the percentage must be in (0, 100]")
+    return ThresholdSpec(keep_percent=value)
+
+
+def threshold_value(cam: np.ndarray, spec: ThresholdSpec, scratch: np.ndarray | None = None) -> float:
+    """The map value above which pixels are shown under `spec` (-inf: show all)."""
+    if cam.size == 0:
+        return -math.inf
+    if spec.dynamic:
+        return dynamic_threshold(cam, spec.min_area_percent, spec.max_threshold, spec.step)
+    if spec.keep_percent is None or spec.keep_percent >= 100:
+        return -math.inf
+    return percentile(cam, 100.0 - spec.keep_percent, scratch)

@@ -1,0 +1,32 @@
+"""Process-wide tuning applied once at start-up."""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import sys
+
+# glibc mallopt parameters
+_M_TRIM_THRESHOLD = -1
+_M_TOP_PAD = -2
+_M_MMAP_THRESHOLD = -3
+
+
+def tune_glibc_malloc() -> bool:
+    """Stop glibc from returning and re-faulting the large buffers torch frees and reallocates each forward.
+
+    Same effect as MALLOC_MMAP_THRESHOLD_=32 MiB, MALLOC_TRIM_THRESHOLD_=4 GiB, MALLOC_TOP_PAD_=256 MiB;
+    returns False where there is no glibc (macOS, musl) and nothing changed.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    ok = mallopt(_M_MMAP_THRESHOLD, 32 * 1024 * 1024)
+    ok &= mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)
+    ok &= mallopt(_M_TOP_PAD, 256 * 1024 * 1024)
+    return bool(ok)

@@ -1,0 +1,237 @@
+"""Capture stage: decode a file, URL or camera into FrameRing slots, stamping sequence numbers and times.
+
+Files and RTSP/HTTP streams go through PyAV, which also rescales each frame straight to the model's
+input size (far cheaper than resizing the full-resolution BGR frame). Local cameras go through OpenCV.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+
+import numpy as np
+
+from camstream.errors import InputError
+from camstream.stream.ring import FrameRing
+from camstream.stream.telemetry import Telemetry
+
+_URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
+_CREDENTIALS = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@]*@")
+
+
+def redact(source: str) -> str:
+    """`source` with any user:password in a URL replaced by ***."""
+    return _CREDENTIALS.sub(r"\1***@", source)
+
+
+@dataclass
+class SourceInfo:
+    """What the sinks and the report need to know about a source."""
+
+    name: str  # credentials redacted
+    width: int
+    height: int
+    fps: float
+    time_base: Fraction
+    frames: int | None  # None when unknown (streams, cameras)
+    live: bool  # a camera or network stream, not a file
+
+
+@dataclass
+class DecodedFrame:
+    """One frame as decoded: display image (BGR), model input (RGB at model size) and timing."""
+
+    image: np.ndarray
+    model_input: np.ndarray
+    pts: int | None
+    time_s: float
+
+
+class Source:
+    """A video source; iterate `frames()`; `close()` releases it (also unblocks a pending read)."""
+
+    info: SourceInfo
+
+    def frames(self) -> Iterator[DecodedFrame]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+
+class PyAVSource(Source):
+    """Video files and RTSP/HTTP URLs decoded by PyAV (FFmpeg)."""
+
+    def __init__(self, location: str, model_size: tuple[int, int], open_timeout_s: float = 10.0) -> None:
+        import av
+
+        self._model_size = model_size
+        url = bool(_URL.match(location))
+        name = redact(location)
+        if not url:
+            if not os.path.exists(location):
+                raise InputError(f"no such file: {location}")
+            if os.path.isdir(location):
+                raise InputError(f"{location} is a directory, not a video")
+            if os.path.getsize(location) == 0:
+                raise InputError(f"{location} is empty (0 bytes)")
+        options = {"rtsp_transport": "tcp"} if location.startswith(("rtsp://", "rtsps://")) else {}
+        try:
+            self._container = av.open(location, options=options, timeout=(open_timeout_s, open_timeout_s))
+        except av.error.FFmpegError as exc:
+            raise InputError(f"cannot open {name}: {_ffmpeg_reason(exc)}") from None
+        except OSError as exc:
+            raise InputError(f"cannot open {name}: {exc.strerror or exc}") from None
+        if not self._container.streams.video:
+            self._container.close()
+            raise InputError(f"{name} has no video stream")
+        self._stream = self._container.streams.video[0]
+        self._stream.thread_type = "AUTO"
+        context = self._stream.codec_context
+        rate = self._stream.average_rate or self._stream.guessed_rate or Fraction(25)
+        time_base = self._stream.time_base or Fraction(1, int(round(rate)) or 25)
+        frames = self._stream.frames or None
+        if not context.width or not context.height:
+            self._container.close()
+            raise InputError(f"{name}: the video stream has no frame size (corrupt or unsupported)")
+        self.info = SourceInfo(name, context.width, context.height, float(rate), time_base, frames, url)
+        self._closed = False
+
+    def frames(self) -> Iterator[DecodedFrame]:
+        import av
+
+        height, width = self._model_size
+        index = 0
+        try:
+            for packet in self._container.demux(self._stream):
+                for frame in packet.decode():
+                    image = frame.to_ndarray(format="bgr24")
+                    small = frame.reformat(width=width, height=height, format="rgb24").to_ndarray()
+                    if frame.pts is not None and frame.time_base is not None:
+                        time_s = float(frame.pts * frame.time_base)
+                    else:
+                        time_s = index / self.info.fps
+                    index += 1
+                    yield DecodedFrame(image, small, frame.pts, time_s)
+        except av.error.FFmpegError as exc:
+            if not self._closed:
+                raise InputError(f"{self.info.name}: decoding stopped after {index} frames: "
+                                 f"{_ffmpeg_reason(exc)}") from None
+        if index == 0 and not self._closed:
+            raise InputError(f"{self.info.name}: no video frame could be decoded")
+
+    def close(self) -> None:
+        self._closed = True
+        self._container.close()
+
+
+class CameraSource(Source):
+    """A local camera by index, through OpenCV."""
+
+    def __init__(self, index: int, model_size: tuple[int, int]) -> None:
+        import cv2
+
+        self._cv2 = cv2
+        self._model_size = model_size
+        self._capture = cv2.VideoCapture(index)
+        if not self._capture.isOpened():
+            raise InputError(f"camera {index} cannot be opened (no such device, or it is busy)")
+        width = int(self._capture.get(cv2.CAP_PROP_FRAME_WIDTH))
+        height = int(self._capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        fps = self._capture.get(cv2.CAP_PROP_FPS) or 30.0
+        self.info = SourceInfo(f"camera {index}", width, height, fps, Fraction(1, 1000), None, True)
+        self._closed = False
+
+    def frames(self) -> Iterator[DecodedFrame]:
+        cv2 = self._cv2
+        height, width = self._model_size
+        start = time.perf_counter()
+        while not self._closed:
+            ok, image = self._capture.read()
+            if not ok:
+                if not self._closed:
+                    raise InputError(f"{self.info.name} stopped delivering frames")
+                return
+            small = cv2.cvtColor(cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA),
+                                 cv2.COLOR_BGR2RGB)
+            elapsed = time.perf_counter() - start
+            yield DecodedFrame(image, small, int(elapsed * 1000), elapsed)
+
+    def close(self) -> None:
+        self._closed = True
+        self._capture.release()
+
+
+def _ffmpeg_reason(exc: Exception) -> str:
+    text = getattr(exc, "strerror", None) or str(exc)
+    return text.split(":")[0].strip() if text else exc.__class__.__name__
+
+
+def open_source(location: str, model_size: tuple[int, int]) -> Source:
+    """A camera for an integer (`0`), else a file path or URL for PyAV."""
+    if location.isdigit():
+        return CameraSource(int(location), model_size)
+    return PyAVSource(location, model_size)
+
+
+class CaptureStage(threading.Thread):
+    """Reads the source into the ring until it ends or `stop()` is called; then closes the ring."""
+
+    def __init__(self, source: Source, ring: FrameRing, telemetry: Telemetry, realtime: bool = False,
+                 max_frames: int | None = None) -> None:
+        super().__init__(name="camstream-capture", daemon=True)
+        self.source = source
+        self.ring = ring
+        self.telemetry = telemetry
+        self.realtime = realtime
+        self.max_frames = max_frames
+        self.error: BaseException | None = None
+        self._stop_event = threading.Event()
+
+    def stop(self) -> None:
+        """Ask the thread to end after the frame in hand."""
+        self._stop_event.set()
+
+    def run(self) -> None:
+        decode = self.telemetry.stages["decode"]
+        start_wall: float | None = None
+        start_media = 0.0
+        seq = 0
+        try:
+            frames = self.source.frames()
+            while not self._stop_event.is_set():
+                if self.max_frames is not None and seq >= self.max_frames:
+                    break
+                began = time.perf_counter()
+                decoded = next(frames, None)
+                if decoded is None:
+                    break
+                available = time.perf_counter()
+                decode.add((available - began) * 1e3)
+                if self.realtime:  # a file played as a camera: hand frames on at source speed
+                    if start_wall is None:
+                        start_wall, start_media = available, decoded.time_s
+                    delay = (decoded.time_s - start_media) - (time.perf_counter() - start_wall)
+                    if delay > 0 and self._stop_event.wait(delay):
+                        break
+                    available = time.perf_counter()
+                slot = self.ring.acquire()
+                if slot is None:
+                    break
+                slot.shape_to(decoded.image.shape, decoded.model_input.shape)
+                np.copyto(slot.image, decoded.image)
+                np.copyto(slot.model_input, decoded.model_input)
+                slot.seq, slot.pts, slot.time_s = seq, decoded.pts, decoded.time_s
+                slot.captured = available
+                self.ring.publish(slot)
+                self.telemetry.frames_in += 1
+                seq += 1
+        except BaseException as exc:  # reported by the pipeline; the ring still closes
+            self.error = exc
+        finally:
+            self.ring.close()

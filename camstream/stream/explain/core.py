@@ -1,0 +1,274 @@
+"""The hooked model and the base class every CAM method derives from.
+
+`HookedModel` owns the hard, shared parts: finding the target layer, the forward hook that keeps its
+activation, cutting the autograd graph there (so gradients stop at the target layer and parameters never
+get `.grad`), running the head alone on other feature maps, and removing the hook when done.
+`CamMethod` owns the preallocated CAM buffers; subclasses only say how a map is made from the activation.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from camstream.errors import ModelError
+
+_POOLING = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.LPPool2d)
+
+
+@dataclass(frozen=True)
+class LayerRecord:
+    """One module call seen while probing a model: its name, output shape and whether it pools."""
+
+    order: int
+    name: str
+    shape: tuple[int, ...]
+    pools: bool
+
+
+def spatial_layers(model: nn.Module, example: torch.Tensor) -> list[LayerRecord]:
+    """Module calls whose output is a 4-D map with more than one cell, in execution order.
+
+    Modules that return the very tensor of a later, outer module (a block ending in its activation)
+    are folded into the outermost one, which is the name a user would pick.
+    """
+    calls: list[tuple[str, torch.Tensor]] = []
+
+    def record(name: str):
+        def hook(_module, _inputs, output):
+            if isinstance(output, torch.Tensor):
+                calls.append((name, output))
+
+        return hook
+
+    handles = [m.register_forward_hook(record(n)) for n, m in model.named_modules() if n]
+    try:
+        with torch.inference_mode():
+            model(example)
+    except Exception as exc:
+        raise ModelError(f"the model failed on a {tuple(example.shape)} probe input: {exc}") from exc
+    finally:
+        for handle in handles:
+            handle.remove()
+    modules = dict(model.named_modules())
+    records: list[LayerRecord] = []
+    for order, (name, output) in enumerate(calls):
+        if output.dim() != 4 or output.shape[2] * output.shape[3] <= 1:
+            continue
+        # outermost module returning this same tensor object (calls stay referenced, so ids are unique)
+        same = [n for n, o in calls if o is output]
+        outer = min(same, key=lambda n: (n.count("."), -same.index(n)))
+        pools = any(isinstance(modules[n], _POOLING) for n in same)
+        records.append(LayerRecord(order, outer, tuple(output.shape), pools))
+    unique: dict[str, LayerRecord] = {}
+    for rec in records:
+        unique[rec.name] = rec
+    return sorted(unique.values(), key=lambda r: r.order)
+
+
+def locate_target_layer(model: nn.Module, example: torch.Tensor) -> str:
+    """Name of the last layer producing a spatial (H×W > 1) feature map that is not a pooling layer."""
+    candidates = [r for r in spatial_layers(model, example) if not r.pools]
+    if not candidates:
+        raise ModelError("the model has no layer with a spatial feature map: CAM methods need a CNN backbone")
+    return candidates[-1].name
+
+
+class HookedModel:
+    """A model with a forward hook on its target layer.
+
+    Use as a context manager (or call `close()`): the hook is removed deterministically. The model is put
+    in eval mode; its parameters are never touched.
+    """
+
+    def __init__(self, model: nn.Module, input_shape: tuple[int, int, int] = (3, 224, 224),
+                 target_layer: str | None = None) -> None:
+        self.model = model.eval()
+        self.input_shape = input_shape
+        example = torch.zeros(1, *input_shape)
+        if target_layer is None:
+            target_layer = locate_target_layer(model, example)
+        modules = dict(model.named_modules())
+        if target_layer not in modules or not target_layer:
+            names = [r.name for r in spatial_layers(model, example) if not r.pools][-8:]
+            raise ModelError(f"no layer named '{target_layer}'; candidates: {', '.join(names)}")
+        self.layer_name = target_layer
+        self.activation: torch.Tensor | None = None
+        self._open_graph = False
+        self._replacement: torch.Tensor | None = None
+        self._calls = 0
+        self._probe: torch.Tensor | None = None
+        self._handle = modules[target_layer].register_forward_hook(self._hook)
+
+    def _hook(self, _module: nn.Module, _inputs: tuple, output: torch.Tensor) -> torch.Tensor | None:
+        self._calls += 1
+        if self._replacement is not None:
+            return self._replacement
+        if self._open_graph:
+            # Cut the graph here: the backbone ran under no_grad, only the head is recorded, so
+            # autograd.grad(score, activation) walks the head alone and no parameter gets .grad.
+            self.activation = output.detach().requires_grad_(True)
+            torch.set_grad_enabled(True)
+            return self.activation.clone()  # the head may work in place; the leaf must stay intact
+        self.activation = output
+        return None
+
+    def forward(self, x: torch.Tensor, open_graph: bool = False) -> torch.Tensor:
+        """Logits for `x`; the target activation is kept in `self.activation`.
+
+        With `open_graph`, the activation is a leaf that requires grad and the head is recorded, even
+        when the caller runs under `torch.inference_mode()` or `no_grad`.
+        """
+        self._calls = 0
+        self._open_graph = open_graph
+        if open_graph:
+            with torch.inference_mode(False), torch.no_grad():
+                logits = self.model(x)
+        else:
+            with torch.inference_mode():
+                logits = self.model(x)
+        if self._calls != 1:
+            raise ModelError(f"layer '{self.layer_name}' ran {self._calls} times in one forward; pick a layer "
+                             "that runs exactly once")
+        return logits
+
+    def head(self, features: torch.Tensor) -> torch.Tensor:
+        """Logits of the part of the model after the target layer, fed with `features` (N, C, h, w).
+
+        The model runs on a small cached probe input whose target activation is swapped for `features`,
+        so only the head does real work.
+        """
+        with torch.inference_mode():
+            if self._probe is None:
+                self._probe = self._find_probe(features[:1])
+            self._replacement = features
+            try:
+                return self.model(self._probe)
+            finally:
+                self._replacement = None
+
+    def _find_probe(self, features: torch.Tensor) -> torch.Tensor:
+        channels, height, width = self.input_shape
+        for side in (32, 64, 128, None):
+            probe = torch.zeros(1, channels, side or height, side or width)
+            self._replacement = features
+            try:
+                self.model(probe)
+                return probe
+            except RuntimeError:
+                continue
+            finally:
+                self._replacement = None
+        raise ModelError(f"the layers after '{self.layer_name}' do not take its output alone (a skip "
+                         "connection crosses it); pick a later target layer")
+
+    def close(self) -> None:
+        """Remove the hook and drop the kept activation."""
+        self._handle.remove()
+        self.activation = None
+
+    def __enter__(self) -> HookedModel:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+
+@dataclass
+class Explanation:
+    """A batch explained: target class, its softmax score and a [0, 1] map per sample.
+
+    `cams` is a view of the method's reused buffer: it is overwritten by the next call of the same shape.
+    """
+
+    class_ids: torch.Tensor  # (B,) int64
+    scores: torch.Tensor  # (B,) float32
+    cams: torch.Tensor  # (B, h, w) float32
+    logits: torch.Tensor  # (B, classes)
+
+
+class CamMethod:
+    """Base class: a map per sample from the target activation A (B, C, h, w).
+
+    The default map is relu(sum_k w_k A_k) / max with channel weights w (B, C) from
+    `channel_weights`; subclasses override that, or `compute_maps` for maps of another kind.
+    """
+
+    name: ClassVar[str]
+    needs_gradient: ClassVar[bool] = False
+
+    def __init__(self, hooked: HookedModel) -> None:
+        self.hooked = hooked
+        self._buffers: dict[tuple[int, int, int], torch.Tensor] = {}
+        self.forward_ms = 0.0  # time of the last call's forward pass
+        self.maps_ms = 0.0  # time of the rest: gradients and maps
+
+    def buffer(self, batch: int, height: int, width: int) -> torch.Tensor:
+        """The preallocated (batch, height, width) map buffer, made on first use of that shape."""
+        key = (batch, height, width)
+        if key not in self._buffers:
+            self._buffers[key] = torch.empty(key, dtype=torch.float32)
+        return self._buffers[key]
+
+    def __call__(self, x: torch.Tensor, class_ids: torch.Tensor | int | None = None) -> Explanation:
+        """Explain a batch: one target per sample, the top-1 class unless `class_ids` says otherwise."""
+        # Buffers and gathered indices must be normal tensors even under the caller's inference_mode.
+        with torch.inference_mode(False):
+            began = time.perf_counter()
+            logits = self.hooked.forward(x, open_graph=self.needs_gradient)
+            forwarded = time.perf_counter()
+            activation = self.hooked.activation
+            assert activation is not None
+            if class_ids is None:
+                targets = logits.detach().argmax(1).clone()
+            else:
+                targets = torch.as_tensor(class_ids, dtype=torch.long).clone().expand(x.shape[0])
+                if int(targets.max()) >= logits.shape[1] or int(targets.min()) < 0:
+                    raise ModelError(f"class id out of range 0..{logits.shape[1] - 1}")
+            gradient = None
+            if self.needs_gradient:
+                with torch.enable_grad():
+                    score = logits.gather(1, targets[:, None]).sum()
+                    (gradient,) = torch.autograd.grad(score, activation)
+                activation = activation.detach()
+            batch, _, height, width = activation.shape
+            out = self.buffer(batch, height, width)
+            with torch.no_grad():
+                self.compute_maps(activation, gradient, targets, out)
+                logits = logits.detach()
+                scores = torch.softmax(logits, 1).gather(1, targets[:, None])[:, 0]
+        self.forward_ms = (forwarded - began) * 1e3
+        self.maps_ms = (time.perf_counter() - forwarded) * 1e3
+        return Explanation(targets, scores, out, logits)
+
+    def channel_weights(self, activation: torch.Tensor, gradient: torch.Tensor | None,
+                        targets: torch.Tensor) -> torch.Tensor:
+        """Weights w (B, C) of the feature channels."""
+        raise NotImplementedError
+
+    def compute_maps(self, activation: torch.Tensor, gradient: torch.Tensor | None, targets: torch.Tensor,
+                     out: torch.Tensor) -> None:
+        """Write relu(sum_k w_k A_k), scaled to max 1, into `out` (B, h, w)."""
+        weights = self.channel_weights(activation, gradient, targets).to(torch.float32)
+        batch, channels = weights.shape
+        torch.matmul(weights.view(batch, 1, channels), activation.float().flatten(2), out=out.view(batch, 1, -1))
+        out.relu_()
+        scale_to_unit_max(out)
+
+
+def scale_to_unit_max(maps: torch.Tensor) -> None:
+    """In place: maps[b] /= max(maps[b]) where that max is positive (maps are non-negative)."""
+    peak = maps.flatten(1).amax(1).clamp_min_(1e-12)
+    maps.div_(peak.view(-1, 1, 1))
+
+
+def scale_to_unit_range(maps: torch.Tensor) -> None:
+    """In place: maps[b] = (maps[b] - min) / (max - min), or zeros where the map is flat."""
+    flat = maps.flatten(1)
+    low = flat.amin(1)
+    span = (flat.amax(1) - low).clamp_min_(1e-12)
+    maps.sub_(low.view(-1, 1, 1)).div_(span.view(-1, 1, 1))

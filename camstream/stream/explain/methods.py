@@ -1,0 +1,129 @@
+"""CAM methods: each a short subclass of `CamMethod` that says how its map is made.
+
+Example::
+
+    spec = load_model()
+    with HookedModel(spec.module) as hooked:
+        explanation = GradCam(hooked)(batch)      # batch: (B, 3, 224, 224), normalised
+        explanation.cams                           # (B, 7, 7), each scaled to max 1
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from camstream.errors import ModelError
+from camstream.stream.explain.core import CamMethod, HookedModel, scale_to_unit_range
+
+
+class Cam(CamMethod):
+    """CAM (Zhou et al. 2016) for GAP + linear heads, forward only: w_k = W[c, k] of the linear layer."""
+
+    name = "cam"
+
+    def __init__(self, hooked: HookedModel) -> None:
+        super().__init__(hooked)
+        self._classifier: nn.Linear | None = None
+
+    def channel_weights(self, activation: torch.Tensor, gradient: torch.Tensor | None,
+                        targets: torch.Tensor) -> torch.Tensor:
+        if self._classifier is None:
+            self._classifier = self._find_gap_linear_head(activation)
+        return self._classifier.weight[targets]
+
+    def _find_gap_linear_head(self, activation: torch.Tensor) -> nn.Linear:
+        """The last `nn.Linear` whose logits equal linear(GAP(A)); checked once on a real activation."""
+        channels = activation.shape[1]
+        linears = [m for m in self.hooked.model.modules() if isinstance(m, nn.Linear) and m.in_features == channels]
+        if linears:
+            linear = linears[-1]
+            pooled = activation[:1].float().mean((2, 3))
+            expected = self.hooked.head(activation[:1])
+            if torch.allclose(nn.functional.linear(pooled, linear.weight, linear.bias), expected, atol=1e-3,
+                              rtol=1e-3):
+                return linear
+        raise ModelError(f"cam needs a global-average-pool + linear head after '{self.hooked.layer_name}'; "
+                         "use gradcam or recipro for this model")
+
+
+class GradCam(CamMethod):
+    """Grad-CAM (Selvaraju et al. 2017): w_k = mean_ij dy_c / dA_k,ij, gradients only down to the target layer."""
+
+    name = "gradcam"
+    needs_gradient = True
+
+    def channel_weights(self, activation: torch.Tensor, gradient: torch.Tensor | None,
+                        targets: torch.Tensor) -> torch.Tensor:
+        assert gradient is not None
+        return gradient.mean((2, 3))
+
+
+class GradCamPlusPlus(CamMethod):
+    """Grad-CAM++ (Chattopadhay et al. 2018), with the exponential-score closed form.
+
+    alpha_k,ij = g² / (2 g² + sum_ab A_k,ab · g³), w_k = sum_ij alpha_k,ij · relu(g_k,ij), g = dy_c / dA.
+    """
+
+    name = "gradcam++"
+    needs_gradient = True
+
+    def channel_weights(self, activation: torch.Tensor, gradient: torch.Tensor | None,
+                        targets: torch.Tensor) -> torch.Tensor:
+        assert gradient is not None
+        grad_2 = gradient.pow(2)
+        grad_3 = grad_2 * gradient
+        activation_sum = activation.sum((2, 3), keepdim=True)
+        alpha = grad_2 / (2 * grad_2 + activation_sum * grad_3 + 1e-7)
+        alpha = torch.where(gradient != 0, alpha, torch.zeros_like(alpha))
+        return (alpha * gradient.relu()).sum((2, 3))
+
+
+class ReciproCam(CamMethod):
+    """Recipro-CAM (Byun & Lee 2022), gradient-free.
+
+    For each cell (i, j) of the map, the head sees A masked by a 3×3 Gaussian centred there;
+    cam[i, j] = softmax(head(A ⊙ M_ij))[c], then scaled to [0, 1]. One batched head pass per sample.
+    """
+
+    name = "recipro"
+    _KERNEL = torch.tensor([[1 / 16, 1 / 8, 1 / 16], [1 / 8, 1 / 4, 1 / 8], [1 / 16, 1 / 8, 1 / 16]]) * 4
+
+    def __init__(self, hooked: HookedModel) -> None:
+        super().__init__(hooked)
+        self._masks: dict[tuple[int, int], torch.Tensor] = {}
+        self._masked: torch.Tensor | None = None
+
+    def masks(self, height: int, width: int) -> torch.Tensor:
+        """(h·w, 1, h, w) masks, one Gaussian (peak 1) per cell; built once per feature-map shape."""
+        key = (height, width)
+        if key not in self._masks:
+            padded = torch.zeros(height * width, 1, height + 2, width + 2)
+            for cell in range(height * width):
+                i, j = divmod(cell, width)
+                padded[cell, 0, i:i + 3, j:j + 3] = self._KERNEL
+            self._masks[key] = padded[:, :, 1:-1, 1:-1].contiguous()
+        return self._masks[key]
+
+    def compute_maps(self, activation: torch.Tensor, gradient: torch.Tensor | None, targets: torch.Tensor,
+                     out: torch.Tensor) -> None:
+        _, channels, height, width = activation.shape
+        masks = self.masks(height, width)
+        cells = height * width
+        if self._masked is None or self._masked.shape != (cells, channels, height, width):
+            self._masked = torch.empty(cells, channels, height, width).to(memory_format=torch.channels_last)
+        for sample in range(activation.shape[0]):
+            torch.mul(activation[sample:sample + 1].float(), masks, out=self._masked)
+            logits = self.hooked.head(self._masked)
+            out[sample].view(-1).copy_(torch.softmax(logits, 1)[:, targets[sample]])
+        scale_to_unit_range(out)
+
+
+METHODS: dict[str, type[CamMethod]] = {m.name: m for m in (Cam, GradCam, GradCamPlusPlus, ReciproCam)}
+
+
+def make_method(name: str, hooked: HookedModel) -> CamMethod:
+    """The method called `name` (see `METHODS`) on `hooked`."""
+    if name not in METHODS:
+        raise ModelError(f"unknown method '{name}' (choose from {', '.join(METHODS)})")
+    return METHODS[name](hooked)

@@ -1,0 +1,99 @@
+"""Inference stage: batch ready frames, run the hooked model once per batch, write CAMs into the slots."""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+
+import numpy as np
+
+from camstream.stream.explain import CamMethod
+from camstream.stream.preprocess import Preprocessor
+from camstream.stream.ring import FrameRing, FrameSlot
+from camstream.stream.telemetry import Telemetry
+
+END = None  # put on the result queue after the last frame
+
+
+class CamSmoother:
+    """Exponential moving average of a stream's CAMs: s ← α·s + (1 − α)·cam (α = 0: off)."""
+
+    def __init__(self, alpha: float) -> None:
+        if not 0.0 <= alpha < 1.0:
+            raise ValueError("smoothing alpha must be in [0, 1)")
+        self.alpha = alpha
+        self._state: np.ndarray | None = None
+
+    def __call__(self, cam: np.ndarray) -> None:
+        """Smooth `cam` in place."""
+        if self.alpha == 0.0:
+            return
+        if self._state is None or self._state.shape != cam.shape:
+            self._state = cam.copy()
+            return
+        self._state *= self.alpha
+        self._state += (1.0 - self.alpha) * cam
+        np.copyto(cam, self._state)
+
+
+class InferenceStage(threading.Thread):
+    """Takes up to `max_batch` frames (waiting at most `max_wait_ms` for a full batch) and explains them.
+
+    With `reuse_cam`, only the newest frame of each batch is explained; the others go on to be rendered
+    with the latest heatmap, so display keeps the source rate while heatmaps refresh at inference rate.
+    """
+
+    def __init__(self, ring: FrameRing, results: queue.Queue, method: CamMethod, preprocessor: Preprocessor,
+                 telemetry: Telemetry, max_batch: int = 4, max_wait_ms: float = 20.0, smooth: float = 0.0,
+                 reuse_cam: bool = False, class_id: int | None = None) -> None:
+        super().__init__(name="camstream-infer", daemon=True)
+        self.ring = ring
+        self.results = results
+        self.method = method
+        self.preprocessor = preprocessor
+        self.telemetry = telemetry
+        self.max_batch = max_batch
+        self.max_wait_s = max_wait_ms / 1e3
+        self.smoother = CamSmoother(smooth)
+        self.reuse_cam = reuse_cam
+        self.class_id = class_id
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            while True:
+                batch = self.ring.take(self.max_batch, self.max_wait_s)
+                if not batch:
+                    break
+                self._explain(batch[-1:] if self.reuse_cam else batch)
+                for slot in batch:
+                    self.results.put(slot)
+        except BaseException as exc:  # reported by the pipeline
+            self.error = exc
+            self.ring.abort()
+        finally:
+            self.results.put(END)
+
+    def _explain(self, slots: list[FrameSlot]) -> None:
+        stages = self.telemetry.stages
+        began = time.perf_counter()
+        inputs = self.preprocessor([slot.model_input for slot in slots])
+        stages["preprocess"].add((time.perf_counter() - began) * 1e3 / len(slots))
+        began = time.perf_counter()
+        explanation = self.method(inputs, self.class_id)
+        cams = explanation.cams.numpy()
+        class_ids = explanation.class_ids.tolist()
+        scores = explanation.scores.tolist()
+        for index, slot in enumerate(slots):
+            cam = slot.cam_buffer(cams.shape[1:])
+            np.copyto(cam, cams[index])
+            self.smoother(cam)
+            slot.has_cam = True
+            slot.class_id = class_ids[index]
+            slot.score = scores[index]
+        per_frame = 1.0 / len(slots)
+        stages["inference"].add(self.method.forward_ms * per_frame)
+        stages["cam"].add(((time.perf_counter() - began) * 1e3 - self.method.forward_ms) * per_frame)
+        self.telemetry.frames_explained += len(slots)
+        self.telemetry.batches += 1

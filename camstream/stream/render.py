@@ -1,0 +1,134 @@
+"""Render stage: composite heatmaps over frames (fused kernel), draw the HUD, pace, hand to the sinks."""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+
+import cv2
+import numpy as np
+
+from camstream.kernels import ThresholdSpec, colormap_lut, overlay, threshold_value, upsample_bilinear
+from camstream.stream.infer import END
+from camstream.stream.models import ModelSpec
+from camstream.stream.ring import FrameRing, FrameSlot
+from camstream.stream.sinks import Sink
+from camstream.stream.telemetry import Telemetry
+
+PROXY_SIDE = 64  # percentiles are taken on a 64×64 bilinear upsample: same distribution, far fewer pixels
+
+
+class HeatmapPainter:
+    """Threshold a CAM by `spec` and blend it over a frame; owns its lookup table and scratch buffers."""
+
+    def __init__(self, spec: ThresholdSpec, colormap: str = "jet", alpha: float = 0.45) -> None:
+        self.spec = spec
+        self.alpha = alpha
+        self.lut = colormap_lut(colormap)
+        self._proxy = np.empty((PROXY_SIDE, PROXY_SIDE), dtype=np.float32)
+        self._scratch = np.empty(PROXY_SIDE * PROXY_SIDE, dtype=np.float64)
+
+    def threshold(self, cam: np.ndarray) -> float:
+        """The map value above which the heatmap is drawn (-inf: everywhere)."""
+        if self.spec.keep_percent is None and not self.spec.dynamic:
+            return -np.inf
+        upsample_bilinear(cam, self._proxy.shape, self._proxy)
+        return threshold_value(self._proxy, self.spec, self._scratch)
+
+    def paint(self, frame: np.ndarray, cam: np.ndarray, out: np.ndarray) -> float:
+        """Write frame + heatmap into `out`; returns the threshold used."""
+        threshold = self.threshold(cam)
+        overlay(frame, cam, threshold, self.lut, self.alpha, out)
+        return threshold
+
+
+class RenderStage(threading.Thread):
+    """Composites each frame with the newest heatmap, draws the HUD, paces display sinks, writes the sinks.
+
+    Every frame is released back to the ring after the sinks have taken it.
+    """
+
+    def __init__(self, results: queue.Queue, ring: FrameRing, sinks: list[Sink], painter: HeatmapPainter,
+                 telemetry: Telemetry, labels: ModelSpec, method: str, target_fps: float = 60.0,
+                 hud: bool = True) -> None:
+        super().__init__(name="camstream-render", daemon=True)
+        self.results = results
+        self.ring = ring
+        self.sinks = sinks
+        self.painter = painter
+        self.telemetry = telemetry
+        self.labels = labels
+        self.method = method
+        self.frame_interval = 1.0 / target_fps if target_fps > 0 and any(s.displays for s in sinks) else 0.0
+        self.hud = hud
+        self.error: BaseException | None = None
+        self.last_seq = -1  # order check: sequence numbers must only grow
+        self.out_of_order = 0
+        self._cam: np.ndarray | None = None
+        self._cam_meta = (-1, 0.0, -1, 0.0)  # class id, score, seq, made at
+        self._canvas: np.ndarray | None = None
+
+    def run(self) -> None:
+        next_due = 0.0
+        try:
+            while True:
+                slot = self.results.get()
+                if slot is END:
+                    break
+                began = time.perf_counter()
+                canvas = self._render(slot)
+                self.telemetry.stages["render"].add((time.perf_counter() - began) * 1e3)
+                if self.frame_interval:
+                    now = time.perf_counter()
+                    if next_due > now:
+                        time.sleep(next_due - now)
+                    next_due = max(next_due, now) + self.frame_interval
+                began = time.perf_counter()
+                for sink in self.sinks:
+                    sink.write(canvas, slot)
+                done = time.perf_counter()
+                self.telemetry.stages["sink"].add((done - began) * 1e3)
+                self.telemetry.latency.add((done - slot.captured) * 1e3)
+                self.telemetry.frames_out += 1
+                if slot.seq <= self.last_seq:
+                    self.out_of_order += 1
+                self.last_seq = slot.seq
+                self.ring.release(slot)
+        except BaseException as exc:  # reported by the pipeline
+            self.error = exc
+            self.ring.abort()
+            while self.results.get() is not END:  # let the inference thread finish its puts
+                pass
+
+    def _render(self, slot: FrameSlot) -> np.ndarray:
+        if self._canvas is None or self._canvas.shape != slot.image.shape:
+            self._canvas = np.empty_like(slot.image)
+        if slot.has_cam:
+            if self._cam is None or self._cam.shape != slot.cam.shape:
+                self._cam = np.empty_like(slot.cam)
+            np.copyto(self._cam, slot.cam)
+            self._cam_meta = (slot.class_id, slot.score, slot.seq, slot.time_s)
+        if self._cam is None:
+            np.copyto(self._canvas, slot.image)
+        else:
+            self.painter.paint(slot.image, self._cam, self._canvas)
+        if self.hud:
+            self._draw_hud(self._canvas, slot)
+        return self._canvas
+
+    def _draw_hud(self, canvas: np.ndarray, slot: FrameSlot) -> None:
+        class_id, score, cam_seq, cam_time = self._cam_meta
+        stages = self.telemetry.stages
+        label = self.labels.label(class_id) if class_id >= 0 else "..."
+        age_ms = (slot.time_s - cam_time) * 1e3 if cam_seq >= 0 else 0.0
+        top = f"{label} {score:.2f} | {self.method} {self.painter.spec} | {self.telemetry.fps():.1f} fps"
+        timing = " ".join(f"{name} {stages[name].recent_ms:.1f}" for name in ("decode", "inference", "cam",
+                                                                                "render", "sink"))
+        bottom = f"ms: {timing} | cam age {age_ms:.0f} ms"
+        scale = max(0.35, min(canvas.shape[1] / 1600.0, 0.8))
+        line = int(22 * scale / 0.5)
+        cv2.rectangle(canvas, (0, 0), (canvas.shape[1], 2 * line + 6), (0, 0, 0), thickness=-1)
+        for row, text in enumerate((top, bottom)):
+            cv2.putText(canvas, text, (6, line * (row + 1)), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255),
+                        1, cv2.LINE_AA)

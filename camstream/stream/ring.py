@@ -1,0 +1,135 @@
+"""FrameRing: a fixed set of preallocated frame slots between capture, inference and render.
+
+A slot cycles free → written (capture) → ready → taken (inference) → rendered → released (render) → free.
+Policy `live`: when no slot is free the writer takes back the oldest unread frame and counts a drop
+(latency beats completeness). Policy `lossless`: the writer waits, so every frame reaches the output.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+POLICIES = ("live", "lossless")
+
+
+@dataclass
+class FrameSlot:
+    """One preallocated frame: the display image, the model-size input and, once explained, its CAM."""
+
+    index: int
+    image: np.ndarray = field(default_factory=lambda: np.empty((0, 0, 3), np.uint8))
+    model_input: np.ndarray = field(default_factory=lambda: np.empty((0, 0, 3), np.uint8))
+    cam: np.ndarray = field(default_factory=lambda: np.empty((0, 0), np.float32))
+    seq: int = -1
+    pts: int | None = None  # in the source's time base
+    time_s: float = 0.0  # source timestamp, seconds
+    captured: float = 0.0  # perf_counter() when decoded
+    has_cam: bool = False
+    class_id: int = -1
+    score: float = 0.0
+
+    def shape_to(self, image_shape: tuple[int, ...], input_shape: tuple[int, ...]) -> None:
+        """Make sure the buffers have these shapes (reallocated only when a source changes size)."""
+        if self.image.shape != image_shape:
+            self.image = np.empty(image_shape, np.uint8)
+        if self.model_input.shape != input_shape:
+            self.model_input = np.empty(input_shape, np.uint8)
+
+    def cam_buffer(self, shape: tuple[int, int]) -> np.ndarray:
+        """The slot's CAM buffer, allocated once for the model's map shape."""
+        if self.cam.shape != shape:
+            self.cam = np.empty(shape, np.float32)
+        return self.cam
+
+
+class FrameRing:
+    """Bounded hand-off of `FrameSlot`s from one writer to one reader, released by a later stage."""
+
+    def __init__(self, slots: int, policy: str = "lossless") -> None:
+        if policy not in POLICIES:
+            raise ValueError(f"policy must be one of {POLICIES}")
+        if slots < 2:
+            raise ValueError("a ring needs at least 2 slots")
+        self.policy = policy
+        self.slots = [FrameSlot(i) for i in range(slots)]
+        self._free: deque[FrameSlot] = deque(self.slots)
+        self._ready: deque[FrameSlot] = deque()
+        self._cond = threading.Condition()
+        self._closed = False
+        self._aborted = False
+        self.written = 0
+        self.dropped = 0
+        self.max_depth = 0
+
+    @property
+    def depth(self) -> int:
+        """Frames written and not yet taken by the reader."""
+        return len(self._ready)
+
+    def acquire(self) -> FrameSlot | None:
+        """A slot to write into; None once the ring is aborted. May drop the oldest unread frame (live)."""
+        with self._cond:
+            while not self._aborted:
+                if self._free:
+                    return self._free.popleft()
+                if self.policy == "live" and self._ready:
+                    self.dropped += 1
+                    return self._ready.popleft()
+                self._cond.wait()
+            return None
+
+    def publish(self, slot: FrameSlot) -> None:
+        """Hand a written slot to the reader."""
+        with self._cond:
+            if self._aborted:
+                self._free.append(slot)
+                return
+            self._ready.append(slot)
+            self.written += 1
+            self.max_depth = max(self.max_depth, len(self._ready))
+            self._cond.notify_all()
+
+    def take(self, max_count: int, max_wait_s: float = 0.0) -> list[FrameSlot]:
+        """Up to `max_count` ready slots in order, waiting for the first and up to `max_wait_s` for the rest.
+
+        An empty list means the input has ended (closed and drained) or the ring was aborted.
+        """
+        with self._cond:
+            while not self._ready and not self._closed and not self._aborted:
+                self._cond.wait()
+            if self._aborted or not self._ready:
+                return []
+            deadline = time.perf_counter() + max_wait_s
+            while len(self._ready) < max_count and not self._closed and not self._aborted:
+                remaining = deadline - time.perf_counter()
+                if remaining <= 0 or not self._free:
+                    break  # with no free slot, waiting only stalls the writer (or makes it drop)
+                self._cond.wait(remaining)
+            count = min(max_count, len(self._ready))
+            return [self._ready.popleft() for _ in range(count)]
+
+    def release(self, slot: FrameSlot) -> None:
+        """Return a slot whose frame has been fully consumed."""
+        with self._cond:
+            slot.has_cam = False
+            self._free.append(slot)
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        """The writer is done: the reader drains what is ready, then gets []."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def abort(self) -> None:
+        """Stop now: unread frames are discarded and every waiter wakes."""
+        with self._cond:
+            self._aborted = True
+            self._free.extend(self._ready)
+            self._ready.clear()
+            self._cond.notify_all()

@@ -1,0 +1,319 @@
+"""Sinks: where rendered frames go — an H.264 file, an MJPEG page over HTTP, a window, or nowhere."""
+
+from __future__ import annotations
+
+import html
+import http.server
+import os
+import socket
+import socketserver
+import threading
+import time
+from fractions import Fraction
+
+import cv2
+import numpy as np
+
+from camstream.errors import CamstreamError, InputError
+from camstream.stream.capture import SourceInfo
+from camstream.stream.ring import FrameSlot
+
+SINKS = ("file", "mjpeg", "window", "null")
+
+
+class Sink:
+    """A destination for rendered frames. `open` once, `write` per frame (in order), `close` once."""
+
+    name: str = "sink"
+    displays = False  # paced to the target fps when True
+
+    def open(self, info: SourceInfo) -> None:
+        """Prepare for frames like those of `info`."""
+
+    def write(self, frame: np.ndarray, slot: FrameSlot) -> None:
+        """Take one rendered BGR frame; it is overwritten after this returns."""
+
+    def close(self) -> None:
+        """Finish: flush and release everything; safe to call twice."""
+
+    def describe(self) -> dict:
+        """What the report says of this sink."""
+        return {"type": self.name}
+
+
+class NullSink(Sink):
+    """Discards frames (benchmarks)."""
+
+    name = "null"
+
+
+class FileSink(Sink):
+    """H.264 MP4 through PyAV with the source's timestamps, so frame count and timing match the input.
+
+    x264 `ultrafast` keeps up with real time on small CPUs; the file is finalised on close (also after
+    Ctrl-C), so what was written stays playable.
+    """
+
+    name = "file"
+
+    def __init__(self, path: str, preset: str = "ultrafast", crf: int = 23) -> None:
+        self.path = path
+        self.preset = preset
+        self.crf = crf
+        self._container = None
+        self._stream = None
+        self._size = (0, 0)
+        self._last_pts = -1
+        self.frames = 0
+
+    def open(self, info: SourceInfo) -> None:
+        import av
+
+        directory = os.path.dirname(os.path.abspath(self.path))
+        try:
+            os.makedirs(directory, exist_ok=True)
+            self._container = av.open(self.path, mode="w")
+        except (OSError, av.error.FFmpegError) as exc:
+            raise InputError(f"cannot write {self.path}: {getattr(exc, 'strerror', None) or exc}") from None
+        rate = Fraction(info.fps).limit_denominator(1001) if info.fps > 0 else Fraction(25)
+        stream = self._container.add_stream("libx264", rate=rate)
+        # yuv420p needs even sides: an odd last row/column is cropped
+        self._size = (info.width & ~1, info.height & ~1)
+        stream.width, stream.height = self._size
+        stream.pix_fmt = "yuv420p"
+        stream.time_base = info.time_base
+        stream.codec_context.time_base = info.time_base
+        stream.options = {"preset": self.preset, "crf": str(self.crf)}
+        self._stream = stream
+        self._time_base = info.time_base
+        self._fps = info.fps
+
+    def write(self, frame: np.ndarray, slot: FrameSlot) -> None:
+        import av
+
+        width, height = self._size
+        if frame.shape[1] != width or frame.shape[0] != height:
+            frame = np.ascontiguousarray(frame[:height, :width])
+        video_frame = av.VideoFrame.from_ndarray(frame, format="bgr24")
+        pts = slot.pts if slot.pts is not None else round(slot.time_s / self._time_base)
+        video_frame.pts = max(pts, self._last_pts + 1)  # the muxer needs strictly increasing pts
+        video_frame.time_base = self._time_base
+        self._last_pts = video_frame.pts
+        for packet in self._stream.encode(video_frame):
+            self._container.mux(packet)
+        self.frames += 1
+
+    def close(self) -> None:
+        if self._container is None:
+            return
+        container, self._container = self._container, None
+        try:
+            for packet in self._stream.encode(None):
+                container.mux(packet)
+        finally:
+            container.close()
+
+    def describe(self) -> dict:
+        return {"type": self.name, "path": self.path, "frames": self.frames}
+
+
+class WindowSink(Sink):
+    """An OpenCV window; closing it or pressing q / Esc stops the run."""
+
+    name = "window"
+    displays = True
+
+    def __init__(self, title: str = "camstream", on_quit=None) -> None:
+        self.title = title
+        self.on_quit = on_quit
+        self._open = False
+
+    def open(self, info: SourceInfo) -> None:
+        if os.name == "posix" and not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
+            raise CamstreamError("--sink window needs a display (no DISPLAY set); use --sink mjpeg or file")
+        try:
+            cv2.namedWindow(self.title, cv2.WINDOW_NORMAL)
+        except cv2.error as exc:
+            raise CamstreamError(f"cannot open a window: {exc.msg.strip() or exc}") from None
+        self._open = True
+
+    def write(self, frame: np.ndarray, slot: FrameSlot) -> None:
+        cv2.imshow(self.title, frame)
+        key = cv2.waitKey(1) & 0xFF
+        closed = cv2.getWindowProperty(self.title, cv2.WND_PROP_VISIBLE) < 1
+        if (key in (ord("q"), 27) or closed) and self.on_quit is not None:
+            self.on_quit()
+
+    def close(self) -> None:
+        if self._open:
+            self._open = False
+            cv2.destroyWindow(self.title)
+
+
+class _MjpegHandler(http.server.BaseHTTPRequestHandler):
+    server: _MjpegServer
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *_args) -> None:  # no per-request noise on stderr
+        pass
+
+    def _authorised(self) -> bool:
+        token = self.server.token
+        if token is None:
+            return True
+        from urllib.parse import parse_qs, urlsplit
+
+        query = parse_qs(urlsplit(self.path).query)
+        header = self.headers.get("Authorization", "")
+        if query.get("token", [None])[0] == token or header == f"Bearer {token}":
+            return True
+        self.send_error(403, "token required")
+        return False
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        route = self.path.split("?")[0]
+        if not self._authorised():
+            return
+        if route == "/":
+            self._send_page()
+        elif route == "/stream.mjpg":
+            self._send_stream()
+        elif route == "/frame.jpg":
+            jpeg = self.server.latest(timeout=5.0, after=-1)
+            if jpeg is None:
+                self.send_error(503, "no frame yet")
+                return
+            self._send_bytes(jpeg[1], "image/jpeg")
+        else:
+            self.send_error(404)
+
+    def _send_bytes(self, body: bytes, kind: str) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _send_page(self) -> None:
+        query = self.path.partition("?")[2]
+        source = "stream.mjpg" + (f"?{html.escape(query)}" if query else "")
+        body = (f"<!doctype html><title>camstream</title><body style='margin:0;background:#111'>"
+                f"<img src='{source}' style='max-width:100%;display:block;margin:auto'></body>").encode()
+        self._send_bytes(body, "text/html; charset=utf-8")
+
+    def _send_stream(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        seen = -1
+        self.server.clients += 1
+        try:
+            while not self.server.stopping:
+                latest = self.server.latest(timeout=1.0, after=seen)
+                if latest is None:
+                    continue
+                seen, jpeg = latest
+                self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: "
+                                 + str(len(jpeg)).encode() + b"\r\n\r\n" + jpeg + b"\r\n")
+        except (BrokenPipeError, ConnectionResetError, socket.timeout):
+            pass
+        finally:
+            self.server.clients -= 1
+
+
+class _MjpegServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], token: str | None) -> None:
+        super().__init__(address, _MjpegHandler)
+        self.token = token
+        self.stopping = False
+        self.clients = 0
+        self._cond = threading.Condition()
+        self._jpeg: bytes | None = None
+        self._number = -1
+
+    def publish(self, jpeg: bytes) -> None:
+        with self._cond:
+            self._jpeg = jpeg
+            self._number += 1
+            self._cond.notify_all()
+
+    def latest(self, timeout: float, after: int) -> tuple[int, bytes] | None:
+        """The newest JPEG numbered above `after`, waiting up to `timeout` s for one."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._number > after or self.stopping, timeout):
+                return None
+            if self._jpeg is None or self._number <= after:
+                return None
+            return self._number, self._jpeg
+
+    def handle_error(self, request, client_address) -> None:  # a broken client never kills the server
+        pass
+
+
+class MjpegSink(Sink):
+    """An HTTP page (`/`) with a live MJPEG stream (`/stream.mjpg`) and the newest frame (`/frame.jpg`).
+
+    Binds 127.0.0.1 unless told otherwise; with a token, every request needs `?token=` or a Bearer header.
+    """
+
+    name = "mjpeg"
+    displays = True
+
+    def __init__(self, bind: str = "127.0.0.1", port: int = 8080, token: str | None = None,
+                 quality: int = 80) -> None:
+        self.bind = bind
+        self.port = port
+        self.token = token
+        self.quality = quality
+        self._server: _MjpegServer | None = None
+        self._thread: threading.Thread | None = None
+        self._encoded_at = 0.0
+
+    def open(self, info: SourceInfo) -> None:
+        try:
+            self._server = _MjpegServer((self.bind, self.port), self.token)
+        except OSError as exc:
+            raise CamstreamError(f"cannot serve MJPEG on {self.bind}:{self.port}: {exc.strerror or exc}") from None
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
+                                        name="camstream-mjpeg", daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        """Address of the page."""
+        return f"http://{self.bind}:{self.port}/"
+
+    def write(self, frame: np.ndarray, slot: FrameSlot) -> None:
+        server = self._server
+        if server is None:
+            return
+        now = time.monotonic()
+        if server.clients == 0 and now - self._encoded_at < 0.5:
+            return  # nobody is watching the stream: keep /frame.jpg fresh at 2 fps only
+        self._encoded_at = now
+        ok, jpeg = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
+        if ok:
+            server.publish(jpeg.tobytes())
+
+    def close(self) -> None:
+        if self._server is None:
+            return
+        server, self._server = self._server, None
+        server.stopping = True
+        with server._cond:
+            server._cond.notify_all()
+        server.shutdown()
+        server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=2.0)
+
+    def describe(self) -> dict:
+        return {"type": self.name, "url": f"http://{self.bind}:{self.port}/"}

@@ -1,0 +1,135 @@
+"""Per-stage latency histograms, counters and process memory (psutil), in constant memory."""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+import time
+
+import numpy as np
+import psutil
+
+STAGES = ("decode", "preprocess", "inference", "cam", "render", "sink")
+
+
+class LatencyHistogram:
+    """Latencies in log-spaced bins (1 µs … 100 s, bins 1 % wide): percentiles within ±1 %, fixed memory."""
+
+    _LOW_MS = 1e-3
+    _RATIO = 1.01
+    _BINS = int(math.log(1e5 / 1e-3) / math.log(1.01)) + 2
+
+    def __init__(self) -> None:
+        self.counts = np.zeros(self._BINS, dtype=np.int64)
+        self.count = 0
+        self.total_ms = 0.0
+        self.max_ms = 0.0
+        self.recent_ms = 0.0  # exponential moving average, for live display
+
+    def add(self, ms: float) -> None:
+        """Record one latency in milliseconds."""
+        ms = max(ms, 0.0)
+        index = 0 if ms <= self._LOW_MS else min(int(math.log(ms / self._LOW_MS) / math.log(self._RATIO)) + 1,
+                                                   self._BINS - 1)
+        self.counts[index] += 1
+        self.count += 1
+        self.total_ms += ms
+        self.max_ms = max(self.max_ms, ms)
+        self.recent_ms = ms if self.count == 1 else 0.9 * self.recent_ms + 0.1 * ms
+
+    def percentile(self, q: float) -> float:
+        """The q-th percentile (0..100) in ms; 0 when empty."""
+        if self.count == 0:
+            return 0.0
+        rank = max(1, math.ceil(q / 100.0 * self.count))
+        index = int(np.searchsorted(np.cumsum(self.counts), rank))
+        if index == 0:
+            return self._LOW_MS
+        # geometric centre of the bin, never beyond the largest value seen
+        return min(self._LOW_MS * self._RATIO ** (index - 0.5), self.max_ms)
+
+    def summary(self) -> dict[str, float]:
+        """count, mean and p50/p95/p99/max in ms."""
+        mean = self.total_ms / self.count if self.count else 0.0
+        return {"count": self.count, "mean_ms": round(mean, 3), "p50_ms": round(self.percentile(50), 3),
+                "p95_ms": round(self.percentile(95), 3), "p99_ms": round(self.percentile(99), 3),
+                "max_ms": round(self.max_ms, 3)}
+
+
+class Telemetry:
+    """What every stage records: its latencies, frame counters, and the process's memory."""
+
+    def __init__(self) -> None:
+        self.stages = {name: LatencyHistogram() for name in STAGES}
+        self.latency = LatencyHistogram()  # capture → sink, per frame
+        self.frames_in = 0
+        self.frames_out = 0
+        self.frames_explained = 0
+        self.batches = 0
+        self.started = time.perf_counter()
+        self.finished: float | None = None
+        self._process = psutil.Process(os.getpid())
+        self.rss_start_mb = self.rss_mb()
+        self.rss_peak_mb = self.rss_start_mb
+        self._lock = threading.Lock()
+
+    def rss_mb(self) -> float:
+        """Resident memory of this process now, MB."""
+        return self._process.memory_info().rss / 2**20
+
+    def sample_memory(self) -> float:
+        """Read RSS and fold it into the peak; returns it."""
+        rss = self.rss_mb()
+        with self._lock:
+            self.rss_peak_mb = max(self.rss_peak_mb, rss)
+        return rss
+
+    def peak_rss_mb(self) -> float:
+        """Peak RSS of the process: the OS's high-water mark where it has one, else our samples."""
+        try:
+            import resource
+
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+            return max(peak, self.rss_peak_mb)
+        except (ImportError, ValueError):
+            return self.rss_peak_mb
+
+    def elapsed_s(self) -> float:
+        """Seconds since start (until `finish`)."""
+        return (self.finished or time.perf_counter()) - self.started
+
+    def fps(self) -> float:
+        """Frames out per second so far."""
+        elapsed = self.elapsed_s()
+        return self.frames_out / elapsed if elapsed > 0 else 0.0
+
+    def finish(self) -> None:
+        """Freeze the clock."""
+        self.finished = time.perf_counter()
+        self.sample_memory()
+
+    def live_line(self, depth: int, dropped: int) -> str:
+        """One compact status line."""
+        parts = " ".join(f"{name} {h.recent_ms:.1f}" for name, h in self.stages.items() if h.count)
+        return (f"frames {self.frames_out}/{self.frames_in} | {self.fps():.1f} fps | dropped {dropped} | "
+                f"queue {depth} | ms: {parts} | rss {self.sample_memory():.0f} MB")
+
+    def report(self) -> dict:
+        """The telemetry part of report.json."""
+        return {
+            "frames_in": self.frames_in,
+            "frames_out": self.frames_out,
+            "frames_explained": self.frames_explained,
+            "batches": self.batches,
+            "elapsed_s": round(self.elapsed_s(), 3),
+            "fps": round(self.fps(), 3),
+            "stages": {name: h.summary() for name, h in self.stages.items()},
+            "latency_ms": {"p50": round(self.latency.percentile(50), 3),
+                           "p95": round(self.latency.percentile(95), 3),
+                           "p99": round(self.latency.percentile(99), 3),
+                           "max": round(self.latency.max_ms, 3)},
+            "rss_start_mb": round(self.rss_start_mb, 1),
+            "rss_end_mb": round(self.sample_memory(), 1),
+            "rss_peak_mb": round(self.peak_rss_mb(), 1),
+        }
