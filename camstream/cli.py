@@ -88,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--port", type=int, default=8080, help="mjpeg sink port (default 8080; 0: any free port)")
     run.add_argument("--token", metavar="SECRET", help="mjpeg sink: require ?token=SECRET on every request")
     run.add_argument("--quiet", action="store_true", help="no live status line")
+    run.add_argument("--status-every", type=float, metavar="S",
+                     help="seconds between status lines (default 1 on a terminal, 5 otherwise)")
     run.set_defaults(handler=_run)
     return parser
 
@@ -112,7 +114,7 @@ def _run(args: argparse.Namespace) -> int:
             print(f"camstream: serving {sink.describe()['url']}", file=sys.stderr, flush=True)
     signal.signal(signal.SIGTERM, _raise_interrupt)
     report = pipeline.run(on_progress=None if args.quiet else _progress_printer(),
-                          progress_every_s=1.0 if sys.stderr.isatty() else 5.0)
+                          progress_every_s=args.status_every or (1.0 if sys.stderr.isatty() else 5.0))
     if not args.quiet and sys.stderr.isatty():
         print(file=sys.stderr)
     _print_summary(report, pipeline.report_path)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -138,9 +139,17 @@ class CameraSource(Source):
 
         self._cv2 = cv2
         self._model_size = model_size
-        self._capture = cv2.VideoCapture(index)
+        missing = InputError(f"camera {index} cannot be opened (no such device, or it is busy)")
+        if sys.platform.startswith("linux") and not os.path.exists(f"/dev/video{index}"):
+            raise missing
+        previous = cv2.utils.logging.getLogLevel()
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # we say it in one line ourselves
+        try:
+            self._capture = cv2.VideoCapture(index)
+        finally:
+            cv2.utils.logging.setLogLevel(previous)
         if not self._capture.isOpened():
-            raise InputError(f"camera {index} cannot be opened (no such device, or it is busy)")
+            raise missing
         width = int(self._capture.get(cv2.CAP_PROP_FRAME_WIDTH))
         height = int(self._capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
         fps = self._capture.get(cv2.CAP_PROP_FPS) or 30.0

@@ -102,7 +102,9 @@ def _load_state_dict(model: nn.Module, path: str) -> nn.Module:
 def _user_module(path: str) -> nn.Module:
     """A TorchScript archive or a pickled `nn.Module` (trusted file: unpickling runs code)."""
     try:
-        return torch.jit.load(path, map_location="cpu")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # jit deprecation notice
+            return torch.jit.load(path, map_location="cpu")
     except (RuntimeError, ValueError):
         pass
     try:

@@ -90,7 +90,7 @@ class RenderStage(threading.Thread):
                 done = time.perf_counter()
                 self.telemetry.stages["sink"].add((done - began) * 1e3)
                 self.telemetry.latency.add((done - slot.captured) * 1e3)
-                self.telemetry.frames_out += 1
+                self.telemetry.frame_out()
                 if slot.seq <= self.last_seq:
                     self.out_of_order += 1
                 self.last_seq = slot.seq

@@ -60,8 +60,10 @@ class LatencyHistogram:
 class Telemetry:
     """What every stage records: its latencies, frame counters, and the process's memory."""
 
-    def __init__(self) -> None:
+    def __init__(self, warmup_frames: int = 200) -> None:
         self.stages = {name: LatencyHistogram() for name in STAGES}
+        self.warmup_frames = warmup_frames
+        self.rss_warm_mb: float | None = None  # RSS once `warmup_frames` frames are out: the base for growth
         self.latency = LatencyHistogram()  # capture → sink, per frame
         self.frames_in = 0
         self.frames_out = 0
@@ -73,6 +75,12 @@ class Telemetry:
         self.rss_start_mb = self.rss_mb()
         self.rss_peak_mb = self.rss_start_mb
         self._lock = threading.Lock()
+
+    def frame_out(self) -> None:
+        """Count one frame delivered to the sinks; take the warm RSS reading when warm-up ends."""
+        self.frames_out += 1
+        if self.frames_out == self.warmup_frames:
+            self.rss_warm_mb = self.sample_memory()
 
     def rss_mb(self) -> float:
         """Resident memory of this process now, MB."""
@@ -117,6 +125,8 @@ class Telemetry:
 
     def report(self) -> dict:
         """The telemetry part of report.json."""
+        rss_end = self.sample_memory()
+        growth = None if self.rss_warm_mb is None else 100.0 * (rss_end - self.rss_warm_mb) / self.rss_warm_mb
         return {
             "frames_in": self.frames_in,
             "frames_out": self.frames_out,
@@ -130,6 +140,9 @@ class Telemetry:
                            "p99": round(self.latency.percentile(99), 3),
                            "max": round(self.latency.max_ms, 3)},
             "rss_start_mb": round(self.rss_start_mb, 1),
-            "rss_end_mb": round(self.sample_memory(), 1),
+            "rss_end_mb": round(rss_end, 1),
             "rss_peak_mb": round(self.peak_rss_mb(), 1),
+            "rss_warm_mb": None if self.rss_warm_mb is None else round(self.rss_warm_mb, 1),
+            "rss_growth_after_warmup_pct": None if growth is None else round(growth, 3),
+            "threads_end": threading.active_count(),
         }

@@ -87,6 +87,9 @@ class HookedModel:
 
     def __init__(self, model: nn.Module, input_shape: tuple[int, int, int] = (3, 224, 224),
                  target_layer: str | None = None) -> None:
+        if isinstance(model, torch.jit.ScriptModule):
+            raise ModelError("TorchScript models cannot be hooked; give the nn.Module itself (torch.save(model)) "
+                             "or a torchvision name with --weights")
         self.model = model.eval()
         self.input_shape = input_shape
         example = torch.zeros(1, *input_shape)

@@ -1,0 +1,1 @@
+"""Benchmarks: speed of the explainer vs plain inference and peers, the pipeline, the kernels."""

@@ -1,0 +1,169 @@
+"""Each jitted kernel against its NumPy / OpenCV reference, plus edge cases and fuzzing."""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from camstream.errors import CamstreamError
+from camstream.kernels import (
+    ThresholdSpec,
+    colormap_lut,
+    dynamic_threshold,
+    overlay,
+    parse_threshold,
+    percentile,
+    simplify,
+    threshold_value,
+    upsample_bilinear,
+)
+from camstream.kernels.reference import (
+    dynamic_threshold_reference,
+    overlay_reference,
+    simplify_reference,
+    upsample_reference,
+)
+
+RNG = np.random.default_rng(7)
+SHAPES = [(1, 1), (7, 7), (14, 14), (3, 5), (10, 1), (64, 64)]
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("q", [0, 1, 5, 10, 37.5, 50, 90, 95, 99, 100])
+def test_percentile_matches_numpy_linear_interpolation(shape, q):
+    cam = RNG.random(shape).astype(np.float32)
+    assert percentile(cam, q) == pytest.approx(float(np.percentile(cam.astype(np.float64), q)), rel=1e-12, abs=1e-12)
+
+
+def test_percentile_handles_ties_and_sorted_inputs():
+    for values in (np.zeros(50), np.arange(100.0), np.arange(100.0)[::-1].copy(), np.repeat([1.0, 2.0], 30)):
+        for q in (0, 10, 50, 90, 100):
+            assert percentile(values, q) == pytest.approx(np.percentile(values, q))
+
+
+def test_percentile_rejects_empty_and_out_of_range():
+    with pytest.raises(ValueError):
+        percentile(np.empty(0), 50)
+    with pytest.raises(ValueError):
+        percentile(np.ones(3), 101)
+
+
+@pytest.mark.parametrize("keep", [1, 5, 10, 20, 50, 100])
+def test_simplify_keeps_the_top_percent_like_the_seed_algorithm(keep):
+    cam = RNG.random((14, 14)).astype(np.float32)
+    result = simplify(cam, keep)
+    np.testing.assert_array_equal(result, simplify_reference(cam, keep) if keep < 100 else cam)
+    kept = np.count_nonzero(result) / cam.size * 100
+    assert kept <= keep + 100 / cam.size
+
+
+@pytest.mark.parametrize("min_area,max_threshold,step", [(5, 0.5, 0.05), (30, 0.9, 0.1), (90, 0.5, 0.05),
+                                                         (0.5, 1.0, 0.01)])
+def test_dynamic_threshold_matches_seed_algorithm(min_area, max_threshold, step):
+    for _ in range(20):
+        cam = RNG.random((7, 7)).astype(np.float32) ** RNG.uniform(0.5, 4)
+        expected = dynamic_threshold_reference(cam, min_area, max_threshold, step)
+        assert dynamic_threshold(cam, min_area, max_threshold, step) == pytest.approx(expected)
+
+
+def test_dynamic_threshold_keeps_minimum_coverage():
+    cam = RNG.random((32, 32)).astype(np.float32)
+    threshold = dynamic_threshold(cam, 20, 0.9, 0.05)
+    assert np.mean(cam > threshold) >= 0.20
+    assert np.mean(cam > threshold + 0.05) < 0.20 or threshold >= 0.9 - 1e-9
+
+
+@pytest.mark.parametrize("src", [(7, 7), (1, 1), (2, 3), (14, 14)])
+@pytest.mark.parametrize("dst", [(224, 224), (272, 640), (720, 1280), (359, 641), (5, 5)])
+def test_upsample_matches_cv2_inter_linear(src, dst):
+    cam = RNG.random(src).astype(np.float32)
+    np.testing.assert_allclose(upsample_bilinear(cam, dst), upsample_reference(cam, dst), atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("size", [(272, 640), (720, 1280), (359, 641)])
+@pytest.mark.parametrize("threshold", [-math.inf, 0.3, 0.7])
+def test_overlay_matches_opencv_chain_within_two_levels(size, threshold):
+    frame = RNG.integers(0, 256, (*size, 3), dtype=np.uint8)
+    cam = RNG.random((7, 7)).astype(np.float32)
+    fused = overlay(frame, cam, threshold, colormap_lut("jet"), 0.45)
+    expected = overlay_reference(frame, cam, threshold, cv2.COLORMAP_JET, 0.45)
+    difference = np.abs(fused.astype(np.int16) - expected)
+    assert difference.max() <= 2
+    up = upsample_reference(cam, size)
+    untouched = up <= threshold
+    # where the map is under the threshold the frame passes through unchanged (away from exact ties)
+    clear = untouched & (np.abs(up - threshold) > 1e-5)
+    np.testing.assert_array_equal(fused[clear], frame[clear])
+
+
+def test_overlay_can_write_in_place():
+    frame = RNG.integers(0, 256, (90, 160, 3), dtype=np.uint8)
+    expected = overlay(frame, np.ones((7, 7), np.float32), -math.inf, colormap_lut(), 0.5)
+    in_place = frame.copy()
+    overlay(in_place, np.ones((7, 7), np.float32), -math.inf, colormap_lut(), 0.5, out=in_place)
+    np.testing.assert_array_equal(in_place, expected)
+
+
+def test_threshold_spec_parsing():
+    assert parse_threshold("10") == ThresholdSpec(keep_percent=10.0)
+    assert parse_threshold("5%") == ThresholdSpec(keep_percent=5.0)
+    assert parse_threshold("dynamic").dynamic
+    assert parse_threshold("none") == ThresholdSpec()
+    for bad in ("0", "101", "lots", "-3"):
+        with pytest.raises(CamstreamError):
+            parse_threshold(bad)
+
+
+def test_threshold_value_follows_the_spec():
+    cam = RNG.random((7, 7)).astype(np.float32)
+    assert threshold_value(cam, ThresholdSpec()) == -math.inf
+    assert threshold_value(cam, ThresholdSpec(keep_percent=10)) == pytest.approx(np.percentile(cam, 90))
+    assert threshold_value(cam, ThresholdSpec(dynamic=True)) == pytest.approx(
+        dynamic_threshold_reference(cam, 5, 0.5, 0.05))
+
+
+finite_or_not = st.floats(allow_nan=True, allow_infinity=True, width=32)
+
+
+@settings(max_examples=200, deadline=None)
+@given(arrays(np.float32, st.tuples(st.integers(0, 12), st.integers(0, 12)), elements=finite_or_not),
+       st.floats(0.5, 100))
+def test_threshold_kernels_never_crash_and_treat_non_finite_as_zero(cam, keep):
+    """Documented behaviour: NaN and ±inf count as 0; empty maps give empty results."""
+    clean = np.where(np.isfinite(cam), cam, 0).astype(np.float32)
+    result = simplify(cam, keep)
+    assert result.shape == cam.shape
+    assert np.all(np.isfinite(result))
+    if cam.size:
+        np.testing.assert_array_equal(result, simplify(clean, keep))
+        assert percentile(cam, 100 - keep) == pytest.approx(float(np.percentile(clean.astype(np.float64),
+                                                                                100 - keep)), nan_ok=False)
+        assert dynamic_threshold(cam) == dynamic_threshold(clean)
+    else:
+        assert dynamic_threshold(cam) == 0.0
+
+
+@settings(max_examples=100, deadline=None)
+@given(arrays(np.float32, st.tuples(st.integers(0, 9), st.integers(0, 9)), elements=finite_or_not),
+       st.integers(1, 40), st.integers(1, 40))
+def test_upsample_and_overlay_never_crash(cam, height, width):
+    up = upsample_bilinear(cam, (height, width))
+    assert up.shape == (height, width)
+    frame = np.full((height, width, 3), 100, np.uint8)
+    out = overlay(frame, cam, 0.5, colormap_lut(), 0.5)
+    assert out.shape == frame.shape and out.dtype == np.uint8
+    if cam.size and np.all(np.isfinite(cam)):
+        np.testing.assert_allclose(up, upsample_reference(cam, (height, width)), atol=1e-3 * max(1.0, np.abs(cam).max()))
+
+
+def test_constant_maps_show_nothing_above_their_value():
+    cam = np.full((7, 7), 0.4, np.float32)
+    assert np.count_nonzero(simplify(cam, 10)) == 0  # nothing is strictly above the 90th percentile
+    frame = np.full((30, 30, 3), 50, np.uint8)
+    np.testing.assert_array_equal(overlay(frame, cam, percentile(cam, 90), colormap_lut()), frame)
