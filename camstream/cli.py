@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
+import time
 import warnings
 
 from camstream import __version__
@@ -91,7 +93,32 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--status-every", type=float, metavar="S",
                      help="seconds between status lines (default 1 on a terminal, 5 otherwise)")
     run.set_defaults(handler=_run)
+
+    bench = commands.add_parser("bench", help="measure speed: explainers vs plain inference and peers, pipeline, "
+                                "kernels, edge profile", description="Benchmarks measured side by side in one run, "
+                                "reported as times and ratios; writes OUT/bench.json and OUT/bench.md.")
+    bench.add_argument("--quick", action="store_true", help="one model, 720p only, fewer rounds (a few minutes)")
+    bench.add_argument("--out", default="bench-out", metavar="DIR", help="where to write (default bench-out)")
+    bench.add_argument("--footage", metavar="VIDEO", help="clip to derive the 720p/1080p 60 fps inputs from "
+                       "(default: ../shared dashcam clip if present, else the demo clip)")
+    bench.set_defaults(handler=_bench)
     return parser
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from camstream.bench.suite import BenchPlan, run_bench
+
+    plan = BenchPlan.quick() if args.quick else BenchPlan()
+    started = time.perf_counter()
+
+    def progress(message: str) -> None:
+        print(f"[{time.perf_counter() - started:6.1f} s] {message}", file=sys.stderr, flush=True)
+
+    results = run_bench(plan, args.out, args.footage, progress)
+    print(open(os.path.join(args.out, "bench.md")).read())
+    met = sum(check["met"] for check in results["targets"])
+    print(f"{met} of {len(results['targets'])} targets met; wrote {args.out}/bench.json and {args.out}/bench.md")
+    return 0
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 import sys
 
 # glibc mallopt parameters
@@ -16,9 +17,9 @@ def tune_glibc_malloc() -> bool:
     """Stop glibc from returning and re-faulting the large buffers torch frees and reallocates each forward.
 
     Same effect as MALLOC_MMAP_THRESHOLD_=32 MiB, MALLOC_TRIM_THRESHOLD_=4 GiB, MALLOC_TOP_PAD_=256 MiB;
-    returns False where there is no glibc (macOS, musl) and nothing changed.
+    returns False where there is no glibc (macOS, musl) or CAMSTREAM_MALLOC_TUNING=0, and nothing changed.
     """
-    if not sys.platform.startswith("linux"):
+    if not sys.platform.startswith("linux") or os.environ.get("CAMSTREAM_MALLOC_TUNING") == "0":
         return False
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")

@@ -1,0 +1,56 @@
+"""Pipeline speed end to end on clips derived from real dashcam footage, against the model's own ceiling."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from camstream.bench.clips import derive_clip
+from camstream.bench.explainers import load_quietly, real_frames
+from camstream.bench.timing import interleaved_medians
+from camstream.stream.pipeline import Pipeline, PipelineConfig
+from camstream.stream.preprocess import Preprocessor
+
+
+def inference_ceiling_fps(model_name: str, batch: int, video: str, rounds: int = 15) -> float:
+    """Frames per second of plain batched inference (channels-last): what no explainer can beat."""
+    spec = load_quietly(model_name)
+    model = spec.module.to(memory_format=torch.channels_last)
+    inputs = Preprocessor(spec, batch)(real_frames(video, batch, spec.input_size)).clone()
+
+    def plain() -> object:
+        with torch.inference_mode():
+            return model(inputs)
+
+    seconds = interleaved_medians({"plain": plain}, rounds=rounds)["plain"]
+    return batch / seconds
+
+
+def bench_pipeline(source: str, clips_dir: str, sizes: dict[str, tuple[int, int]], frames: int,
+                   sinks: tuple[str, ...] = ("null", "file"), model: str = "efficientnet_lite0",
+                   method: str = "gradcam", max_batch: int = 4, progress=None) -> dict:
+    """Achieved fps, fraction of the inference ceiling, per-stage p50/p95, latency p95, peak RSS."""
+    results: dict = {}
+    for label, (width, height) in sizes.items():
+        clip = os.path.join(clips_dir, f"dashcam_{label}_60fps_{frames}.mp4")
+        loops = -(-frames // 221)
+        derive_clip(source, clip, width, height, fps=60, loops=loops, max_frames=frames)
+        for sink in sinks:
+            if progress:
+                progress(f"pipeline {label} → {sink}")
+            ceiling = inference_ceiling_fps(model, max_batch, clip)
+            out_dir = os.path.join(clips_dir, f"run_{label}_{sink}")
+            config = PipelineConfig(source=clip, sinks=(sink,), out_dir=out_dir, model=model, method=method,
+                                    max_batch=max_batch)
+            report = Pipeline(config).run()
+            results[f"{label}_{sink}"] = {
+                "clip": f"{width}x{height} 60 fps, {frames} frames", "sink": sink, "method": method,
+                "fps": report["fps"], "inference_ceiling_fps": round(ceiling, 2),
+                "fraction_of_ceiling": round(report["fps"] / ceiling, 3),
+                "stages": {name: {"p50_ms": s["p50_ms"], "p95_ms": s["p95_ms"]}
+                           for name, s in report["stages"].items()},
+                "latency_p95_ms": report["latency_ms"]["p95"], "rss_peak_mb": report["rss_peak_mb"],
+                "frames_out": report["frames_out"], "dropped": report["dropped"],
+            }
+    return results
