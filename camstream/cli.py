@@ -85,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--alpha", type=float, default=0.45, help="heatmap opacity in [0, 1] (default 0.45)")
     run.add_argument("--colormap", default="jet", choices=sorted(COLORMAPS), help="heatmap colours (default jet)")
     run.add_argument("--no-hud", dest="hud", action="store_false", help="no text overlay")
+    run.add_argument("--no-freeze", dest="freeze", action="store_false",
+                     help="run the model eagerly instead of traced + frozen (slower; for models that trace wrong)")
     run.add_argument("--bind", default="127.0.0.1", metavar="ADDR",
                      help="mjpeg sink address (default 127.0.0.1: this machine only)")
     run.add_argument("--port", type=int, default=8080, help="mjpeg sink port (default 8080; 0: any free port)")
@@ -130,7 +132,7 @@ def _run(args: argparse.Namespace) -> int:
                             max_wait_ms=args.max_wait_ms, smooth=args.smooth, reuse_cam=args.reuse_cam,
                             target_fps=args.target_fps, max_frames=args.max_frames, bind=args.bind, port=args.port,
                             token=args.token, threads=args.threads, alpha=args.alpha, colormap=args.colormap,
-                            hud=args.hud)
+                            hud=args.hud, freeze=args.freeze)
     if args.source is not None:
         config.source = args.source
     if not 0.0 <= args.smooth < 1.0:

@@ -108,3 +108,40 @@ def test_recipro_masks_are_built_once_per_feature_shape(effnet, chelsea_rgb):
         assert recipro.masks(7, 7) is masks
     assert masks.shape == (49, 1, 7, 7)
     assert torch.all(masks.flatten(1).argmax(1) == torch.arange(49))
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_frozen_model_gives_the_same_maps_as_eager(effnet, chelsea_rgb, method):
+    batch = to_batch(effnet, [chelsea_rgb, chelsea_rgb[::-1].copy(), chelsea_rgb[:, ::-1].copy()])
+    eager_model = copy.deepcopy(effnet.module)
+    frozen_model = copy.deepcopy(effnet.module)
+    with HookedModel(eager_model) as eager, HookedModel(frozen_model) as frozen:
+        assert frozen.freeze(batch)
+        expected = make_method(method, eager)(batch, torch.tensor([285, 281, 967]))
+        explainer = make_method(method, frozen)
+        result = explainer(batch, torch.tensor([285, 281, 967]))
+        torch.testing.assert_close(result.cams, expected.cams, atol=1e-4, rtol=1e-4)
+        pointer = result.cams.data_ptr()
+        smaller = explainer(batch[:2].clone())  # another batch size runs through the same frozen graph
+        assert smaller.cams.shape == (2, 7, 7)
+        assert explainer(batch).cams.data_ptr() == pointer
+    assert all(parameter.grad is None for parameter in frozen_model.parameters())
+
+
+def test_freeze_keeps_explaining_models_with_python_control_flow():
+    class Branchy(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+            self.fc = torch.nn.Linear(4, 2)
+
+        def forward(self, x):
+            features = self.conv(x)
+            if float(features.mean()) > 1e9:  # data-dependent control flow: tracing bakes the branch taken
+                features = -features
+            return self.fc(features.mean((2, 3)))
+
+    with HookedModel(Branchy(), (3, 16, 16)) as hooked:
+        hooked.freeze(torch.rand(2, 3, 16, 16))
+        result = GradCam(hooked)(torch.rand(2, 3, 16, 16))
+    assert result.cams.shape == (2, 16, 16)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import math
 import threading
+from functools import lru_cache
 
 import numpy as np
 from numba import njit, prange
@@ -15,42 +15,67 @@ _PARALLEL_LOCK = threading.Lock()
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def _overlay(frame, cam, threshold, lut, alpha256, y0, y1, wy, x0, x1, wx, out):
-    keep = 256 - alpha256
-    for y in prange(frame.shape[0]):
-        top = cam[y0[y]]
-        bottom = cam[y1[y]]
-        fy = wy[y]
-        for x in range(frame.shape[1]):
-            a = top[x0[x]] + (top[x1[x]] - top[x0[x]]) * wx[x]
-            b = bottom[x0[x]] + (bottom[x1[x]] - bottom[x0[x]]) * wx[x]
-            v = a + (b - a) * fy
-            if math.isfinite(v) and v > threshold:
+def _overlay(frame, cam, threshold, table, keep, y0, y1, wy, x0, x1, wx, rows, out, in_place):
+    height, width = frame.shape[0], frame.shape[1]
+    cam_width = cam.shape[1]
+    # the map interpolated vertically once per output row: each pixel then needs one horizontal lerp
+    for y in prange(height):
+        for j in range(cam_width):
+            top = cam[y0[y], j]
+            rows[y, j] = top + (cam[y1[y], j] - top) * wy[y]
+    for y in prange(height):
+        row = rows[y]
+        for x in range(width):
+            left = row[x0[x]]
+            v = left + (row[x1[x]] - left) * wx[x]
+            if v > threshold:
                 level = int(min(max(v, 0.0), 1.0) * 255.0 + 0.5)
                 for c in range(3):
-                    out[y, x, c] = (frame[y, x, c] * keep + lut[level, c] * alpha256 + 128) >> 8
-            else:
+                    out[y, x, c] = (frame[y, x, c] * keep + table[level, c]) >> 8
+            elif not in_place:
                 for c in range(3):
                     out[y, x, c] = frame[y, x, c]
 
 
+@lru_cache(maxsize=16)
+def _blend_table(lut_bytes: bytes, alpha256: int) -> np.ndarray:
+    lut = np.frombuffer(lut_bytes, np.uint8).reshape(256, 3).astype(np.int32)
+    table = lut * alpha256 + 128  # the colour's share of the blend, rounding included
+    table.setflags(write=False)
+    return table
+
+
+_rows_scratch = threading.local()
+
+
+def _rows(height: int, cam_width: int) -> np.ndarray:
+    scratch = getattr(_rows_scratch, "array", None)
+    if scratch is None or scratch.shape != (height, cam_width):
+        scratch = _rows_scratch.array = np.empty((height, cam_width), np.float32)
+    return scratch
+
+
 def overlay(frame: np.ndarray, cam: np.ndarray, threshold: float, lut: np.ndarray, alpha: float = 0.45,
             out: np.ndarray | None = None) -> np.ndarray:
-    """Composite `cam` (h, w float in [0, 1]) over `frame` (H, W, 3 uint8) where the upsampled map > threshold.
+    """Composite `cam` (h, w, values in [0, 1]) over `frame` (H, W, 3 uint8) where the upsampled map > threshold.
 
-    out = ((256 - a) · frame + a · lut[round(255 · v)] + 128) >> 8, a = round(256 · alpha); elsewhere
-    out = frame. `out` may be `frame` itself.
+    out = ((256 - a) · frame + a · lut[round(255 · v)] + 128) >> 8 with a = round(256 · alpha); elsewhere
+    out = frame. `out` may be `frame` itself (then pixels under the threshold are not touched at all).
+    Non-finite map values count as 0.
     """
     if out is None:
         out = np.empty_like(frame)
     height, width = frame.shape[:2]
-    if cam.size == 0:
-        np.copyto(out, frame)
+    if cam.size == 0 or height == 0 or width == 0:
+        if out is not frame:
+            np.copyto(out, frame)
         return out
     y0, y1, wy = resize_tables(cam.shape[0], height)
     x0, x1, wx = resize_tables(cam.shape[1], width)
     alpha256 = int(round(min(max(alpha, 0.0), 1.0) * 256))
-    cam = np.ascontiguousarray(cam, dtype=np.float32)
+    table = _blend_table(np.ascontiguousarray(lut, np.uint8).tobytes(), alpha256)
+    cam = np.nan_to_num(np.asarray(cam, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
     with _PARALLEL_LOCK:
-        _overlay(frame, cam, float(threshold), lut, alpha256, y0, y1, wy, x0, x1, wx, out)
+        _overlay(frame, cam, np.float32(threshold), table, 256 - alpha256, y0, y1, wy, x0, x1, wx,
+                 _rows(height, cam.shape[1]), out, out is frame)
     return out

@@ -112,7 +112,7 @@ class PyAVSource(Source):
             for packet in self._container.demux(self._stream):
                 for frame in packet.decode():
                     image = frame.to_ndarray(format="bgr24")
-                    small = frame.reformat(width=width, height=height, format="rgb24").to_ndarray()
+                    small = frame.reformat(width=width, height=height, format="rgb24", interpolation="AREA").to_ndarray()
                     if frame.pts is not None and frame.time_base is not None:
                         time_s = float(frame.pts * frame.time_base)
                     else:

@@ -76,6 +76,10 @@ class Telemetry:
         self.rss_peak_mb = self.rss_start_mb
         self._lock = threading.Lock()
 
+    def start(self) -> None:
+        """Start the clock (the run begins; model loading and tracing are not counted)."""
+        self.started = time.perf_counter()
+
     def frame_out(self) -> None:
         """Count one frame delivered to the sinks; take the warm RSS reading when warm-up ends."""
         self.frames_out += 1
