@@ -100,6 +100,13 @@ def bench_explainers(model_name: str, batch_size: int, video: str, rounds: int =
                 progress(f"{model_name}: {name} skipped ({exc})")
             continue
         contenders[name] = (lambda e=explainer: e(batch))
+    frozen = HookedModel(copy.deepcopy(model), (3, *spec.input_size))
+    frozen_ok = frozen.freeze(batch)
+    if frozen_ok:
+        contenders["plain_frozen"] = lambda: frozen.forward(batch)
+        for name in methods:
+            if name in contenders:
+                contenders[f"{name}_frozen"] = (lambda e=make_method(name, frozen): e(batch))
     missing: list[str] = []
     if peers:
         peer_runs, missing = peer_contenders(model, hooked.layer_name, batch, targets)
@@ -111,6 +118,7 @@ def bench_explainers(model_name: str, batch_size: int, video: str, rounds: int =
 
     medians = interleaved_medians(contenders, rounds=rounds, on_round=tick)
     hooked.close()
+    frozen.close()
     per_frame = {name: seconds * 1e3 / batch_size for name, seconds in medians.items()}
     plain_ms = per_frame["plain"]
     gradcam_ms = per_frame.get("gradcam")
@@ -119,8 +127,16 @@ def bench_explainers(model_name: str, batch_size: int, video: str, rounds: int =
         "layer": hooked.layer_name, "plain_ms": round(plain_ms, 3),
         "methods": {name: {"ms": round(per_frame[name], 3), "ratio_to_plain": round(per_frame[name] / plain_ms, 3)}
                     for name in methods if name in per_frame},
-        "peers": {}, "missing_peers": missing,
+        "peers": {}, "missing_peers": missing, "frozen": None,
     }
+    if frozen_ok:
+        frozen_plain = per_frame["plain_frozen"]
+        result["frozen"] = {
+            "plain_ms": round(frozen_plain, 3),
+            "methods": {name: {"ms": round(per_frame[f"{name}_frozen"], 3),
+                               "ratio_to_plain": round(per_frame[f"{name}_frozen"] / frozen_plain, 3),
+                               "ratio_to_eager_plain": round(per_frame[f"{name}_frozen"] / plain_ms, 3)}
+                        for name in methods if f"{name}_frozen" in per_frame}}
     for name in PEERS:
         if name in per_frame:
             result["peers"][name] = {"ms": round(per_frame[name], 3),

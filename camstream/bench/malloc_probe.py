@@ -20,7 +20,7 @@ def probe(batch: int = 4, rounds: int = 15) -> float:
 
     tune_glibc_malloc()
     del torch
-    return 1e3 / inference_ceiling_fps("efficientnet_lite0", batch, demo_clip(), rounds)
+    return 1e3 / inference_ceiling_fps("efficientnet_lite0", batch, demo_clip(), rounds, frozen=False)["eager"]
 
 
 def compare(batch: int = 4, rounds: int = 15) -> dict:
@@ -28,9 +28,11 @@ def compare(batch: int = 4, rounds: int = 15) -> dict:
     results = {}
     for label, value in (("untuned", "0"), ("tuned", "1")):
         env = {**os.environ, "CAMSTREAM_MALLOC_TUNING": value}
-        output = subprocess.run([sys.executable, "-m", "camstream.bench.malloc_probe", str(batch), str(rounds)],
-                                capture_output=True, text=True, env=env, check=True).stdout
-        results[f"{label}_ms"] = round(json.loads(output.strip().splitlines()[-1])["plain_ms"], 3)
+        child = subprocess.run([sys.executable, "-m", "camstream.bench.malloc_probe", str(batch), str(rounds)],
+                               capture_output=True, text=True, env=env)
+        if child.returncode != 0:
+            return {"error": child.stderr.strip().splitlines()[-1] if child.stderr.strip() else "probe failed"}
+        results[f"{label}_ms"] = round(json.loads(child.stdout.strip().splitlines()[-1])["plain_ms"], 3)
     results["speedup"] = round(results["untuned_ms"] / results["tuned_ms"], 3)
     results["batch"] = batch
     return results

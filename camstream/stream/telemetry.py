@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import threading
 import time
 
@@ -73,18 +74,21 @@ class Telemetry:
         self.finished: float | None = None
         self._process = psutil.Process(os.getpid())
         self.rss_start_mb = self.rss_mb()
-        self.rss_peak_mb = self.rss_start_mb
+        self.rss_peak_mb = self.rss_start_mb  # over the run; `start()` resets it
         self._lock = threading.Lock()
 
     def start(self) -> None:
         """Start the clock (the run begins; model loading and tracing are not counted)."""
         self.started = time.perf_counter()
+        self.rss_start_mb = self.rss_peak_mb = self.rss_mb()
 
     def frame_out(self) -> None:
-        """Count one frame delivered to the sinks; take the warm RSS reading when warm-up ends."""
+        """Count one frame delivered to the sinks; sample RSS every 32 frames and once warm-up ends."""
         self.frames_out += 1
         if self.frames_out == self.warmup_frames:
             self.rss_warm_mb = self.sample_memory()
+        elif self.frames_out % 32 == 0:
+            self.sample_memory()
 
     def rss_mb(self) -> float:
         """Resident memory of this process now, MB."""
@@ -97,15 +101,15 @@ class Telemetry:
             self.rss_peak_mb = max(self.rss_peak_mb, rss)
         return rss
 
-    def peak_rss_mb(self) -> float:
-        """Peak RSS of the process: the OS's high-water mark where it has one, else our samples."""
+    @staticmethod
+    def process_peak_rss_mb() -> float | None:
+        """The OS's high-water mark of RSS over the whole process life (Linux/macOS), MB."""
         try:
             import resource
-
-            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
-            return max(peak, self.rss_peak_mb)
-        except (ImportError, ValueError):
-            return self.rss_peak_mb
+        except ImportError:
+            return None
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak / (2**20 if sys.platform == "darwin" else 1024.0)
 
     def elapsed_s(self) -> float:
         """Seconds since start (until `finish`)."""
@@ -145,7 +149,8 @@ class Telemetry:
                            "max": round(self.latency.max_ms, 3)},
             "rss_start_mb": round(self.rss_start_mb, 1),
             "rss_end_mb": round(rss_end, 1),
-            "rss_peak_mb": round(self.peak_rss_mb(), 1),
+            "rss_peak_mb": round(self.rss_peak_mb, 1),  # sampled during the run (every 32 frames)
+            "rss_peak_process_mb": self.process_peak_rss_mb(),
             "rss_warm_mb": None if self.rss_warm_mb is None else round(self.rss_warm_mb, 1),
             "rss_growth_after_warmup_pct": None if growth is None else round(growth, 3),
             "threads_end": threading.active_count(),
