@@ -12,14 +12,13 @@ import warnings
 
 from camstream import __version__
 from camstream.errors import CamstreamError
-from camstream.kernels import parse_threshold
-from camstream.kernels.colormap import COLORMAPS
-from camstream.stream.explain import METHODS
-from camstream.stream.models import DEFAULT_MODEL, model_names
-from camstream.stream.sinks import SINKS
 
 
 def _add_model_options(parser: argparse.ArgumentParser, default_method: str = "gradcam") -> None:
+    from camstream.kernels import parse_threshold
+    from camstream.stream.explain import METHODS
+    from camstream.stream.models import DEFAULT_MODEL, model_names
+
     parser.add_argument("--model", default=DEFAULT_MODEL,
                         help=f"{', '.join(model_names())}, or a TorchScript / pickled nn.Module file "
                              f"(default {DEFAULT_MODEL}, ImageNet weights bundled)")
@@ -34,6 +33,10 @@ def _add_model_options(parser: argparse.ArgumentParser, default_method: str = "g
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (imports torch, numba and OpenCV to list models, methods and colormaps)."""
+    from camstream.kernels.colormap import COLORMAPS
+    from camstream.stream.sinks import SINKS
+
     parser = argparse.ArgumentParser(prog="camstream", description="Live class-activation heatmaps over video: "
                                      "see why an image model decides what it decides.")
     parser.add_argument("--version", action="version", version=f"camstream {__version__}")
@@ -70,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="drop the oldest unread frame when behind (default for cameras and streams; a file "
                              "is then played at its own speed, like a camera)")
     run.add_argument("--max-frames", type=int, metavar="N", help="stop after N input frames")
+    run.add_argument("--max-outage", type=float, metavar="S",
+                     help="a stream that drops is reconnected with back-off; give up (exit 3) after S seconds "
+                          "without frames (default: keep trying)")
     run.add_argument("--max-batch", type=int, default=4, metavar="N", help="frames per inference batch (default 4)")
     run.add_argument("--max-wait-ms", type=float, default=20.0, metavar="MS",
                      help="how long inference waits to fill a batch (default 20)")
@@ -130,7 +136,8 @@ def _run(args: argparse.Namespace) -> int:
                             weights=args.weights, layer=args.layer, method=args.method, threshold=args.threshold,
                             class_id=args.class_id, policy=args.policy, max_batch=args.max_batch,
                             max_wait_ms=args.max_wait_ms, smooth=args.smooth, reuse_cam=args.reuse_cam,
-                            target_fps=args.target_fps, max_frames=args.max_frames, bind=args.bind, port=args.port,
+                            target_fps=args.target_fps, max_frames=args.max_frames, max_outage_s=args.max_outage,
+                            bind=args.bind, port=args.port,
                             token=args.token, threads=args.threads, alpha=args.alpha, colormap=args.colormap,
                             hud=args.hud, freeze=args.freeze)
     if args.source is not None:
@@ -138,10 +145,11 @@ def _run(args: argparse.Namespace) -> int:
     if not 0.0 <= args.smooth < 1.0:
         raise CamstreamError("--smooth must be in [0, 1)")
     pipeline = Pipeline(config)
+    for signum in (signal.SIGINT, signal.SIGTERM):  # from now on a stop goes through every stage in order
+        signal.signal(signum, _raise_interrupt)
     for sink in pipeline.sinks:
         if sink.name == "mjpeg":
             print(f"camstream: serving {sink.describe()['url']}", file=sys.stderr, flush=True)
-    signal.signal(signal.SIGTERM, _raise_interrupt)
     report = pipeline.run(on_progress=None if args.quiet else _progress_printer(),
                           progress_every_s=args.status_every or (1.0 if sys.stderr.isatty() else 5.0))
     if not args.quiet and sys.stderr.isatty():
@@ -159,6 +167,11 @@ def _run(args: argparse.Namespace) -> int:
 
 def _raise_interrupt(*_args) -> None:
     raise KeyboardInterrupt
+
+
+def _exit_interrupted(*_args) -> None:
+    print("camstream: interrupted", file=sys.stderr, flush=True)
+    os._exit(130)
 
 
 def _progress_printer():
@@ -198,16 +211,18 @@ def _explain(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command is None:
-        args = parser.parse_args(["run", *(argv or [])])
+    for signum in (signal.SIGINT, signal.SIGTERM):  # until a run starts there is nothing to save: leave at once
+        signal.signal(signum, _exit_interrupted)
     warnings.showwarning = lambda message, *_rest, **_kw: print(f"camstream: warning: {message}",
                                                                   file=sys.stderr)
-    from camstream.runtime import tune_glibc_malloc
-
-    tune_glibc_malloc()
     try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if args.command is None:
+            args = parser.parse_args(["run", *(argv or [])])
+        from camstream.runtime import tune_glibc_malloc
+
+        tune_glibc_malloc()
         if args.command == "explain":
             return _explain(args)
         return args.handler(args)

@@ -159,7 +159,8 @@ def test_upsample_and_overlay_never_crash(cam, height, width):
     out = overlay(frame, cam, 0.5, colormap_lut(), 0.5)
     assert out.shape == frame.shape and out.dtype == np.uint8
     if cam.size and np.all(np.isfinite(cam)):
-        np.testing.assert_allclose(up, upsample_reference(cam, (height, width)), atol=1e-3 * max(1.0, np.abs(cam).max()))
+        tolerance = 1e-3 * max(1.0, float(np.abs(cam).max()))
+        np.testing.assert_allclose(up, upsample_reference(cam, (height, width)), atol=tolerance)
 
 
 def test_constant_maps_show_nothing_above_their_value():

@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
-import signal
-import subprocess
-import sys
 import threading
 
 import av
@@ -18,7 +14,7 @@ import pytest
 from camstream.bench.clips import count_frames, derive_clip
 from camstream.stream.pipeline import Pipeline, PipelineConfig
 
-from .cli import assert_one_line_error, camstream
+from .cli import camstream
 
 STAGE_KEYS = {"decode", "preprocess", "inference", "cam", "render", "sink"}
 
@@ -161,43 +157,6 @@ def test_mjpeg_server_survives_malformed_requests(tmp_path, demo_clip):
         runner.join(5)
 
 
-def file_with(folder, name: str, content: bytes):
-    path = folder / name
-    path.write_bytes(content)
-    return path
-
-
-@pytest.mark.parametrize("make,fragment", [
-    (lambda d: d / "missing.mp4", "no such file"),
-    (lambda d: d, "is a directory"),
-    (lambda d: file_with(d, "empty.mp4", b""), "is empty"),
-    (lambda d: file_with(d, "noise.mp4", np.random.default_rng(1).bytes(20000)), "cannot open"),
-])
-def test_bad_sources_are_one_line_errors(tmp_path, make, fragment):
-    source = make(tmp_path)
-    assert_one_line_error(camstream("run", "--source", source, "--out", tmp_path / "o", "--quiet"), fragment)
-
-
-def test_missing_camera_is_a_one_line_error(tmp_path):
-    assert_one_line_error(camstream("run", "--source", "97", "--out", tmp_path / "o", "--quiet"), "camera 97")
-
-
-def test_sigint_stops_cleanly_with_playable_output(tmp_path, dashcam_clip):
-    out = tmp_path / "run"
-    process = subprocess.Popen([sys.executable, "-m", "camstream", "run", "--source", str(dashcam_clip), "--out",
-                                str(out), "--status-every", "0.1"], stderr=subprocess.PIPE, text=True)
-    for line in process.stderr:  # wait until frames are flowing, as the status line says
-        if line.startswith("frames ") and not line.startswith("frames 0/"):
-            break
-    process.send_signal(signal.SIGINT)
-    process.stderr.read()
-    assert process.wait(timeout=20) == 130
-    report = json.loads((out / "report.json").read_text())
-    assert report["interrupted"] is True and report["stuck_threads"] == []
-    assert 0 < report["frames_out"] < 221
-    assert count_frames(str(out / "overlay.mp4")) == report["frames_out"]
-
-
 @pytest.fixture(scope="session")
 def long_clip(tmp_path_factory, dashcam_clip):
     path = tmp_path_factory.mktemp("clips") / "dashcam_320x180_x10.mp4"
@@ -213,4 +172,5 @@ def test_soak_2000_frames_rss_growth_below_2_percent(tmp_path, long_clip):
     report = json.loads((out / "report.json").read_text())
     assert report["frames_out"] == 2210
     assert report["rss_growth_after_warmup_pct"] < 2.0, report
-    assert report["threads_end"] <= 2  # main + nothing left behind (MJPEG/none); no growth
+    assert report["threads_end"] <= report["threads_start"]  # every stage thread is gone
+    assert report["fds_end"] <= report["fds_start"] + 2  # no descriptor leak (the report file may be open)

@@ -53,10 +53,21 @@ class DecodedFrame:
     time_s: float
 
 
+class SourceLost(InputError):
+    """A live source stayed away longer than allowed; the run ends in order."""
+
+    exit_code = 3
+
+
 class Source:
-    """A video source; iterate `frames()`; `close()` releases it (also unblocks a pending read)."""
+    """A video source; iterate `frames()`; `interrupt()` ends a wait for it; `close()` releases it."""
 
     info: SourceInfo
+    reconnects = 0
+    outage_s = 0.0
+
+    def interrupt(self) -> None:
+        """Stop waiting (reconnect back-off); callable from any thread."""
 
     def frames(self) -> Iterator[DecodedFrame]:
         raise NotImplementedError
@@ -66,12 +77,20 @@ class Source:
 
 
 class PyAVSource(Source):
-    """Video files and RTSP/HTTP URLs decoded by PyAV (FFmpeg)."""
+    """Video files and RTSP/HTTP URLs decoded by PyAV (FFmpeg).
 
-    def __init__(self, location: str, model_size: tuple[int, int], open_timeout_s: float = 10.0) -> None:
-        import av
+    A network stream that drops or stalls is reopened with capped exponential backoff (0.25 s doubling
+    to 5 s) for as long as `max_outage_s` allows (None: forever); timestamps keep increasing across the
+    gap, so a file written from it stays continuous and playable.
+    """
 
+    def __init__(self, location: str, model_size: tuple[int, int], open_timeout_s: float = 10.0,
+                 max_outage_s: float | None = None) -> None:
+        self._location = location
         self._model_size = model_size
+        self._max_outage_s = max_outage_s
+        self._timeout_s = open_timeout_s if max_outage_s is None else max(0.5, min(open_timeout_s, max_outage_s))
+        self._stopping = threading.Event()
         url = bool(_URL.match(location))
         name = redact(location)
         if not url:
@@ -81,53 +100,124 @@ class PyAVSource(Source):
                 raise InputError(f"{location} is a directory, not a video")
             if os.path.getsize(location) == 0:
                 raise InputError(f"{location} is empty (0 bytes)")
-        options = {"rtsp_transport": "tcp"} if location.startswith(("rtsp://", "rtsps://")) else {}
+        self.info = SourceInfo(name, 0, 0, 25.0, Fraction(1, 25), None, url)
+        self._container = self._connect()
+        self._stream = self._container.streams.video[0]
+        context = self._stream.codec_context
+        rate = self._stream.average_rate or self._stream.guessed_rate or Fraction(25)
+        time_base = self._stream.time_base or Fraction(1, int(round(rate)) or 25)
+        self.info = SourceInfo(name, context.width, context.height, float(rate), time_base,
+                               self._stream.frames or None, url)
+        self.reconnects = 0
+        self.outage_s = 0.0
+        self._last_gap = 0.0  # seconds the last outage lasted: the gap left in the timeline
+        self._closed = False
+
+    def _connect(self):
+        import av
+
+        name = self.info.name
+        options = {"rtsp_transport": "tcp"} if self._location.startswith(("rtsp://", "rtsps://")) else {}
         try:
-            self._container = av.open(location, options=options, timeout=(open_timeout_s, open_timeout_s))
+            container = av.open(self._location, options=options, timeout=(self._timeout_s, self._timeout_s))
         except av.error.FFmpegError as exc:
             raise InputError(f"cannot open {name}: {_ffmpeg_reason(exc)}") from None
         except OSError as exc:
             raise InputError(f"cannot open {name}: {exc.strerror or exc}") from None
-        if not self._container.streams.video:
-            self._container.close()
+        if not container.streams.video:
+            container.close()
             raise InputError(f"{name} has no video stream")
-        self._stream = self._container.streams.video[0]
-        self._stream.thread_type = "AUTO"
-        context = self._stream.codec_context
-        rate = self._stream.average_rate or self._stream.guessed_rate or Fraction(25)
-        time_base = self._stream.time_base or Fraction(1, int(round(rate)) or 25)
-        frames = self._stream.frames or None
+        context = container.streams.video[0].codec_context
         if not context.width or not context.height:
-            self._container.close()
+            container.close()
             raise InputError(f"{name}: the video stream has no frame size (corrupt or unsupported)")
-        self.info = SourceInfo(name, context.width, context.height, float(rate), time_base, frames, url)
-        self._closed = False
+        container.streams.video[0].thread_type = "AUTO"
+        return container
 
     def frames(self) -> Iterator[DecodedFrame]:
         import av
 
+        time_offset = 0.0  # added to a reconnected stream's clock so that time only moves forward
+        last_time = -1.0
+        total = 0
+        while True:
+            first_time: float | None = None
+            try:
+                for decoded in self._decode(self._container, self._stream):
+                    if first_time is None:
+                        first_time = decoded.time_s
+                        if last_time >= 0:
+                            time_offset = last_time + self._last_gap - first_time
+                    decoded.time_s += time_offset
+                    if time_offset:
+                        decoded.pts = round(decoded.time_s / self.info.time_base)
+                    last_time = decoded.time_s
+                    total += 1
+                    yield decoded
+                reason = "the stream ended"
+            except av.error.FFmpegError as exc:
+                if self._closed:
+                    return
+                if not self.info.live:
+                    raise InputError(f"{self.info.name}: decoding stopped after {total} frames: "
+                                     f"{_ffmpeg_reason(exc)}") from None
+                reason = _ffmpeg_reason(exc)
+            if self._closed:
+                return
+            if not self.info.live:
+                if total == 0:
+                    raise InputError(f"{self.info.name}: no video frame could be decoded")
+                return
+            self._reconnect(reason)
+
+    def _reconnect(self, reason: str) -> None:
+        began = time.monotonic()
+        delay = 0.25
+        try:
+            self._container.close()
+        except Exception:  # noqa: BLE001 - a broken connection may fail to close; it is dropped anyway
+            pass
+        print(f"camstream: {self.info.name}: {reason}; reconnecting", file=sys.stderr, flush=True)
+        while True:
+            waited = time.monotonic() - began
+            if self._max_outage_s is not None and waited >= self._max_outage_s:
+                self.outage_s += waited
+                raise SourceLost(f"no frames from {self.info.name} for {waited:.1f} s "
+                                 f"(--max-outage {self._max_outage_s:g}): stopping")
+            if self._stopping.wait(delay):
+                raise SourceLost("stopped while reconnecting")
+            delay = min(delay * 2, 5.0)
+            try:
+                self._container = self._connect()
+            except InputError:
+                continue
+            self._stream = self._container.streams.video[0]
+            self.reconnects += 1
+            self._last_gap = time.monotonic() - began
+            self.outage_s += self._last_gap
+            return
+
+    def _decode(self, container, stream) -> Iterator[DecodedFrame]:
         height, width = self._model_size
         index = 0
-        try:
-            for packet in self._container.demux(self._stream):
-                for frame in packet.decode():
-                    image = frame.to_ndarray(format="bgr24")
-                    small = frame.reformat(width=width, height=height, format="rgb24", interpolation="AREA").to_ndarray()
-                    if frame.pts is not None and frame.time_base is not None:
-                        time_s = float(frame.pts * frame.time_base)
-                    else:
-                        time_s = index / self.info.fps
-                    index += 1
-                    yield DecodedFrame(image, small, frame.pts, time_s)
-        except av.error.FFmpegError as exc:
-            if not self._closed:
-                raise InputError(f"{self.info.name}: decoding stopped after {index} frames: "
-                                 f"{_ffmpeg_reason(exc)}") from None
-        if index == 0 and not self._closed:
-            raise InputError(f"{self.info.name}: no video frame could be decoded")
+        for packet in container.demux(stream):
+            for frame in packet.decode():
+                image = frame.to_ndarray(format="bgr24")
+                small = frame.reformat(width=width, height=height, format="rgb24",
+                                       interpolation="AREA").to_ndarray()
+                if frame.pts is not None and frame.time_base is not None:
+                    time_s = float(frame.pts * frame.time_base)
+                else:
+                    time_s = index / self.info.fps
+                index += 1
+                yield DecodedFrame(image, small, frame.pts, time_s)
+
+    def interrupt(self) -> None:
+        self._stopping.set()
 
     def close(self) -> None:
         self._closed = True
+        self._stopping.set()
         self._container.close()
 
 
@@ -181,11 +271,11 @@ def _ffmpeg_reason(exc: Exception) -> str:
     return text.split(":")[0].strip() if text else exc.__class__.__name__
 
 
-def open_source(location: str, model_size: tuple[int, int]) -> Source:
+def open_source(location: str, model_size: tuple[int, int], max_outage_s: float | None = None) -> Source:
     """A camera for an integer (`0`), else a file path or URL for PyAV."""
     if location.isdigit():
         return CameraSource(int(location), model_size)
-    return PyAVSource(location, model_size)
+    return PyAVSource(location, model_size, max_outage_s=max_outage_s)
 
 
 class CaptureStage(threading.Thread):
@@ -237,10 +327,14 @@ class CaptureStage(threading.Thread):
                 np.copyto(slot.model_input, decoded.model_input)
                 slot.seq, slot.pts, slot.time_s = seq, decoded.pts, decoded.time_s
                 slot.captured = available
+                self.telemetry.reconnects = self.source.reconnects
+                self.telemetry.outage_s = self.source.outage_s
                 self.ring.publish(slot)
                 self.telemetry.frames_in += 1
                 seq += 1
         except BaseException as exc:  # reported by the pipeline; the ring still closes
             self.error = exc
         finally:
+            self.telemetry.reconnects = self.source.reconnects
+            self.telemetry.outage_s = self.source.outage_s
             self.ring.close()

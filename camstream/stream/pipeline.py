@@ -56,6 +56,7 @@ class PipelineConfig:
     reuse_cam: bool = False
     target_fps: float = 60.0
     max_frames: int | None = None
+    max_outage_s: float | None = None  # live sources: give up after this long without frames (None: never)
     bind: str = "127.0.0.1"
     port: int = 8080
     token: str | None = None
@@ -77,7 +78,7 @@ class Pipeline:
             torch.set_num_threads(config.threads)
         self.spec = load_model(config.model, config.weights)
         height, width = self.spec.input_size
-        self.source = open_source(config.source, (height, width))
+        self.source = open_source(config.source, (height, width), config.max_outage_s)
         info = self.source.info
         self.policy = config.policy or ("live" if info.live else "lossless")
         realtime = config.realtime if config.realtime is not None else (self.policy == "live" and not info.live)
@@ -131,6 +132,7 @@ class Pipeline:
     def request_stop(self) -> None:
         """Stop soon, keeping what has been rendered: capture ends, unread frames are discarded."""
         self.capture.stop()
+        self.source.interrupt()
         self.ring.abort()
 
     def run(self, on_progress=None, progress_every_s: float = 1.0) -> dict:

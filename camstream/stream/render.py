@@ -126,6 +126,8 @@ class RenderStage(threading.Thread):
         timing = " ".join(f"{name} {stages[name].recent_ms:.1f}" for name in ("decode", "inference", "cam",
                                                                                 "render", "sink"))
         bottom = f"ms: {timing} | cam age {age_ms:.0f} ms"
+        if self.telemetry.reconnects:
+            bottom += f" | reconnects {self.telemetry.reconnects} ({self.telemetry.outage_s:.1f} s out)"
         scale = max(0.35, min(canvas.shape[1] / 1600.0, 0.8))
         line = int(22 * scale / 0.5)
         cv2.rectangle(canvas, (0, 0), (canvas.shape[1], 2 * line + 6), (0, 0, 0), thickness=-1)

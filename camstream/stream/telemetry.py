@@ -70,17 +70,23 @@ class Telemetry:
         self.frames_out = 0
         self.frames_explained = 0
         self.batches = 0
+        self.reconnects = 0  # of a live source, written by the capture stage
+        self.outage_s = 0.0
         self.started = time.perf_counter()
         self.finished: float | None = None
         self._process = psutil.Process(os.getpid())
         self.rss_start_mb = self.rss_mb()
         self.rss_peak_mb = self.rss_start_mb  # over the run; `start()` resets it
+        self.fds_start = self.open_files()
+        self.threads_start = threading.active_count()
         self._lock = threading.Lock()
 
     def start(self) -> None:
         """Start the clock (the run begins; model loading and tracing are not counted)."""
         self.started = time.perf_counter()
         self.rss_start_mb = self.rss_peak_mb = self.rss_mb()
+        self.fds_start = self.open_files()
+        self.threads_start = threading.active_count()
 
     def frame_out(self) -> None:
         """Count one frame delivered to the sinks; sample RSS every 32 frames and once warm-up ends."""
@@ -89,6 +95,13 @@ class Telemetry:
             self.rss_warm_mb = self.sample_memory()
         elif self.frames_out % 32 == 0:
             self.sample_memory()
+
+    def open_files(self) -> int | None:
+        """Open file descriptors (handles on Windows) of this process."""
+        try:
+            return self._process.num_fds() if hasattr(self._process, "num_fds") else self._process.num_handles()
+        except psutil.Error:
+            return None
 
     def rss_mb(self) -> float:
         """Resident memory of this process now, MB."""
@@ -128,7 +141,8 @@ class Telemetry:
     def live_line(self, depth: int, dropped: int) -> str:
         """One compact status line."""
         parts = " ".join(f"{name} {h.recent_ms:.1f}" for name, h in self.stages.items() if h.count)
-        return (f"frames {self.frames_out}/{self.frames_in} | {self.fps():.1f} fps | dropped {dropped} | "
+        outage = f" | reconnects {self.reconnects} ({self.outage_s:.1f} s out)" if self.reconnects else ""
+        return (f"frames {self.frames_out}/{self.frames_in}{outage} | {self.fps():.1f} fps | dropped {dropped} | "
                 f"queue {depth} | ms: {parts} | rss {self.sample_memory():.0f} MB")
 
     def report(self) -> dict:
@@ -147,11 +161,16 @@ class Telemetry:
                            "p95": round(self.latency.percentile(95), 3),
                            "p99": round(self.latency.percentile(99), 3),
                            "max": round(self.latency.max_ms, 3)},
+            "reconnects": self.reconnects,
+            "outage_s": round(self.outage_s, 3),
             "rss_start_mb": round(self.rss_start_mb, 1),
             "rss_end_mb": round(rss_end, 1),
             "rss_peak_mb": round(self.rss_peak_mb, 1),  # sampled during the run (every 32 frames)
             "rss_peak_process_mb": self.process_peak_rss_mb(),
             "rss_warm_mb": None if self.rss_warm_mb is None else round(self.rss_warm_mb, 1),
             "rss_growth_after_warmup_pct": None if growth is None else round(growth, 3),
+            "threads_start": self.threads_start,
             "threads_end": threading.active_count(),
+            "fds_start": self.fds_start,
+            "fds_end": self.open_files(),
         }

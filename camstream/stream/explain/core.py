@@ -57,7 +57,7 @@ def spatial_layers(model: nn.Module, example: torch.Tensor) -> list[LayerRecord]
             handle.remove()
     modules = dict(model.named_modules())
     records: list[LayerRecord] = []
-    for order, (name, output) in enumerate(calls):
+    for order, (_, output) in enumerate(calls):
         if output.dim() != 4 or output.shape[2] * output.shape[3] <= 1:
             continue
         # outermost module returning this same tensor object (calls stay referenced, so ids are unique)

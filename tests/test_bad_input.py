@@ -1,0 +1,105 @@
+"""A corpus of awkward inputs, each made here with PyAV: every one is either processed correctly or
+refused with one line and exit code 2 — never a traceback."""
+
+from __future__ import annotations
+
+import json
+from fractions import Fraction
+
+import av
+import numpy as np
+import pytest
+
+from camstream.bench.clips import count_frames
+
+from .cli import assert_one_line_error, camstream
+
+
+def write_video(path, codec: str, pix_fmt: str, size: tuple[int, int], frames: int, grey: bool = False) -> str:
+    """A synthetic moving-gradient clip: `size` is (width, height)."""
+    width, height = size
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=Fraction(25))
+        stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
+        for index in range(frames):
+            ramp = ((np.arange(width)[None, :] + np.arange(height)[:, None] + 7 * index) % 256).astype(np.uint8)
+            if grey:
+                frame = av.VideoFrame.from_ndarray(ramp, format="gray")
+            else:
+                frame = av.VideoFrame.from_ndarray(np.dstack([ramp, ramp[::-1], 255 - ramp]), format="rgb24")
+            frame.pts = index
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return str(path)
+
+
+def write_audio_only(path) -> str:
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("aac", rate=44100)
+        samples = np.zeros((1, 1024), np.float32)
+        for index in range(20):
+            frame = av.AudioFrame.from_ndarray(samples, format="fltp", layout="mono")
+            frame.sample_rate = 44100
+            frame.pts = index * 1024
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return str(path)
+
+
+def file_with(path, content: bytes) -> str:
+    path.write_bytes(content)
+    return str(path)
+
+
+def truncated(path, source: str) -> str:
+    data = open(source, "rb").read()
+    path.write_bytes(data[: len(data) // 2])
+    return str(path)
+
+
+VALID = {
+    "grayscale": lambda d: write_video(d / "grey.mkv", "ffv1", "gray", (320, 240), 12, grey=True),
+    "odd_size_641x359": lambda d: write_video(d / "odd.mkv", "ffv1", "yuv444p", (641, 359), 12),
+    "one_frame": lambda d: write_video(d / "one.mp4", "libx264", "yuv420p", (320, 240), 1),
+    "yuv444p_h264": lambda d: write_video(d / "444.mp4", "libx264", "yuv444p", (320, 240), 12),
+    "rgb_ffv1_bgr0": lambda d: write_video(d / "bgr0.mkv", "ffv1", "bgr0", (200, 150), 12),
+    "16_bit_ffv1": lambda d: write_video(d / "deep.mkv", "ffv1", "yuv420p16le", (160, 120), 12),
+    "tiny_8x8_mjpeg": lambda d: write_video(d / "tiny.avi", "mjpeg", "yuvj420p", (8, 8), 5),
+}
+
+
+@pytest.mark.parametrize("name", list(VALID))
+def test_awkward_but_valid_videos_are_processed_frame_for_frame(tmp_path, name):
+    source = VALID[name](tmp_path)
+    frames = count_frames(source)
+    result = camstream("run", "--source", source, "--out", tmp_path / "out", "--quiet")
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["frames_in"] == report["frames_out"] == frames
+    assert count_frames(str(tmp_path / "out" / "overlay.mp4")) == frames
+
+
+INVALID = {
+    "missing": (lambda d: str(d / "nothing.mp4"), "no such file"),
+    "directory": (lambda d: str(d), "is a directory"),
+    "zero_bytes": (lambda d: file_with(d / "zero.mp4", b""), "is empty"),
+    "random_bytes_named_mp4": (lambda d: file_with(d / "r.mp4", np.random.default_rng(3).bytes(65536)),
+                               "cannot open"),
+    "truncated_mp4": (lambda d: truncated(d / "cut.mp4", write_video(d / "whole.mp4", "libx264", "yuv420p",
+                                                                       (320, 240), 30)), "cannot open"),
+    "audio_only": (lambda d: write_audio_only(d / "audio.m4a"), "has no video stream"),
+    "missing_camera": (lambda d: "41", "camera 41"),
+    "unreachable_url": (lambda d: "rtsp://127.0.0.1:9/none", "cannot open rtsp://127.0.0.1:9/none"),
+    "unknown_scheme": (lambda d: "nosuchproto://x/y", "cannot open"),
+}
+
+
+@pytest.mark.parametrize("name", list(INVALID))
+def test_bad_inputs_give_one_line_and_exit_code_2(tmp_path, name):
+    make, fragment = INVALID[name]
+    result = camstream("run", "--source", make(tmp_path), "--out", tmp_path / "out", "--quiet")
+    assert_one_line_error(result, fragment)
