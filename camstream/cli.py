@@ -146,7 +146,7 @@ def _run(args: argparse.Namespace) -> int:
         raise CamstreamError("--smooth must be in [0, 1)")
     pipeline = Pipeline(config)
     for signum in (signal.SIGINT, signal.SIGTERM):  # from now on a stop goes through every stage in order
-        signal.signal(signum, _raise_interrupt)
+        signal.signal(signum, lambda *_args: pipeline.interrupt())
     for sink in pipeline.sinks:
         if sink.name == "mjpeg":
             print(f"camstream: serving {sink.describe()['url']}", file=sys.stderr, flush=True)
@@ -163,10 +163,6 @@ def _run(args: argparse.Namespace) -> int:
             raise error
         raise RuntimeError(f"a pipeline stage failed: {error!r}")
     return 0
-
-
-def _raise_interrupt(*_args) -> None:
-    raise KeyboardInterrupt
 
 
 def _exit_interrupted(*_args) -> None:

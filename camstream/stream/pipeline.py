@@ -7,6 +7,7 @@ import os
 import platform
 import queue
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from importlib import resources
@@ -26,7 +27,8 @@ from camstream.stream.ring import FrameRing
 from camstream.stream.sinks import FileSink, MjpegSink, NullSink, Sink, WindowSink
 from camstream.stream.telemetry import Telemetry
 
-JOIN_TIMEOUT_S = 2.0
+JOIN_TIMEOUT_S = 2.0  # every stage is expected to stop within this after a stop request
+RENDER_GRACE_S = 10.0  # beyond that, still wait this long before giving up on finalising the sinks
 
 
 def demo_clip() -> str:
@@ -107,6 +109,7 @@ class Pipeline:
         self.render = RenderStage(self.results, self.ring, self.sinks, painter, self.telemetry, self.spec,
                                   config.method, config.target_fps, config.hud)
         self.interrupted = False
+        self._stop_requested = threading.Event()
         self.report: dict = {}
 
     def _make_sinks(self) -> list[Sink]:
@@ -135,16 +138,26 @@ class Pipeline:
         self.source.interrupt()
         self.ring.abort()
 
+    def interrupt(self) -> None:
+        """Ask for an orderly stop from anywhere, a signal handler included: the run loop acts on it."""
+        self.interrupted = True
+        self._stop_requested.set()
+
     def run(self, on_progress=None, progress_every_s: float = 1.0) -> dict:
-        """Run to the end of input (or Ctrl-C / `request_stop`); returns the report (also written to disk)."""
+        """Run to the end of input (or `interrupt()` / Ctrl-C / `request_stop`); returns the report (also
+        written to disk)."""
         self.telemetry.start()
         for stage in self.stages:
             stage.start()
         last = time.perf_counter()
+        stopping = False
         try:
             while self.render.is_alive():
-                self.render.join(0.1)
-                if self.capture.error is not None or self.infer.error is not None:
+                # wait on the event, not on a join: a signal must never interrupt Thread.join
+                self._stop_requested.wait(0.1)
+                failed = self.capture.error is not None or self.infer.error is not None
+                if (self._stop_requested.is_set() or failed) and not stopping:
+                    stopping = True
                     self.request_stop()
                 if on_progress is not None and time.perf_counter() - last >= progress_every_s:
                     last = time.perf_counter()
@@ -161,12 +174,17 @@ class Pipeline:
         for stage in self.stages:
             stage.join(max(0.0, deadline - time.perf_counter()))
         stuck = [stage.name for stage in self.stages if stage.is_alive()]
+        # the sinks belong to the render thread: never close them under it (a late batch may still come)
+        self.render.join(RENDER_GRACE_S)
         errors = []
-        for sink in self.sinks:
-            try:
-                sink.close()
-            except Exception as exc:  # one sink's failure must not lose the others' output
-                errors.append(f"{sink.name} sink: {exc}")
+        if self.render.is_alive():
+            errors.append("the render thread did not stop: sinks left open")
+        else:
+            for sink in self.sinks:
+                try:
+                    sink.close()
+                except Exception as exc:  # one sink's failure must not lose the others' output
+                    errors.append(f"{sink.name} sink: {exc}")
         if not self.capture.is_alive():
             self.source.close()
         self.hooked.close()
