@@ -218,6 +218,7 @@ class Pipeline:
             "dropped": self.ring.dropped,
             "queue_max_depth": self.ring.max_depth,
             "out_of_order": self.render.out_of_order,
+            "sequence_gaps": self.render.seq_gaps,
             "interrupted": self.interrupted,
             "error": None if error is None else str(error),
             "sink_errors": errors,

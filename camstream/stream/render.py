@@ -63,7 +63,8 @@ class RenderStage(threading.Thread):
         self.frame_interval = 1.0 / target_fps if target_fps > 0 and any(s.displays for s in sinks) else 0.0
         self.hud = hud
         self.error: BaseException | None = None
-        self.last_seq = -1  # order check: sequence numbers must only grow
+        self.last_seq = -1  # order check: sequence numbers must only grow, by one in lossless mode
+        self.seq_gaps = 0
         self.out_of_order = 0
         self._cam: np.ndarray | None = None
         self._cam_meta = (-1, 0.0, -1, 0.0)  # class id, score, seq, made at
@@ -93,6 +94,8 @@ class RenderStage(threading.Thread):
                 self.telemetry.frame_out()
                 if slot.seq <= self.last_seq:
                     self.out_of_order += 1
+                elif slot.seq != self.last_seq + 1:
+                    self.seq_gaps += 1  # frames missing before this one (live drops, or a stop)
                 self.last_seq = slot.seq
                 self.ring.release(slot)
         except BaseException as exc:  # reported by the pipeline
