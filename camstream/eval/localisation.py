@@ -1,0 +1,77 @@
+"""Localisation against ground-truth masks: pointing game and the overlap scores of a thresholded map."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from camstream.eval.metric import Metric
+
+
+class PointingGame(Metric):
+    """1 where the map's maximum falls inside the ground truth, else 0 (Zhang et al. 2018)."""
+
+    name = "pointing_game"
+    higher_is_better = True
+    category = "localisation"
+
+    def __call__(self, maps: np.ndarray, truth: np.ndarray) -> np.ndarray:
+        """maps (B, H, W) float, truth (B, H, W) bool → (B,) of 0/1."""
+        batch = maps.shape[0]
+        peaks = maps.reshape(batch, -1).argmax(1)
+        return truth.reshape(batch, -1)[np.arange(batch), peaks].astype(np.float64)
+
+
+class _Overlap(Metric):
+    """Scores from the confusion counts of a binary explanation mask A against the ground truth G."""
+
+    higher_is_better = True
+    category = "localisation"
+
+    def __call__(self, masks: np.ndarray, truth: np.ndarray) -> np.ndarray:
+        """masks, truth (B, H, W) bool → (B,); empty denominators score 0."""
+        batch = masks.shape[0]
+        a = masks.reshape(batch, -1)
+        g = truth.reshape(batch, -1)
+        both = np.logical_and(a, g).sum(1).astype(np.float64)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            score = self.score(both, a.sum(1).astype(np.float64), g.sum(1).astype(np.float64))
+        return np.nan_to_num(score, nan=0.0, posinf=0.0)
+
+    def score(self, both: np.ndarray, shown: np.ndarray, true: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+
+class IoU(_Overlap):
+    """|A ∩ G| / |A ∪ G|."""
+
+    name = "iou"
+
+    def score(self, both, shown, true):
+        return both / (shown + true - both)
+
+
+class Dice(_Overlap):
+    """2 |A ∩ G| / (|A| + |G|)."""
+
+    name = "dice"
+
+    def score(self, both, shown, true):
+        return 2 * both / (shown + true)
+
+
+class Precision(_Overlap):
+    """|A ∩ G| / |A|: how much of what is shown is right."""
+
+    name = "precision"
+
+    def score(self, both, shown, true):
+        return both / shown
+
+
+class Recall(_Overlap):
+    """|A ∩ G| / |G|: how much of the object is shown."""
+
+    name = "recall"
+
+    def score(self, both, shown, true):
+        return both / true

@@ -1,0 +1,123 @@
+"""Metrics pinned on constructed cases with known answers: a perfect map, an inverted map, a random map."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from camstream.eval import (
+    AverageDrop,
+    BoundaryF1,
+    DeletionAUC,
+    Dice,
+    IncreaseInConfidence,
+    InsertionAUC,
+    IoU,
+    PointingGame,
+    Precision,
+    Recall,
+)
+from camstream.eval.metric import top_fraction_masks
+
+SIZE = 32
+RNG = np.random.default_rng(5)
+
+
+def square_truth(batch: int = 3) -> np.ndarray:
+    truth = np.zeros((batch, SIZE, SIZE), bool)
+    truth[:, 8:20, 10:22] = True  # 144 of 1,024 pixels
+    return truth
+
+
+def maps_for(truth: np.ndarray) -> dict[str, np.ndarray]:
+    smooth = RNG.random(truth.shape) * 0.1  # breaks ties inside and outside
+    return {"perfect": truth + smooth, "inverted": (~truth) + smooth, "random": RNG.random(truth.shape)}
+
+
+@pytest.mark.parametrize("metric", [IoU(), Dice(), Precision(), Recall(), BoundaryF1()])
+def test_overlap_metrics_are_1_for_the_truth_and_0_for_its_complement(metric):
+    truth = square_truth()
+    assert np.allclose(metric(truth, truth), 1.0)
+    assert np.allclose(metric(~truth, truth), 0.0) or metric.name == "boundary_f1"
+    assert metric.higher_is_better and metric.category == "localisation"
+
+
+def test_overlap_metrics_follow_their_formulas_on_a_half_overlap():
+    truth = square_truth(1)
+    shown = np.zeros_like(truth)
+    shown[:, 8:20, 16:28] = True  # same size, half of it on the truth
+    assert IoU()(shown, truth)[0] == pytest.approx(72 / (144 + 144 - 72))
+    assert Dice()(shown, truth)[0] == pytest.approx(0.5)
+    assert Precision()(shown, truth)[0] == pytest.approx(0.5)
+    assert Recall()(shown, truth)[0] == pytest.approx(0.5)
+    assert 0.0 < BoundaryF1()(shown, truth)[0] < 1.0
+
+
+def test_empty_masks_score_zero_not_nan():
+    truth = square_truth(1)
+    empty = np.zeros_like(truth)
+    for metric in (IoU(), Dice(), Precision(), Recall(), BoundaryF1()):
+        assert metric(empty, truth)[0] == 0.0
+
+
+def test_localisation_ranks_perfect_over_random_over_inverted():
+    truth = square_truth(8)
+    maps = maps_for(truth)
+    keep = truth[0].mean()
+    scores = {name: IoU()(top_fraction_masks(m, keep), truth).mean() for name, m in maps.items()}
+    assert scores["perfect"] == pytest.approx(1.0) and scores["inverted"] == 0.0
+    assert scores["inverted"] < scores["random"] < scores["perfect"]
+    points = {name: PointingGame()(m, truth).mean() for name, m in maps.items()}
+    assert points["perfect"] == 1.0 and points["inverted"] == 0.0
+
+
+class RegionModel(torch.nn.Module):
+    """Two classes; class 0's logit is 12 × (mean brightness inside the region − 0.5): only the region matters."""
+
+    def __init__(self, region: np.ndarray) -> None:
+        super().__init__()
+        self.region = torch.from_numpy(region.astype(np.float32))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        inside = (images.mean(1) * self.region).sum((1, 2)) / self.region.sum()
+        logit = 12.0 * (inside - 0.5)
+        return torch.softmax(torch.stack([logit, -logit], 1), 1)
+
+
+@pytest.fixture
+def faithfulness_case():
+    truth = square_truth(6)
+    images = torch.from_numpy(np.repeat(truth[:, None], 3, axis=1).astype(np.float32))  # a bright square on black
+    images += torch.from_numpy(RNG.normal(0, 0.02, images.shape)).float()
+    return RegionModel(truth[0]), images.clamp(0, 1), maps_for(truth), torch.zeros(6, dtype=torch.long)
+
+
+def test_insertion_and_deletion_rank_perfect_random_inverted(faithfulness_case):
+    model, images, maps, targets = faithfulness_case
+    insertion = {name: InsertionAUC()(model, images, m, targets).mean() for name, m in maps.items()}
+    deletion = {name: DeletionAUC()(model, images, m, targets).mean() for name, m in maps.items()}
+    assert insertion["perfect"] > insertion["random"] > insertion["inverted"]
+    assert deletion["perfect"] < deletion["random"] < deletion["inverted"]
+    for value in (*insertion.values(), *deletion.values()):
+        assert 0.0 <= value <= 1.0
+
+
+def test_insertion_curve_starts_at_the_blurred_score_and_ends_at_the_full_score(faithfulness_case):
+    model, images, maps, targets = faithfulness_case
+    metric = InsertionAUC(steps=8)
+    metric(model, images, maps["perfect"], targets)
+    full = model(images)[:, 0].double().numpy()
+    np.testing.assert_allclose(metric.curves[:, -1], full, rtol=1e-6)
+    assert metric.curves.shape == (6, 9)
+
+
+def test_average_drop_and_increase_in_confidence(faithfulness_case):
+    model, images, maps, targets = faithfulness_case
+    scale = {name: m / m.max(axis=(1, 2), keepdims=True) for name, m in maps.items()}
+    drop = {name: AverageDrop()(model, images, m, targets).mean() for name, m in scale.items()}
+    assert drop["perfect"] < drop["random"] < drop["inverted"]
+    assert 0.0 <= drop["perfect"] and drop["inverted"] <= 1.0
+    increase = IncreaseInConfidence()(model, images, np.ones((6, SIZE, SIZE)), targets)
+    assert np.all(increase == 0.0)  # an all-ones map changes nothing: no increase
+    assert not AverageDrop.higher_is_better and IncreaseInConfidence.higher_is_better
