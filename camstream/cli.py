@@ -110,7 +110,48 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--footage", metavar="VIDEO", help="clip to derive the 720p/1080p 60 fps inputs from "
                        "(default: ../shared dashcam clip if present, else the demo clip)")
     bench.set_defaults(handler=_bench)
+
+    evaluate = commands.add_parser("eval", help="faithfulness, localisation and cost of the methods on a folder "
+                                   "of images", description="Evaluate methods, full map vs thresholded maps, on "
+                                   "a folder of images with optional ground truth (VIA polygon JSON, "
+                                   "ground-truth/NAME.txt boxes, or NAME_mask.png); writes OUT/eval.json and "
+                                   "OUT/eval.md.")
+    evaluate.add_argument("--data", required=True, metavar="DIR", help="folder of images (and ground truth)")
+    evaluate.add_argument("--methods", default="cam,gradcam,gradcam++,recipro",
+                          help="comma-separated (default all four)")
+    evaluate.add_argument("--thresholds", default="1,5,10,20,dynamic",
+                          help="comma-separated keep-percentages and/or dynamic (default 1,5,10,20,dynamic)")
+    evaluate.add_argument("--class-id", type=int, metavar="N", help="explain class N (default: each top-1)")
+    evaluate.add_argument("--model", default="efficientnet_lite0")
+    evaluate.add_argument("--limit", type=int, metavar="N", help="first N images only")
+    evaluate.add_argument("--steps", type=int, default=8, help="insertion/deletion steps (default 8)")
+    evaluate.add_argument("--out", default="eval-out", metavar="DIR", help="where to write (default eval-out)")
+    evaluate.set_defaults(handler=_eval)
     return parser
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from camstream.eval.suite import run_eval
+    from camstream.kernels import parse_threshold
+    from camstream.stream.explain import METHODS
+
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise CamstreamError(f"unknown method {unknown[0]!r} (choose from {', '.join(METHODS)})")
+    thresholds = [t.strip() for t in args.thresholds.split(",") if t.strip()]
+    for text in thresholds:
+        parse_threshold(text)
+    started = time.perf_counter()
+
+    def progress(message: str) -> None:
+        print(f"[{time.perf_counter() - started:6.1f} s] {message}", file=sys.stderr, flush=True)
+
+    run_eval(args.data, args.out, methods, thresholds, args.class_id, args.model, args.limit, steps=args.steps,
+             progress=progress)
+    print(open(os.path.join(args.out, "eval.md")).read())
+    print(f"wrote {args.out}/eval.json and {args.out}/eval.md")
+    return 0
 
 
 def _bench(args: argparse.Namespace) -> int:

@@ -1,0 +1,83 @@
+"""Ground truth readers: VIA polygon JSON, `label left top right bottom` box files, or mask PNGs."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from camstream.errors import InputError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+
+
+@dataclass
+class Sample:
+    """One image (BGR) and its ground-truth mask (bool, same size; None when there is none)."""
+
+    name: str
+    image: np.ndarray
+    truth: np.ndarray | None
+
+
+def _read(path: str) -> np.ndarray:
+    image = cv2.imread(path, cv2.IMREAD_COLOR)
+    if image is None:
+        raise InputError(f"cannot read image {path}")
+    return image
+
+
+def _via_masks(folder: str) -> dict[str, list[tuple[list[int], list[int]]]]:
+    """filename → polygons, from every VIA JSON file in `folder`."""
+    polygons: dict[str, list] = {}
+    for name in sorted(os.listdir(folder)):
+        if not name.endswith(".json"):
+            continue
+        with open(os.path.join(folder, name)) as handle:
+            entries = json.load(handle)
+        for entry in entries.values():
+            regions = entry.get("regions") or {}
+            regions = regions.values() if isinstance(regions, dict) else regions
+            polygons.setdefault(entry["filename"], []).extend(
+                (r["shape_attributes"]["all_points_x"], r["shape_attributes"]["all_points_y"]) for r in regions
+                if r.get("shape_attributes", {}).get("name") == "polygon")
+    return polygons
+
+
+def load_samples(folder: str, limit: int | None = None) -> list[Sample]:
+    """Images of `folder` with ground truth from a VIA JSON beside them, from `ground-truth/<name>.txt` boxes
+    (images in `images/`), or from `<name>_mask.png`; images without any of these get `truth=None`."""
+    if not os.path.isdir(folder):
+        raise InputError(f"no such folder: {folder}")
+    image_dir = os.path.join(folder, "images") if os.path.isdir(os.path.join(folder, "images")) else folder
+    names = sorted(n for n in os.listdir(image_dir) if n.lower().endswith(IMAGE_SUFFIXES) and "_mask." not in n)
+    if not names:
+        raise InputError(f"no images in {image_dir}")
+    polygons = _via_masks(folder)
+    samples = []
+    for name in names[:limit]:
+        image = _read(os.path.join(image_dir, name))
+        truth = None
+        stem = os.path.splitext(name)[0]
+        boxes = os.path.join(folder, "ground-truth", stem + ".txt")
+        mask_png = os.path.join(image_dir, stem + "_mask.png")
+        if name in polygons:
+            truth = np.zeros(image.shape[:2], np.uint8)
+            for xs, ys in polygons[name]:
+                cv2.fillPoly(truth, [np.stack([xs, ys], 1).astype(np.int32)], 1)
+        elif os.path.exists(boxes):
+            truth = np.zeros(image.shape[:2], np.uint8)
+            with open(boxes) as handle:
+                for line in handle:
+                    parts = line.split()
+                    if len(parts) >= 5:
+                        left, top, right, bottom = (int(float(v)) for v in parts[-4:])
+                        truth[top:bottom + 1, left:right + 1] = 1
+        elif os.path.exists(mask_png):
+            mask = cv2.imread(mask_png, cv2.IMREAD_GRAYSCALE)
+            truth = None if mask is None else (mask > 0).astype(np.uint8)
+        samples.append(Sample(name, image, None if truth is None else truth.astype(bool)))
+    return samples
