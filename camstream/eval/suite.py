@@ -147,7 +147,8 @@ def markdown(results: dict) -> str:
     lines += ["", "| method | ms per image |", "|---|---|"]
     lines += [f"| {method} | {entry['ms_per_image']:.1f} |" for method, entry in results["methods"].items()]
     lines += ["", "Paired tests, thresholded vs full map (insertion AUC): mean difference, t-test p, Wilcoxon p, "
-              "Cohen's d_z\n", "| method | threshold | mean diff | t p | Wilcoxon p | d_z |", "|---|---|---|---|---|---|"]
+              "Cohen's d_z\n", "| method | threshold | mean diff | t p | Wilcoxon p | d_z |",
+              "|---|---|---|---|---|---|"]
     for method, entry in results["methods"].items():
         for label, stats in entry["statistics"].items():
             s = stats["insertion_auc"]
