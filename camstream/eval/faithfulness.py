@@ -74,27 +74,35 @@ class DeletionAUC(_PixelCurve):
         return images, torch.zeros_like(images)
 
 
-class AverageDrop(Metric):
-    """max(0, Y − O) / Y per sample: Y the score on the image, O on the image multiplied by the map."""
+class _MaskedScore(Metric):
+    """Compares Y, the target score on the image, with O, the score on the image multiplied by the map."""
+
+    category = "faithfulness"
+
+    def __call__(self, predict: Predict, images: torch.Tensor, maps: np.ndarray, targets: torch.Tensor) -> np.ndarray:
+        full = target_scores(predict, images, targets)
+        kept = target_scores(predict, images * torch.from_numpy(maps).float()[:, None], targets)
+        return self.score(full, kept)
+
+    def score(self, full: np.ndarray, kept: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+
+class AverageDrop(_MaskedScore):
+    """max(0, Y − O) / Y per sample."""
 
     name = "average_drop"
     higher_is_better = False
-    category = "faithfulness"
 
-    def __call__(self, predict: Predict, images: torch.Tensor, maps: np.ndarray, targets: torch.Tensor) -> np.ndarray:
-        full = target_scores(predict, images, targets)
-        kept = target_scores(predict, images * torch.from_numpy(maps).float()[:, None], targets)
+    def score(self, full, kept):
         return np.maximum(0.0, full - kept) / np.maximum(full, 1e-12)
 
 
-class IncreaseInConfidence(Metric):
-    """1 where the score on the image multiplied by the map exceeds the score on the image, else 0."""
+class IncreaseInConfidence(_MaskedScore):
+    """1 where O > Y, else 0."""
 
     name = "increase_in_confidence"
     higher_is_better = True
-    category = "faithfulness"
 
-    def __call__(self, predict: Predict, images: torch.Tensor, maps: np.ndarray, targets: torch.Tensor) -> np.ndarray:
-        full = target_scores(predict, images, targets)
-        kept = target_scores(predict, images * torch.from_numpy(maps).float()[:, None], targets)
+    def score(self, full, kept):
         return (kept > full).astype(np.float64)
