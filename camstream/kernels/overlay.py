@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from functools import lru_cache
 
 import numpy as np
 from numba import njit, prange
@@ -37,11 +36,21 @@ def _overlay(frame, cam, threshold, table, keep, y0, y1, wy, x0, x1, wx, rows, o
                     out[y, x, c] = frame[y, x, c]
 
 
-@lru_cache(maxsize=16)
-def _blend_table(lut_bytes: bytes, alpha256: int) -> np.ndarray:
-    lut = np.frombuffer(lut_bytes, np.uint8).reshape(256, 3).astype(np.int32)
-    table = lut * alpha256 + 128  # the colour's share of the blend, rounding included
-    table.setflags(write=False)
+_tables: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+
+
+def _blend_table(lut: np.ndarray, alpha256: int) -> np.ndarray:
+    """lut · a + 128 as int32: the colour's share of the blend, rounding included; made once per read-only
+    LUT (colormap_lut's are cached) and alpha, not once per frame."""
+    key = (id(lut), alpha256)
+    cached = _tables.get(key)
+    if cached is not None and cached[0] is lut and not lut.flags.writeable:
+        return cached[1]
+    table = np.ascontiguousarray(lut, np.uint8).reshape(256, 3).astype(np.int32) * alpha256 + 128
+    if not lut.flags.writeable:
+        if len(_tables) >= 16:
+            _tables.clear()
+        _tables[key] = (lut, table)  # holding the LUT keeps its id from being reused
     return table
 
 
@@ -73,7 +82,7 @@ def overlay(frame: np.ndarray, cam: np.ndarray, threshold: float, lut: np.ndarra
     y0, y1, wy = resize_tables(cam.shape[0], height)
     x0, x1, wx = resize_tables(cam.shape[1], width)
     alpha256 = int(round(min(max(alpha, 0.0), 1.0) * 256))
-    table = _blend_table(np.ascontiguousarray(lut, np.uint8).tobytes(), alpha256)
+    table = _blend_table(lut, alpha256)
     cam = np.nan_to_num(np.asarray(cam, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
     with _PARALLEL_LOCK:
         _overlay(frame, cam, np.float32(threshold), table, 256 - alpha256, y0, y1, wy, x0, x1, wx,

@@ -68,7 +68,6 @@ class RenderStage(threading.Thread):
         self.out_of_order = 0
         self._cam: np.ndarray | None = None
         self._cam_meta = (-1, 0.0, -1, 0.0)  # class id, score, seq, made at
-        self._canvas: np.ndarray | None = None
 
     def run(self) -> None:
         next_due = 0.0
@@ -105,20 +104,18 @@ class RenderStage(threading.Thread):
                 pass
 
     def _render(self, slot: FrameSlot) -> np.ndarray:
-        if self._canvas is None or self._canvas.shape != slot.image.shape:
-            self._canvas = np.empty_like(slot.image)
+        """Composite in place into the slot's own image: it is released once the sinks have it, and pixels
+        under the threshold are then never touched."""
         if slot.has_cam:
             if self._cam is None or self._cam.shape != slot.cam.shape:
                 self._cam = np.empty_like(slot.cam)
             np.copyto(self._cam, slot.cam)
             self._cam_meta = (slot.class_id, slot.score, slot.seq, slot.time_s)
-        if self._cam is None:
-            np.copyto(self._canvas, slot.image)
-        else:
-            self.painter.paint(slot.image, self._cam, self._canvas)
+        if self._cam is not None:
+            self.painter.paint(slot.image, self._cam, slot.image)
         if self.hud:
-            self._draw_hud(self._canvas, slot)
-        return self._canvas
+            self._draw_hud(slot.image, slot)
+        return slot.image
 
     def _draw_hud(self, canvas: np.ndarray, slot: FrameSlot) -> None:
         class_id, score, cam_seq, cam_time = self._cam_meta
