@@ -57,8 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
                                           "latency, fps and memory shown live and written to report.json. With "
                                           "no options it runs the bundled demo clip and writes "
                                           "camstream-out/overlay.mp4 and camstream-out/report.json.")
-    run.add_argument("--source", metavar="PATH|URL|INDEX",
-                     help="video file, rtsp:// or http(s):// URL, or camera index (default: bundled demo clip)")
+    run.add_argument("--source", metavar="PATH|URL|INDEX", action="append",
+                     help="video file, rtsp:// or http(s):// URL, or camera index (default: bundled demo clip); "
+                          "repeat for several streams in one process: frames of all are batched together "
+                          "fairly, and each stream writes OUT/<n>-<name>/")
+    run.add_argument("--sources", metavar="FILE", help="a file listing sources, one per line (# comments)")
     run.add_argument("--sink", action="append", choices=SINKS, metavar="SINK",
                      help="file (OUT/overlay.mp4), mjpeg (HTTP page + MJPEG stream), window, null; repeat for "
                           "several (default file)")
@@ -118,39 +121,57 @@ def build_parser() -> argparse.ArgumentParser:
                                    "OUT/eval.md.")
     evaluate.add_argument("--data", required=True, metavar="DIR", help="folder of images (and ground truth)")
     evaluate.add_argument("--methods", default="cam,gradcam,gradcam++,recipro",
-                          help="comma-separated (default all four)")
+                          help="comma-separated: camstream's cam, gradcam, gradcam++, recipro (default: all four) "
+                          "and/or the baselines rise, scorecam, pgc-gradcam, captum-deeplift, captum-lrp, "
+                          "captum-lime (pip install 'camstream[baselines]')")
     evaluate.add_argument("--thresholds", default="1,5,10,20,dynamic",
                           help="comma-separated keep-percentages and/or dynamic (default 1,5,10,20,dynamic)")
     evaluate.add_argument("--class-id", type=int, metavar="N", help="explain class N (default: each top-1)")
     evaluate.add_argument("--model", default="efficientnet_lite0")
     evaluate.add_argument("--limit", type=int, metavar="N", help="first N images only")
     evaluate.add_argument("--steps", type=int, default=8, help="insertion/deletion steps (default 8)")
+    evaluate.add_argument("--video", metavar="CLIP", default="demo",
+                          help="clip for temporal stability ('demo': the bundled clip; 'none': skip)")
+    evaluate.add_argument("--video-frames", type=int, default=96, metavar="N", help="frames of it (default 96)")
+    evaluate.add_argument("--smooth", type=float, default=0.6, metavar="ALPHA",
+                          help="EMA weight compared against raw maps on the video (default 0.6)")
+    evaluate.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     evaluate.add_argument("--out", default="eval-out", metavar="DIR", help="where to write (default eval-out)")
     evaluate.set_defaults(handler=_eval)
     return parser
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from camstream.eval.suite import run_eval
+    from camstream.eval.explainers import EXPLAINERS
+    from camstream.eval.suite import EvalPlan, run_eval
     from camstream.kernels import parse_threshold
-    from camstream.stream.explain import METHODS
+    from camstream.stream.pipeline import demo_clip
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown:
-        raise CamstreamError(f"unknown method {unknown[0]!r} (choose from {', '.join(METHODS)})")
+    unknown = [m for m in methods if m not in EXPLAINERS]
+    if unknown or not methods:
+        raise CamstreamError(f"unknown method {(unknown or [''])[0]!r} (choose from {', '.join(EXPLAINERS)})")
     thresholds = [t.strip() for t in args.thresholds.split(",") if t.strip()]
     for text in thresholds:
         parse_threshold(text)
+    if not 0.0 <= args.smooth < 1.0:
+        raise CamstreamError("--smooth must be in [0, 1)")
+    if args.video_frames < 2:
+        raise CamstreamError("--video-frames must be at least 2")
+    video = {"demo": demo_clip(), "none": None}.get(args.video, args.video)
+    if video is not None and not os.path.isfile(video):
+        raise CamstreamError(f"no such video: {video}")
     started = time.perf_counter()
 
     def progress(message: str) -> None:
         print(f"[{time.perf_counter() - started:6.1f} s] {message}", file=sys.stderr, flush=True)
 
-    run_eval(args.data, args.out, methods, thresholds, args.class_id, args.model, args.limit, steps=args.steps,
-             progress=progress)
+    plan = EvalPlan(methods=methods, thresholds=thresholds, class_id=args.class_id, model=args.model,
+                    limit=args.limit, steps=args.steps, video=video, video_frames=args.video_frames,
+                    smooth=args.smooth, plots=not args.no_plots)
+    run_eval(args.data, args.out, plan, progress=progress)
     print(open(os.path.join(args.out, "eval.md")).read())
-    print(f"wrote {args.out}/eval.json and {args.out}/eval.md")
+    print(f"wrote {args.out}/eval.json, {args.out}/eval.md and the plots listed there")
     return 0
 
 
@@ -171,7 +192,7 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from camstream.stream.pipeline import Pipeline, PipelineConfig
+    from camstream.stream.pipeline import Pipeline, PipelineConfig, read_sources_file
 
     config = PipelineConfig(sinks=tuple(args.sink or ("file",)), out_dir=args.out, model=args.model,
                             weights=args.weights, layer=args.layer, method=args.method, threshold=args.threshold,
@@ -181,8 +202,11 @@ def _run(args: argparse.Namespace) -> int:
                             bind=args.bind, port=args.port,
                             token=args.token, threads=args.threads, alpha=args.alpha, colormap=args.colormap,
                             hud=args.hud, freeze=args.freeze)
-    if args.source is not None:
-        config.source = args.source
+    sources = tuple(args.source or ()) + (read_sources_file(args.sources) if args.sources else ())
+    if len(sources) == 1:
+        config.source = sources[0]
+    elif sources:
+        config.sources = sources
     if not 0.0 <= args.smooth < 1.0:
         raise CamstreamError("--smooth must be in [0, 1)")
     pipeline = Pipeline(config)
@@ -221,6 +245,18 @@ def _progress_printer():
 
 
 def _print_summary(report: dict, report_path: str) -> None:
+    if "streams" in report:
+        total = report["total"]
+        for index, stream in enumerate(report["streams"]):
+            failed = f", error: {stream['error']}" if stream["error"] else ""
+            print(f"stream {index} ({stream['source']['name']}): {stream['frames_out']} of {stream['frames_in']} "
+                  f"frames out, {stream['dropped']} dropped, {stream['fps']:.1f} fps, latency p95 "
+                  f"{stream['latency_ms']['p95']:.0f} ms{failed} → {stream['out_dir']}")
+        print(f"{total['streams']} streams: {total['frames_out']} frames out in {total['elapsed_s']:.1f} s, "
+              f"{total['fps']:.1f} fps in all, mean batch {total['mean_batch']:.2f}; peak RSS "
+              f"{total['rss_peak_mb']:.0f} MB{' (interrupted)' if report['interrupted'] else ''}")
+        print(f"report: {report_path}")
+        return
     stages = ", ".join(f"{name} {values['p50_ms']:.1f}" for name, values in report["stages"].items()
                        if values["count"])
     print(f"{report['frames_out']} of {report['frames_in']} frames out, {report['dropped']} dropped, "

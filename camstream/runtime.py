@@ -30,3 +30,16 @@ def tune_glibc_malloc() -> bool:
     ok = mallopt(_M_MMAP_THRESHOLD, 32 * 1024 * 1024)
     ok &= mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)
     return bool(ok)
+
+
+def release_free_memory() -> bool:
+    """Hand memory that glibc holds but nobody uses back to the OS (malloc_trim(0)), so that an RSS reading
+    taken next starts from what is really in use. False where there is no glibc."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return False
+    trim.argtypes = [ctypes.c_size_t]
+    return bool(trim(0))

@@ -18,7 +18,10 @@ from camstream.eval import (
     Precision,
     Recall,
 )
+from camstream.eval.faithfulness import Adcc, DeletionCorrelation, InsertionCorrelation, row_correlation
+from camstream.eval.localisation import precision_recall_curve
 from camstream.eval.metric import top_fraction_masks
+from camstream.eval.robustness import MaxSensitivity, TemporalStability
 
 SIZE = 32
 RNG = np.random.default_rng(5)
@@ -121,3 +124,87 @@ def test_average_drop_and_increase_in_confidence(faithfulness_case):
     increase = IncreaseInConfidence()(model, images, np.ones((6, SIZE, SIZE)), targets)
     assert np.all(increase == 0.0)  # an all-ones map changes nothing: no increase
     assert not AverageDrop.higher_is_better and IncreaseInConfidence.higher_is_better
+
+
+def test_insertion_and_deletion_correlation_rank_perfect_random_inverted(faithfulness_case):
+    model, images, maps, targets = faithfulness_case
+    insertion, deletion = InsertionAUC(steps=8), DeletionAUC(steps=8)
+    ic = {name: InsertionCorrelation(insertion)(model, images, m, targets).mean() for name, m in maps.items()}
+    dc = {name: DeletionCorrelation(deletion)(model, images, m, targets).mean() for name, m in maps.items()}
+    assert ic["perfect"] > 0.5 and ic["perfect"] > ic["random"] > ic["inverted"]
+    assert dc["perfect"] < -0.5 and dc["perfect"] < dc["random"] < dc["inverted"]
+    assert all(-1.0 <= v <= 1.0 for v in (*ic.values(), *dc.values()))
+    assert InsertionCorrelation.higher_is_better and not DeletionCorrelation.higher_is_better
+
+
+def test_curve_correlation_reuses_the_curve_just_drawn_for_the_same_maps(faithfulness_case):
+    model, images, maps, targets = faithfulness_case
+    calls = []
+
+    def counting(batch):
+        calls.append(len(batch))
+        return model(batch)
+
+    insertion = InsertionAUC(steps=4)
+    insertion(counting, images, maps["perfect"], targets)
+    drawn = len(calls)
+    InsertionCorrelation(insertion)(counting, images, maps["perfect"], targets)
+    assert len(calls) == drawn  # no second curve
+    InsertionCorrelation(insertion)(counting, images, maps["random"], targets)
+    assert len(calls) == 2 * drawn  # other maps: a new curve
+    np.testing.assert_allclose(insertion.step_mass.sum(1), maps["random"].reshape(6, -1).sum(1), rtol=1e-9)
+
+
+def test_row_correlation_is_pearson_and_zero_for_constant_rows():
+    a = RNG.random((4, 10))
+    b = 2 * a + RNG.random((4, 10)) * 0.3
+    expected = [np.corrcoef(x, y)[0, 1] for x, y in zip(a, b)]
+    np.testing.assert_allclose(row_correlation(a, b), expected, rtol=1e-12)
+    assert row_correlation(np.ones((1, 5)), a[:1, :5])[0] == 0.0
+
+
+def test_adcc_is_the_harmonic_mean_of_its_parts_and_ranks_perfect_over_inverted(faithfulness_case):
+    model, images, maps, targets = faithfulness_case
+    scaled = {name: m / m.max(axis=(1, 2), keepdims=True) for name, m in maps.items()}
+    # a perfectly coherent explainer explains x ⊙ L(x) with L(x) itself
+    adcc = {name: Adcc()(model, images, m, targets, remapped=m) for name, m in scaled.items()}
+    assert adcc["perfect"].mean() > adcc["random"].mean() > adcc["inverted"].mean()
+    assert all(((0 <= v) & (v <= 1)).all() for v in adcc.values())
+    m = scaled["perfect"]
+    drop = AverageDrop()(model, images, m, targets)
+    complexity = m.reshape(6, -1).mean(1)
+    expected = 3 / (1 / 1.0 + 1 / (1 - complexity) + 1 / (1 - drop))  # coherency 1
+    np.testing.assert_allclose(adcc["perfect"], expected, rtol=1e-9)
+
+
+def test_max_sensitivity_is_zero_for_a_steady_map_and_the_relative_change_otherwise():
+    maps = RNG.random((3, SIZE, SIZE))
+    metric = MaxSensitivity(radius=0.02, samples=3)
+    np.testing.assert_allclose(metric(maps, [maps.copy(), maps.copy()]), 0.0)
+    np.testing.assert_allclose(metric(maps, [maps * 1.05, maps * 1.1]), 0.1, rtol=1e-9)
+    images = torch.full((2, 3, 8, 8), 0.99)
+    noisy = metric.noisy_inputs(images)
+    assert len(noisy) == 3 and all(float(n.max()) <= 1.0 for n in noisy)
+    assert all(float((n - images).abs().max()) <= 0.02 + 1e-7 for n in noisy)
+    assert torch.equal(noisy[0], metric.noisy_inputs(images)[0])  # the same draws every time
+    assert not MaxSensitivity.higher_is_better
+
+
+def test_temporal_instability_is_map_change_per_image_change():
+    frames = np.zeros((3, 4, 4, 3), np.float32)
+    frames[1] += 0.1
+    frames[2] += 0.3  # image changes: 0.1 then 0.2
+    steady = np.ones((3, 4, 4), np.float32)
+    assert TemporalStability()(frames, steady)["temporal_instability"] == 0.0
+    moving = np.stack([np.zeros((4, 4)), np.full((4, 4), 0.5), np.full((4, 4), 0.5)]).astype(np.float32)
+    result = TemporalStability()(frames, moving)
+    assert result["temporal_instability"] == pytest.approx((0.5 / 0.1 + 0.0 / 0.2) / 2)
+    assert result["image_change"] == pytest.approx(0.15)
+
+
+def test_precision_recall_curve_of_a_perfect_map():
+    truth = square_truth()
+    curve = precision_recall_curve(maps_for(truth)["perfect"], truth, keep_percents=(1, 5, 10, 14, 50, 100))
+    assert curve["precision"][:4] == [1.0, 1.0, 1.0, 1.0]  # the square is 14 % of the image
+    assert curve["recall"][-1] == 1.0 and curve["recall"] == sorted(curve["recall"])
+    assert curve["precision"][-1] == pytest.approx(144 / 1024, abs=1e-4)

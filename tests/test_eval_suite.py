@@ -4,32 +4,52 @@ from __future__ import annotations
 
 import json
 
+import cv2
+
 from .cli import assert_one_line_error, camstream
 from .conftest import shared_file
 
 
-def test_eval_writes_json_and_markdown_with_every_metric(tmp_path):
+def test_eval_writes_json_markdown_and_plots_with_every_metric(tmp_path):
     data = shared_file("images", "balloon", "train")
-    result = camstream("eval", "--data", data, "--class-id", "417", "--methods", "gradcam,recipro",
-                       "--thresholds", "10,dynamic", "--limit", "4", "--steps", "4", "--out", tmp_path)
+    result = camstream("eval", "--data", data, "--class-id", "417", "--methods", "gradcam,recipro,captum-lrp",
+                       "--thresholds", "10,dynamic", "--limit", "4", "--steps", "4", "--video-frames", "12",
+                       "--out", tmp_path)
     assert result.returncode == 0, result.stderr
     report = json.loads((tmp_path / "eval.json").read_text())
     assert report["images"] == report["with_truth"] == 4
     names = {m["name"] for m in report["metrics"]}
-    assert names >= {"insertion_auc", "deletion_auc", "average_drop", "increase_in_confidence", "pointing_game",
-                     "iou", "dice", "precision", "recall", "boundary_f1"}
+    assert names >= {"insertion_auc", "deletion_auc", "insertion_correlation", "deletion_correlation",
+                     "average_drop", "increase_in_confidence", "adcc", "max_sensitivity", "pointing_game", "iou",
+                     "dice", "precision", "recall", "boundary_f1", "temporal_instability"}
     for method in ("gradcam", "recipro"):
         entry = report["methods"][method]
         assert set(entry["variants"]) == {"none", "10", "dynamic"}
-        assert entry["ms_per_image"] > 0
+        assert entry["ms_per_image"] > 0 and entry["peak_rss_mb"] >= 0
         for values in entry["variants"].values():
             assert 0.0 <= values["insertion_auc"] <= 1.0 and 0.0 <= values["iou"] <= 1.0
+            assert 0.0 <= values["adcc"] <= 1.0 and values["max_sensitivity"] >= 0.0
+            assert -1.0 <= values["insertion_correlation"] <= 1.0
         assert entry["variants"]["10"]["recall"] <= entry["variants"]["none"]["recall"]  # less shown, less found
         assert "t_p" in entry["statistics"]["10"]["insertion_auc"]
-    assert "| gradcam | 10 |" in (tmp_path / "eval.md").read_text()
+        assert entry["precision_recall"]["recall"][-1] == 1.0  # the whole map covers the whole balloon
+        temporal = entry["temporal"]
+        # the EMA can only calm the map down between frames
+        assert temporal["smoothed"]["map_change"] < temporal["raw"]["map_change"]
+        assert len(entry["curves"]["none"]["insertion"]) == 5
+    assert "captum-lrp cannot run on efficientnet_lite0" in report["skipped"]["captum-lrp"]
+    assert "recipro" in report["between_methods"]
+    markdown = (tmp_path / "eval.md").read_text()
+    assert "| gradcam | 10 |" in markdown and "Temporal stability" in markdown
+    for plot in ("pr_curves.png", "insertion_deletion.png", "heatmaps.png"):
+        image = cv2.imread(str(tmp_path / plot))
+        assert image is not None and image.shape[0] > 200 and image.std() > 10  # a real picture, not blank
+        assert f"({plot})" in markdown
 
 
 def test_eval_rejects_unknown_methods_and_missing_folders(tmp_path):
     assert_one_line_error(camstream("eval", "--data", tmp_path / "none", "--out", tmp_path), "no such folder")
     assert_one_line_error(camstream("eval", "--data", tmp_path, "--methods", "magic", "--out", tmp_path),
                           "unknown method 'magic'")
+    assert_one_line_error(camstream("eval", "--data", tmp_path, "--video", tmp_path / "missing.mp4", "--out",
+                                    tmp_path), "no such video")

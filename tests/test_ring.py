@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from camstream.stream.capture import CaptureStage, PyAVSource
-from camstream.stream.ring import FrameRing
+from camstream.stream.ring import FairReader, FrameRing
 from camstream.stream.telemetry import Telemetry
 
 
@@ -119,3 +119,60 @@ def test_lossless_capture_delivers_every_frame_in_order(dashcam_clip):
     assert np.all(np.diff(stamps) > 0)
     assert stamps[1] - stamps[0] == pytest.approx(1 / 25)
     assert ring.dropped == 0 and capture.error is None
+
+
+def shared_rings(count: int, slots: int = 8) -> list[FrameRing]:
+    condition = threading.Condition()
+    return [FrameRing(slots, "lossless", stream, condition) for stream in range(count)]
+
+
+def test_fair_reader_fills_batches_round_robin_and_never_starves_a_slow_stream():
+    rings = shared_rings(3)
+    for seq in range(6):
+        write(rings[0], seq)  # a fast stream with a backlog
+    write(rings[2], 0)  # a slow one with a single frame
+    reader = FairReader(rings)
+    first = reader.take(2)
+    assert [(s.stream, s.seq) for s in first] == [(0, 0), (2, 0)]  # the slow stream is in the first batch
+    write(rings[1], 0)
+    second = reader.take(2)
+    assert [(s.stream, s.seq) for s in second] == [(0, 1), (1, 0)]  # after stream 2 came stream 0, then 1
+    assert reader.max_skipped == [0, 0, 0]
+    rest = reader.take(8)
+    assert [(s.stream, s.seq) for s in rest] == [(0, 2), (0, 3), (0, 4), (0, 5)]  # order kept in a stream
+    assert reader.taken == [6, 1, 1]
+
+
+def test_fair_reader_bounds_waiting_by_streams_over_batch():
+    rings = shared_rings(5, slots=40)
+    for ring in rings:
+        for seq in range(20):
+            write(ring, seq)
+    reader = FairReader(rings)
+    for _ in range(40):
+        assert len(reader.take(2)) == 2
+    assert max(reader.max_skipped) == 2  # ceil(5 / 2) − 1: nobody waits longer
+    assert reader.taken == [16, 16, 16, 16, 16]
+
+
+def test_fair_reader_ends_once_every_ring_has_finished_and_needs_shared_rings():
+    rings = shared_rings(2)
+    write(rings[1], 0)
+    rings[0].close()
+    rings[1].close()
+    reader = FairReader(rings)
+    assert [s.stream for s in reader.take(4)] == [1]
+    assert reader.take(4) == []
+    with pytest.raises(ValueError, match="share one condition"):
+        FairReader([FrameRing(2, "lossless", 0), FrameRing(2, "lossless", 1)])
+
+
+def test_fair_reader_wakes_when_another_thread_publishes():
+    rings = shared_rings(2)
+    reader = FairReader(rings)
+    got: list = []
+    taker = threading.Thread(target=lambda: got.extend(reader.take(1)))
+    taker.start()
+    write(rings[1], 7)
+    taker.join(5)
+    assert not taker.is_alive() and [(s.stream, s.seq) for s in got] == [(1, 7)]

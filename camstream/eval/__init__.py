@@ -1,13 +1,17 @@
-"""Evaluation metrics (issue 6, in progress): localisation against ground truth and faithfulness to the model.
+"""`camstream eval`: metrics (localisation against ground truth, faithfulness to the model, robustness),
+the methods and baselines they compare, and the suite that runs them.
 
 Each metric is a small class that declares which way is better and what it needs, and scores a whole
 batch at once (one value per sample).
 """
 
-from camstream.eval.faithfulness import AverageDrop, DeletionAUC, IncreaseInConfidence, InsertionAUC
-from camstream.eval.localisation import Dice, IoU, PointingGame, Precision, Recall
 from camstream.eval.boundary import BoundaryF1
+from camstream.eval.faithfulness import (Adcc, AverageDrop, DeletionAUC, DeletionCorrelation, IncreaseInConfidence,
+                                         InsertionAUC, InsertionCorrelation)
+from camstream.eval.localisation import Dice, IoU, PointingGame, Precision, Recall, precision_recall_curve
 from camstream.eval.metric import Metric
+from camstream.eval.robustness import MaxSensitivity, TemporalStability
 
-__all__ = ["AverageDrop", "BoundaryF1", "DeletionAUC", "Dice", "IncreaseInConfidence", "InsertionAUC", "IoU",
-           "Metric", "PointingGame", "Precision", "Recall"]
+__all__ = ["Adcc", "AverageDrop", "BoundaryF1", "DeletionAUC", "DeletionCorrelation", "Dice", "IncreaseInConfidence",
+           "InsertionAUC", "InsertionCorrelation", "IoU", "MaxSensitivity", "Metric", "PointingGame", "Precision",
+           "Recall", "TemporalStability", "precision_recall_curve"]

@@ -81,3 +81,23 @@ def load_samples(folder: str, limit: int | None = None) -> list[Sample]:
             truth = None if mask is None else (mask > 0).astype(np.uint8)
         samples.append(Sample(name, image, None if truth is None else truth.astype(bool)))
     return samples
+
+
+def load_clip_frames(path: str, count: int, size: tuple[int, int]) -> np.ndarray:
+    """The first `count` frames of a video, decoded by PyAV and scaled to `size` (H, W): (T, H, W, 3) RGB."""
+    import av
+
+    height, width = size
+    frames = []
+    try:
+        with av.open(path) as container:
+            for frame in container.decode(video=0):
+                frames.append(frame.reformat(width=width, height=height, format="rgb24",
+                                             interpolation="AREA").to_ndarray())
+                if len(frames) == count:
+                    break
+    except (av.error.FFmpegError, OSError) as exc:
+        raise InputError(f"cannot decode {path}: {exc}") from exc
+    if len(frames) < 2:
+        raise InputError(f"{path} has {len(frames)} frame(s); temporal stability needs at least 2")
+    return np.stack(frames)

@@ -1,5 +1,6 @@
 """Faithfulness: does the model's score follow the map? Insertion/deletion AUC (Petsiuk et al. 2018),
-Average Drop and Increase in Confidence (Chattopadhay et al. 2018).
+insertion/deletion correlation, Average Drop and Increase in Confidence (Chattopadhay et al. 2018), ADCC
+(Poppi et al. 2021).
 
 `predict` maps images in [0, 1] (B, 3, H, W) to class probabilities (B, classes); maps are (B, H, W) at the
 image's size; `targets` (B,) are the explained classes.
@@ -33,6 +34,8 @@ class _PixelCurve(Metric):
     def __init__(self, steps: int = 16) -> None:
         self.steps = steps
         self.curves: np.ndarray | None = None  # (B, steps + 1) of the last call, for plots
+        self.step_mass: np.ndarray | None = None  # (B, steps): map mass of the pixels moved at each step
+        self.last_maps: np.ndarray | None = None
 
     def endpoints(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(what the pixels start as, what they become)."""
@@ -41,16 +44,22 @@ class _PixelCurve(Metric):
     def __call__(self, predict: Predict, images: torch.Tensor, maps: np.ndarray, targets: torch.Tensor) -> np.ndarray:
         batch, _, height, width = images.shape
         start, finish = self.endpoints(images)
-        # rank[b, p] = position of pixel p in that sample's descending-saliency order
-        order = np.argsort(-maps.reshape(batch, -1), axis=1, kind="stable")
+        # rank[b, p] = position of pixel p in that sample's descending-saliency order; ties (the zeros of a
+        # thresholded map) in a fixed random order, so they are not taken from the top rows first
+        tie_breaker = np.random.default_rng(0).random(height * width)[None, :].repeat(batch, 0)
+        order = np.lexsort((tie_breaker, -maps.reshape(batch, -1)), axis=1)
         rank = np.empty_like(order)
         np.put_along_axis(rank, order, np.arange(height * width)[None, :].repeat(batch, 0), axis=1)
         rank_t = torch.from_numpy(rank.reshape(batch, 1, height, width))
         curves = np.empty((batch, self.steps + 1))
-        for step in range(self.steps + 1):
-            moved = rank_t < round(step / self.steps * height * width)
+        bounds = [round(step / self.steps * height * width) for step in range(self.steps + 1)]
+        for step, bound in enumerate(bounds):
+            moved = rank_t < bound
             curves[:, step] = target_scores(predict, torch.where(moved, finish, start), targets)
-        self.curves = curves
+        ordered = np.take_along_axis(maps.reshape(batch, -1), order, axis=1).astype(np.float64)
+        cumulative = np.concatenate([np.zeros((batch, 1)), np.cumsum(ordered, axis=1)], axis=1)
+        self.step_mass = np.diff(cumulative[:, bounds], axis=1)
+        self.curves, self.last_maps = curves, maps
         return np.trapezoid(curves, dx=1.0 / self.steps, axis=1)
 
 
@@ -72,6 +81,45 @@ class DeletionAUC(_PixelCurve):
 
     def endpoints(self, images):
         return images, torch.zeros_like(images)
+
+
+def row_correlation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pearson correlation of each row of `a` with the same row of `b`; 0 where either row is constant."""
+    a = a - a.mean(1, keepdims=True)
+    b = b - b.mean(1, keepdims=True)
+    norm = np.sqrt((a * a).sum(1) * (b * b).sum(1))
+    return np.divide((a * b).sum(1), norm, out=np.zeros(len(a)), where=norm > 1e-12)
+
+
+class _CurveCorrelation(Metric):
+    """Pearson correlation, per sample, between the map mass moved at each step of a pixel curve and the
+    change of the score that step caused. Reuses the curve of the same maps when it was just drawn."""
+
+    category = "faithfulness"
+    value_range = (-1.0, 1.0)
+
+    def __init__(self, curve: _PixelCurve) -> None:
+        self.curve = curve
+
+    def __call__(self, predict: Predict, images: torch.Tensor, maps: np.ndarray, targets: torch.Tensor) -> np.ndarray:
+        if self.curve.last_maps is not maps:
+            self.curve(predict, images, maps, targets)
+        return row_correlation(self.curve.step_mass, np.diff(self.curve.curves, axis=1))
+
+
+class InsertionCorrelation(_CurveCorrelation):
+    """IC: a faithful map puts its mass where insertion raises the score most (near +1)."""
+
+    name = "insertion_correlation"
+    higher_is_better = True
+
+
+class DeletionCorrelation(_CurveCorrelation):
+    """DC: a faithful map puts its mass where deletion lowers the score most, so mass and change are
+    anti-correlated (near −1)."""
+
+    name = "deletion_correlation"
+    higher_is_better = False
 
 
 class _MaskedScore(Metric):
@@ -106,3 +154,25 @@ class IncreaseInConfidence(_MaskedScore):
 
     def score(self, full, kept):
         return (kept > full).astype(np.float64)
+
+
+class Adcc(Metric):
+    """ADCC (Poppi et al. 2021): harmonic mean of coherency, 1 − complexity and 1 − Average Drop.
+
+    coherency = (1 + pearson(L(x ⊙ L(x)), L(x))) / 2, complexity = mean(L(x)) for maps in [0, 1].
+    `remapped` is the explainer's map of the image multiplied by its own map.
+    """
+
+    name = "adcc"
+    higher_is_better = True
+    category = "faithfulness"
+
+    def __call__(self, predict: Predict, images: torch.Tensor, maps: np.ndarray, targets: torch.Tensor,
+                 remapped: np.ndarray) -> np.ndarray:
+        batch = maps.shape[0]
+        coherency = (1.0 + row_correlation(remapped.reshape(batch, -1), maps.reshape(batch, -1))) / 2.0
+        complexity = maps.reshape(batch, -1).mean(1)
+        drop = AverageDrop()(predict, images, maps, targets)
+        parts = np.stack([coherency, 1.0 - complexity, 1.0 - drop])
+        with np.errstate(divide="ignore"):
+            return np.where((parts > 0).all(0), 3.0 / (1.0 / np.maximum(parts, 1e-12)).sum(0), 0.0)

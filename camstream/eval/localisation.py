@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from camstream.eval.metric import Metric
+from camstream.eval.metric import Metric, top_fraction_masks
 
 
 class PointingGame(Metric):
@@ -75,3 +75,15 @@ class Recall(_Overlap):
 
     def score(self, both, shown, true):
         return both / true
+
+
+def precision_recall_curve(maps: np.ndarray, truth: np.ndarray,
+                           keep_percents: tuple[float, ...] = (1, 2, 5, 10, 15, 20, 30, 40, 50, 70, 100)) -> dict:
+    """Mean pixel precision and recall of the top-k % mask for each k in `keep_percents`."""
+    precision, recall = Precision(), Recall()
+    curve: dict[str, list[float]] = {"keep_percent": list(keep_percents), "precision": [], "recall": []}
+    for keep in keep_percents:
+        masks = top_fraction_masks(maps, keep / 100.0)
+        curve["precision"].append(round(float(precision(masks, truth).mean()), 4))
+        curve["recall"].append(round(float(recall(masks, truth).mean()), 4))
+    return curve

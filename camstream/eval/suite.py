@@ -1,5 +1,5 @@
-"""`camstream eval`: faithfulness, localisation and cost of each method, full map vs thresholded maps,
-with paired statistics across images. Writes eval.json and eval.md."""
+"""`camstream eval`: faithfulness, localisation, robustness and cost of each method, full map vs thresholded
+maps, with paired statistics across images. Writes eval.json, eval.md and (with matplotlib) PNG plots."""
 
 from __future__ import annotations
 
@@ -8,21 +8,48 @@ import os
 import time
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 import torch
 
+from camstream.errors import CamstreamError
 from camstream.eval.boundary import BoundaryF1
-from camstream.eval.datasets import load_samples
-from camstream.eval.faithfulness import AverageDrop, DeletionAUC, IncreaseInConfidence, InsertionAUC
-from camstream.eval.localisation import Dice, IoU, PointingGame, Precision, Recall
-from camstream.kernels import ThresholdSpec, parse_threshold, simplify, threshold_value, upsample_bilinear
-from camstream.stream.explain import HookedModel, make_method
+from camstream.eval.datasets import load_clip_frames, load_samples
+from camstream.eval.explainers import EvalExplainer, make_explainer
+from camstream.eval.faithfulness import (Adcc, AverageDrop, DeletionAUC, DeletionCorrelation, IncreaseInConfidence,
+                                         InsertionAUC, InsertionCorrelation)
+from camstream.eval.localisation import Dice, IoU, PointingGame, Precision, Recall, precision_recall_curve
+from camstream.eval.report import markdown
+from camstream.eval.robustness import MaxSensitivity, TemporalStability
+from camstream.kernels import ThresholdSpec, parse_threshold, simplify, threshold_value
+from camstream.runtime import release_free_memory
+from camstream.stream.infer import CamSmoother
 from camstream.stream.models import load_model
-from camstream.stream.preprocess import Preprocessor
+from camstream.stream.telemetry import RssPeak
 
 LOCALISATION = (PointingGame(), IoU(), Dice(), Precision(), Recall(), BoundaryF1())
+# Methods that need hundreds of forward passes per image: the metrics that explain again (ADCC's coherency,
+# max-sensitivity) and the video are skipped for them, and say so.
+EXPENSIVE = {"rise", "scorecam", "captum-lime"}
+
+
+@dataclass
+class EvalPlan:
+    """What `run_eval` measures; the defaults are those of `camstream eval`."""
+
+    methods: list[str] = field(default_factory=lambda: ["cam", "gradcam", "gradcam++", "recipro"])
+    thresholds: list[str] = field(default_factory=lambda: ["1", "5", "10", "20", "dynamic"])
+    class_id: int | None = None
+    model: str = "efficientnet_lite0"
+    limit: int | None = None
+    batch: int = 8
+    steps: int = 8
+    video: str | None = None  # clip for temporal stability; None: skip
+    video_frames: int = 96
+    smooth: float = 0.6
+    plots: bool = True
 
 
 def simplified(maps: np.ndarray, spec: ThresholdSpec) -> np.ndarray:
@@ -51,108 +78,201 @@ def paired_statistics(a: np.ndarray, b: np.ndarray) -> dict:
             "rank_biserial": float((positive - negative) / ranks.sum())}
 
 
-def run_eval(data: str, out_dir: str, methods: list[str], thresholds: list[str], class_id: int | None = None,
-             model: str = "efficientnet_lite0", limit: int | None = None, batch: int = 8, steps: int = 8,
-             progress: Callable[[str], None] = print) -> dict:
-    """Evaluate `methods` on the images of `data`; returns the results (also written to `out_dir`)."""
-    started = time.perf_counter()
-    samples = load_samples(data, limit)
-    spec = load_model(model)
-    height, width = spec.input_size
-    rgb = [cv2.cvtColor(cv2.resize(s.image, (width, height), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
-           for s in samples]
-    pixels = torch.from_numpy(np.stack(rgb)).permute(0, 3, 1, 2).float() / 255.0
-    has_truth = np.array([s.truth is not None for s in samples])
-    truth = np.stack([cv2.resize(s.truth.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST)
-                      .astype(bool) if s.truth is not None else np.zeros((height, width), bool) for s in samples])
-    mean = torch.tensor(spec.mean).view(1, 3, 1, 1)
-    std = torch.tensor(spec.std).view(1, 3, 1, 1)
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        frozen = torch.jit.freeze(torch.jit.trace(spec.module.eval(), (pixels[:batch] - mean) / std))
-    unmodified: list[torch.Tensor] = []
+def explain_all(explainer: EvalExplainer, pixels: torch.Tensor, class_id, batch: int) -> tuple[np.ndarray, torch.Tensor]:
+    """Maps (N, H, W) and targets (N,) of every image, `batch` at a time; `class_id` an int, None or (N,)."""
+    maps, targets = [], []
+    for first in range(0, len(pixels), batch):
+        wanted = class_id[first:first + batch] if isinstance(class_id, torch.Tensor) else class_id
+        chunk_maps, chunk_targets = explainer(pixels[first:first + batch], wanted)
+        maps.append(chunk_maps)
+        targets.append(chunk_targets)
+    return np.concatenate(maps), torch.cat(targets)
 
-    def predict(images: torch.Tensor) -> torch.Tensor:
-        if images is pixels and unmodified:  # the untouched images are scored once, not once per metric
-            return unmodified[0]
-        scores = torch.cat([torch.softmax(frozen((chunk - mean) / std), 1) for chunk in images.split(batch)])
-        if images is pixels:
-            unmodified.append(scores)
+
+class _Images:
+    """The evaluated images at the model's input size, their ground truth, and a frozen scorer."""
+
+    def __init__(self, data: str, plan: EvalPlan) -> None:
+        samples = load_samples(data, plan.limit)
+        self.spec = load_model(plan.model)
+        height, width = self.size = self.spec.input_size
+        rgb = [cv2.cvtColor(cv2.resize(s.image, (width, height), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
+               for s in samples]
+        self.names = [s.name for s in samples]
+        self.pixels = torch.from_numpy(np.stack(rgb)).permute(0, 3, 1, 2).float() / 255.0
+        self.has_truth = np.array([s.truth is not None for s in samples])
+        self.truth = np.stack([cv2.resize(s.truth.astype(np.uint8), (width, height),
+                                          interpolation=cv2.INTER_NEAREST).astype(bool)
+                               if s.truth is not None else np.zeros((height, width), bool) for s in samples])
+        self.batch = plan.batch
+        self.mean = torch.tensor(self.spec.mean).view(1, 3, 1, 1)
+        self.std = torch.tensor(self.spec.std).view(1, 3, 1, 1)
+        example = (self.pixels[:plan.batch] - self.mean) / self.std
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self.frozen = torch.jit.freeze(torch.jit.trace(self.spec.module.eval(), example))
+        self._unmodified: torch.Tensor | None = None
+
+    def predict(self, images: torch.Tensor) -> torch.Tensor:
+        """Class probabilities of images in [0, 1]; the untouched images are scored once, not per metric."""
+        if images is self.pixels and self._unmodified is not None:
+            return self._unmodified
+        with torch.inference_mode():
+            scores = torch.cat([torch.softmax(self.frozen((chunk - self.mean) / self.std), 1)
+                                for chunk in images.split(self.batch)])
+        if images is self.pixels:
+            self._unmodified = scores
         return scores
 
-    specs = {name: parse_threshold(name) for name in ["none", *thresholds]}
-    faithfulness = (InsertionAUC(steps), DeletionAUC(steps), AverageDrop(), IncreaseInConfidence())
-    results: dict = {"data": os.path.abspath(data), "images": len(samples), "with_truth": int(has_truth.sum()),
-                     "model": spec.name, "class_id": class_id, "insertion_deletion_steps": steps,
-                     "metrics": [m.describe() for m in (*faithfulness, *LOCALISATION)], "methods": {}}
-    preprocessor = Preprocessor(spec, batch)
-    for method in methods:
-        progress(f"{method}: explaining {len(samples)} images")
-        maps, targets, seconds = [], [], 0.0
-        with HookedModel(spec.module, (3, height, width)) as hooked:
-            explainer = make_method(method, hooked)
-            for first in range(0, len(samples), batch):
-                chunk = rgb[first:first + batch]
-                began = time.perf_counter()
-                explanation = explainer(preprocessor(chunk), class_id)
-                seconds += time.perf_counter() - began
-                targets.append(explanation.class_ids.clone())
-                maps.extend(upsample_bilinear(cam, (height, width)) for cam in explanation.cams.numpy())
-        maps_array, target_ids = np.stack(maps), torch.cat(targets)
-        entry: dict = {"ms_per_image": round(seconds * 1e3 / len(samples), 3), "variants": {}, "statistics": {}}
-        per_sample: dict[str, dict[str, np.ndarray]] = {}
-        for label, threshold in specs.items():
-            progress(f"{method}: metrics for threshold {label}")
-            variant = simplified(maps_array, threshold)
-            scores = {m.name: m(predict, pixels, variant, target_ids) for m in faithfulness}
-            if has_truth.any():
-                shown = variant > 0
-                for metric in LOCALISATION:
-                    given = variant if metric.name == "pointing_game" else shown
-                    scores[metric.name] = metric(given[has_truth], truth[has_truth])
-            per_sample[label] = scores
-            entry["variants"][label] = {name: round(float(values.mean()), 4) for name, values in scores.items()}
-        full = entry["variants"]["none"]
-        for label in thresholds:
-            kept = entry["variants"][label]
-            entry["variants"][label]["insertion_retained"] = round(kept["insertion_auc"] / full["insertion_auc"], 4)
-            entry["statistics"][label] = {name: paired_statistics(per_sample[label][name], per_sample["none"][name])
-                                          for name in ("insertion_auc", "deletion_auc")}
+
+def run_eval(data: str, out_dir: str, plan: EvalPlan | None = None,
+             progress: Callable[[str], None] = print) -> dict:
+    """Evaluate `plan.methods` on the images of `data`; returns the results (also written to `out_dir`)."""
+    plan = plan or EvalPlan()
+    started = time.perf_counter()
+    images = _Images(data, plan)
+    thresholds = {name: parse_threshold(name) for name in ["none", *plan.thresholds]}
+    insertion, deletion = InsertionAUC(plan.steps), DeletionAUC(plan.steps)
+    faithfulness = (insertion, deletion, InsertionCorrelation(insertion), DeletionCorrelation(deletion),
+                    AverageDrop(), IncreaseInConfidence())
+    sensitivity = MaxSensitivity()
+    frames = load_clip_frames(plan.video, plan.video_frames, images.size) if plan.video else None
+    results: dict = {"data": os.path.abspath(data), "images": len(images.names),
+                     "with_truth": int(images.has_truth.sum()), "model": images.spec.name,
+                     "class_id": plan.class_id, "insertion_deletion_steps": plan.steps,
+                     "max_sensitivity": {"radius": sensitivity.radius, "samples": sensitivity.samples},
+                     "video": plan.video and {"path": os.path.abspath(plan.video), "frames": len(frames),
+                                              "smooth": plan.smooth},
+                     "metrics": [m.describe() for m in (*faithfulness, Adcc(), sensitivity, *LOCALISATION,
+                                                        TemporalStability())],
+                     "methods": {}, "skipped": {}}
+    examples: dict[str, np.ndarray] = {}
+    for method in plan.methods:
+        progress(f"{method}: explaining {len(images.names)} images")
+        try:
+            entry, example_maps = _evaluate_method(method, images, plan, thresholds, faithfulness, sensitivity,
+                                                   frames, progress)
+        except CamstreamError as exc:
+            reason = str(exc).split(". ")[0]
+            progress(f"{method}: skipped: {reason}")
+            results["skipped"][method] = reason
+            continue
         results["methods"][method] = entry
+        examples[method] = example_maps
+    if not results["methods"]:
+        raise CamstreamError("no method could be evaluated: " + "; ".join(results["skipped"].values()))
+    results["between_methods"] = _between_methods(results)
     results["elapsed_s"] = round(time.perf_counter() - started, 1)
     os.makedirs(out_dir, exist_ok=True)
+    results["plots"] = _plots(results, examples, images, out_dir) if plan.plots else []
     with open(os.path.join(out_dir, "eval.json"), "w") as handle:
-        json.dump(results, handle, indent=2)
+        json.dump(results, handle, indent=2, default=_plain)
     with open(os.path.join(out_dir, "eval.md"), "w") as handle:
         handle.write(markdown(results))
     return results
 
 
-def markdown(results: dict) -> str:
-    """Tables in the spirit of the seed paper's Tables 7 and 8, with our measured numbers."""
-    lines = [f"# camstream eval\n\n{results['images']} images ({results['with_truth']} with ground truth) from "
-             f"`{results['data']}`, model {results['model']}, class {results['class_id'] or 'top-1'}; "
-             f"{results['elapsed_s']} s.\n",
-             "| method | threshold | insertion AUC ↑ | retained | deletion AUC ↓ | AD ↓ | IIC ↑ | pointing ↑ | IoU ↑ "
-             "| Dice ↑ | precision ↑ | recall ↑ | boundary F1 ↑ |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for method, entry in results["methods"].items():
-        for label, v in entry["variants"].items():
-            local = [f"{v[k]:.3f}" if k in v else "n/a"
-                     for k in ("pointing_game", "iou", "dice", "precision", "recall", "boundary_f1")]
-            retained = v.get("insertion_retained", 1.0)
-            lines.append(f"| {method} | {label} | {v['insertion_auc']:.3f} | {retained:.2f} | "
-                         f"{v['deletion_auc']:.3f} | {v['average_drop']:.3f} | {v['increase_in_confidence']:.3f} | "
-                         + " | ".join(local) + " |")
-    lines += ["", "| method | ms per image |", "|---|---|"]
-    lines += [f"| {method} | {entry['ms_per_image']:.1f} |" for method, entry in results["methods"].items()]
-    lines += ["", "Paired tests, thresholded vs full map (insertion AUC): mean difference, t-test p, Wilcoxon p, "
-              "Cohen's d_z\n", "| method | threshold | mean diff | t p | Wilcoxon p | d_z |",
-              "|---|---|---|---|---|---|"]
-    for method, entry in results["methods"].items():
-        for label, stats in entry["statistics"].items():
-            s = stats["insertion_auc"]
-            if "t_p" in s:
-                lines.append(f"| {method} | {label} | {s['mean_difference']:+.4f} | {s['t_p']:.3g} | "
-                             f"{s['wilcoxon_p']:.3g} | {s['cohens_dz']:.2f} |")
-    return "\n".join(lines) + "\n"
+def _evaluate_method(method: str, images: _Images, plan: EvalPlan, thresholds: dict[str, ThresholdSpec],
+                     faithfulness: tuple, sensitivity: MaxSensitivity, frames: np.ndarray | None,
+                     progress: Callable[[str], None]) -> tuple[dict, np.ndarray]:
+    """Everything measured for one method; also returns a few full maps for the example grid."""
+    pixels, batch = images.pixels, images.batch
+    explainer = make_explainer(method, images.spec, images.predict)
+    try:
+        explainer(pixels[:1], plan.class_id)  # warm-up: first-call compilation is not a per-image cost
+        release_free_memory()
+        with RssPeak() as memory:
+            began = time.perf_counter()
+            maps, targets = explain_all(explainer, pixels, plan.class_id, batch)
+            seconds = time.perf_counter() - began
+        affordable = method not in EXPENSIVE
+        noisy = [explain_all(explainer, noisy_pixels, targets, batch)[0]
+                 for noisy_pixels in sensitivity.noisy_inputs(pixels)] if affordable else []
+        entry: dict = {"ms_per_image": round(seconds * 1e3 / len(pixels), 3),
+                       "peak_rss_mb": round(memory.peak_mb, 1), "variants": {}, "curves": {}, "statistics": {}}
+        if not affordable:
+            entry["not_computed"] = ("adcc, max_sensitivity and temporal stability: each needs another "
+                                     f"explanation of every image at {entry['ms_per_image']:.0f} ms each")
+        per_sample: dict[str, dict[str, np.ndarray]] = {}
+        for label, threshold in thresholds.items():
+            progress(f"{method}: metrics for threshold {label}")
+            variant = simplified(maps, threshold)
+            scores = {m.name: m(images.predict, pixels, variant, targets) for m in faithfulness}
+            if affordable:
+                remapped = simplified(explain_all(explainer, pixels * torch.from_numpy(variant)[:, None], targets,
+                                                  batch)[0], threshold)
+                scores["adcc"] = Adcc()(images.predict, pixels, variant, targets, remapped)
+                scores["max_sensitivity"] = sensitivity(variant, [simplified(m, threshold) for m in noisy])
+            if images.has_truth.any():
+                truth = images.truth[images.has_truth]
+                for metric in LOCALISATION:
+                    given = variant if metric.name == "pointing_game" else variant > 0
+                    scores[metric.name] = metric(given[images.has_truth], truth)
+            per_sample[label] = scores
+            entry["variants"][label] = {name: round(float(values.mean()), 4) for name, values in scores.items()}
+            entry["curves"][label] = {"insertion": faithfulness[0].curves.mean(0).round(4).tolist(),
+                                      "deletion": faithfulness[1].curves.mean(0).round(4).tolist()}
+        full = entry["variants"]["none"]
+        for label in plan.thresholds:
+            kept = entry["variants"][label]
+            kept["retained"] = {name: round(kept[name] / full[name], 4) for name in _RETAINED if full.get(name)}
+            entry["statistics"][label] = {name: paired_statistics(per_sample[label][name], per_sample["none"][name])
+                                          for name in _TESTED if name in per_sample[label]}
+        if images.has_truth.any():
+            entry["precision_recall"] = precision_recall_curve(maps[images.has_truth], images.truth[images.has_truth])
+        if frames is not None and affordable:
+            progress(f"{method}: temporal stability on {len(frames)} frames")
+            entry["temporal"] = _temporal(explainer, frames, plan, batch)
+        entry["per_image"] = {name: values.round(4).tolist() for name, values in per_sample["none"].items()}
+        return entry, maps[:4].copy()
+    finally:
+        explainer.close()
+
+
+_RETAINED = ("insertion_auc", "insertion_correlation", "adcc", "pointing_game", "iou", "dice", "boundary_f1")
+_TESTED = ("insertion_auc", "deletion_auc", "adcc", "iou")
+
+
+def _temporal(explainer: EvalExplainer, frames: np.ndarray, plan: EvalPlan, batch: int) -> dict:
+    """Frame-to-frame map change per unit of image change, raw and with the pipeline's EMA smoothing."""
+    pixels = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255.0
+    raw, _ = explain_all(explainer, pixels, plan.class_id, batch)
+    smoothed = raw.copy()
+    smoother = CamSmoother(plan.smooth)
+    for cam in smoothed:
+        smoother(cam)
+    stability = TemporalStability()
+    images = frames.astype(np.float32) / 255.0
+    return {"raw": stability(images, raw), "smoothed": stability(images, smoothed), "alpha": plan.smooth,
+            "smoothing_departure": round(float(np.abs(smoothed - raw).mean()), 4)}
+
+
+def _between_methods(results: dict) -> dict:
+    """Each method's full-map per-image scores against the first method's, paired across images."""
+    methods = list(results["methods"])
+    if len(methods) < 2:
+        return {}
+    reference = results["methods"][methods[0]]["per_image"]
+    comparisons: dict = {"reference": methods[0]}
+    for method in methods[1:]:
+        scores = results["methods"][method]["per_image"]
+        comparisons[method] = {name: paired_statistics(np.array(scores[name]), np.array(reference[name]))
+                               for name in ("insertion_auc", "deletion_auc", "pointing_game")
+                               if name in scores and name in reference}
+    return comparisons
+
+
+def _plots(results: dict, examples: dict[str, np.ndarray], images: _Images, out_dir: str) -> list[str]:
+    try:
+        from camstream.eval.plots import write_plots
+    except ImportError:
+        results["plots_skipped"] = "matplotlib is not installed: pip install 'camstream[plots]'"
+        return []
+    shown = images.pixels[:4].permute(0, 2, 3, 1).numpy()
+    return write_plots(results, examples, shown, images.names[:4], out_dir)
+
+
+def _plain(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

@@ -10,7 +10,7 @@ import numpy as np
 
 from camstream.stream.explain import CamMethod
 from camstream.stream.preprocess import Preprocessor
-from camstream.stream.ring import FrameRing, FrameSlot
+from camstream.stream.ring import FairReader, FrameRing, FrameSlot
 from camstream.stream.telemetry import Telemetry
 
 END = None  # put on the result queue after the last frame
@@ -40,46 +40,58 @@ class CamSmoother:
 class InferenceStage(threading.Thread):
     """Takes up to `max_batch` frames (waiting at most `max_wait_ms` for a full batch) and explains them.
 
-    With `reuse_cam`, only the newest frame of each batch is explained; the others go on to be rendered
-    with the latest heatmap, so display keeps the source rate while heatmaps refresh at inference rate.
+    `reader` is one stream's `FrameRing`, or a `FairReader` over several streams' rings; a frame's CAM,
+    result and timings go to its own stream (`slot.stream` indexes `results`, `telemetries`), and each
+    stream is smoothed on its own. With `reuse_cam`, only the newest frame of each stream in a batch is
+    explained; the others go on to be rendered with the latest heatmap, so display keeps the source rate
+    while heatmaps refresh at inference rate.
     """
 
-    def __init__(self, ring: FrameRing, results: queue.Queue, method: CamMethod, preprocessor: Preprocessor,
-                 telemetry: Telemetry, max_batch: int = 4, max_wait_ms: float = 20.0, smooth: float = 0.0,
-                 reuse_cam: bool = False, class_id: int | None = None) -> None:
+    def __init__(self, reader: FrameRing | FairReader, results: list[queue.Queue], method: CamMethod,
+                 preprocessor: Preprocessor, telemetries: list[Telemetry], max_batch: int = 4,
+                 max_wait_ms: float = 20.0, smooth: float = 0.0, reuse_cam: bool = False,
+                 class_id: int | None = None) -> None:
         super().__init__(name="camstream-infer", daemon=True)
-        self.ring = ring
+        if len(results) != len(telemetries):
+            raise ValueError("one result queue and one telemetry per stream")
+        self.reader = reader
         self.results = results
         self.method = method
         self.preprocessor = preprocessor
-        self.telemetry = telemetry
+        self.telemetries = telemetries
         self.max_batch = max_batch
         self.max_wait_s = max_wait_ms / 1e3
-        self.smoother = CamSmoother(smooth)
+        self.smoothers = [CamSmoother(smooth) for _ in results]
         self.reuse_cam = reuse_cam
         self.class_id = class_id
+        self.batches = 0
         self.error: BaseException | None = None
 
     def run(self) -> None:
         try:
             while True:
-                batch = self.ring.take(self.max_batch, self.max_wait_s)
+                batch = self.reader.take(self.max_batch, self.max_wait_s)
                 if not batch:
                     break
-                self._explain(batch[-1:] if self.reuse_cam else batch)
+                if self.reuse_cam:
+                    newest = {slot.stream: slot for slot in batch}
+                    self._explain(list(newest.values()))
+                else:
+                    self._explain(batch)
                 for slot in batch:
-                    self.results.put(slot)
+                    self.results[slot.stream].put(slot)
         except BaseException as exc:  # reported by the pipeline
             self.error = exc
-            self.ring.abort()
+            for ring in getattr(self.reader, "rings", [self.reader]):
+                ring.abort()
         finally:
-            self.results.put(END)
+            for results in self.results:
+                results.put(END)
 
     def _explain(self, slots: list[FrameSlot]) -> None:
-        stages = self.telemetry.stages
         began = time.perf_counter()
         inputs = self.preprocessor([slot.model_input for slot in slots])
-        stages["preprocess"].add((time.perf_counter() - began) * 1e3 / len(slots))
+        preprocess_ms = (time.perf_counter() - began) * 1e3 / len(slots)
         began = time.perf_counter()
         explanation = self.method(inputs, self.class_id)
         cams = explanation.cams.numpy()
@@ -88,12 +100,20 @@ class InferenceStage(threading.Thread):
         for index, slot in enumerate(slots):
             cam = slot.cam_buffer(cams.shape[1:])
             np.copyto(cam, cams[index])
-            self.smoother(cam)
+            self.smoothers[slot.stream](cam)
             slot.has_cam = True
             slot.class_id = class_ids[index]
             slot.score = scores[index]
         per_frame = 1.0 / len(slots)
-        stages["inference"].add(self.method.forward_ms * per_frame)
-        stages["cam"].add(((time.perf_counter() - began) * 1e3 - self.method.forward_ms) * per_frame)
-        self.telemetry.frames_explained += len(slots)
-        self.telemetry.batches += 1
+        inference_ms = self.method.forward_ms * per_frame
+        cam_ms = ((time.perf_counter() - began) * 1e3 - self.method.forward_ms) * per_frame
+        self.batches += 1
+        for stream in {slot.stream for slot in slots}:
+            telemetry = self.telemetries[stream]
+            frames = sum(slot.stream == stream for slot in slots)
+            for _ in range(frames):
+                telemetry.stages["preprocess"].add(preprocess_ms)
+                telemetry.stages["inference"].add(inference_ms)
+                telemetry.stages["cam"].add(cam_ms)
+            telemetry.frames_explained += frames
+            telemetry.batches += 1

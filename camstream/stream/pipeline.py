@@ -23,7 +23,7 @@ from camstream.stream.infer import InferenceStage
 from camstream.stream.models import DEFAULT_MODEL, load_model
 from camstream.stream.preprocess import Preprocessor
 from camstream.stream.render import HeatmapPainter, RenderStage
-from camstream.stream.ring import FrameRing
+from camstream.stream.ring import FairReader, FrameRing
 from camstream.stream.sinks import FileSink, MjpegSink, NullSink, Sink, WindowSink
 from camstream.stream.telemetry import Telemetry
 
@@ -41,6 +41,7 @@ class PipelineConfig:
     """Everything `camstream run` can be told; the defaults are the README's first command."""
 
     source: str = field(default_factory=demo_clip)
+    sources: tuple[str, ...] = ()  # several streams in one process (overrides `source` when given)
     sinks: tuple[str, ...] = ("file",)
     out_dir: str = "camstream-out"
     model: str = DEFAULT_MODEL
@@ -68,75 +69,185 @@ class PipelineConfig:
     hud: bool = True
     freeze: bool = True  # trace + freeze the model (≈1.3× faster on CPU); eager when tracing fails
 
+    @property
+    def all_sources(self) -> tuple[str, ...]:
+        """The sources to run, in stream order."""
+        return self.sources or (self.source,)
 
-class Pipeline:
-    """Build with a config (opens the source and model, so bad input fails here), then `run()` once."""
 
-    def __init__(self, config: PipelineConfig) -> None:
+def read_sources_file(path: str) -> tuple[str, ...]:
+    """Sources listed one per line; blank lines and lines starting with # are skipped."""
+    try:
+        with open(path) as handle:
+            lines = [line.strip() for line in handle]
+    except OSError as exc:
+        raise CamstreamError(f"cannot read sources file {path}: {exc.strerror}") from exc
+    sources = tuple(line for line in lines if line and not line.startswith("#"))
+    if not sources:
+        raise CamstreamError(f"sources file {path} lists no source")
+    return sources
+
+
+def stream_folder_name(index: int, source: str) -> str:
+    """`<index>-<file or host name>`, safe as a folder name; passwords in URLs never reach it."""
+    tail = source.rstrip("/").split("@")[-1].split("?")[0]
+    stem = os.path.splitext(os.path.basename(tail))[0] or tail
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in stem)[:40]
+    return f"{index}-{safe or 'stream'}"
+
+
+class Stream:
+    """What belongs to one source: the source, its ring, capture and render threads, sinks and telemetry.
+    The model and the inference thread are the pipeline's, shared by every stream."""
+
+    def __init__(self, index: int, source_name: str, config: PipelineConfig, spec, out_dir: str,
+                 condition: threading.Condition, on_quit) -> None:
+        self.index = index
+        self.out_dir = out_dir
         self.config = config
-        if config.max_batch < 1:
-            raise CamstreamError("--max-batch must be at least 1")
-        if config.threads:
-            torch.set_num_threads(config.threads)
-        self.spec = load_model(config.model, config.weights)
-        height, width = self.spec.input_size
-        self.source = open_source(config.source, (height, width), config.max_outage_s)
+        self.source = open_source(source_name, spec.input_size, config.max_outage_s)
         info = self.source.info
         self.policy = config.policy or ("live" if info.live else "lossless")
-        realtime = config.realtime if config.realtime is not None else (self.policy == "live" and not info.live)
+        self.realtime = config.realtime if config.realtime is not None else (self.policy == "live" and not info.live)
         self.telemetry = Telemetry()
-        self.ring = FrameRing(config.slots or 2 * config.max_batch + 4, self.policy)
+        self.ring = FrameRing(config.slots or 2 * config.max_batch + 4, self.policy, index, condition)
         self.results: queue.Queue = queue.Queue()
+        self.painter = HeatmapPainter(config.threshold, config.colormap, config.alpha)
         try:
-            self.spec.module.to(memory_format=torch.channels_last)
-            self.hooked = HookedModel(self.spec.module, (3, height, width), config.layer)
-            preprocessor = Preprocessor(self.spec, config.max_batch)
-            self.frozen = config.freeze and self.hooked.freeze(preprocessor.batch.clone())
-            method = make_method(config.method, self.hooked)
-            painter = HeatmapPainter(config.threshold, config.colormap, config.alpha)
-            painter.paint(np.zeros((8, 8, 3), np.uint8), np.zeros((2, 2), np.float32),
-                          np.zeros((8, 8, 3), np.uint8))  # compile / load the jitted kernels now
-            self.sinks = self._make_sinks()
-            for sink in self.sinks:
-                sink.open(info)
+            self.sinks = self._make_sinks(on_quit)
         except BaseException:
             self.source.close()
             raise
-        self.capture = CaptureStage(self.source, self.ring, self.telemetry, realtime, config.max_frames)
-        self.infer = InferenceStage(self.ring, self.results, method, preprocessor,
-                                    self.telemetry, config.max_batch, config.max_wait_ms, config.smooth,
-                                    config.reuse_cam, config.class_id)
-        self.render = RenderStage(self.results, self.ring, self.sinks, painter, self.telemetry, self.spec,
+        self._opened = 0  # sinks are opened in order by `open_sinks`
+        self.capture = CaptureStage(self.source, self.ring, self.telemetry, self.realtime, config.max_frames)
+        self.render = RenderStage(self.results, self.ring, self.sinks, self.painter, self.telemetry, spec,
                                   config.method, config.target_fps, config.hud)
-        self.interrupted = False
-        self._stop_requested = threading.Event()
-        self.report: dict = {}
 
-    def _make_sinks(self) -> list[Sink]:
+    def _make_sinks(self, on_quit) -> list[Sink]:
         config = self.config
         sinks: list[Sink] = []
         for name in dict.fromkeys(config.sinks):
             if name == "file":
-                sinks.append(FileSink(os.path.join(config.out_dir, "overlay.mp4")))
+                sinks.append(FileSink(os.path.join(self.out_dir, "overlay.mp4")))
             elif name == "mjpeg":
-                sinks.append(MjpegSink(config.bind, config.port, config.token))
+                port = config.port + self.index if config.port else 0
+                sinks.append(MjpegSink(config.bind, port, config.token))
             elif name == "window":
-                sinks.append(WindowSink(on_quit=self.request_stop))
+                sinks.append(WindowSink(on_quit=on_quit))
             elif name == "null":
                 sinks.append(NullSink())
             else:
                 raise CamstreamError(f"unknown sink '{name}' (choose from file, mjpeg, window, null)")
         return sinks
 
+    def open_sinks(self) -> None:
+        """Open the sinks (once the model is ready, so a bad model leaves no empty files behind)."""
+        for sink in self.sinks[self._opened:]:
+            sink.open(self.source.info)
+            self._opened += 1
+
+    def stop(self) -> None:
+        """End capture now; frames already read still go through."""
+        self.capture.stop()
+        self.source.interrupt()
+
+    def close_sinks(self) -> list[str]:
+        """Finalise the sinks (the render thread must have ended); returns their errors."""
+        errors = []
+        for sink in self.sinks[:self._opened]:
+            try:
+                sink.close()
+            except Exception as exc:  # one sink's failure must not lose the others' output
+                errors.append(f"{sink.name} sink: {exc}")
+        self._opened = 0
+        return errors
+
+    def report(self, stuck: list[str], sink_errors: list[str]) -> dict:
+        """This stream's part of the report."""
+        info, error = self.source.info, self.capture.error or self.render.error
+        return {
+            "source": {"name": info.name, "width": info.width, "height": info.height, "fps": info.fps,
+                       "frames": info.frames, "live": info.live},
+            "policy": self.policy,
+            "sinks": [sink.describe() for sink in self.sinks],
+            **self.telemetry.report(),
+            "dropped": self.ring.dropped,
+            "queue_max_depth": self.ring.max_depth,
+            "out_of_order": self.render.out_of_order,
+            "sequence_gaps": self.render.seq_gaps,
+            "error": None if error is None else str(error),
+            "sink_errors": sink_errors,
+            "stuck_threads": stuck,
+        }
+
+
+class Pipeline:
+    """Build with a config (opens the sources and model, so bad input fails here), then `run()` once.
+
+    One source: OUT/overlay.mp4 and OUT/report.json. Several: one inference thread batches frames of all of
+    them fairly (`FairReader`), each stream renders into OUT/<n>-<name>/, and OUT/report.json holds every
+    stream's report and the totals. A stream whose source fails ends alone; the others go on.
+    """
+
+    def __init__(self, config: PipelineConfig) -> None:
+        self.config = config
+        if config.max_batch < 1:
+            raise CamstreamError("--max-batch must be at least 1")
+        sources = config.all_sources
+        if len(sources) > 1 and "window" in config.sinks:
+            raise CamstreamError("the window sink shows one stream; use --sink mjpeg (one port per stream) or file")
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        self.spec = load_model(config.model, config.weights)
+        height, width = self.spec.input_size
+        condition = threading.Condition()
+        self.streams: list[Stream] = []
+        try:
+            for index, name in enumerate(sources):
+                out_dir = config.out_dir if len(sources) == 1 else os.path.join(config.out_dir,
+                                                                                 stream_folder_name(index, name))
+                self.streams.append(Stream(index, name, config, self.spec, out_dir, condition, self.request_stop))
+            self.spec.module.to(memory_format=torch.channels_last)
+            self.hooked = HookedModel(self.spec.module, (3, height, width), config.layer)
+            preprocessor = Preprocessor(self.spec, config.max_batch)
+            self.frozen = config.freeze and self.hooked.freeze(preprocessor.batch.clone())
+            method = make_method(config.method, self.hooked)
+            self.streams[0].painter.paint(np.zeros((8, 8, 3), np.uint8), np.zeros((2, 2), np.float32),
+                                          np.zeros((8, 8, 3), np.uint8))  # compile / load the jitted kernels now
+            for stream in self.streams:
+                stream.open_sinks()
+        except BaseException:
+            for stream in self.streams:
+                stream.close_sinks()
+                stream.source.close()
+            raise
+        rings = [stream.ring for stream in self.streams]
+        self.reader = rings[0] if len(rings) == 1 else FairReader(rings)
+        self.infer = InferenceStage(self.reader, [s.results for s in self.streams], method, preprocessor,
+                                    [s.telemetry for s in self.streams], config.max_batch, config.max_wait_ms,
+                                    config.smooth, config.reuse_cam, config.class_id)
+        self.interrupted = False
+        self._stop_requested = threading.Event()
+        self.report: dict = {}
+
+    # The single-stream view, as `camstream run` with one source has always had it.
+    source = property(lambda self: self.streams[0].source)
+    ring = property(lambda self: self.streams[0].ring)
+    telemetry = property(lambda self: self.streams[0].telemetry)
+    sinks = property(lambda self: self.streams[0].sinks)
+    capture = property(lambda self: self.streams[0].capture)
+    render = property(lambda self: self.streams[0].render)
+    policy = property(lambda self: self.streams[0].policy)
+
     @property
-    def stages(self) -> tuple:
-        return self.capture, self.infer, self.render
+    def stages(self) -> list[threading.Thread]:
+        return [*(s.capture for s in self.streams), self.infer, *(s.render for s in self.streams)]
 
     def request_stop(self) -> None:
         """Stop soon, keeping what has been rendered: capture ends, unread frames are discarded."""
-        self.capture.stop()
-        self.source.interrupt()
-        self.ring.abort()
+        for stream in self.streams:
+            stream.stop()
+            stream.ring.abort()
 
     def interrupt(self) -> None:
         """Ask for an orderly stop from anywhere, a signal handler included: the run loop acts on it."""
@@ -146,22 +257,26 @@ class Pipeline:
     def run(self, on_progress=None, progress_every_s: float = 1.0) -> dict:
         """Run to the end of input (or `interrupt()` / Ctrl-C / `request_stop`); returns the report (also
         written to disk)."""
-        self.telemetry.start()
+        started = time.perf_counter()
+        for stream in self.streams:
+            stream.telemetry.start()
         for stage in self.stages:
             stage.start()
         last = time.perf_counter()
         stopping = False
+        self.started = started
         try:
-            while self.render.is_alive():
+            while any(stream.render.is_alive() for stream in self.streams):
                 # wait on the event, not on a join: a signal must never interrupt Thread.join
                 self._stop_requested.wait(0.1)
-                failed = self.capture.error is not None or self.infer.error is not None
+                # one stream: its capture failing ends the run; several: only that stream ends
+                failed = self.infer.error is not None or (len(self.streams) == 1 and self.capture.error is not None)
                 if (self._stop_requested.is_set() or failed) and not stopping:
                     stopping = True
                     self.request_stop()
                 if on_progress is not None and time.perf_counter() - last >= progress_every_s:
                     last = time.perf_counter()
-                    on_progress(self.telemetry.live_line(self.ring.depth, self.ring.dropped))
+                    on_progress(self._live_line())
         except KeyboardInterrupt:
             self.interrupted = True
             self.request_stop()
@@ -169,27 +284,34 @@ class Pipeline:
             self._shutdown()
         return self.report
 
+    def _live_line(self) -> str:
+        if len(self.streams) == 1:
+            return self.telemetry.live_line(self.ring.depth, self.ring.dropped)
+        elapsed = max(time.perf_counter() - self.started, 1e-9)
+        parts = " ".join(f"#{s.index} {s.telemetry.frames_out}" for s in self.streams)
+        total = sum(s.telemetry.frames_out for s in self.streams)
+        return (f"{len(self.streams)} streams | frames out {parts} | total {total / elapsed:.1f} fps | "
+                f"rss {self.telemetry.sample_memory():.0f} MB")
+
     def _shutdown(self) -> None:
         deadline = time.perf_counter() + JOIN_TIMEOUT_S
         for stage in self.stages:
             stage.join(max(0.0, deadline - time.perf_counter()))
         stuck = [stage.name for stage in self.stages if stage.is_alive()]
-        # the sinks belong to the render thread: never close them under it (a late batch may still come)
-        self.render.join(RENDER_GRACE_S)
-        errors = []
-        if self.render.is_alive():
-            errors.append("the render thread did not stop: sinks left open")
-        else:
-            for sink in self.sinks:
-                try:
-                    sink.close()
-                except Exception as exc:  # one sink's failure must not lose the others' output
-                    errors.append(f"{sink.name} sink: {exc}")
-        if not self.capture.is_alive():
-            self.source.close()
+        stream_reports = []
+        for stream in self.streams:
+            # the sinks belong to the render thread: never close them under it (a late batch may still come)
+            stream.render.join(RENDER_GRACE_S)
+            if stream.render.is_alive():
+                errors = ["the render thread did not stop: sinks left open"]
+            else:
+                errors = stream.close_sinks()
+            if not stream.capture.is_alive():
+                stream.source.close()
+            stream.telemetry.finish()
+            stream_reports.append(stream.report(stuck, errors))
         self.hooked.close()
-        self.telemetry.finish()
-        self.report = self._build_report(stuck, errors)
+        self.report = self._build_report(stream_reports)
         os.makedirs(self.config.out_dir, exist_ok=True)
         path = os.path.join(self.config.out_dir, "report.json")
         with open(path + ".tmp", "w") as handle:
@@ -204,27 +326,34 @@ class Pipeline:
                 return stage.error
         return None
 
-    def _build_report(self, stuck: list[str], errors: list[str]) -> dict:
-        config, info = self.config, self.source.info
+    def _build_report(self, stream_reports: list[dict]) -> dict:
+        config = self.config
         error = self.error()
-        report = {
-            "source": {"name": info.name, "width": info.width, "height": info.height, "fps": info.fps,
-                       "frames": info.frames, "live": info.live},
+        shared = {
             "model": self.spec.name, "layer": self.hooked.layer_name, "method": config.method, "frozen": self.frozen,
-            "threshold": str(config.threshold), "policy": self.policy, "max_batch": config.max_batch,
+            "threshold": str(config.threshold), "max_batch": config.max_batch,
             "smooth": config.smooth, "reuse_cam": config.reuse_cam,
-            "sinks": [sink.describe() for sink in self.sinks],
-            **self.telemetry.report(),
-            "dropped": self.ring.dropped,
-            "queue_max_depth": self.ring.max_depth,
-            "out_of_order": self.render.out_of_order,
-            "sequence_gaps": self.render.seq_gaps,
             "interrupted": self.interrupted,
             "error": None if error is None else str(error),
-            "sink_errors": errors,
-            "stuck_threads": stuck,
             "system": {"python": platform.python_version(), "torch": torch.__version__,
                        "torch_threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine(),
                        "cores": os.cpu_count(), "platform": sys.platform},
         }
-        return report
+        if len(stream_reports) == 1:
+            return {**stream_reports[0], **shared, "error": shared["error"]}
+        elapsed = max(r["elapsed_s"] for r in stream_reports)
+        frames_out = sum(r["frames_out"] for r in stream_reports)
+        reader = self.reader
+        for index, report in enumerate(stream_reports):
+            report["out_dir"] = self.streams[index].out_dir
+            report["max_batches_skipped_while_ready"] = reader.max_skipped[index]
+        return {**shared, "streams": stream_reports,
+                "total": {"streams": len(stream_reports), "frames_in": sum(r["frames_in"] for r in stream_reports),
+                          "frames_out": frames_out, "dropped": sum(r["dropped"] for r in stream_reports),
+                          "elapsed_s": elapsed, "fps": round(frames_out / elapsed, 3) if elapsed else 0.0,
+                          "batches": self.infer.batches,
+                          "mean_batch": round(sum(r["frames_explained"] for r in stream_reports)
+                                              / max(self.infer.batches, 1), 3),
+                          "failed_streams": [i for i, r in enumerate(stream_reports) if r["error"]],
+                          "latency_p95_ms_max": max(r["latency_ms"]["p95"] for r in stream_reports),
+                          "rss_peak_mb": max(r["rss_peak_mb"] for r in stream_reports)}}

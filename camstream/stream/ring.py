@@ -22,6 +22,7 @@ class FrameSlot:
     """One preallocated frame: the display image, the model-size input and, once explained, its CAM."""
 
     index: int
+    stream: int = 0  # which source the ring belongs to (several rings feed one inference stage)
     image: np.ndarray = field(default_factory=lambda: np.empty((0, 0, 3), np.uint8))
     model_input: np.ndarray = field(default_factory=lambda: np.empty((0, 0, 3), np.uint8))
     cam: np.ndarray = field(default_factory=lambda: np.empty((0, 0), np.float32))
@@ -50,16 +51,19 @@ class FrameSlot:
 class FrameRing:
     """Bounded hand-off of `FrameSlot`s from one writer to one reader, released by a later stage."""
 
-    def __init__(self, slots: int, policy: str = "lossless") -> None:
+    def __init__(self, slots: int, policy: str = "lossless", stream: int = 0,
+                 condition: threading.Condition | None = None) -> None:
+        """`condition`: a lock shared with other rings, so one reader can wait on all of them (`FairReader`)."""
         if policy not in POLICIES:
             raise ValueError(f"policy must be one of {POLICIES}")
         if slots < 2:
             raise ValueError("a ring needs at least 2 slots")
         self.policy = policy
-        self.slots = [FrameSlot(i) for i in range(slots)]
+        self.stream = stream
+        self.slots = [FrameSlot(i, stream) for i in range(slots)]
         self._free: deque[FrameSlot] = deque(self.slots)
         self._ready: deque[FrameSlot] = deque()
-        self._cond = threading.Condition()
+        self._cond = condition or threading.Condition()
         self._closed = False
         self._aborted = False
         self.written = 0
@@ -133,3 +137,71 @@ class FrameRing:
             self._free.extend(self._ready)
             self._ready.clear()
             self._cond.notify_all()
+
+    # For `FairReader`, which holds the shared condition while it calls these.
+
+    @property
+    def finished(self) -> bool:
+        """Nothing more will come: aborted, or closed with nothing left to read."""
+        return self._aborted or (self._closed and not self._ready)
+
+    @property
+    def can_grow(self) -> bool:
+        """More frames may arrive without the reader taking any: open, with a free slot."""
+        return not self._closed and not self._aborted and bool(self._free)
+
+    def pop_ready(self) -> FrameSlot:
+        """The oldest ready slot (the caller holds the condition and checked `depth`)."""
+        return self._ready.popleft()
+
+
+class FairReader:
+    """One reader over the rings of several streams that share one condition: batches are filled round-robin,
+    starting after the stream served last, so a stream with frames ready waits at most
+    ceil(streams / batch) − 1 batches, however fast the others are."""
+
+    def __init__(self, rings: list[FrameRing]) -> None:
+        if len({id(ring._cond) for ring in rings}) != 1:
+            raise ValueError("the rings of a FairReader must share one condition")
+        if [ring.stream for ring in rings] != list(range(len(rings))):
+            raise ValueError("ring i of a FairReader must carry stream number i")
+        self.rings = rings
+        self._cond = rings[0]._cond
+        self._next = 0
+        self._skipped = [0] * len(rings)
+        self.max_skipped = [0] * len(rings)  # most consecutive batches a ready stream was left out of
+        self.taken = [0] * len(rings)
+
+    def take(self, max_count: int, max_wait_s: float = 0.0) -> list[FrameSlot]:
+        """Like `FrameRing.take`, across all rings: [] once every ring has finished."""
+        with self._cond:
+            while not any(r.depth for r in self.rings) and not all(r.finished for r in self.rings):
+                self._cond.wait()
+            if not any(r.depth for r in self.rings):
+                return []
+            deadline = time.perf_counter() + max_wait_s
+            while sum(r.depth for r in self.rings) < max_count and any(r.can_grow for r in self.rings):
+                remaining = deadline - time.perf_counter()
+                if remaining <= 0:
+                    break
+                self._cond.wait(remaining)
+            waiting = [r.depth > 0 for r in self.rings]
+            batch: list[FrameSlot] = []
+            count = len(self.rings)
+            stream = self._next
+            while len(batch) < max_count and any(r.depth for r in self.rings):
+                ring = self.rings[stream]
+                if ring.depth:
+                    batch.append(ring.pop_ready())
+                    self._next = (stream + 1) % count
+                stream = (stream + 1) % count
+            served = {slot.stream for slot in batch}
+            for index, ring in enumerate(self.rings):
+                if waiting[index] and ring.stream not in served:
+                    self._skipped[index] += 1
+                    self.max_skipped[index] = max(self.max_skipped[index], self._skipped[index])
+                else:
+                    self._skipped[index] = 0
+            for slot in batch:
+                self.taken[slot.stream] += 1
+            return batch

@@ -1,0 +1,285 @@
+"""Every method `camstream eval` compares, behind one call: pixels in [0, 1] → one [0, 1] map per image.
+
+camstream's own CAM methods are wrapped as they stream (map at the target layer's size, upsampled by the
+same kernel as the overlay). The baselines are there to be measured against: RISE and Score-CAM are short
+algorithms written here; pytorch-grad-cam and Captum (DeepLift, LRP, Lime) are optional extras
+(`pip install 'camstream[baselines]'`), imported only when asked for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from camstream.errors import CamstreamError, ModelError
+from camstream.kernels import upsample_bilinear
+from camstream.stream.explain import METHODS, HookedModel, make_method
+from camstream.stream.models import ModelSpec
+
+Predict = Callable[[torch.Tensor], torch.Tensor]  # pixels (B, 3, H, W) in [0, 1] → probabilities (B, classes)
+
+
+class EvalExplainer:
+    """A method under evaluation. Subclasses implement `maps`; `__call__` picks targets and scales maps."""
+
+    name: ClassVar[str]
+
+    def __init__(self, spec: ModelSpec, predict: Predict | None = None) -> None:
+        self.spec = spec
+        self.model = spec.module.eval()
+        self.mean = torch.tensor(spec.mean).view(1, 3, 1, 1)
+        self.std = torch.tensor(spec.std).view(1, 3, 1, 1)
+        self._predict = predict
+
+    def normalise(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(pixels − mean) / std, the model's input."""
+        return (pixels - self.mean) / self.std
+
+    def probabilities(self, pixels: torch.Tensor, batch: int = 16) -> torch.Tensor:
+        """Softmax of the model on pixel images (through `predict` when one was given, e.g. a frozen
+        copy of the model), in chunks of `batch`."""
+        if self._predict is not None:
+            return self._predict(pixels)
+        with torch.inference_mode():
+            return torch.cat([torch.softmax(self.model(self.normalise(chunk)), 1) for chunk in pixels.split(batch)])
+
+    def targets(self, pixels: torch.Tensor, class_id: int | torch.Tensor | None) -> torch.Tensor:
+        """The class explained for each image: `class_id` (one for all, or one each), or each image's top-1."""
+        if isinstance(class_id, torch.Tensor):
+            return class_id.long()
+        if class_id is not None:
+            return torch.full((pixels.shape[0],), class_id, dtype=torch.long)
+        return self.probabilities(pixels).argmax(1)
+
+    def __call__(self, pixels: torch.Tensor, class_id: int | torch.Tensor | None = None) -> tuple[np.ndarray, torch.Tensor]:
+        """(maps (B, H, W) float32 each scaled to [0, 1], targets (B,)) for pixels (B, 3, H, W) in [0, 1]."""
+        maps, targets = self.explain(pixels, class_id)
+        maps = np.nan_to_num(np.asarray(maps, dtype=np.float32))
+        maps = np.maximum(maps, 0.0)
+        peak = maps.reshape(len(maps), -1).max(1)
+        maps /= np.where(peak > 0, peak, 1.0)[:, None, None]
+        return maps, targets
+
+    def explain(self, pixels: torch.Tensor, class_id: int | torch.Tensor | None) -> tuple[np.ndarray, torch.Tensor]:
+        """(raw maps, targets); by default the targets are chosen first, then `maps` is asked."""
+        targets = self.targets(pixels, class_id)
+        return self.maps(pixels, targets), targets
+
+    def maps(self, pixels: torch.Tensor, targets: torch.Tensor) -> np.ndarray:
+        """Non-negative maps (B, H, W) at the input's size; any scale."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release hooks or other state."""
+
+
+class OwnMethod(EvalExplainer):
+    """One of camstream's streaming methods (`cam`, `gradcam`, `gradcam++`, `recipro`)."""
+
+    name = "own"
+
+    def __init__(self, spec: ModelSpec, method: str, predict: Predict | None = None) -> None:
+        super().__init__(spec, predict)
+        self.name = method
+        self.hooked = HookedModel(self.model, (3, *spec.input_size))
+        self.method = make_method(method, self.hooked)
+
+    def explain(self, pixels, class_id):
+        explanation = self.method(self.normalise(pixels), class_id)
+        height, width = pixels.shape[2:]
+        maps = np.stack([upsample_bilinear(cam, (height, width)) for cam in explanation.cams.numpy()])
+        return maps, explanation.class_ids.clone()
+
+    def close(self) -> None:
+        self.hooked.close()
+
+
+class Rise(EvalExplainer):
+    """RISE (Petsiuk et al. 2018): S = Σ_i f_c(x ⊙ M_i) M_i / (N p) over N random masks.
+
+    Each mask is a `cells`×`cells` grid of Bernoulli(p) cells, upsampled bilinearly to (cells + 1) cell
+    sizes and cropped at a random shift; the same masks (fixed seed) serve every image.
+    """
+
+    name = "rise"
+
+    def __init__(self, spec: ModelSpec, predict: Predict | None = None, masks: int = 500, cells: int = 7,
+                 keep: float = 0.5, seed: int = 0, batch: int = 16) -> None:
+        super().__init__(spec, predict)
+        self.count, self.cells, self.keep, self.seed, self.batch = masks, cells, keep, seed, batch
+        self._masks: torch.Tensor | None = None
+
+    def random_masks(self, height: int, width: int) -> torch.Tensor:
+        """(N, 1, H, W) soft masks, made once per input size."""
+        if self._masks is None or self._masks.shape[2:] != (height, width):
+            generator = torch.Generator().manual_seed(self.seed)
+            grid = (torch.rand(self.count, 1, self.cells, self.cells, generator=generator) < self.keep).float()
+            cell_h, cell_w = -(-height // self.cells), -(-width // self.cells)
+            big = nn.functional.interpolate(grid, size=((self.cells + 1) * cell_h, (self.cells + 1) * cell_w),
+                                            mode="bilinear", align_corners=False)
+            shifts = torch.randint(0, cell_h, (self.count,), generator=generator), \
+                torch.randint(0, cell_w, (self.count,), generator=generator)
+            self._masks = torch.stack([big[i, :, dy:dy + height, dx:dx + width]
+                                       for i, (dy, dx) in enumerate(zip(*shifts))])
+        return self._masks
+
+    def maps(self, pixels, targets):
+        height, width = pixels.shape[2:]
+        masks = self.random_masks(height, width)
+        out = np.empty((pixels.shape[0], height, width), np.float32)
+        for sample in range(pixels.shape[0]):
+            scores = torch.cat([self.probabilities(pixels[sample:sample + 1] * chunk, self.batch)
+                                [:, targets[sample]] for chunk in masks.split(self.batch)])
+            out[sample] = (torch.tensordot(scores, masks[:, 0], dims=1) / (self.count * self.keep)).numpy()
+        return out
+
+
+class ScoreCam(EvalExplainer):
+    """Score-CAM (Wang et al. 2020): w_k = softmax(f(x ⊙ norm(up(A_k))))_c; map = relu(Σ_k w_k A_k).
+
+    Channels whose activation is zero everywhere add nothing to the map and are not scored.
+    """
+
+    name = "scorecam"
+
+    def __init__(self, spec: ModelSpec, predict: Predict | None = None, batch: int = 16) -> None:
+        super().__init__(spec, predict)
+        self.batch = batch
+        self.hooked = HookedModel(self.model, (3, *spec.input_size))
+
+    def maps(self, pixels, targets):
+        height, width = pixels.shape[2:]
+        self.hooked.forward(self.normalise(pixels))
+        activations = self.hooked.activation.float().clone()
+        out = np.empty((pixels.shape[0], height, width), np.float32)
+        for sample, activation in enumerate(activations):
+            live = activation.flatten(1).amax(1) > 0
+            upsampled = nn.functional.interpolate(activation[live][:, None], size=(height, width), mode="bilinear",
+                                                  align_corners=False)
+            low = upsampled.flatten(1).amin(1).view(-1, 1, 1, 1)
+            span = (upsampled.flatten(1).amax(1).view(-1, 1, 1, 1) - low).clamp_min(1e-12)
+            masks = (upsampled - low) / span
+            weights = torch.cat([self.probabilities(pixels[sample:sample + 1] * chunk, self.batch)
+                                 [:, targets[sample]] for chunk in masks.split(self.batch)])
+            cam = torch.tensordot(weights, activation[live], dims=1).relu()[None, None]
+            out[sample] = nn.functional.interpolate(cam, size=(height, width), mode="bilinear",
+                                                    align_corners=False)[0, 0].numpy()
+        return out
+
+    def close(self) -> None:
+        self.hooked.close()
+
+
+def _import(module: str):
+    try:
+        return __import__(module, fromlist=["_"])
+    except ImportError as exc:
+        raise CamstreamError(f"this baseline needs {module.split('.')[0]}: pip install 'camstream[baselines]'") \
+            from exc
+
+
+class PytorchGradCam(EvalExplainer):
+    """pytorch-grad-cam's GradCAM on the same target layer as ours."""
+
+    name = "pgc-gradcam"
+
+    def __init__(self, spec: ModelSpec, predict: Predict | None = None) -> None:
+        super().__init__(spec, predict)
+        library = _import("pytorch_grad_cam")
+        targets = _import("pytorch_grad_cam.utils.model_targets")
+        with HookedModel(self.model, (3, *spec.input_size)) as hooked:
+            layer = dict(self.model.named_modules())[hooked.layer_name]
+        self._target = targets.ClassifierOutputTarget
+        self._cam = library.GradCAM(model=self.model, target_layers=[layer])
+
+    def maps(self, pixels, targets):
+        return self._cam(self.normalise(pixels), targets=[self._target(int(t)) for t in targets])
+
+    def close(self) -> None:
+        self._cam.activations_and_grads.release()
+
+
+class _CaptumAttribution(EvalExplainer):
+    """A Captum attribution (B, 3, H, W) summed over colour channels; positive evidence kept."""
+
+    algorithm: ClassVar[str]
+
+    def __init__(self, spec: ModelSpec, predict: Predict | None = None) -> None:
+        super().__init__(spec, predict)
+        self._method = getattr(_import("captum.attr"), self.algorithm)(self.model)
+
+    def maps(self, pixels, targets):
+        inputs = self.normalise(pixels).requires_grad_(True)
+        try:
+            attribution = self._method.attribute(inputs, target=targets, **self.options(pixels, inputs))
+        except (AssertionError, TypeError, RuntimeError) as exc:
+            raise ModelError(f"{self.name} cannot run on {self.spec.name}: {str(exc).splitlines()[0]}") from exc
+        return attribution.detach().sum(1).numpy()
+
+    def options(self, pixels: torch.Tensor, inputs: torch.Tensor) -> dict:
+        return {}
+
+
+class CaptumDeepLift(_CaptumAttribution):
+    """Captum DeepLift against a black image."""
+
+    name = "captum-deeplift"
+    algorithm = "DeepLift"
+
+    def options(self, pixels, inputs):
+        return {"baselines": self.normalise(torch.zeros_like(pixels))}
+
+
+class CaptumLrp(_CaptumAttribution):
+    """Captum LRP (only models built of layers it has rules for, e.g. vgg16)."""
+
+    name = "captum-lrp"
+    algorithm = "LRP"
+
+
+class CaptumLime(_CaptumAttribution):
+    """Captum Lime over SLIC superpixels (scikit-image), black as the 'off' value."""
+
+    name = "captum-lime"
+    algorithm = "Lime"
+
+    def __init__(self, spec: ModelSpec, predict: Predict | None = None, samples: int = 200,
+                 segments: int = 50) -> None:
+        super().__init__(spec, predict)
+        self.samples, self.segments = samples, segments
+        self._slic = _import("skimage.segmentation").slic
+        softmax_model = nn.Sequential(self.model, nn.Softmax(1))
+        self._method = _import("captum.attr").Lime(softmax_model)
+
+    def maps(self, pixels, targets):
+        out = []
+        for sample in range(pixels.shape[0]):
+            image = pixels[sample].permute(1, 2, 0).numpy()
+            segments = torch.from_numpy(self._slic(image, n_segments=self.segments, start_label=0)).long()
+            inputs = self.normalise(pixels[sample:sample + 1])
+            with torch.no_grad():
+                attribution = self._method.attribute(inputs, target=int(targets[sample]), n_samples=self.samples,
+                                                     feature_mask=segments.expand(1, 3, -1, -1),
+                                                     baselines=self.normalise(torch.zeros_like(inputs)),
+                                                     perturbations_per_eval=50)
+            out.append(attribution[0, 0].numpy())
+        return np.stack(out)
+
+
+BASELINES: dict[str, type[EvalExplainer]] = {b.name: b for b in (Rise, ScoreCam, PytorchGradCam, CaptumDeepLift,
+                                                                 CaptumLrp, CaptumLime)}
+EXPLAINERS = [*METHODS, *BASELINES]
+
+
+def make_explainer(name: str, spec: ModelSpec, predict: Predict | None = None) -> EvalExplainer:
+    """The method or baseline called `name` (see `EXPLAINERS`) on `spec`'s model; perturbation baselines
+    score their masked images through `predict` when given."""
+    if name in METHODS:
+        return OwnMethod(spec, name, predict)
+    if name in BASELINES:
+        return BASELINES[name](spec, predict)
+    raise CamstreamError(f"unknown method '{name}' (choose from {', '.join(EXPLAINERS)})")

@@ -1,0 +1,83 @@
+"""PNG plots of an eval run (matplotlib, an optional extra: `pip install 'camstream[plots]'`)."""
+
+from __future__ import annotations
+
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def precision_recall(results: dict, path: str) -> None:
+    """Per method: the top-k % curve of the full map, and a marker per evaluated threshold."""
+    figure, axes = plt.subplots(figsize=(6, 5))
+    for method, entry in results["methods"].items():
+        if "precision_recall" not in entry:
+            continue
+        curve = entry["precision_recall"]
+        (line,) = axes.plot(curve["recall"], curve["precision"], label=method)
+        for label, values in entry["variants"].items():
+            if label != "none" and "precision" in values:
+                axes.scatter(values["recall"], values["precision"], color=line.get_color(), s=18)
+                axes.annotate(label, (values["recall"], values["precision"]), fontsize=7,
+                              xytext=(3, 3), textcoords="offset points")
+    axes.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1),
+             title="Precision–recall of the top-k % map (markers: thresholds)")
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def insertion_deletion(results: dict, path: str) -> None:
+    """Mean insertion and deletion curves per method, full map (solid) and 10 % threshold (dashed)."""
+    figure, (insert_axes, delete_axes) = plt.subplots(1, 2, figsize=(11, 4.5))
+    for index, (method, entry) in enumerate(results["methods"].items()):
+        for label, style in (("none", "-"), ("10", "--")):
+            if label not in entry["curves"]:
+                continue
+            for axes, kind in ((insert_axes, "insertion"), (delete_axes, "deletion")):
+                curve = entry["curves"][label][kind]
+                x = np.linspace(0, 1, len(curve))
+                axes.plot(x, curve, style, color=f"C{index % 10}", label=f"{method} ({'full' if label == 'none' else label + ' %'})")
+    for axes, kind in ((insert_axes, "insertion"), (delete_axes, "deletion")):
+        axes.set(xlabel=f"fraction of pixels {'inserted' if kind == 'insertion' else 'deleted'}",
+                 ylabel="target probability (mean)", title=f"{kind.capitalize()} curves", xlim=(0, 1))
+    insert_axes.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def heatmap_grid(examples: dict[str, np.ndarray], images: np.ndarray, names: list[str], path: str) -> None:
+    """Rows: example images; columns: the image, then each method's full map over it."""
+    rows, columns = len(images), 1 + len(examples)
+    figure, axes = plt.subplots(rows, columns, figsize=(2.2 * columns, 2.2 * rows), squeeze=False)
+    for row in range(rows):
+        axes[row, 0].imshow(images[row])
+        axes[row, 0].set_title(names[row][:18], fontsize=7)
+        for column, (method, maps) in enumerate(examples.items(), start=1):
+            axes[row, column].imshow(images[row])
+            axes[row, column].imshow(maps[row], cmap="jet", alpha=0.5, vmin=0, vmax=1)
+            if row == 0:
+                axes[row, column].set_title(method, fontsize=8)
+    for axis in axes.flat:
+        axis.axis("off")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def write_plots(results: dict, examples: dict[str, np.ndarray], images: np.ndarray, names: list[str],
+                out_dir: str) -> list[str]:
+    """Write the PNGs into `out_dir`; returns their file names."""
+    written = []
+    if any("precision_recall" in entry for entry in results["methods"].values()):
+        precision_recall(results, os.path.join(out_dir, "pr_curves.png"))
+        written.append("pr_curves.png")
+    insertion_deletion(results, os.path.join(out_dir, "insertion_deletion.png"))
+    heatmap_grid(examples, images, names, os.path.join(out_dir, "heatmaps.png"))
+    return [*written, "insertion_deletion.png", "heatmaps.png"]

@@ -1,0 +1,105 @@
+"""eval.md: the tables of `camstream eval`, in the spirit of the seed paper's Tables 7 and 8, with our
+measured numbers and every method/threshold shown (nothing picked)."""
+
+from __future__ import annotations
+
+FAITHFULNESS = (("insertion_auc", "IAUC ↑"), ("deletion_auc", "DAUC ↓"), ("insertion_correlation", "IC ↑"),
+                ("deletion_correlation", "DC ↓"), ("average_drop", "AD ↓"), ("increase_in_confidence", "IIC ↑"),
+                ("adcc", "ADCC ↑"), ("max_sensitivity", "max-sens ↓"))
+LOCALISATION = (("pointing_game", "pointing ↑"), ("iou", "IoU ↑"), ("dice", "Dice ↑"), ("precision", "precision ↑"),
+                ("recall", "recall ↑"), ("boundary_f1", "boundary F1 ↑"))
+
+
+def _table(results: dict, columns: tuple[tuple[str, str], ...]) -> list[str]:
+    lines = ["| method | threshold | " + " | ".join(title for _, title in columns) + " |",
+             "|---|---|" + "---|" * len(columns)]
+    for method, entry in results["methods"].items():
+        for label, values in entry["variants"].items():
+            cells = [f"{values[key]:.3f}" if key in values else "n/a" for key, _ in columns]
+            lines.append(f"| {method} | {label} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _retained(results: dict) -> list[str]:
+    keys = ("insertion_auc", "insertion_correlation", "adcc", "pointing_game", "iou", "boundary_f1")
+    lines = ["| method | threshold | " + " | ".join(keys) + " |", "|---|---|" + "---|" * len(keys)]
+    for method, entry in results["methods"].items():
+        for label, values in entry["variants"].items():
+            if "retained" in values:
+                cells = [f"{values['retained'][k]:.2f}" if k in values["retained"] else "n/a" for k in keys]
+                lines.append(f"| {method} | {label} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _statistics(results: dict) -> list[str]:
+    lines = ["| method | threshold | metric | mean diff | t p | Wilcoxon p | d_z | rank-biserial |",
+             "|---|---|---|---|---|---|---|---|"]
+    for method, entry in results["methods"].items():
+        for label, tests in entry["statistics"].items():
+            for metric, s in tests.items():
+                if "t_p" in s:
+                    dz = "n/a" if s["cohens_dz"] is None else f"{s['cohens_dz']:+.2f}"
+                    lines.append(f"| {method} | {label} | {metric} | {s['mean_difference']:+.4f} | {s['t_p']:.3g} | "
+                                 f"{s['wilcoxon_p']:.3g} | {dz} | {s['rank_biserial']:+.2f} |")
+    return lines
+
+
+def _between(results: dict) -> list[str]:
+    between = results.get("between_methods") or {}
+    if not between:
+        return []
+    lines = [f"\n## Methods against {between['reference']} (full maps, paired across images)\n",
+             "| method | metric | mean diff | t p | Wilcoxon p | d_z |", "|---|---|---|---|---|---|"]
+    for method, tests in between.items():
+        if method == "reference":
+            continue
+        for metric, s in tests.items():
+            if "t_p" in s:
+                dz = "n/a" if s["cohens_dz"] is None else f"{s['cohens_dz']:+.2f}"
+                lines.append(f"| {method} | {metric} | {s['mean_difference']:+.4f} | {s['t_p']:.3g} | "
+                             f"{s['wilcoxon_p']:.3g} | {dz} |")
+            else:
+                lines.append(f"| {method} | {metric} | {s['mean_difference']:+.4f} | equal on every image | | |")
+    return lines
+
+
+def _temporal(results: dict) -> list[str]:
+    rows = [(m, e["temporal"]) for m, e in results["methods"].items() if "temporal" in e]
+    if not rows:
+        return []
+    video = results["video"]
+    lines = [f"\n## Temporal stability on {video['frames']} frames of `{video['path']}`\n",
+             "Map change per unit of image change between consecutive frames (lower is steadier); "
+             f"smoothed = the pipeline's `--smooth {video['smooth']}`; departure = mean |smoothed − raw|.\n",
+             "| method | raw | smoothed | raw map change | smoothed map change | departure |", "|---|---|---|---|---|---|"]
+    for method, t in rows:
+        lines.append(f"| {method} | {t['raw']['temporal_instability']:.3f} | "
+                     f"{t['smoothed']['temporal_instability']:.3f} | {t['raw']['map_change']:.4f} | "
+                     f"{t['smoothed']['map_change']:.4f} | {t['smoothing_departure']:.4f} |")
+    return lines
+
+
+def markdown(results: dict) -> str:
+    """The whole report."""
+    lines = [f"# camstream eval\n\n{results['images']} images ({results['with_truth']} with ground truth) from "
+             f"`{results['data']}`, model {results['model']}, class {results['class_id'] or 'top-1'}; "
+             f"{results['elapsed_s']} s. Insertion/deletion in {results['insertion_deletion_steps']} steps; "
+             f"max-sensitivity: {results['max_sensitivity']['samples']} draws of U[±"
+             f"{results['max_sensitivity']['radius']}] noise.\n", "## Faithfulness and robustness\n",
+             *_table(results, FAITHFULNESS), "\n## Localisation against the ground truth\n",
+             *_table(results, LOCALISATION),
+             "\n## What each threshold keeps, as a fraction of the full map's score\n", *_retained(results),
+             "\n## Cost\n", "| method | ms per image | peak RSS above start (MB) | not computed |", "|---|---|---|---|"]
+    for method, entry in results["methods"].items():
+        lines.append(f"| {method} | {entry['ms_per_image']:.1f} | {entry['peak_rss_mb']:.1f} | "
+                     f"{entry.get('not_computed', '')} |")
+    for method, reason in results.get("skipped", {}).items():
+        lines.append(f"| {method} | skipped | | {reason} |")
+    lines += _temporal(results)
+    lines += ["\n## Thresholded vs full map, paired across images\n", *_statistics(results)]
+    lines += _between(results)
+    if results.get("plots"):
+        lines += ["\n## Plots\n", *[f"![{name}]({name})" for name in results["plots"]]]
+    elif results.get("plots_skipped"):
+        lines += ["\n" + results["plots_skipped"]]
+    return "\n".join(lines) + "\n"

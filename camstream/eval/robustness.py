@@ -1,0 +1,56 @@
+"""Robustness: how much a map moves when its input barely does.
+
+Max-sensitivity (Yeh et al. 2019) perturbs one image with small uniform noise; temporal stability looks at
+consecutive video frames, where the scene changes a little and the map should change about as little.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from camstream.eval.metric import Metric
+
+
+class MaxSensitivity(Metric):
+    """max_j ‖Φ(x + δ_j) − Φ(x)‖ / ‖Φ(x)‖ over `samples` draws δ_j ~ U[−r, r] per pixel (images in [0, 1])."""
+
+    name = "max_sensitivity"
+    higher_is_better = False
+    category = "robustness"
+    value_range = (0.0, float("inf"))
+
+    def __init__(self, radius: float = 0.02, samples: int = 4, seed: int = 0) -> None:
+        self.radius, self.samples, self.seed = radius, samples, seed
+
+    def noisy_inputs(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """The perturbed copies of `images` (the same draws on every call), clipped to [0, 1]."""
+        generator = torch.Generator().manual_seed(self.seed)
+        return [(images + (torch.rand(images.shape, generator=generator) * 2 - 1) * self.radius).clamp_(0, 1)
+                for _ in range(self.samples)]
+
+    def __call__(self, maps: np.ndarray, noisy_maps: list[np.ndarray]) -> np.ndarray:
+        """maps (B, H, W) of the clean images and one such array per noisy copy → (B,)."""
+        batch = maps.shape[0]
+        clean = maps.reshape(batch, -1).astype(np.float64)
+        norm = np.linalg.norm(clean, axis=1)
+        change = np.stack([np.linalg.norm(m.reshape(batch, -1) - clean, axis=1) for m in noisy_maps]).max(0)
+        return np.divide(change, norm, out=np.zeros(batch), where=norm > 1e-12)
+
+
+class TemporalStability(Metric):
+    """Mean over consecutive frames of mean|M_t − M_{t−1}| / mean|I_t − I_{t−1}|: map change per unit of
+    image change (maps and images in [0, 1]); lower is steadier. Transitions with no image change are skipped."""
+
+    name = "temporal_instability"
+    higher_is_better = False
+    category = "robustness"
+    value_range = (0.0, float("inf"))
+
+    def __call__(self, frames: np.ndarray, maps: np.ndarray) -> dict[str, float]:
+        """frames (T, H, W, 3) and maps (T, H, W) of one clip → the ratio and both mean changes."""
+        map_change = np.abs(np.diff(maps.astype(np.float32), axis=0)).mean((1, 2))
+        image_change = np.abs(np.diff(frames.astype(np.float32), axis=0)).mean((1, 2, 3))
+        moving = image_change > 1e-6
+        ratio = float((map_change[moving] / image_change[moving]).mean()) if moving.any() else 0.0
+        return {self.name: ratio, "map_change": float(map_change.mean()), "image_change": float(image_change.mean())}

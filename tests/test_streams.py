@@ -1,0 +1,68 @@
+"""Several sources in one process: every stream lossless and in order, batched together, fairly."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from camstream.bench.clips import count_frames, derive_clip
+from camstream.stream.pipeline import read_sources_file, stream_folder_name
+
+from .cli import assert_one_line_error, camstream
+from .conftest import shared_file
+from .test_pipeline import frame_times
+
+
+def test_three_streams_in_one_process_are_lossless_and_fairly_batched(tmp_path, dashcam_clip):
+    small = tmp_path / "small.mp4"
+    derive_clip(str(dashcam_clip), str(small), 320, 180, fps=30, max_frames=90)
+    clips = [dashcam_clip, shared_file("video", "street_bikes.mp4"), small]
+    listing = tmp_path / "sources.txt"
+    listing.write_text("# three clips\n" + "\n".join(str(c) for c in clips[1:]) + "\n\n")
+    out = tmp_path / "out"
+    result = camstream("run", "--source", clips[0], "--sources", listing, "--sink", "file", "--out", out,
+                       "--max-batch", "4", "--quiet")
+    assert result.returncode == 0, result.stderr
+    report = json.loads((out / "report.json").read_text())
+    streams = report["streams"]
+    assert len(streams) == 3 and report["total"]["streams"] == 3
+    for index, (clip, stream) in enumerate(zip(clips, streams)):
+        expected = count_frames(str(clip))
+        assert stream["frames_in"] == stream["frames_out"] == stream["frames_explained"] == expected
+        assert stream["dropped"] == 0 and stream["out_of_order"] == 0 and stream["sequence_gaps"] == 0
+        video = out / stream_folder_name(index, str(clip)) / "overlay.mp4"
+        assert stream["out_dir"] == str(video.parent)
+        assert count_frames(str(video)) == expected
+        # fair: with a batch of 4 and 3 streams, a stream with a frame ready is never left out of a batch
+        assert stream["max_batches_skipped_while_ready"] == 0
+    assert frame_times(out / stream_folder_name(2, str(small)) / "overlay.mp4") == pytest.approx(
+        frame_times(small), abs=1e-3)
+    total = report["total"]
+    assert total["frames_out"] == sum(count_frames(str(c)) for c in clips) and total["failed_streams"] == []
+    assert total["mean_batch"] > 1.5  # frames of different streams really share batches
+    assert "3 streams:" in result.stdout
+
+
+def test_sources_file_errors_and_window_with_several_streams(tmp_path, demo_clip):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("# nothing\n\n")
+    assert_one_line_error(camstream("run", "--sources", empty, "--out", tmp_path), "lists no source")
+    assert_one_line_error(camstream("run", "--sources", tmp_path / "missing.txt", "--out", tmp_path),
+                          "cannot read sources file")
+    assert_one_line_error(camstream("run", "--source", demo_clip, "--source", demo_clip, "--sink", "window",
+                                    "--out", tmp_path), "the window sink shows one stream")
+    assert_one_line_error(camstream("run", "--source", demo_clip, "--source", tmp_path / "nope.mp4",
+                                    "--out", tmp_path), "nope.mp4")
+
+
+def test_sources_file_skips_comments_and_blank_lines(tmp_path):
+    listing = tmp_path / "s.txt"
+    listing.write_text("# cameras\n\nrtsp://a/1\n  b.mp4  \n# off: c.mp4\n")
+    assert read_sources_file(str(listing)) == ("rtsp://a/1", "b.mp4")
+
+
+def test_stream_folder_names_are_safe_and_never_carry_credentials():
+    assert stream_folder_name(0, "/data/clips/cam one.mp4") == "0-cam_one"
+    name = stream_folder_name(3, "rtsp://admin:secret@10.0.0.7:554/live?token=abc")
+    assert name.startswith("3-") and "secret" not in name and "admin" not in name and "abc" not in name
