@@ -105,6 +105,29 @@ def build_parser() -> argparse.ArgumentParser:
                      help="seconds between status lines (default 1 on a terminal, 5 otherwise)")
     run.set_defaults(handler=_run)
 
+    fleet = commands.add_parser("fleet", help="many streams over Ray: one actor per stream (or group)",
+                                description="Run the same pipeline as `camstream run` for every source of a "
+                                "sources file on Ray actors; each stream writes OUT/<n>-<name>/ and the driver "
+                                "writes OUT/fleet.json (per-stream fps, drops, latency p95, errors, totals). "
+                                "Without --address a local Ray instance is started. Exit 3 when some stream "
+                                "failed (the others still finish), 130 on Ctrl-C. Needs pip install "
+                                "'camstream[fleet]'.")
+    fleet.add_argument("--sources", required=True, metavar="FILE", help="sources, one per line (# comments)")
+    fleet.add_argument("--address", metavar="auto|ray://HOST:PORT", help="join this Ray cluster (default: local)")
+    fleet.add_argument("--streams-per-actor", type=int, default=1, metavar="N",
+                       help="streams batched together in one actor (default 1)")
+    fleet.add_argument("--cpus-per-actor", type=float, default=1.0, metavar="N",
+                       help="CPUs Ray reserves per actor (default 1)")
+    fleet.add_argument("--sink", action="append", choices=("file", "null"), metavar="SINK",
+                       help="file (default) or null, per stream")
+    fleet.add_argument("--max-frames", type=int, metavar="N", help="stop each stream after N input frames")
+    fleet.add_argument("--method", default="gradcam", choices=("cam", "gradcam", "gradcam++", "recipro"),
+                       help="explanation method (default gradcam)")
+    fleet.add_argument("--model", default="efficientnet_lite0")
+    fleet.add_argument("--max-batch", type=int, default=4, metavar="N", help="frames per inference batch")
+    fleet.add_argument("--out", default="fleet-out", metavar="DIR", help="where to write (default fleet-out)")
+    fleet.set_defaults(handler=_fleet)
+
     bench = commands.add_parser("bench", help="measure speed: explainers vs plain inference and peers, pipeline, "
                                 "kernels, edge profile", description="Benchmarks measured side by side in one run, "
                                 "reported as times and ratios; writes OUT/bench.json and OUT/bench.md.")
@@ -173,6 +196,36 @@ def _eval(args: argparse.Namespace) -> int:
     print(open(os.path.join(args.out, "eval.md")).read())
     print(f"wrote {args.out}/eval.json, {args.out}/eval.md and the plots listed there")
     return 0
+
+
+def _fleet(args: argparse.Namespace) -> int:
+    from camstream.fleet import FleetConfig, run_fleet
+    from camstream.stream.pipeline import PipelineConfig, read_sources_file
+
+    if args.streams_per_actor < 1:
+        raise CamstreamError("--streams-per-actor must be at least 1")
+    pipeline = PipelineConfig(sinks=tuple(args.sink or ("file",)), model=args.model, method=args.method,
+                              max_batch=args.max_batch, max_frames=args.max_frames)
+    config = FleetConfig(read_sources_file(args.sources), args.out, args.address, args.streams_per_actor,
+                         args.cpus_per_actor, pipeline)
+    for signum in (signal.SIGINT, signal.SIGTERM):  # from now on a stop reaches every actor (KeyboardInterrupt)
+        signal.signal(signum, signal.default_int_handler)
+
+    def progress(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    fleet = run_fleet(config, progress)
+    summary = fleet["summary"]
+    for stream in fleet["streams"]:
+        state = f"error: {stream['error']}" if stream["error"] else f"{stream['fps']:.1f} fps"
+        print(f"stream {stream['stream']} ({stream['source']}): {stream['frames_out']} of {stream['frames_in']} "
+              f"frames out, {stream['dropped']} dropped, {state}")
+    print(f"fleet: {summary['streams']} streams on {summary['actors']} actors, {summary['total_fps']:.1f} fps in "
+          f"all, {summary['frames_out']} frames out in {summary['elapsed_s']:.1f} s; report: "
+          f"{os.path.join(args.out, 'fleet.json')}")
+    if summary["interrupted"]:
+        return 130
+    return 3 if summary["failed_streams"] else 0
 
 
 def _bench(args: argparse.Namespace) -> int:

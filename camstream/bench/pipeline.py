@@ -66,3 +66,31 @@ def bench_pipeline(source: str, clips_dir: str, sizes: dict[str, tuple[int, int]
                 "frames_out": report["frames_out"], "dropped": report["dropped"],
             }
     return results
+
+
+def bench_streams(source: str, stream_counts: tuple[int, ...] = (1, 2, 4), model: str = "efficientnet_lite0",
+                  method: str = "gradcam", max_batch: int = 4, out_dir: str = "bench-out/streams",
+                  progress=None) -> dict:
+    """Total and per-stream fps with 1, 2, 4 … copies of `source` in one process (null sinks, lossless),
+    against the plain batched inference rate measured in the same run."""
+    ceiling = max(inference_ceiling_fps(model, max_batch, source).values())
+    results: dict = {"clip": os.path.basename(source), "inference_ceiling_fps": round(ceiling, 2), "runs": {}}
+    for count in stream_counts:
+        if progress:
+            progress(f"streams: {count} × {os.path.basename(source)} in one process")
+        config = PipelineConfig(sources=(source,) * count, sinks=("null",), model=model, method=method,
+                                max_batch=max_batch, out_dir=os.path.join(out_dir, f"{count}"))
+        report = Pipeline(config).run()
+        if count == 1:
+            total = {"fps": report["fps"], "frames_out": report["frames_out"],
+                     "latency_p95_ms_max": report["latency_ms"]["p95"], "mean_batch":
+                     round(report["frames_explained"] / max(report["batches"], 1), 3)}
+            per_stream = [report["fps"]]
+        else:
+            total = report["total"]
+            per_stream = [stream["fps"] for stream in report["streams"]]
+        results["runs"][str(count)] = {"total_fps": total["fps"], "per_stream_fps": per_stream,
+                                       "fraction_of_ceiling": round(total["fps"] / ceiling, 3),
+                                       "mean_batch": total["mean_batch"], "frames_out": total["frames_out"],
+                                       "latency_p95_ms": total["latency_p95_ms_max"]}
+    return results

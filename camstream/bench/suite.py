@@ -18,7 +18,7 @@ import torch
 from camstream.bench.explainers import bench_explainers
 from camstream.bench.kernels import bench_kernels
 from camstream.bench.malloc_probe import compare as compare_malloc
-from camstream.bench.pipeline import bench_pipeline
+from camstream.bench.pipeline import bench_pipeline, bench_streams
 from camstream.stream.pipeline import demo_clip
 
 TARGETS = {"gradcam_ratio_to_plain_max": 1.05, "speedup_vs_pytorch_grad_cam_min": 3.0, "speedup_vs_torchcam_min": 1.2,
@@ -36,11 +36,12 @@ class BenchPlan:
     pipeline_frames: int = 600
     edge_sides: tuple[int, ...] = (160, 224, 320)
     edge_rounds: int = 15
+    stream_counts: tuple[int, ...] = (1, 2, 4)
 
     @classmethod
     def quick(cls) -> BenchPlan:
         return cls(models=("efficientnet_lite0",), rounds=20, pipeline_sizes=("720p",), pipeline_frames=300,
-                   edge_rounds=8)
+                   edge_rounds=8, stream_counts=(1, 2))
 
 
 PIPELINE_SIZES = {"720p": (1280, 720), "1080p": (1920, 1080)}
@@ -90,6 +91,8 @@ def run_bench(plan: BenchPlan, out_dir: str, footage: str | None = None,
     sizes = {label: PIPELINE_SIZES[label] for label in plan.pipeline_sizes}
     results["pipeline"] = bench_pipeline(footage, os.path.join(out_dir, "clips"), sizes, plan.pipeline_frames,
                                          progress=progress)
+    results["streams"] = bench_streams(footage, plan.stream_counts, out_dir=os.path.join(out_dir, "streams"),
+                                       progress=progress)
     progress("edge profile (1 thread)")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -183,6 +186,16 @@ def markdown(results: dict) -> str:
                      f"{run['fraction_of_ceiling']:.2f} | " + " | ".join(
                          f"{stages[s]['p50_ms']:.2f}" for s in ("decode", "inference", "cam", "render", "sink"))
                      + f" | {run['latency_p95_ms']:.0f} | {run['rss_peak_mb']:.0f} |")
+    streams = results.get("streams")
+    if streams:
+        lines += ["", f"## Several streams in one process ({streams['clip']} each, null sinks, lossless; plain "
+                  f"batched inference ceiling {streams['inference_ceiling_fps']:.1f} fps)\n",
+                  "| streams | total fps | per-stream fps | fraction of ceiling | mean batch | latency p95 ms |",
+                  "|---|---|---|---|---|---|"]
+        for count, run in streams["runs"].items():
+            per_stream = ", ".join(f"{fps:.1f}" for fps in run["per_stream_fps"])
+            lines.append(f"| {count} | {run['total_fps']:.1f} | {per_stream} | {run['fraction_of_ceiling']:.2f} | "
+                         f"{run['mean_batch']:.2f} | {run['latency_p95_ms']:.0f} |")
     lines += ["", "## Kernels\n", "| size | fused overlay ms | OpenCV chain ms | speedup |", "|---|---|---|---|"]
     for size, value in results["kernels"]["overlay"].items():
         lines.append(f"| {size} | {value['fused_ms']:.2f} | {value['opencv_chain_ms']:.2f} | {value['speedup']:.2f}× |")
