@@ -80,7 +80,7 @@ def _import_ray():
 
 def _stream_entries(group: list[tuple[int, str]], actor: int, out_dir: str, report: dict) -> list[dict]:
     """One summary line per stream of an actor's report (or its error)."""
-    if report.get("build_failed") or "frames_out" not in report and "streams" not in report:
+    if report.get("build_failed") or ("frames_out" not in report and "streams" not in report):
         return [{"stream": number, "source": source, "actor": actor, "error": report.get("error", "no report"),
                  "frames_in": 0, "frames_out": 0, "dropped": 0, "fps": 0.0, "latency_p95_ms": None,
                  "out_dir": out_dir} for number, source in group]
@@ -123,8 +123,7 @@ def run_fleet(config: FleetConfig, progress: Callable[[str], None] = print) -> d
             else:
                 folder = os.path.join(config.out_dir, f"actor-{index}")
                 pipeline = replace(config.pipeline, sources=tuple(s for _, s in group), out_dir=folder)
-            actor = remote_worker.options(num_cpus=config.cpus_per_actor, max_concurrency=2,
-                                          name=None).remote(pipeline)
+            actor = remote_worker.options(num_cpus=config.cpus_per_actor, max_concurrency=2).remote(pipeline)
             actors.append(actor)
             folders.append(folder)
             pending[actor.run.remote()] = index
