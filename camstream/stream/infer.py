@@ -82,7 +82,7 @@ class InferenceStage(threading.Thread):
                     self.results[slot.stream].put(slot)
         except BaseException as exc:  # reported by the pipeline
             self.error = exc
-            for ring in getattr(self.reader, "rings", [self.reader]):
+            for ring in self.reader.rings:
                 ring.abort()
         finally:
             for results in self.results:

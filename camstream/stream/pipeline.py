@@ -339,21 +339,20 @@ class Pipeline:
                        "torch_threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine(),
                        "cores": os.cpu_count(), "platform": sys.platform},
         }
-        if len(stream_reports) == 1:
-            return {**stream_reports[0], **shared, "error": shared["error"]}
         elapsed = max(r["elapsed_s"] for r in stream_reports)
         frames_out = sum(r["frames_out"] for r in stream_reports)
-        reader = self.reader
+        total = {"streams": len(stream_reports), "frames_in": sum(r["frames_in"] for r in stream_reports),
+                 "frames_out": frames_out, "dropped": sum(r["dropped"] for r in stream_reports),
+                 "elapsed_s": elapsed, "fps": round(frames_out / elapsed, 3) if elapsed else 0.0,
+                 "batches": self.infer.batches,
+                 "mean_batch": round(sum(r["frames_explained"] for r in stream_reports)
+                                     / max(self.infer.batches, 1), 3),
+                 "failed_streams": [i for i, r in enumerate(stream_reports) if r["error"]],
+                 "latency_p95_ms_max": max(r["latency_ms"]["p95"] for r in stream_reports),
+                 "rss_peak_mb": max(r["rss_peak_mb"] for r in stream_reports)}
+        if len(stream_reports) == 1:  # one stream: its report at the top level, as it has always been
+            return {**stream_reports[0], **shared, "total": total}
         for index, report in enumerate(stream_reports):
             report["out_dir"] = self.streams[index].out_dir
-            report["max_batches_skipped_while_ready"] = reader.max_skipped[index]
-        return {**shared, "streams": stream_reports,
-                "total": {"streams": len(stream_reports), "frames_in": sum(r["frames_in"] for r in stream_reports),
-                          "frames_out": frames_out, "dropped": sum(r["dropped"] for r in stream_reports),
-                          "elapsed_s": elapsed, "fps": round(frames_out / elapsed, 3) if elapsed else 0.0,
-                          "batches": self.infer.batches,
-                          "mean_batch": round(sum(r["frames_explained"] for r in stream_reports)
-                                              / max(self.infer.batches, 1), 3),
-                          "failed_streams": [i for i, r in enumerate(stream_reports) if r["error"]],
-                          "latency_p95_ms_max": max(r["latency_ms"]["p95"] for r in stream_reports),
-                          "rss_peak_mb": max(r["rss_peak_mb"] for r in stream_reports)}}
+            report["max_batches_skipped_while_ready"] = self.reader.max_skipped[index]
+        return {**shared, "streams": stream_reports, "total": total}

@@ -138,6 +138,11 @@ class FrameRing:
             self._ready.clear()
             self._cond.notify_all()
 
+    @property
+    def rings(self) -> list[FrameRing]:
+        """The rings a reader reads (this one), as `FairReader.rings` lists its several."""
+        return [self]
+
     # For `FairReader`, which holds the shared condition while it calls these.
 
     @property
