@@ -14,9 +14,9 @@ from camstream import __version__
 from camstream.errors import CamstreamError
 
 
-def _add_model_options(parser: argparse.ArgumentParser, default_method: str = "gradcam") -> None:
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
     from camstream.kernels import parse_threshold
-    from camstream.stream.explain import METHODS
+    from camstream.stream.explain import ALL_METHODS
     from camstream.stream.models import DEFAULT_MODEL, model_names
 
     parser.add_argument("--model", default=DEFAULT_MODEL,
@@ -24,9 +24,11 @@ def _add_model_options(parser: argparse.ArgumentParser, default_method: str = "g
                              f"(default {DEFAULT_MODEL}, ImageNet weights bundled)")
     parser.add_argument("--weights", metavar="FILE", help="state-dict file for the model (torchvision models "
                         "without it get random weights: fine for speed tests only)")
-    parser.add_argument("--layer", metavar="NAME", help="target layer (default: the last spatial feature layer)")
-    parser.add_argument("--method", default=default_method, choices=list(METHODS),
-                        help=f"explanation method (default {default_method})")
+    parser.add_argument("--layer", metavar="NAME", help="target layer (default: the last spatial feature layer; "
+                        "for a ViT the tokens entering its last block)")
+    parser.add_argument("--method", choices=list(ALL_METHODS),
+                        help="explanation method (default: gradcam for CNNs, vit-recipro for vision transformers "
+                             "such as vit_b_16 and deit_tiny; vit-rollout is the fast ViT choice)")
     parser.add_argument("--threshold", default="dynamic", type=parse_threshold, metavar="P|dynamic|none",
                         help="show the top P %% of the map, the seed paper's dynamic threshold, or all of it "
                              "(default dynamic: min coverage 5 %%, max threshold 0.5, step 0.05)")
@@ -35,6 +37,7 @@ def _add_model_options(parser: argparse.ArgumentParser, default_method: str = "g
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (imports torch, numba and OpenCV to list models, methods and colormaps)."""
     from camstream.kernels.colormap import COLORMAPS
+    from camstream.stream.explain import ALL_METHODS
     from camstream.stream.sinks import SINKS
 
     parser = argparse.ArgumentParser(prog="camstream", description="Live class-activation heatmaps over video: "
@@ -121,8 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     fleet.add_argument("--sink", action="append", choices=("file", "null"), metavar="SINK",
                        help="file (default) or null, per stream")
     fleet.add_argument("--max-frames", type=int, metavar="N", help="stop each stream after N input frames")
-    fleet.add_argument("--method", default="gradcam", choices=("cam", "gradcam", "gradcam++", "recipro"),
-                       help="explanation method (default gradcam)")
+    fleet.add_argument("--method", choices=list(ALL_METHODS),
+                       help="explanation method (default: gradcam for CNNs, vit-recipro for ViTs)")
     fleet.add_argument("--model", default="efficientnet_lite0")
     fleet.add_argument("--max-batch", type=int, default=4, metavar="N", help="frames per inference batch")
     fleet.add_argument("--out", default="fleet-out", metavar="DIR", help="where to write (default fleet-out)")

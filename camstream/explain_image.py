@@ -10,7 +10,7 @@ import numpy as np
 
 from camstream.errors import InputError
 from camstream.kernels import ThresholdSpec
-from camstream.stream.explain import HookedModel, make_method
+from camstream.stream.explain import hook_model, make_method
 from camstream.stream.models import load_model
 from camstream.stream.preprocess import Preprocessor
 from camstream.stream.render import HeatmapPainter
@@ -28,7 +28,7 @@ def read_image(path: str) -> np.ndarray:
     return image
 
 
-def explain_image(path: str, out: str, model: str = "efficientnet_lite0", method: str = "gradcam",
+def explain_image(path: str, out: str, model: str = "efficientnet_lite0", method: str | None = None,
                   threshold: ThresholdSpec | None = None, class_id: int | None = None, weights: str | None = None,
                   layer: str | None = None) -> dict:
     """Explain the image at `path`, write the overlay (input size) to `out`, return the summary."""
@@ -38,7 +38,7 @@ def explain_image(path: str, out: str, model: str = "efficientnet_lite0", method
     height, width = spec.input_size
     rgb = cv2.cvtColor(cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
     batch = Preprocessor(spec, 1)([rgb])
-    with HookedModel(spec.module, (3, height, width), layer) as hooked:
+    with hook_model(spec.module, (3, height, width), layer) as hooked:
         explainer = make_method(method, hooked)
         start = time.perf_counter()
         result = explainer(batch, class_id)
@@ -52,5 +52,5 @@ def explain_image(path: str, out: str, model: str = "efficientnet_lite0", method
         raise InputError(f"cannot write {out} (use a .png or .jpg name)")
     target = int(result.class_ids[0])
     return {"class_id": target, "label": spec.label(target), "score": round(float(result.scores[0]), 6),
-            "method": method, "layer": hooked.layer_name, "cam_shape": list(cam.shape),
+            "method": explainer.name, "layer": hooked.layer_name, "cam_shape": list(cam.shape),
             "threshold": str(painter.spec), "ms": round(elapsed_ms, 3), "out": out}

@@ -9,6 +9,7 @@ import torch
 
 from camstream.errors import ModelError
 from camstream.stream.explain import METHODS, GradCam, HookedModel, locate_target_layer, make_method
+from camstream.stream.explain.methods import gaussian_cell_masks
 
 from .conftest import random_weights_model, to_batch
 
@@ -103,9 +104,9 @@ def test_recipro_masks_are_built_once_per_feature_shape(effnet, chelsea_rgb):
     with HookedModel(effnet.module) as hooked:
         recipro = make_method("recipro", hooked)
         recipro(batch)
-        masks = recipro.masks(7, 7)
+        masks = gaussian_cell_masks(7, 7)
         recipro(batch)
-        assert recipro.masks(7, 7) is masks
+        assert gaussian_cell_masks(7, 7) is masks
     assert masks.shape == (49, 1, 7, 7)
     assert torch.all(masks.flatten(1).argmax(1) == torch.arange(49))
 

@@ -13,7 +13,8 @@ from torch import nn
 from camstream.errors import ModelError
 
 DEFAULT_MODEL = "efficientnet_lite0"
-TORCHVISION_MODELS = ("mobilenet_v2", "resnet18", "vgg16", "efficientnet_b0")
+TORCHVISION_MODELS = ("mobilenet_v2", "resnet18", "vgg16", "efficientnet_b0", "vit_b_16")
+TIMM_MODELS = {"deit_tiny": "deit_tiny_patch16_224"}  # camstream name → timm architecture
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -72,14 +73,24 @@ def _efficientnet_lite0() -> nn.Module:
     return model
 
 
-def _torchvision(name: str, weights: str | None) -> nn.Module:
-    import torchvision
-
-    model = torchvision.models.get_model(name, weights=None)
+def _with_weights(name: str, model: nn.Module, weights: str | None) -> nn.Module:
+    """`model` with the state dict in `weights`, or as built (random) with a warning."""
     if weights is None:
         warnings.warn(f"{name}: no --weights given, using random weights (fine for speed tests only)", stacklevel=3)
         return model
     return _load_state_dict(model, weights)
+
+
+def _torchvision(name: str, weights: str | None) -> nn.Module:
+    import torchvision
+
+    return _with_weights(name, torchvision.models.get_model(name, weights=None), weights)
+
+
+def _timm(name: str, weights: str | None) -> nn.Module:
+    import timm
+
+    return _with_weights(name, timm.create_model(TIMM_MODELS[name], pretrained=False), weights)
 
 
 def _load_state_dict(model: nn.Module, path: str) -> nn.Module:
@@ -118,7 +129,7 @@ def _user_module(path: str) -> nn.Module:
 
 def model_names() -> tuple[str, ...]:
     """Names `load_model` accepts besides a path to a model file."""
-    return (DEFAULT_MODEL, *TORCHVISION_MODELS)
+    return (DEFAULT_MODEL, *TORCHVISION_MODELS, *TIMM_MODELS)
 
 
 def load_model(name: str = DEFAULT_MODEL, weights: str | None = None) -> ModelSpec:
@@ -131,6 +142,8 @@ def load_model(name: str = DEFAULT_MODEL, weights: str | None = None) -> ModelSp
         spec = ModelSpec(name, module, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
     elif name in TORCHVISION_MODELS:
         spec = ModelSpec(name, _torchvision(name, weights))
+    elif name in TIMM_MODELS:
+        spec = ModelSpec(name, _timm(name, weights))
     elif os.path.isfile(name):
         module = _user_module(name)
         spec = ModelSpec(os.path.basename(name), module if weights is None else _load_state_dict(module, weights))

@@ -18,7 +18,7 @@ import torch
 from camstream.errors import CamstreamError
 from camstream.kernels import ThresholdSpec
 from camstream.stream.capture import CaptureStage, open_source
-from camstream.stream.explain import HookedModel, make_method
+from camstream.stream.explain import hook_model, make_method
 from camstream.stream.infer import InferenceStage
 from camstream.stream.models import DEFAULT_MODEL, load_model
 from camstream.stream.preprocess import Preprocessor
@@ -47,7 +47,7 @@ class PipelineConfig:
     model: str = DEFAULT_MODEL
     weights: str | None = None
     layer: str | None = None
-    method: str = "gradcam"
+    method: str | None = None  # None: gradcam for CNNs, vit-recipro for vision transformers
     threshold: ThresholdSpec = field(default_factory=lambda: ThresholdSpec(dynamic=True))
     class_id: int | None = None
     policy: str | None = None  # None: lossless for files, live for cameras and streams
@@ -121,7 +121,7 @@ class Stream:
         self._opened = 0  # sinks are opened in order by `open_sinks`
         self.capture = CaptureStage(self.source, self.ring, self.telemetry, self.realtime, config.max_frames)
         self.render = RenderStage(self.results, self.ring, self.sinks, self.painter, self.telemetry, spec,
-                                  config.method, config.target_fps, config.hud)
+                                  config.method or "", config.target_fps, config.hud)
 
     def _make_sinks(self, on_quit) -> list[Sink]:
         config = self.config
@@ -208,10 +208,13 @@ class Pipeline:
                                                                                  stream_folder_name(index, name))
                 self.streams.append(Stream(index, name, config, self.spec, out_dir, condition, self.request_stop))
             self.spec.module.to(memory_format=torch.channels_last)
-            self.hooked = HookedModel(self.spec.module, (3, height, width), config.layer)
+            self.hooked = hook_model(self.spec.module, (3, height, width), config.layer)
             preprocessor = Preprocessor(self.spec, config.max_batch)
             self.frozen = config.freeze and self.hooked.freeze(preprocessor.batch.clone())
             method = make_method(config.method, self.hooked)
+            self.method_name = method.name
+            for stream in self.streams:
+                stream.render.method = method.name  # the HUD names the method the model kind resolved to
             self.streams[0].painter.paint(np.zeros((8, 8, 3), np.uint8), np.zeros((2, 2), np.float32),
                                           np.zeros((8, 8, 3), np.uint8))  # compile / load the jitted kernels now
             for stream in self.streams:
@@ -330,7 +333,7 @@ class Pipeline:
         config = self.config
         error = self.error()
         shared = {
-            "model": self.spec.name, "layer": self.hooked.layer_name, "method": config.method, "frozen": self.frozen,
+            "model": self.spec.name, "layer": self.hooked.layer_name, "method": self.method_name, "frozen": self.frozen,
             "threshold": str(config.threshold), "max_batch": config.max_batch,
             "smooth": config.smooth, "reuse_cam": config.reuse_cam,
             "interrupted": self.interrupted,

@@ -86,6 +86,8 @@ class HookedModel:
     in eval mode; its parameters are never touched.
     """
 
+    kind = "cnn"  # the model kind its methods must be made for (see `CamMethod.model_kind`)
+
     def __init__(self, model: nn.Module, input_shape: tuple[int, int, int] = (3, 224, 224),
                  target_layer: str | None = None) -> None:
         if isinstance(model, torch.jit.ScriptModule):
@@ -252,6 +254,10 @@ class HookedModel:
         raise ModelError(f"the layers after '{self.layer_name}' do not take its output alone (a skip "
                          "connection crosses it); pick a later target layer")
 
+    def map_shape(self, activation: torch.Tensor) -> tuple[int, int]:
+        """(h, w) of the maps made from `activation` (B, C, h, w)."""
+        return activation.shape[2], activation.shape[3]
+
     def close(self) -> None:
         """Remove the hook and drop the kept activation."""
         self._handle.remove()
@@ -282,10 +288,13 @@ class CamMethod:
 
     The default map is relu(sum_k w_k A_k) / max with channel weights w (B, C) from
     `channel_weights`; subclasses override that, or `compute_maps` for maps of another kind.
+    `model_kind` names the hooked model the method works on ("cnn": `HookedModel`, "vit": the
+    token-hooked model of `camstream.stream.explain.vit`).
     """
 
     name: ClassVar[str]
     needs_gradient: ClassVar[bool] = False
+    model_kind: ClassVar[str] = "cnn"
 
     def __init__(self, hooked: HookedModel) -> None:
         self.hooked = hooked
@@ -321,8 +330,7 @@ class CamMethod:
                     score = logits.gather(1, targets[:, None]).sum()
                     (gradient,) = torch.autograd.grad(score, activation)
                 activation = activation.detach()
-            batch, _, height, width = activation.shape
-            out = self.buffer(batch, height, width)
+            out = self.buffer(activation.shape[0], *self.hooked.map_shape(activation))
             with torch.no_grad():
                 self.compute_maps(activation, gradient, targets, out)
                 logits = logits.detach()

@@ -79,51 +79,54 @@ class GradCamPlusPlus(CamMethod):
         return (alpha * gradient.relu()).sum((2, 3))
 
 
-class ReciproCam(CamMethod):
-    """Recipro-CAM (Byun & Lee 2022), gradient-free.
+_GAUSSIAN_3X3 = torch.tensor([[1 / 16, 1 / 8, 1 / 16], [1 / 8, 1 / 4, 1 / 8], [1 / 16, 1 / 8, 1 / 16]]) * 4
+_CELL_MASKS: dict[tuple[int, int], torch.Tensor] = {}
 
-    For each cell (i, j) of the map, the head sees A masked by a 3×3 Gaussian centred there;
-    cam[i, j] = softmax(head(A ⊙ M_ij))[c], then scaled to [0, 1]. One batched head pass per sample.
+
+def gaussian_cell_masks(height: int, width: int) -> torch.Tensor:
+    """(h·w, 1, h, w) masks, one 3×3 Gaussian (peak 1) centred on each cell; built once per shape."""
+    key = (height, width)
+    if key not in _CELL_MASKS:
+        padded = torch.zeros(height * width, 1, height + 2, width + 2)
+        for cell in range(height * width):
+            i, j = divmod(cell, width)
+            padded[cell, 0, i:i + 3, j:j + 3] = _GAUSSIAN_3X3
+        _CELL_MASKS[key] = padded[:, :, 1:-1, 1:-1].contiguous()
+    return _CELL_MASKS[key]
+
+
+class MaskedHeadMethod(CamMethod):
+    """Base of the gradient-free masking methods: for each cell (i, j) of the map, the layers after the
+    target see the activation kept only around that cell, and cam[i, j] = softmax(head(masked_ij))[c],
+    then scaled to [0, 1]. One batched head pass of h·w inputs per sample; subclasses say how to mask.
     """
-
-    name = "recipro"
-    _KERNEL = torch.tensor([[1 / 16, 1 / 8, 1 / 16], [1 / 8, 1 / 4, 1 / 8], [1 / 16, 1 / 8, 1 / 16]]) * 4
-
-    def __init__(self, hooked: HookedModel) -> None:
-        super().__init__(hooked)
-        self._masks: dict[tuple[int, int], torch.Tensor] = {}
-        self._masked: torch.Tensor | None = None
-
-    def masks(self, height: int, width: int) -> torch.Tensor:
-        """(h·w, 1, h, w) masks, one Gaussian (peak 1) per cell; built once per feature-map shape."""
-        key = (height, width)
-        if key not in self._masks:
-            padded = torch.zeros(height * width, 1, height + 2, width + 2)
-            for cell in range(height * width):
-                i, j = divmod(cell, width)
-                padded[cell, 0, i:i + 3, j:j + 3] = self._KERNEL
-            self._masks[key] = padded[:, :, 1:-1, 1:-1].contiguous()
-        return self._masks[key]
 
     def compute_maps(self, activation: torch.Tensor, gradient: torch.Tensor | None, targets: torch.Tensor,
                      out: torch.Tensor) -> None:
-        _, channels, height, width = activation.shape
-        masks = self.masks(height, width)
-        cells = height * width
-        if self._masked is None or self._masked.shape != (cells, channels, height, width):
-            self._masked = torch.empty(cells, channels, height, width).to(memory_format=torch.channels_last)
+        height, width = out.shape[1:]
+        masks = gaussian_cell_masks(height, width)
         for sample in range(activation.shape[0]):
-            torch.mul(activation[sample:sample + 1].float(), masks, out=self._masked)
-            logits = self.hooked.head(self._masked)
+            logits = self.hooked.head(self.masked_inputs(activation[sample:sample + 1].float(), masks))
             out[sample].view(-1).copy_(torch.softmax(logits, 1)[:, targets[sample]])
         scale_to_unit_range(out)
 
+    def masked_inputs(self, activation: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        """The h·w masked copies of one sample's activation (1, ...), from `masks` (h·w, 1, h, w)."""
+        raise NotImplementedError
 
-METHODS: dict[str, type[CamMethod]] = {m.name: m for m in (Cam, GradCam, GradCamPlusPlus, ReciproCam)}
 
+class ReciproCam(MaskedHeadMethod):
+    """Recipro-CAM (Byun & Lee 2022): the feature map A (1, C, h, w) times each cell's Gaussian mask."""
 
-def make_method(name: str, hooked: HookedModel) -> CamMethod:
-    """The method called `name` (see `METHODS`) on `hooked`."""
-    if name not in METHODS:
-        raise ModelError(f"unknown method '{name}' (choose from {', '.join(METHODS)})")
-    return METHODS[name](hooked)
+    name = "recipro"
+
+    def __init__(self, hooked: HookedModel) -> None:
+        super().__init__(hooked)
+        self._masked: torch.Tensor | None = None
+
+    def masked_inputs(self, activation: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        _, channels, height, width = activation.shape
+        cells = height * width
+        if self._masked is None or self._masked.shape != (cells, channels, height, width):
+            self._masked = torch.empty(cells, channels, height, width).to(memory_format=torch.channels_last)
+        return torch.mul(activation, masks, out=self._masked)
