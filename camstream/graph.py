@@ -1,0 +1,136 @@
+"""Graph models: a plain-torch GCN for graph classification, and which nodes and edges decided its class.
+
+Graphs come as PyTorch Geometric does them, without needing it: node features x (N, F), edge_index
+(2, E) of source → target node ids (an undirected edge is listed both ways), optional edge weights (E,)
+and a graph id per node (`batch`, N) when several graphs are stacked.
+
+Example::
+
+    model = GCN(features=3, hidden=16, classes=2)
+    found = GraphGradient()(model, x, edge_index)
+    found.nodes, found.edges                      # (N,) and (E,) importance, each scaled to max 1
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from camstream.errors import ModelError
+
+
+def normalised_adjacency(edge_index: torch.Tensor, edge_weight: torch.Tensor, nodes: int) -> torch.Tensor:
+    """Â = D^-½ (A + I) D^-½ (Kipf & Welling 2017), dense (N, N), with A[target, source] = weight."""
+    adjacency = summed_adjacency(edge_index, edge_weight, nodes)
+    scale = adjacency.sum(1).clamp_min(1e-12).rsqrt()
+    return scale[:, None] * adjacency * scale[None, :]
+
+
+def summed_adjacency(edge_index: torch.Tensor, edge_weight: torch.Tensor, nodes: int) -> torch.Tensor:
+    """A + I, dense (N, N), with A[target, source] = weight: each node adds its neighbours' messages."""
+    adjacency = torch.eye(nodes, dtype=edge_weight.dtype)
+    return adjacency.index_put((edge_index[1], edge_index[0]), edge_weight, accumulate=True)
+
+
+class GCN(nn.Module):
+    """Graph classifier: `layers` layers H ← relu(P H W), mean over each graph's nodes, linear head.
+
+    P is Kipf & Welling's Â (`normalise=True`) or the plain sum A + I of GraphConv / GIN (`normalise=False`).
+    Called as model(x, edge_index, edge_weight=None, batch=None) → logits (graphs, classes).
+    """
+
+    def __init__(self, features: int, hidden: int, classes: int, layers: int = 2, normalise: bool = True) -> None:
+        super().__init__()
+        self.propagation = normalised_adjacency if normalise else summed_adjacency
+        widths = [features] + [hidden] * layers
+        self.convs = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths, widths[1:]))
+        self.head = nn.Linear(hidden, classes)
+
+    def forward(self, x: torch.Tensor, edge_index: torch.Tensor, edge_weight: torch.Tensor | None = None,
+                batch: torch.Tensor | None = None) -> torch.Tensor:
+        nodes = x.shape[0]
+        if edge_weight is None:
+            edge_weight = torch.ones(edge_index.shape[1], dtype=x.dtype)
+        propagate = self.propagation(edge_index, edge_weight, nodes)
+        hidden = x
+        for conv in self.convs:
+            hidden = torch.relu(propagate @ conv(hidden))
+        if batch is None:
+            batch = torch.zeros(nodes, dtype=torch.long)
+        graphs = int(batch.max()) + 1
+        pooled = torch.zeros(graphs, hidden.shape[1], dtype=hidden.dtype).index_add(0, batch, hidden)
+        pooled = pooled / torch.bincount(batch, minlength=graphs).clamp_min(1)[:, None].to(hidden.dtype)
+        return self.head(pooled)
+
+
+@dataclass
+class GraphExplanation:
+    """One graph explained: target class, its softmax score, node and edge importance in [0, 1]."""
+
+    class_id: int
+    score: float
+    nodes: torch.Tensor  # (N,)
+    edges: torch.Tensor  # (E,)
+    logits: torch.Tensor  # (classes,)
+
+
+class GraphMethod:
+    """Base class: node and edge importance of one graph for a model called as
+    model(x, edge_index, edge_weight) → logits (1, classes); subclasses say how they are scored."""
+
+    name: ClassVar[str]
+
+    def __call__(self, model: nn.Module, x: torch.Tensor, edge_index: torch.Tensor,
+                 class_id: int | None = None) -> GraphExplanation:
+        if edge_index.dim() != 2 or edge_index.shape[0] != 2:
+            raise ModelError(f"edge_index must be (2, E) node ids, got {tuple(edge_index.shape)}")
+        model.eval()
+        with torch.inference_mode(False):
+            weights = torch.ones(edge_index.shape[1])
+            with torch.no_grad():
+                logits = self.logits(model, x, edge_index, weights)
+            target = int(logits.argmax()) if class_id is None else int(class_id)
+            nodes, edges = self.scores(model, x, edge_index, weights, target)
+        nodes = nodes.clamp_min(0.0)
+        edges = edges.clamp_min(0.0)
+        nodes /= nodes.max().clamp_min(1e-12)
+        edges /= edges.max().clamp_min(1e-12) if edges.numel() else 1.0
+        return GraphExplanation(target, float(torch.softmax(logits, 0)[target]), nodes, edges, logits)
+
+    @staticmethod
+    def logits(model: nn.Module, x: torch.Tensor, edge_index: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        try:
+            logits = model(x, edge_index, weights)
+        except TypeError as exc:
+            raise ModelError(f"graph methods call model(x, edge_index, edge_weight); this model refused: {exc}") \
+                from exc
+        if logits.dim() == 2 and logits.shape[0] == 1:
+            return logits[0]
+        raise ModelError(f"a graph model must return (1, classes) logits for one graph, got {tuple(logits.shape)}")
+
+    def scores(self, model: nn.Module, x: torch.Tensor, edge_index: torch.Tensor, weights: torch.Tensor,
+               target: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Raw node (N,) and edge (E,) importance for class `target`."""
+        raise NotImplementedError
+
+
+class GraphGradient(GraphMethod):
+    """Gradients of the class score, one backward for both: node n: Σ_f x_nf · ∂y_c/∂x_nf; edge e:
+    w_e · ∂y_c/∂w_e at w = 1 (negative: evidence against c, cut to 0)."""
+
+    name = "graph-gradient"
+
+    def scores(self, model: nn.Module, x: torch.Tensor, edge_index: torch.Tensor, weights: torch.Tensor,
+               target: int) -> tuple[torch.Tensor, torch.Tensor]:
+        features = x.detach().clone().requires_grad_(True)
+        weights = weights.clone().requires_grad_(True)
+        with torch.enable_grad():
+            score = self.logits(model, features, edge_index, weights)[target]
+            node_gradient, edge_gradient = torch.autograd.grad(score, (features, weights))
+        return (node_gradient * features).sum(1).detach(), (edge_gradient * weights).detach()
+
+
+GRAPH_METHODS: dict[str, type[GraphMethod]] = {m.name: m for m in (GraphGradient,)}
