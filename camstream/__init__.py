@@ -1,3 +1,12 @@
-"""camstream: live class-activation heatmaps over video."""
+"""camstream: live class-activation heatmaps over video, and `explain(model, inputs)` for CNNs, vision
+transformers, temporal (CNN + GRU/LSTM) and graph models."""
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    if name in ("explain", "Attribution"):  # imported on first use: the CLI starts without torch
+        from camstream import dispatch
+
+        return getattr(dispatch, name)
+    raise AttributeError(f"module 'camstream' has no attribute '{name}'")
