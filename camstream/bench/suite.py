@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import torch
 
 from camstream.bench.explainers import bench_explainers
+from camstream.bench.extensions import bench_extensions
+from camstream.bench.extensions import markdown as extensions_markdown
 from camstream.bench.kernels import bench_kernels
 from camstream.bench.malloc_probe import compare as compare_malloc
 from camstream.bench.pipeline import bench_pipeline, bench_streams
@@ -37,11 +39,13 @@ class BenchPlan:
     edge_sides: tuple[int, ...] = (160, 224, 320)
     edge_rounds: int = 15
     stream_counts: tuple[int, ...] = (1, 2, 4)
+    extension_rounds: int = 10
+    extension_quick: bool = False  # True leaves vit_b_16 out
 
     @classmethod
     def quick(cls) -> BenchPlan:
         return cls(models=("efficientnet_lite0",), rounds=20, pipeline_sizes=("720p",), pipeline_frames=300,
-                   edge_rounds=8, stream_counts=(1, 2))
+                   edge_rounds=8, stream_counts=(1, 2), extension_rounds=5, extension_quick=True)
 
 
 PIPELINE_SIZES = {"720p": (1280, 720), "1080p": (1920, 1080)}
@@ -102,6 +106,7 @@ def run_bench(plan: BenchPlan, out_dir: str, footage: str | None = None,
                                                     input_side=side, methods=("gradcam",), peers=False))
     finally:
         torch.set_num_threads(threads)
+    results["extensions"] = bench_extensions(plan.extension_rounds, quick=plan.extension_quick, progress=progress)
     progress("allocator: tuned vs untuned child processes")
     results["malloc"] = compare_malloc()
     results["targets"] = check_targets(results)
@@ -210,6 +215,9 @@ def markdown(results: dict) -> str:
         gradcam = entry["methods"]["gradcam"]
         lines.append(f"| {entry['input'][0]} | {entry['plain_ms']:.2f} | {gradcam['ms']:.2f} | "
                      f"{gradcam['ratio_to_plain']:.2f}× |")
+    if results.get("extensions"):
+        lines += ["", "## Models beyond CNNs (ms per input, batch 1, median of interleaved rounds)\n",
+                  *extensions_markdown(results["extensions"])]
     malloc = results["malloc"]
     lines += ["", "## Allocator tuning (plain eager inference, batch 4, fresh processes)\n",
               f"untuned {malloc['untuned_ms']:.2f} ms/frame → tuned {malloc['tuned_ms']:.2f} ms/frame: "
