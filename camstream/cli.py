@@ -93,6 +93,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--target-fps", type=float, default=60.0, metavar="FPS",
                      help="pace window/mjpeg output to at most FPS (default 60; 0: unpaced); file and null sinks "
                           "are never paced")
+    run.add_argument("--clip-model", metavar="FILE",
+                     help="a temporal model too (pickled nn.Module with features(clips) and classify(features), "
+                          "e.g. camstream.temporal.ClipClassifier): it classifies each stream's last --clip-steps "
+                          "explained frames, and the HUD's bottom strip shows which steps decided (white frame: "
+                          "kept by --threshold)")
+    run.add_argument("--clip-steps", type=int, default=16, metavar="N", help="frames the clip model sees (default 16)")
+    run.add_argument("--clip-method", default="step-occlusion", choices=("step-occlusion", "step-gradient"),
+                     help="time-step importance: masking each step, or gradient × feature (default step-occlusion)")
     run.add_argument("--threads", type=int, metavar="N", help="torch CPU threads (default: torch's choice)")
     run.add_argument("--alpha", type=float, default=0.45, help="heatmap opacity in [0, 1] (default 0.45)")
     run.add_argument("--colormap", default="jet", choices=sorted(COLORMAPS), help="heatmap colours (default jet)")
@@ -257,7 +265,8 @@ def _run(args: argparse.Namespace) -> int:
                             target_fps=args.target_fps, max_frames=args.max_frames, max_outage_s=args.max_outage,
                             bind=args.bind, port=args.port,
                             token=args.token, threads=args.threads, alpha=args.alpha, colormap=args.colormap,
-                            hud=args.hud, freeze=args.freeze)
+                            hud=args.hud, freeze=args.freeze, clip_model=args.clip_model,
+                            clip_steps=args.clip_steps, clip_method=args.clip_method)
     sources = tuple(args.source or ()) + (read_sources_file(args.sources) if args.sources else ())
     if len(sources) == 1:
         config.source = sources[0]

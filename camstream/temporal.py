@@ -70,15 +70,18 @@ class StepMethod:
 
     def __call__(self, model: nn.Module, clips: torch.Tensor,
                  class_ids: torch.Tensor | int | None = None) -> StepExplanation:
-        for part in ("features", "classify"):
-            if not callable(getattr(model, part, None)):
-                raise ModelError(f"time-step methods need a model with features(clips) and classify(features) "
-                                 f"(see camstream.temporal.ClipClassifier); this one has no '{part}'")
+        require_clip_model(model)
         model.eval()
         with torch.inference_mode(False), torch.no_grad():
-            features = model.features(clips)
+            return self.explain_features(model, model.features(clips), class_ids)
+
+    def explain_features(self, model: nn.Module, features: torch.Tensor,
+                         class_ids: torch.Tensor | int | None = None) -> StepExplanation:
+        """The same from per-step features (B, T, F) already computed (the streaming pipeline keeps them)."""
+        with torch.inference_mode(False), torch.no_grad():
+            features = features.clone() if features.is_inference() else features
             logits = model.classify(features)
-            targets = logits.argmax(1) if class_ids is None else torch.as_tensor(class_ids).expand(len(clips))
+            targets = logits.argmax(1) if class_ids is None else torch.as_tensor(class_ids).expand(len(features))
             importance = self.step_scores(model, features, targets).clamp_min(0.0)
             importance /= importance.amax(1, keepdim=True).clamp_min(1e-12)
             scores = torch.softmax(logits, 1).gather(1, targets[:, None])[:, 0]
@@ -119,6 +122,14 @@ class StepOcclusion(StepMethod):
         masked[:, diagonal, diagonal] = features.mean(1, keepdim=True)
         probabilities = torch.softmax(model.classify(masked.flatten(0, 1)), 1).view(batch, steps, -1)
         return base - probabilities.gather(2, targets.view(-1, 1, 1).expand(batch, steps, 1))[..., 0]
+
+
+def require_clip_model(model: nn.Module) -> None:
+    """A ModelError unless `model` has the two halves the time-step methods use."""
+    for part in ("features", "classify"):
+        if not callable(getattr(model, part, None)):
+            raise ModelError(f"time-step methods need a model with features(clips) and classify(features) "
+                             f"(see camstream.temporal.ClipClassifier); this one has no '{part}'")
 
 
 STEP_METHODS: dict[str, type[StepMethod]] = {m.name: m for m in (StepOcclusion, StepGradient)}

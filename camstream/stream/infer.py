@@ -12,6 +12,7 @@ from camstream.stream.explain import CamMethod
 from camstream.stream.preprocess import Preprocessor
 from camstream.stream.ring import FairReader, FrameRing, FrameSlot
 from camstream.stream.telemetry import Telemetry
+from camstream.stream.timeline import ClipTracker
 
 END = None  # put on the result queue after the last frame
 
@@ -44,13 +45,14 @@ class InferenceStage(threading.Thread):
     result and timings go to its own stream (`slot.stream` indexes `results`, `telemetries`), and each
     stream is smoothed on its own. With `reuse_cam`, only the newest frame of each stream in a batch is
     explained; the others go on to be rendered with the latest heatmap, so display keeps the source rate
-    while heatmaps refresh at inference rate.
+    while heatmaps refresh at inference rate. A `clip_tracker` (temporal model) also sees every explained
+    frame and gives each stream's frames the step importance of its newest window.
     """
 
     def __init__(self, reader: FrameRing | FairReader, results: list[queue.Queue], method: CamMethod,
                  preprocessor: Preprocessor, telemetries: list[Telemetry], max_batch: int = 4,
                  max_wait_ms: float = 20.0, smooth: float = 0.0, reuse_cam: bool = False,
-                 class_id: int | None = None) -> None:
+                 class_id: int | None = None, clip_tracker: ClipTracker | None = None) -> None:
         super().__init__(name="camstream-infer", daemon=True)
         if len(results) != len(telemetries):
             raise ValueError("one result queue and one telemetry per stream")
@@ -64,6 +66,7 @@ class InferenceStage(threading.Thread):
         self.smoothers = [CamSmoother(smooth) for _ in results]
         self.reuse_cam = reuse_cam
         self.class_id = class_id
+        self.clip_tracker = clip_tracker
         self.batches = 0
         self.error: BaseException | None = None
 
@@ -107,6 +110,13 @@ class InferenceStage(threading.Thread):
         per_frame = 1.0 / len(slots)
         inference_ms = self.method.forward_ms * per_frame
         cam_ms = ((time.perf_counter() - began) * 1e3 - self.method.forward_ms) * per_frame
+        clip_ms = 0.0
+        if self.clip_tracker is not None:
+            began = time.perf_counter()
+            readings = self.clip_tracker(inputs, [slot.stream for slot in slots])
+            for slot in slots:
+                slot.steps = readings[slot.stream]
+            clip_ms = (time.perf_counter() - began) * 1e3 * per_frame
         self.batches += 1
         for stream in {slot.stream for slot in slots}:
             telemetry = self.telemetries[stream]
@@ -115,5 +125,7 @@ class InferenceStage(threading.Thread):
                 telemetry.stages["preprocess"].add(preprocess_ms)
                 telemetry.stages["inference"].add(inference_ms)
                 telemetry.stages["cam"].add(cam_ms)
+                if self.clip_tracker is not None:
+                    telemetry.stages["clip"].add(clip_ms)
             telemetry.frames_explained += frames
             telemetry.batches += 1

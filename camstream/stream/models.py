@@ -110,8 +110,10 @@ def _load_state_dict(model: nn.Module, path: str) -> nn.Module:
     return model
 
 
-def _user_module(path: str) -> nn.Module:
+def load_module(path: str) -> nn.Module:
     """A TorchScript archive or a pickled `nn.Module` (trusted file: unpickling runs code)."""
+    if not os.path.isfile(path):
+        raise ModelError(f"no such model file: {path}")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # jit deprecation notice
@@ -145,7 +147,7 @@ def load_model(name: str = DEFAULT_MODEL, weights: str | None = None) -> ModelSp
     elif name in TIMM_MODELS:
         spec = ModelSpec(name, _timm(name, weights))
     elif os.path.isfile(name):
-        module = _user_module(name)
+        module = load_module(name)
         spec = ModelSpec(os.path.basename(name), module if weights is None else _load_state_dict(module, weights))
     else:
         raise ModelError(f"unknown model '{name}' (choose from {', '.join(model_names())}, or give a model file)")

@@ -20,12 +20,13 @@ from camstream.kernels import ThresholdSpec
 from camstream.stream.capture import CaptureStage, open_source
 from camstream.stream.explain import hook_model, make_method
 from camstream.stream.infer import InferenceStage
-from camstream.stream.models import DEFAULT_MODEL, load_model
+from camstream.stream.models import DEFAULT_MODEL, load_model, load_module
 from camstream.stream.preprocess import Preprocessor
 from camstream.stream.render import HeatmapPainter, RenderStage
 from camstream.stream.ring import FairReader, FrameRing
 from camstream.stream.sinks import FileSink, MjpegSink, NullSink, Sink, WindowSink
 from camstream.stream.telemetry import Telemetry
+from camstream.stream.timeline import ClipTracker
 
 JOIN_TIMEOUT_S = 2.0  # every stage is expected to stop within this after a stop request
 RENDER_GRACE_S = 10.0  # beyond that, still wait this long before giving up on finalising the sinks
@@ -68,6 +69,9 @@ class PipelineConfig:
     colormap: str = "jet"
     hud: bool = True
     freeze: bool = True  # trace + freeze the model (≈1.3× faster on CPU); eager when tracing fails
+    clip_model: str | None = None  # a temporal model file: its step importance is drawn as the HUD's timeline
+    clip_steps: int = 16
+    clip_method: str = "step-occlusion"
 
     @property
     def all_sources(self) -> tuple[str, ...]:
@@ -212,6 +216,10 @@ class Pipeline:
             preprocessor = Preprocessor(self.spec, config.max_batch)
             self.frozen = config.freeze and self.hooked.freeze(preprocessor.batch.clone())
             method = make_method(config.method, self.hooked)
+            self.clip_tracker = None
+            if config.clip_model is not None:
+                self.clip_tracker = ClipTracker(load_module(config.clip_model), config.clip_steps,
+                                                config.clip_method, len(self.streams))
             self.method_name = method.name
             for stream in self.streams:
                 stream.render.method = method.name  # the HUD names the method the model kind resolved to
@@ -228,7 +236,7 @@ class Pipeline:
         self.reader = rings[0] if len(rings) == 1 else FairReader(rings)
         self.infer = InferenceStage(self.reader, [s.results for s in self.streams], method, preprocessor,
                                     [s.telemetry for s in self.streams], config.max_batch, config.max_wait_ms,
-                                    config.smooth, config.reuse_cam, config.class_id)
+                                    config.smooth, config.reuse_cam, config.class_id, self.clip_tracker)
         self.interrupted = False
         self._stop_requested = threading.Event()
         self.report: dict = {}
@@ -336,6 +344,12 @@ class Pipeline:
             "model": self.spec.name, "layer": self.hooked.layer_name, "method": self.method_name, "frozen": self.frozen,
             "threshold": str(config.threshold), "max_batch": config.max_batch,
             "smooth": config.smooth, "reuse_cam": config.reuse_cam,
+            "clip": None if self.clip_tracker is None else {
+                "model": os.path.basename(config.clip_model), "steps": config.clip_steps,
+                "method": config.clip_method, "windows_explained": self.clip_tracker.explained,
+                "latest": {str(stream): {"class_id": r.class_id, "score": round(r.score, 6),
+                                         "importance": [round(float(v), 6) for v in r.importance]}
+                           for stream, r in sorted(self.clip_tracker.latest.items())}},
             "interrupted": self.interrupted,
             "error": None if error is None else str(error),
             "system": {"python": platform.python_version(), "torch": torch.__version__,

@@ -15,6 +15,7 @@ from camstream.stream.models import ModelSpec
 from camstream.stream.ring import FrameRing, FrameSlot
 from camstream.stream.sinks import Sink
 from camstream.stream.telemetry import Telemetry
+from camstream.stream.timeline import StepReading, draw_timeline
 
 PROXY_SIDE = 64  # percentiles are taken on a 64×64 bilinear upsample: same distribution, far fewer pixels
 
@@ -68,6 +69,7 @@ class RenderStage(threading.Thread):
         self.out_of_order = 0
         self._cam: np.ndarray | None = None
         self._cam_meta = (-1, 0.0, -1, 0.0)  # class id, score, seq, made at
+        self._steps: StepReading | None = None  # the clip model's newest reading, when one runs
 
     def run(self) -> None:
         next_due = 0.0
@@ -111,6 +113,8 @@ class RenderStage(threading.Thread):
                 self._cam = np.empty_like(slot.cam)
             np.copyto(self._cam, slot.cam)
             self._cam_meta = (slot.class_id, slot.score, slot.seq, slot.time_s)
+        if slot.steps is not None:
+            self._steps = slot.steps
         if self._cam is not None:
             self.painter.paint(slot.image, self._cam, slot.image)
         if self.hud:
@@ -128,6 +132,11 @@ class RenderStage(threading.Thread):
         bottom = f"ms: {timing} | cam age {age_ms:.0f} ms"
         if self.telemetry.reconnects:
             bottom += f" | reconnects {self.telemetry.reconnects} ({self.telemetry.outage_s:.1f} s out)"
+        if self._steps is not None:
+            steps = self._steps
+            bottom += f" | clip class {steps.class_id} {steps.score:.2f} over {len(steps.importance)} steps"
+            draw_timeline(canvas, steps.importance, threshold_value(steps.importance, self.painter.spec),
+                          self.painter.lut)
         scale = max(0.35, min(canvas.shape[1] / 1600.0, 0.8))
         line = int(22 * scale / 0.5)
         cv2.rectangle(canvas, (0, 0), (canvas.shape[1], 2 * line + 6), (0, 0, 0), thickness=-1)

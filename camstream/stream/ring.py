@@ -33,6 +33,7 @@ class FrameSlot:
     has_cam: bool = False
     class_id: int = -1
     score: float = 0.0
+    steps: object | None = None  # the clip model's `StepReading` for this frame's stream, when one runs
 
     def shape_to(self, image_shape: tuple[int, ...], input_shape: tuple[int, ...]) -> None:
         """Make sure the buffers have these shapes (reallocated only when a source changes size)."""
@@ -121,6 +122,7 @@ class FrameRing:
         """Return a slot whose frame has been fully consumed."""
         with self._cond:
             slot.has_cam = False
+            slot.steps = None
             self._free.append(slot)
             self._cond.notify_all()
 

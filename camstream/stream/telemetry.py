@@ -11,7 +11,7 @@ import time
 import numpy as np
 import psutil
 
-STAGES = ("decode", "preprocess", "inference", "cam", "render", "sink")
+STAGES = ("decode", "preprocess", "inference", "cam", "clip", "render", "sink")
 
 
 class LatencyHistogram:
