@@ -13,9 +13,9 @@ import camstream
 from camstream.errors import ModelError
 from camstream.graph import GCN
 from camstream.temporal import ClipClassifier
-from tests.test_graph import graphs
-from tests.test_temporal import frame_encoder
-from tests.test_vit import SIDE, tiny_timm_vit
+from .test_graph import graphs
+from .test_temporal import frame_encoder
+from .test_vit import SIDE, tiny_timm_vit
 
 
 def test_a_cnn_gets_gradcam_maps_over_its_feature_grid():

@@ -53,3 +53,19 @@ def test_eval_rejects_unknown_methods_and_missing_folders(tmp_path):
                           "unknown method 'magic'")
     assert_one_line_error(camstream("eval", "--data", tmp_path, "--video", tmp_path / "missing.mp4", "--out",
                                     tmp_path), "no such video")
+
+
+def test_eval_scores_vit_methods_on_a_vit(tmp_path):
+    data = shared_file("images", "balloon", "train")
+    result = camstream("eval", "--data", data, "--model", "deit_tiny", "--methods", "vit-rollout,vit-recipro",
+                       "--thresholds", "10", "--limit", "2", "--steps", "2", "--video", "none", "--no-plots",
+                       "--out", tmp_path)
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "eval.json").read_text())
+    for method in ("vit-rollout", "vit-recipro"):
+        values = report["methods"][method]["variants"]["10"]
+        assert 0.0 <= values["insertion_auc"] <= 1.0 and 0.0 <= values["iou"] <= 1.0
+    result = camstream("eval", "--data", data, "--model", "deit_tiny", "--methods", "gradcam", "--limit", "1",
+                       "--video", "none", "--no-plots", "--out", tmp_path / "cnn-method")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "no method could be evaluated: method 'gradcam' explains CNN models" in result.stderr.splitlines()[-1]

@@ -15,7 +15,7 @@ from camstream.errors import CamstreamError, ModelError
 from camstream.kernels import colormap_lut
 from camstream.stream.timeline import ClipTracker, draw_timeline, timeline_box
 from camstream.temporal import ClipClassifier
-from tests.cli import assert_one_line_error, camstream
+from .cli import assert_one_line_error, camstream
 
 
 def rgb_encoder() -> nn.Module:

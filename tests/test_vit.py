@@ -15,7 +15,7 @@ from torch import nn
 from camstream.errors import ModelError
 from camstream.stream.explain import HookedModel, TokenHookedModel, hook_model, make_method
 from camstream.stream.explain.vit import AttentionTaps, find_token_layout
-from tests.cli import camstream
+from .cli import camstream
 
 GRID, PATCH = 8, 4
 SIDE = GRID * PATCH

@@ -17,7 +17,7 @@ from torch import nn
 
 from camstream.errors import CamstreamError, ModelError
 from camstream.kernels import upsample_bilinear
-from camstream.stream.explain import METHODS, HookedModel, make_method
+from camstream.stream.explain import ALL_METHODS, HookedModel, hook_model, make_method
 from camstream.stream.models import ModelSpec
 
 Predict = Callable[[torch.Tensor], torch.Tensor]  # pixels (B, 3, H, W) in [0, 1] → probabilities (B, classes)
@@ -78,14 +78,15 @@ class EvalExplainer:
 
 
 class OwnMethod(EvalExplainer):
-    """One of camstream's streaming methods (`cam`, `gradcam`, `gradcam++`, `recipro`)."""
+    """One of camstream's streaming methods (`cam`, `gradcam`, `gradcam++`, `recipro`; on a ViT
+    `vit-recipro`, `vit-rollout`)."""
 
     name = "own"
 
     def __init__(self, spec: ModelSpec, method: str, predict: Predict | None = None) -> None:
         super().__init__(spec, predict)
         self.name = method
-        self.hooked = HookedModel(self.model, (3, *spec.input_size))
+        self.hooked = hook_model(self.model, (3, *spec.input_size))
         self.method = make_method(method, self.hooked)
 
     def explain(self, pixels, class_id):
@@ -272,13 +273,13 @@ class CaptumLime(_CaptumAttribution):
 
 BASELINES: dict[str, type[EvalExplainer]] = {b.name: b for b in (Rise, ScoreCam, PytorchGradCam, CaptumDeepLift,
                                                                  CaptumLrp, CaptumLime)}
-EXPLAINERS = [*METHODS, *BASELINES]
+EXPLAINERS = [*ALL_METHODS, *BASELINES]
 
 
 def make_explainer(name: str, spec: ModelSpec, predict: Predict | None = None) -> EvalExplainer:
     """The method or baseline called `name` (see `EXPLAINERS`) on `spec`'s model; perturbation baselines
     score their masked images through `predict` when given."""
-    if name in METHODS:
+    if name in ALL_METHODS:
         return OwnMethod(spec, name, predict)
     if name in BASELINES:
         return BASELINES[name](spec, predict)

@@ -165,6 +165,7 @@ class TokenHookedModel:
         self.layout = layout
         modules = dict(model.named_modules())
         self.blocks = [modules[name] for name in layout.block_names]
+        self._container = modules[layout.container]
         candidates = list(layout.block_names[:-1])
         target_layer = target_layer or candidates[-1]
         if target_layer not in candidates:
@@ -201,8 +202,9 @@ class TokenHookedModel:
         """Logits of the blocks after the target, the norm and the head, fed with `tokens` (N, T, D).
 
         The blocks up to the target are swapped out for the duration of the call, so only the rest runs
-        (the patch embedding sees a cached 1-image probe, its result ignored)."""
-        container = dict(self.model.named_modules())[self.layout.container]
+        (the patch embedding sees a cached 1-image probe, its result ignored). Not thread-safe: one caller
+        at a time, as in the inference stage."""
+        container = self._container
         saved = [container[i] for i in range(self.target_index + 1)]
         taps = self.attention
         if taps is not None:
