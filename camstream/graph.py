@@ -24,28 +24,41 @@ from camstream.errors import ModelError
 
 
 def normalised_adjacency(edge_index: torch.Tensor, edge_weight: torch.Tensor, nodes: int) -> torch.Tensor:
-    """Â = D^-½ (A + I) D^-½ (Kipf & Welling 2017), dense (N, N), with A[target, source] = weight."""
-    adjacency = summed_adjacency(edge_index, edge_weight, nodes)
+    """Â = D^-½ (A + I) D^-½ (Kipf & Welling 2017), dense (N, N), with A[target, source] = weight.
+    The reference that `propagate` is tested against."""
+    adjacency = torch.eye(nodes, dtype=edge_weight.dtype)
+    adjacency = adjacency.index_put((edge_index[1], edge_index[0]), edge_weight, accumulate=True)
     scale = adjacency.sum(1).clamp_min(1e-12).rsqrt()
     return scale[:, None] * adjacency * scale[None, :]
 
 
-def summed_adjacency(edge_index: torch.Tensor, edge_weight: torch.Tensor, nodes: int) -> torch.Tensor:
-    """A + I, dense (N, N), with A[target, source] = weight: each node adds its neighbours' messages."""
-    adjacency = torch.eye(nodes, dtype=edge_weight.dtype)
-    return adjacency.index_put((edge_index[1], edge_index[0]), edge_weight, accumulate=True)
+def propagate(hidden: torch.Tensor, edge_index: torch.Tensor, edge_weight: torch.Tensor,
+              normalise: bool = True) -> torch.Tensor:
+    """P H by message passing over the edges plus a self loop per node, O(E·F) (no N×N matrix):
+    out[t] = Σ_(s→t) c_st · w_st · H[s], with c_st = (d_s d_t)^-½ (Kipf & Welling; d: weighted in-degree
+    with the self loop) when `normalise`, else 1 (the GraphConv / GIN sum)."""
+    nodes = hidden.shape[0]
+    loops = torch.arange(nodes)
+    sources = torch.cat([edge_index[0], loops])
+    targets = torch.cat([edge_index[1], loops])
+    weights = torch.cat([edge_weight, torch.ones(nodes, dtype=edge_weight.dtype)])
+    if normalise:
+        scale = torch.zeros(nodes, dtype=weights.dtype).index_add(0, targets, weights).clamp_min(1e-12).rsqrt()
+        weights = scale[targets] * weights * scale[sources]
+    return torch.zeros_like(hidden).index_add(0, targets, hidden[sources] * weights[:, None])
 
 
 class GCN(nn.Module):
     """Graph classifier: `layers` layers H ← relu(P H W), mean over each graph's nodes, linear head.
 
-    P is Kipf & Welling's Â (`normalise=True`) or the plain sum A + I of GraphConv / GIN (`normalise=False`).
+    P is Kipf & Welling's Â (`normalise=True`) or the plain sum A + I of GraphConv / GIN (`normalise=False`),
+    applied by message passing (`propagate`).
     Called as model(x, edge_index, edge_weight=None, batch=None) → logits (graphs, classes).
     """
 
     def __init__(self, features: int, hidden: int, classes: int, layers: int = 2, normalise: bool = True) -> None:
         super().__init__()
-        self.propagation = normalised_adjacency if normalise else summed_adjacency
+        self.normalise = normalise
         widths = [features] + [hidden] * layers
         self.convs = nn.ModuleList(nn.Linear(a, b) for a, b in pairwise(widths))
         self.head = nn.Linear(hidden, classes)
@@ -55,10 +68,9 @@ class GCN(nn.Module):
         nodes = x.shape[0]
         if edge_weight is None:
             edge_weight = torch.ones(edge_index.shape[1], dtype=x.dtype)
-        propagate = self.propagation(edge_index, edge_weight, nodes)
         hidden = x
         for conv in self.convs:
-            hidden = torch.relu(propagate @ conv(hidden))
+            hidden = torch.relu(propagate(conv(hidden), edge_index, edge_weight, self.normalise))
         if batch is None:
             batch = torch.zeros(nodes, dtype=torch.long)
         graphs = int(batch.max()) + 1

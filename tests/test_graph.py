@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from camstream.errors import ModelError
-from camstream.graph import GCN, GraphGradient, normalised_adjacency
+from camstream.graph import GCN, GraphGradient, normalised_adjacency, propagate
 
 NODES, MOTIF = 30, 3
 
@@ -68,6 +68,16 @@ def test_adjacency_is_symmetrically_normalised_with_self_loops():
     expected = (torch.eye(3) + torch.tensor([[0, 1, 0], [1, 0, 1], [0, 1, 0.0]])) / torch.sqrt(
         degree[:, None] * degree[None, :])
     torch.testing.assert_close(adjacency, expected)
+
+
+@pytest.mark.parametrize("normalise", [True, False])
+def test_message_passing_equals_the_dense_adjacency_product(normalise):
+    x, edges, _, _ = graphs(1, seed=6)[0]
+    weights = torch.rand(edges.shape[1], generator=torch.Generator().manual_seed(0)) + 0.5
+    dense = normalised_adjacency(edges, weights, NODES)
+    if not normalise:
+        dense = torch.eye(NODES).index_put((edges[1], edges[0]), weights, accumulate=True)
+    torch.testing.assert_close(propagate(x, edges, weights, normalise), dense @ x)
 
 
 def test_top_10_percent_of_nodes_and_edges_is_the_triangle(trained, request):
