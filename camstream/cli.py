@@ -96,7 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--clip-model", metavar="FILE",
                      help="a temporal model too (pickled nn.Module with features(clips) and classify(features), "
                           "e.g. camstream.temporal.ClipClassifier): it classifies each stream's last --clip-steps "
-                          "explained frames, and the HUD's bottom strip shows which steps decided (white frame: "
+                          "explained frames, fed the same preprocessed frames as the image model, and the HUD's "
+                          "bottom strip shows which steps decided (white frame: "
                           "kept by --threshold)")
     run.add_argument("--clip-steps", type=int, default=16, metavar="N", help="frames the clip model sees (default 16)")
     run.add_argument("--clip-method", default="step-occlusion", choices=("step-occlusion", "step-gradient"),
