@@ -10,6 +10,8 @@ from torch import nn
 from camstream.errors import ModelError
 from camstream.temporal import STEP_METHODS, ClipClassifier, StepGradient, StepOcclusion
 
+from .training import fit
+
 STEPS, SIDE = 10, 16
 
 
@@ -37,18 +39,7 @@ def frame_encoder() -> nn.Module:
 
 
 def train(model: nn.Module, clips: torch.Tensor, labels: torch.Tensor, epochs: int = 8) -> nn.Module:
-    torch.manual_seed(0)
-    optimiser = torch.optim.Adam(model.parameters(), 3e-3)
-    model.train()
-    for _ in range(epochs):
-        order = torch.randperm(len(clips))
-        for start in range(0, len(clips), 64):
-            picked = order[start:start + 64]
-            loss = nn.functional.cross_entropy(model(clips[picked]), labels[picked])
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-    return model.eval()
+    return fit(model, clips, labels, epochs, batch=64, optimiser=torch.optim.Adam(model.parameters(), 3e-3))
 
 
 @pytest.fixture(scope="module", params=["gru", "lstm"])

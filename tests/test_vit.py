@@ -15,7 +15,9 @@ from torch import nn
 from camstream.errors import ModelError
 from camstream.stream.explain import HookedModel, TokenHookedModel, hook_model, make_method
 from camstream.stream.explain.vit import AttentionTaps, find_token_layout
+
 from .cli import camstream
+from .training import fit
 
 GRID, PATCH = 8, 4
 SIDE = GRID * PATCH
@@ -47,18 +49,7 @@ def tiny_torchvision_vit() -> nn.Module:
 
 
 def train(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, epochs: int = 6) -> nn.Module:
-    torch.manual_seed(0)
-    optimiser = torch.optim.AdamW(model.parameters(), 2e-3)
-    model.train()
-    for _ in range(epochs):
-        order = torch.randperm(len(images))
-        for start in range(0, len(images), 100):
-            picked = order[start:start + 100]
-            loss = nn.functional.cross_entropy(model(images[picked]), labels[picked])
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-    return model.eval()
+    return fit(model, images, labels, epochs, batch=100, optimiser=torch.optim.AdamW(model.parameters(), 2e-3))
 
 
 @pytest.fixture(scope="module")
