@@ -110,7 +110,6 @@ class PyAVSource(Source):
                                self._stream.frames or None, url)
         self.reconnects = 0
         self.outage_s = 0.0
-        self._last_gap = 0.0  # seconds the last outage lasted: the gap left in the timeline
         self._closed = False
 
     def _connect(self):
@@ -139,6 +138,7 @@ class PyAVSource(Source):
 
         time_offset = 0.0  # added to a reconnected stream's clock so that time only moves forward
         last_time = -1.0
+        last_arrival = 0.0  # monotonic time the last frame came: the outage is measured from it
         total = 0
         while True:
             first_time: float | None = None
@@ -146,12 +146,13 @@ class PyAVSource(Source):
                 for decoded in self._decode(self._container, self._stream):
                     if first_time is None:
                         first_time = decoded.time_s
-                        if last_time >= 0:
-                            time_offset = last_time + self._last_gap - first_time
+                        if last_time >= 0:  # the gap in the output is the time no frame came
+                            time_offset = last_time + (time.monotonic() - last_arrival) - first_time
                     decoded.time_s += time_offset
                     if time_offset:
                         decoded.pts = round(decoded.time_s / self.info.time_base)
                     last_time = decoded.time_s
+                    last_arrival = time.monotonic()
                     total += 1
                     yield decoded
                 reason = "the stream ended"
@@ -193,8 +194,7 @@ class PyAVSource(Source):
                 continue
             self._stream = self._container.streams.video[0]
             self.reconnects += 1
-            self._last_gap = time.monotonic() - began
-            self.outage_s += self._last_gap
+            self.outage_s += time.monotonic() - began
             return
 
     def _decode(self, container, stream) -> Iterator[DecodedFrame]:
