@@ -2,7 +2,8 @@
 
 The kind is read off the model and the inputs:
 
-- graph: inputs are (x, edge_index) with edge_index a (2, E) integer tensor → `camstream.graph`;
+- graph: inputs are (x, edge_index) with edge_index a (2, E) integer tensor, or a PyTorch Geometric
+  `Data` (anything with `.x` and `.edge_index`) → `camstream.graph`;
 - temporal: clips (B, T, C, H, W) and a recurrent layer (GRU / LSTM / RNN) in the model → `camstream.temporal`;
 - vit: images (B, C, H, W) and a patch embedding + token blocks (`find_token_layout`) → rollout / ViT Recipro-CAM;
 - cnn: images (B, C, H, W) and a layer with a spatial feature map → Grad-CAM and the other CAM methods.
@@ -54,14 +55,25 @@ class Attribution:
     kept_edges: np.ndarray | None = None
 
 
+def graph_inputs(inputs) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(x, edge_index) from an (x, edge_index) pair or a PyTorch Geometric `Data`-like object, else None."""
+    if hasattr(inputs, "x") and hasattr(inputs, "edge_index"):
+        return inputs.x, inputs.edge_index
+    if isinstance(inputs, (tuple, list)) and len(inputs) == 2:
+        return inputs[0], inputs[1]
+    return None
+
+
 def model_kind(model: nn.Module, inputs) -> str:
     """"cnn", "vit", "temporal" or "graph" for `model` fed `inputs`; a ModelError naming what it looked for."""
-    if isinstance(inputs, (tuple, list)):
-        if (len(inputs) == 2 and isinstance(inputs[1], torch.Tensor) and inputs[1].dim() == 2
-                and inputs[1].shape[0] == 2 and not inputs[1].is_floating_point()):
+    pair = graph_inputs(inputs)
+    if pair is not None or isinstance(inputs, (tuple, list)):
+        edge_index = None if pair is None else pair[1]
+        if (isinstance(edge_index, torch.Tensor) and edge_index.dim() == 2 and edge_index.shape[0] == 2
+                and not edge_index.is_floating_point()):
             return "graph"
-        raise ModelError("explain(): a tuple of inputs is read as a graph (x, edge_index) with edge_index a "
-                         "(2, E) integer tensor; this one is not")
+        raise ModelError("explain(): a pair of inputs (or a graph object with .x and .edge_index) is read as a "
+                         "graph (x, edge_index) with edge_index a (2, E) integer tensor; this one is not")
     if not isinstance(inputs, torch.Tensor):
         raise ModelError(f"explain(): inputs must be a tensor or an (x, edge_index) pair, got {type(inputs).__name__}")
     recurrent = any(isinstance(m, nn.RNNBase) for m in model.modules())
@@ -100,7 +112,7 @@ def explain(model: nn.Module, inputs, method: str | None = None, threshold: str 
     spec = threshold if isinstance(threshold, ThresholdSpec) else parse_threshold(str(threshold))
     edges = None
     if kind == "graph":
-        x, edge_index = inputs
+        x, edge_index = graph_inputs(inputs)
         found = GRAPH_METHODS[method]()(model, x, edge_index, class_ids)
         class_ids, scores = torch.tensor([found.class_id]), torch.tensor([found.score])
         importance, edges = found.nodes[None], found.edges[None]

@@ -3,6 +3,8 @@ with the same thresholds, and what it cannot read gets a clear error."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -51,11 +53,14 @@ def test_clips_through_a_recurrent_model_get_time_step_importance():
 def test_a_graph_gets_node_and_edge_importance():
     torch.manual_seed(0)
     x, edges, _, _ = graphs(1, seed=5)[0]
-    found = camstream.explain(GCN(3, 8, 2), (x, edges), threshold="10")
+    model = GCN(3, 8, 2)
+    found = camstream.explain(model, (x, edges), threshold="10")
     assert (found.kind, found.method) == ("graph", "graph-gradient")
     assert found.importance.shape == (1, 30) and found.edge_importance.shape == (1, edges.shape[1])
     assert found.kept.shape == (1, 30) and found.kept_edges.shape == (1, edges.shape[1])
     assert found.kept.sum() <= 3
+    data = SimpleNamespace(x=x, edge_index=edges)  # PyTorch Geometric's Data carries the same two fields
+    torch.testing.assert_close(camstream.explain(model, data).importance, found.importance)
 
 
 def test_a_method_of_another_kind_is_refused():
@@ -79,7 +84,7 @@ def test_an_unknown_architecture_names_what_was_looked_for(inputs):
 
 
 def test_bad_graph_inputs_and_bad_thresholds_are_clear():
-    with pytest.raises(ModelError, match="read as a graph"):
+    with pytest.raises(ModelError, match="is read as a graph"):
         camstream.explain(GCN(3, 8, 2), (torch.randn(4, 3), torch.randn(2, 5)))
     with pytest.raises(Exception, match="bad threshold"):
         camstream.explain(torchvision.models.resnet18(num_classes=2).eval(), torch.randn(1, 3, 64, 64),
