@@ -34,6 +34,8 @@ def test_strip_cells_take_the_colormap_colour_and_kept_cells_are_framed():
         np.testing.assert_array_equal(centre, lut[round(value * 255)])
         framed = np.all(canvas[top, step * 80 + 40] == 255)
         assert framed == (value > 0.6)
+        if step and not framed:
+            assert not canvas[(top + bottom) // 2, step * 80].any()  # a black line parts the cells
     assert not canvas[:top].any()  # nothing drawn above the strip
 
 

@@ -75,8 +75,9 @@ def timeline_box(canvas_shape: tuple[int, ...]) -> tuple[int, int, int, int]:
 
 
 def draw_timeline(canvas: np.ndarray, importance: np.ndarray, threshold: float, lut: np.ndarray) -> None:
-    """One cell per time step, oldest on the left, coloured by `lut` (256×3 BGR) at its importance; a cell
-    the threshold keeps (importance > threshold) gets a white frame."""
+    """One cell per time step, oldest on the left, coloured by `lut` (256×3 BGR) at its importance and
+    parted from the next by a black line; a cell the threshold keeps (importance > threshold) gets a white
+    frame."""
     top, bottom, left, right = timeline_box(canvas.shape)
     steps = len(importance)
     edges = np.linspace(left, right, steps + 1).round().astype(int)
@@ -84,5 +85,7 @@ def draw_timeline(canvas: np.ndarray, importance: np.ndarray, threshold: float, 
         colour = lut[int(round(float(np.clip(value, 0.0, 1.0)) * 255))]
         x0, x1 = edges[step], edges[step + 1] - 1
         canvas[top:bottom, x0:x1 + 1] = colour
+        if step:
+            canvas[top:bottom, x0] = 0
         if value > threshold:
             cv2.rectangle(canvas, (int(x0), top), (int(x1), bottom - 1), (255, 255, 255), 1)
