@@ -70,6 +70,7 @@ class RenderStage(threading.Thread):
         self._cam: np.ndarray | None = None
         self._cam_meta = (-1, 0.0, -1, 0.0)  # class id, score, seq, made at
         self._steps: StepReading | None = None  # the clip model's newest reading, when one runs
+        self._steps_threshold = 0.0  # its threshold under the painter's spec
 
     def run(self) -> None:
         next_due = 0.0
@@ -113,8 +114,9 @@ class RenderStage(threading.Thread):
                 self._cam = np.empty_like(slot.cam)
             np.copyto(self._cam, slot.cam)
             self._cam_meta = (slot.class_id, slot.score, slot.seq, slot.time_s)
-        if slot.steps is not None:
+        if slot.steps is not None and slot.steps is not self._steps:
             self._steps = slot.steps
+            self._steps_threshold = threshold_value(slot.steps.importance, self.painter.spec)
         if self._cam is not None:
             self.painter.paint(slot.image, self._cam, slot.image)
         if self.hud:
@@ -135,8 +137,7 @@ class RenderStage(threading.Thread):
         if self._steps is not None:
             steps = self._steps
             bottom += f" | clip class {steps.class_id} {steps.score:.2f} over {len(steps.importance)} steps"
-            draw_timeline(canvas, steps.importance, threshold_value(steps.importance, self.painter.spec),
-                          self.painter.lut)
+            draw_timeline(canvas, steps.importance, self._steps_threshold, self.painter.lut)
         scale = max(0.35, min(canvas.shape[1] / 1600.0, 0.8))
         line = int(22 * scale / 0.5)
         cv2.rectangle(canvas, (0, 0), (canvas.shape[1], 2 * line + 6), (0, 0, 0), thickness=-1)

@@ -110,8 +110,20 @@ class MaskedHeadMethod(CamMethod):
             out[sample].view(-1).copy_(torch.softmax(logits, 1)[:, targets[sample]])
         scale_to_unit_range(out)
 
+    def __init__(self, hooked: HookedModel) -> None:
+        super().__init__(hooked)
+        self._masked: torch.Tensor | None = None
+
+    def masked_buffer(self, shape: tuple[int, ...], channels_last: bool = False) -> torch.Tensor:
+        """The reused buffer the masked copies are written into, made again only when `shape` changes."""
+        if self._masked is None or self._masked.shape != shape:
+            buffer = torch.empty(shape)
+            self._masked = buffer.to(memory_format=torch.channels_last) if channels_last else buffer
+        return self._masked
+
     def masked_inputs(self, activation: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-        """The h·w masked copies of one sample's activation (1, ...), from `masks` (h·w, 1, h, w)."""
+        """The h·w masked copies of one sample's activation (1, ...), from `masks` (h·w, 1, h, w), written
+        into `masked_buffer`."""
         raise NotImplementedError
 
 
@@ -120,13 +132,7 @@ class ReciproCam(MaskedHeadMethod):
 
     name = "recipro"
 
-    def __init__(self, hooked: HookedModel) -> None:
-        super().__init__(hooked)
-        self._masked: torch.Tensor | None = None
-
     def masked_inputs(self, activation: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
         _, channels, height, width = activation.shape
-        cells = height * width
-        if self._masked is None or self._masked.shape != (cells, channels, height, width):
-            self._masked = torch.empty(cells, channels, height, width).to(memory_format=torch.channels_last)
-        return torch.mul(activation, masks, out=self._masked)
+        masked = self.masked_buffer((height * width, channels, height, width), channels_last=True)
+        return torch.mul(activation, masks, out=masked)

@@ -278,7 +278,7 @@ class VitReciproCam(MaskedHeadMethod):
     def masked_inputs(self, activation: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
         prefix = self.hooked.layout.prefix
         cells = masks.shape[0]
-        masked = torch.empty(cells, *activation.shape[1:])
+        masked = self.masked_buffer((cells, *activation.shape[1:]))
         masked[:, :prefix] = activation[:, :prefix]
         torch.mul(activation[:, prefix:], masks.view(cells, -1, 1), out=masked[:, prefix:])
         return masked
