@@ -223,3 +223,12 @@ def test_vit_streams_through_camstream_run(tmp_path):
     assert report["method"] == "vit-recipro" and report["layer"] == "encoder.layers.encoder_layer_10"
     assert report["frames_out"] == 2 and report["frames_explained"] == 2 and report["error"] is None
     assert (out / "overlay.mp4").stat().st_size > 0
+
+
+def test_a_cnn_method_on_a_vit_is_a_clear_cli_error_that_writes_nothing(tmp_path):
+    out = tmp_path / "never"
+    result = camstream("run", "--model", "deit_tiny", "--method", "gradcam", "--max-frames", "2", "--out", out)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.splitlines()[-1] == ("camstream: error: method 'gradcam' explains CNN models and this "
+                                              "model is a VIT: choose from vit-recipro, vit-rollout")
+    assert not out.exists()
