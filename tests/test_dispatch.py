@@ -15,6 +15,7 @@ import camstream
 from camstream.errors import ModelError
 from camstream.graph import GCN
 from camstream.temporal import ClipClassifier
+
 from .test_graph import graphs
 from .test_temporal import frame_encoder
 from .test_vit import SIDE, tiny_timm_vit

@@ -15,6 +15,7 @@ from camstream.errors import CamstreamError, ModelError
 from camstream.kernels import colormap_lut
 from camstream.stream.timeline import ClipTracker, draw_timeline, timeline_box
 from camstream.temporal import ClipClassifier
+
 from .cli import assert_one_line_error, camstream
 
 

@@ -82,7 +82,7 @@ def draw_timeline(canvas: np.ndarray, importance: np.ndarray, threshold: float, 
     steps = len(importance)
     edges = np.linspace(left, right, steps + 1).round().astype(int)
     for step, value in enumerate(importance):
-        colour = lut[int(round(float(np.clip(value, 0.0, 1.0)) * 255))]
+        colour = lut[round(float(np.clip(value, 0.0, 1.0)) * 255)]
         x0, x1 = edges[step], edges[step + 1] - 1
         canvas[top:bottom, x0:x1 + 1] = colour
         if step:
