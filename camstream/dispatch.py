@@ -26,13 +26,13 @@ from torch import nn
 from camstream.errors import ModelError
 from camstream.graph import GRAPH_METHODS
 from camstream.kernels import ThresholdSpec, parse_threshold, threshold_value
-from camstream.stream.explain import ALL_METHODS, hook_model, make_method
+from camstream.stream.explain import ALL_METHODS, DEFAULT_METHOD, hook_model, make_method
 from camstream.stream.explain.core import spatial_layers
 from camstream.stream.explain.vit import find_token_layout
 from camstream.temporal import STEP_METHODS
 
 KINDS = ("cnn", "vit", "temporal", "graph")
-DEFAULT_METHODS = {"cnn": "gradcam", "vit": "vit-recipro", "temporal": "step-occlusion", "graph": "graph-gradient"}
+DEFAULT_METHODS = {**DEFAULT_METHOD, "temporal": "step-occlusion", "graph": "graph-gradient"}
 
 
 @dataclass
