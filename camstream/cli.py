@@ -38,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser (imports torch, numba and OpenCV to list models, methods and colormaps)."""
     from camstream.kernels.colormap import COLORMAPS
     from camstream.stream.explain import ALL_METHODS
+    from camstream.stream.models import DEFAULT_MODEL
     from camstream.stream.sinks import SINKS
 
     parser = argparse.ArgumentParser(prog="camstream", description="Live class-activation heatmaps over video: "
@@ -135,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     fleet.add_argument("--max-frames", type=int, metavar="N", help="stop each stream after N input frames")
     fleet.add_argument("--method", choices=list(ALL_METHODS),
                        help="explanation method (default: gradcam for CNNs, vit-recipro for ViTs)")
-    fleet.add_argument("--model", default="efficientnet_lite0")
+    fleet.add_argument("--model", default=DEFAULT_MODEL, help=f"as for run (default {DEFAULT_MODEL})")
     fleet.add_argument("--max-batch", type=int, default=4, metavar="N", help="frames per inference batch")
     fleet.add_argument("--out", default="fleet-out", metavar="DIR", help="where to write (default fleet-out)")
     fleet.set_defaults(handler=_fleet)
@@ -162,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--thresholds", default="1,5,10,20,dynamic",
                           help="comma-separated keep-percentages and/or dynamic (default 1,5,10,20,dynamic)")
     evaluate.add_argument("--class-id", type=int, metavar="N", help="explain class N (default: each top-1)")
-    evaluate.add_argument("--model", default="efficientnet_lite0")
+    evaluate.add_argument("--model", default=DEFAULT_MODEL, help=f"as for run (default {DEFAULT_MODEL})")
     evaluate.add_argument("--limit", type=int, metavar="N", help="first N images only")
     evaluate.add_argument("--steps", type=int, default=8, help="insertion/deletion steps (default 8)")
     evaluate.add_argument("--video", metavar="CLIP", default="demo",

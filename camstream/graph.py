@@ -102,11 +102,8 @@ class GraphMethod:
             raise ModelError(f"edge_index must be (2, E) node ids, got {tuple(edge_index.shape)}")
         model.eval()
         with torch.inference_mode(False):
-            weights = torch.ones(edge_index.shape[1])
-            with torch.no_grad():
-                logits = self.logits(model, x, edge_index, weights)
-            target = int(logits.argmax()) if class_id is None else int(class_id)
-            nodes, edges = self.scores(model, x, edge_index, weights, target)
+            logits, target, nodes, edges = self.scores(model, x, edge_index, torch.ones(edge_index.shape[1]),
+                                                       class_id)
         nodes = nodes.clamp_min(0.0)
         edges = edges.clamp_min(0.0)
         nodes /= nodes.max().clamp_min(1e-12)
@@ -124,9 +121,15 @@ class GraphMethod:
             return logits[0]
         raise ModelError(f"a graph model must return (1, classes) logits for one graph, got {tuple(logits.shape)}")
 
+    @staticmethod
+    def pick(logits: torch.Tensor, class_id: int | None) -> int:
+        """`class_id`, or the top class of `logits` when None."""
+        return int(logits.argmax()) if class_id is None else int(class_id)
+
     def scores(self, model: nn.Module, x: torch.Tensor, edge_index: torch.Tensor, weights: torch.Tensor,
-               target: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Raw node (N,) and edge (E,) importance for class `target`."""
+               class_id: int | None) -> tuple[torch.Tensor, int, torch.Tensor, torch.Tensor]:
+        """(logits (classes,), target class (`pick`), raw node (N,) and edge (E,) importance for it), from as
+        few passes as the method needs."""
         raise NotImplementedError
 
 
@@ -137,13 +140,15 @@ class GraphGradient(GraphMethod):
     name = "graph-gradient"
 
     def scores(self, model: nn.Module, x: torch.Tensor, edge_index: torch.Tensor, weights: torch.Tensor,
-               target: int) -> tuple[torch.Tensor, torch.Tensor]:
+               class_id: int | None) -> tuple[torch.Tensor, int, torch.Tensor, torch.Tensor]:
         features = x.detach().clone().requires_grad_(True)
         weights = weights.clone().requires_grad_(True)
         with torch.enable_grad():
-            score = self.logits(model, features, edge_index, weights)[target]
-            node_gradient, edge_gradient = torch.autograd.grad(score, (features, weights))
-        return (node_gradient * features).sum(1).detach(), (edge_gradient * weights).detach()
+            logits = self.logits(model, features, edge_index, weights)
+            target = self.pick(logits, class_id)
+            node_gradient, edge_gradient = torch.autograd.grad(logits[target], (features, weights))
+        return (logits.detach(), target, (node_gradient * features).sum(1).detach(),
+                (edge_gradient * weights).detach())
 
 
 GRAPH_METHODS: dict[str, type[GraphMethod]] = {m.name: m for m in (GraphGradient,)}

@@ -258,8 +258,9 @@ class VitRollout(CamMethod):
         if any(m is None for m in self.taps.maps):
             raise ModelError("the attention modules did not run in this forward")
         rollout = None
+        half_identity = 0.5 * torch.eye(self.taps.maps[0].shape[-1])
         for attention in self.taps.maps:
-            mixed = 0.5 * attention.float().mean(1) + 0.5 * torch.eye(attention.shape[-1])
+            mixed = 0.5 * attention.float().mean(1) + half_identity
             mixed = mixed / mixed.sum(-1, keepdim=True)
             rollout = mixed if rollout is None else mixed @ rollout
         prefix = self.hooked.layout.prefix
