@@ -30,6 +30,7 @@ from camstream.stream.timeline import ClipTracker
 
 JOIN_TIMEOUT_S = 2.0  # every stage is expected to stop within this after a stop request
 RENDER_GRACE_S = 10.0  # beyond that, still wait this long before giving up on finalising the sinks
+PUMP_INTERVAL_S = 0.005  # how often a GUI sink's event loop runs on the main thread
 
 
 def demo_clip() -> str:
@@ -274,17 +275,25 @@ class Pipeline:
         for stage in self.stages:
             stage.start()
         last = time.perf_counter()
-        stopping = False
+        stop_deadline = None  # once stopping, the stages get this long before the report is written anyway
         self.started = started
+        # GUI sinks (the window) run their event loop here, on the thread that opened them
+        pumped = [sink for stream in self.streams for sink in stream.sinks if sink.needs_main_thread]
+        tick_s = PUMP_INTERVAL_S if pumped else 0.1
         try:
             while any(stream.render.is_alive() for stream in self.streams):
                 # wait on the event, not on a join: a signal must never interrupt Thread.join
-                self._stop_requested.wait(0.1)
+                self._stop_requested.wait(tick_s)
+                for sink in pumped:
+                    sink.pump()
                 # one stream: its capture failing ends the run; several: only that stream ends
                 failed = self.infer.error is not None or (len(self.streams) == 1 and self.capture.error is not None)
-                if (self._stop_requested.is_set() or failed) and not stopping:
-                    stopping = True
-                    self.request_stop()
+                if self._stop_requested.is_set() or failed:
+                    if stop_deadline is None:
+                        stop_deadline = time.perf_counter() + JOIN_TIMEOUT_S
+                        self.request_stop()
+                    elif time.perf_counter() > stop_deadline:
+                        break  # a stage ignores the stop: `_shutdown` waits its grace, reports it, writes the report
                 if on_progress is not None and time.perf_counter() - last >= progress_every_s:
                     last = time.perf_counter()
                     on_progress(self._live_line())

@@ -7,6 +7,7 @@ import http.server
 import os
 import socket
 import socketserver
+import sys
 import threading
 import time
 from fractions import Fraction
@@ -26,12 +27,16 @@ class Sink:
 
     name: str = "sink"
     displays = False  # paced to the target fps when True
+    needs_main_thread = False  # True: `pump` must be called often from the thread that opened the sink
 
     def open(self, info: SourceInfo) -> None:
         """Prepare for frames like those of `info`."""
 
     def write(self, frame: np.ndarray, slot: FrameSlot) -> None:
         """Take one rendered BGR frame; it is overwritten after this returns."""
+
+    def pump(self) -> None:
+        """Work that must run on the opening thread (a GUI's event loop); called often while the run goes on."""
 
     def close(self) -> None:
         """Finish: flush and release everything; safe to call twice."""
@@ -117,20 +122,49 @@ class FileSink(Sink):
         return {"type": self.name, "path": self.path, "frames": self.frames}
 
 
+def opencv_gui_backend() -> str | None:
+    """The GUI backend the installed OpenCV was built with (QT5, GTK3, WIN32UI, COCOA…), None when it has none.
+
+    `opencv-python-headless` (pulled in by some peer libraries) replaces the `cv2` of `opencv-python` with a build
+    whose windows raise "Rebuild the library…"; this tells the two apart before a window is asked for.
+    """
+    for line in cv2.getBuildInformation().splitlines():
+        name, _, value = line.strip().partition(":")
+        if name == "GUI":
+            value = value.strip()
+            return None if value in ("", "NONE") else value
+    return None
+
+
+GUI_FIX = "pip install --force-reinstall --no-deps opencv-python"
+
+
 class WindowSink(Sink):
-    """An OpenCV window; closing it or pressing q / Esc stops the run."""
+    """An OpenCV window; closing it or pressing q / Esc stops the run.
+
+    Every GUI call happens on the thread that opens the sink and calls `pump` (the pipeline's main thread):
+    GUI toolkits serve one thread only, and a window drawn from the render thread never showed a frame and
+    blocked shutdown. `write` (render thread) only hands the newest frame over.
+    """
 
     name = "window"
     displays = True
+    needs_main_thread = True
 
     def __init__(self, title: str = "camstream", on_quit=None) -> None:
         self.title = title
         self.on_quit = on_quit
         self._open = False
+        self._lock = threading.Lock()
+        self._front: np.ndarray | None = None  # newest frame handed over, not yet shown when `_fresh`
+        self._back: np.ndarray | None = None  # the buffer `write` fills next
+        self._fresh = False
+        self._shown_any = False
+        self._quit_sent = False
+        self.frames_shown = 0
 
     def open(self, info: SourceInfo) -> None:
-        if os.name == "posix" and not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
-            raise CamstreamError("--sink window needs a display (no DISPLAY set); use --sink mjpeg or file")
+        check_display_available()
         try:
             cv2.namedWindow(self.title, cv2.WINDOW_NORMAL)
         except cv2.error as exc:
@@ -138,16 +172,46 @@ class WindowSink(Sink):
         self._open = True
 
     def write(self, frame: np.ndarray, slot: FrameSlot) -> None:
-        cv2.imshow(self.title, frame)
-        key = cv2.waitKey(1) & 0xFF
-        closed = cv2.getWindowProperty(self.title, cv2.WND_PROP_VISIBLE) < 1
-        if (key in (ord("q"), 27) or closed) and self.on_quit is not None:
+        with self._lock:
+            if self._back is None or self._back.shape != frame.shape:
+                self._back = np.empty_like(frame)
+            np.copyto(self._back, frame)
+            self._front, self._back = self._back, self._front
+            self._fresh = True
+
+    def pump(self) -> None:
+        if not self._open:
+            return
+        with self._lock:
+            if self._fresh:
+                cv2.imshow(self.title, self._front)  # copies the pixels into the window
+                self._fresh = False
+                self._shown_any = True
+                self.frames_shown += 1
+        key = cv2.waitKey(1) & 0xFF  # runs the toolkit's event loop
+        closed = self._shown_any and cv2.getWindowProperty(self.title, cv2.WND_PROP_VISIBLE) < 1
+        if (key in (ord("q"), 27) or closed) and self.on_quit is not None and not self._quit_sent:
+            self._quit_sent = True
             self.on_quit()
 
     def close(self) -> None:
         if self._open:
             self._open = False
             cv2.destroyWindow(self.title)
+            cv2.waitKey(1)  # let the toolkit take the window down
+
+    def describe(self) -> dict:
+        return {"type": self.name, "frames_shown": self.frames_shown}
+
+
+def check_display_available() -> None:
+    """Raise a one-line error when no window can be shown: no display, or an OpenCV built without a GUI."""
+    if os.name == "posix" and sys.platform != "darwin" and not (os.environ.get("DISPLAY")
+                                                                 or os.environ.get("WAYLAND_DISPLAY")):
+        raise CamstreamError("--sink window needs a display (no DISPLAY set); use --sink mjpeg or file")
+    if opencv_gui_backend() is None:
+        raise CamstreamError("--sink window: the installed OpenCV has no GUI (opencv-python-headless replaced "
+                             f"opencv-python's cv2); run: {GUI_FIX}")
 
 
 class _MjpegHandler(http.server.BaseHTTPRequestHandler):
