@@ -5,8 +5,8 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str):
-    if name in ("explain", "Attribution"):  # imported on first use: the CLI starts without torch
-        from camstream import dispatch
+    if name in ("explain", "Explanation", "ModelKind"):  # imported on first use: the CLI starts without torch
+        import camstream.explain as package
 
-        return getattr(dispatch, name)
+        return package if name == "explain" else getattr(package, name)
     raise AttributeError(f"module 'camstream' has no attribute '{name}'")

@@ -16,8 +16,8 @@ from camstream.errors import CamstreamError
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
     from camstream.kernels import parse_threshold
-    from camstream.stream.explain import ALL_METHODS
-    from camstream.stream.models import DEFAULT_MODEL, model_names
+    from camstream.explain import CAM_METHODS
+    from camstream.models import DEFAULT_MODEL, model_names
 
     parser.add_argument("--model", default=DEFAULT_MODEL,
                         help=f"{', '.join(model_names())}, or a TorchScript / pickled nn.Module file "
@@ -26,7 +26,7 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
                         "without it get random weights: fine for speed tests only)")
     parser.add_argument("--layer", metavar="NAME", help="target layer (default: the last spatial feature layer; "
                         "for a ViT the tokens entering its last block)")
-    parser.add_argument("--method", choices=list(ALL_METHODS),
+    parser.add_argument("--method", choices=list(CAM_METHODS),
                         help="explanation method (default: gradcam for CNNs, vit-recipro for vision transformers "
                              "such as vit_b_16 and deit_tiny; vit-rollout is the fast ViT choice)")
     parser.add_argument("--threshold", default="dynamic", type=parse_threshold, metavar="P|dynamic|none",
@@ -37,8 +37,8 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (imports torch, numba and OpenCV to list models, methods and colormaps)."""
     from camstream.kernels.colormap import COLORMAPS
-    from camstream.stream.explain import ALL_METHODS
-    from camstream.stream.models import DEFAULT_MODEL
+    from camstream.explain import CAM_METHODS
+    from camstream.models import DEFAULT_MODEL
     from camstream.stream.sinks import SINKS
 
     parser = argparse.ArgumentParser(prog="camstream", description="Live class-activation heatmaps over video: "
@@ -96,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "are never paced")
     run.add_argument("--clip-model", metavar="FILE",
                      help="a temporal model too (pickled nn.Module with features(clips) and classify(features), "
-                          "e.g. camstream.temporal.ClipClassifier): it classifies each stream's last --clip-steps "
+                          "e.g. camstream.explain.temporal.ClipClassifier): it classifies each stream's last --clip-steps "
                           "explained frames, fed the same preprocessed frames as the image model, and the HUD's "
                           "bottom strip shows which steps decided (white frame: "
                           "kept by --threshold)")
@@ -134,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     fleet.add_argument("--sink", action="append", choices=("file", "null"), metavar="SINK",
                        help="file (default) or null, per stream")
     fleet.add_argument("--max-frames", type=int, metavar="N", help="stop each stream after N input frames")
-    fleet.add_argument("--method", choices=list(ALL_METHODS),
+    fleet.add_argument("--method", choices=list(CAM_METHODS),
                        help="explanation method (default: gradcam for CNNs, vit-recipro for ViTs)")
     fleet.add_argument("--model", default=DEFAULT_MODEL, help=f"as for run (default {DEFAULT_MODEL})")
     fleet.add_argument("--max-batch", type=int, default=4, metavar="N", help="frames per inference batch")
@@ -178,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from camstream.eval.explainers import EXPLAINERS
+    from camstream.explain.baselines import EXPLAINERS
     from camstream.eval.suite import EvalPlan, run_eval
     from camstream.kernels import parse_threshold
     from camstream.stream.pipeline import demo_clip

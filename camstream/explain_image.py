@@ -10,9 +10,9 @@ import numpy as np
 
 from camstream.errors import InputError
 from camstream.kernels import ThresholdSpec
-from camstream.stream.explain import hook_model, make_method
-from camstream.stream.models import load_model
-from camstream.stream.preprocess import Preprocessor
+from camstream.explain import hook_model, make_method
+from camstream.models import load_model
+from camstream.preprocess import Preprocessor
 from camstream.stream.render import HeatmapPainter
 
 
@@ -43,7 +43,7 @@ def explain_image(path: str, out: str, model: str = "efficientnet_lite0", method
         start = time.perf_counter()
         result = explainer(batch, class_id)
         elapsed_ms = (time.perf_counter() - start) * 1e3
-        cam = result.cams[0].numpy().copy()
+        cam = result.maps[0].numpy().copy()
     overlaid = np.empty_like(image)
     painter.paint(image, cam, overlaid)
     directory = os.path.dirname(os.path.abspath(out))

@@ -13,8 +13,8 @@ from torch import nn
 
 import camstream
 from camstream.errors import ModelError
-from camstream.graph import GCN
-from camstream.temporal import ClipClassifier
+from camstream.explain.graph import GCN
+from camstream.explain.temporal import ClipClassifier
 
 from .test_graph import graphs
 from .test_temporal import frame_encoder
@@ -26,7 +26,7 @@ def test_a_cnn_gets_gradcam_maps_over_its_feature_grid():
     model = torchvision.models.resnet18(num_classes=5).eval()
     found = camstream.explain(model, torch.randn(2, 3, 64, 64), threshold="10")
     assert (found.kind, found.method) == ("cnn", "gradcam")
-    assert found.importance.shape == (2, 2, 2) and found.kept.shape == (2, 2, 2)
+    assert found.maps.shape == (2, 2, 2) and found.kept.shape == (2, 2, 2)
     assert found.class_ids.shape == (2,) and found.scores.shape == (2,)
 
 
@@ -34,8 +34,8 @@ def test_a_vit_gets_vit_recipro_and_the_threshold_keeps_the_top_cells():
     torch.manual_seed(0)
     found = camstream.explain(tiny_timm_vit().eval(), torch.randn(3, 3, SIDE, SIDE), threshold="10")
     assert (found.kind, found.method) == ("vit", "vit-recipro")
-    assert found.importance.shape == (3, 8, 8)
-    for cam, kept, threshold in zip(found.importance.numpy(), found.kept, found.thresholds):
+    assert found.maps.shape == (3, 8, 8)
+    for cam, kept, threshold in zip(found.maps.numpy(), found.kept, found.thresholds):
         np.testing.assert_array_equal(kept, cam > threshold)
         assert kept.sum() <= 7  # the top 10 % of 64 cells (ties aside, never more)
     rollout = camstream.explain(tiny_timm_vit().eval(), torch.randn(1, 3, SIDE, SIDE), method="vit-rollout")
@@ -47,7 +47,7 @@ def test_clips_through_a_recurrent_model_get_time_step_importance():
     model = ClipClassifier(frame_encoder(), 16, 3, cell="lstm")
     found = camstream.explain(model, torch.randn(2, 10, 1, 16, 16), threshold="dynamic")
     assert (found.kind, found.method) == ("temporal", "step-occlusion")
-    assert found.importance.shape == (2, 10) and found.kept.shape == (2, 10)
+    assert found.maps.shape == (2, 10) and found.kept.shape == (2, 10)
     assert camstream.explain(model, torch.randn(1, 10, 1, 16, 16), method="step-gradient").method == "step-gradient"
 
 
@@ -57,11 +57,11 @@ def test_a_graph_gets_node_and_edge_importance():
     model = GCN(3, 8, 2)
     found = camstream.explain(model, (x, edges), threshold="10")
     assert (found.kind, found.method) == ("graph", "graph-gradient")
-    assert found.importance.shape == (1, 30) and found.edge_importance.shape == (1, edges.shape[1])
+    assert found.maps.shape == (1, 30) and found.edge_maps.shape == (1, edges.shape[1])
     assert found.kept.shape == (1, 30) and found.kept_edges.shape == (1, edges.shape[1])
     assert found.kept.sum() <= 3
     data = SimpleNamespace(x=x, edge_index=edges)  # PyTorch Geometric's Data carries the same two fields
-    torch.testing.assert_close(camstream.explain(model, data).importance, found.importance)
+    torch.testing.assert_close(camstream.explain(model, data).maps, found.maps)
 
 
 def test_a_method_of_another_kind_is_refused():

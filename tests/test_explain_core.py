@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from camstream.errors import ModelError
-from camstream.stream.explain import METHODS, GradCam, HookedModel, locate_target_layer, make_method
-from camstream.stream.explain.methods import gaussian_cell_masks
+from camstream.explain import REGISTRY, GradCam, ModelKind, HookedModel, locate_target_layer, make_method
+from camstream.explain.cnn import gaussian_cell_masks
 
 from .conftest import random_weights_model, to_batch
 
@@ -41,7 +41,7 @@ def test_hook_is_removed_on_exit(effnet):
     assert hooked.activation is None
 
 
-@pytest.mark.parametrize("method", list(METHODS))
+@pytest.mark.parametrize("method", list(REGISTRY[ModelKind.CNN]))
 def test_no_parameter_gets_grad_and_model_stays_in_eval(effnet, chelsea_rgb, method):
     model = copy.deepcopy(effnet.module)
     batch = to_batch(effnet, [chelsea_rgb])
@@ -55,24 +55,24 @@ def test_no_parameter_gets_grad_and_model_stays_in_eval(effnet, chelsea_rgb, met
 def test_gradient_methods_work_under_the_callers_inference_mode(effnet, chelsea_rgb, guard):
     batch = to_batch(effnet, [chelsea_rgb])
     with HookedModel(effnet.module) as hooked:
-        free = GradCam(hooked)(batch).cams.clone()
+        free = GradCam(hooked)(batch).maps.clone()
         with guard():
             guarded_input = batch.clone()
-            guarded = GradCam(hooked)(guarded_input).cams.clone()
+            guarded = GradCam(hooked)(guarded_input).maps.clone()
     torch.testing.assert_close(guarded, free)
     assert float(free.max()) == pytest.approx(1.0)
 
 
-@pytest.mark.parametrize("method", list(METHODS))
+@pytest.mark.parametrize("method", list(REGISTRY[ModelKind.CNN]))
 def test_repeated_calls_reuse_the_cam_buffer(effnet, chelsea_rgb, method):
     batch = to_batch(effnet, [chelsea_rgb, chelsea_rgb[:, ::-1].copy()])
     with HookedModel(effnet.module) as hooked:
         explainer = make_method(method, hooked)
-        first = explainer(batch).cams
+        first = explainer(batch).maps
         pointer = first.data_ptr()
         for _ in range(3):
             again = explainer(batch)
-            assert again.cams.data_ptr() == pointer
+            assert again.maps.data_ptr() == pointer
         assert len(explainer._buffers) == 1
     assert first.shape == (2, 7, 7)
 
@@ -111,7 +111,7 @@ def test_recipro_masks_are_built_once_per_feature_shape(effnet, chelsea_rgb):
     assert torch.all(masks.flatten(1).argmax(1) == torch.arange(49))
 
 
-@pytest.mark.parametrize("method", list(METHODS))
+@pytest.mark.parametrize("method", list(REGISTRY[ModelKind.CNN]))
 def test_frozen_model_gives_the_same_maps_as_eager(effnet, chelsea_rgb, method):
     batch = to_batch(effnet, [chelsea_rgb, chelsea_rgb[::-1].copy(), chelsea_rgb[:, ::-1].copy()])
     eager_model = copy.deepcopy(effnet.module)
@@ -121,11 +121,11 @@ def test_frozen_model_gives_the_same_maps_as_eager(effnet, chelsea_rgb, method):
         expected = make_method(method, eager)(batch, torch.tensor([285, 281, 967]))
         explainer = make_method(method, frozen)
         result = explainer(batch, torch.tensor([285, 281, 967]))
-        torch.testing.assert_close(result.cams, expected.cams, atol=1e-4, rtol=1e-4)
-        pointer = result.cams.data_ptr()
+        torch.testing.assert_close(result.maps, expected.maps, atol=1e-4, rtol=1e-4)
+        pointer = result.maps.data_ptr()
         smaller = explainer(batch[:2].clone())  # another batch size runs through the same frozen graph
-        assert smaller.cams.shape == (2, 7, 7)
-        assert explainer(batch).cams.data_ptr() == pointer
+        assert smaller.maps.shape == (2, 7, 7)
+        assert explainer(batch).maps.data_ptr() == pointer
     assert all(parameter.grad is None for parameter in frozen_model.parameters())
 
 
@@ -145,4 +145,4 @@ def test_freeze_keeps_explaining_models_with_python_control_flow():
     with HookedModel(Branchy(), (3, 16, 16)) as hooked:
         hooked.freeze(torch.rand(2, 3, 16, 16))
         result = GradCam(hooked)(torch.rand(2, 3, 16, 16))
-    assert result.cams.shape == (2, 16, 16)
+    assert result.maps.shape == (2, 16, 16)

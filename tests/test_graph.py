@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from camstream.errors import ModelError
-from camstream.graph import GCN, GraphGradient, normalised_adjacency, propagate
+from camstream.explain.graph import GCN, GraphGradient, normalised_adjacency, propagate
 
 NODES, MOTIF = 30, 3
 
@@ -86,10 +86,10 @@ def test_top_10_percent_of_nodes_and_edges_is_the_triangle(trained, request):
     held_out = graphs(100, seed=2)
     for x, edges, label, in_motif in held_out:
         found = method(trained, x, edges)
-        correct += found.class_id == label
-        top_nodes = torch.topk(found.nodes, NODES // 10).indices  # top 10 % of 30 nodes: 3
+        correct += int(found.class_ids[0]) == label
+        top_nodes = torch.topk(found.maps[0], NODES // 10).indices  # top 10 % of 30 nodes: 3
         nodes_found += bool(torch.all(top_nodes >= NODES - MOTIF))
-        kept = found.edges > torch.quantile(found.edges, 0.9)  # top 10 % of the edges
+        kept = found.edge_maps[0] > torch.quantile(found.edge_maps[0], 0.9)  # top 10 % of the edges
         edges_found += bool(torch.all(kept[in_motif]))  # every edge of the triangle is kept
     assert correct >= 95  # the model learnt the task
     assert nodes_found >= 90, f"the triangle's nodes were the top 10 % in {nodes_found} of 100 graphs"
@@ -105,10 +105,10 @@ def test_edge_importance_is_the_gradient_of_the_score_at_unit_weights(trained):
     x, edges, _, _ = graphs(1, seed=3)[0]
     found = GraphGradient()(trained, x, edges)
     weights = torch.ones(edges.shape[1], requires_grad=True)
-    score = trained(x, edges, weights)[0, found.class_id]
+    score = trained(x, edges, weights)[0, int(found.class_ids[0])]
     (gradient,) = torch.autograd.grad(score, weights)
     expected = gradient.clamp_min(0)
-    torch.testing.assert_close(found.edges, expected / expected.max())
+    torch.testing.assert_close(found.edge_maps[0], expected / expected.max())
 
 
 def test_bad_graph_inputs_get_clear_errors(trained):

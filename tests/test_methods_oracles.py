@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from camstream.stream.explain import HookedModel, make_method
+from camstream.explain import HookedModel, make_method
 
 from .conftest import random_weights_model, skimage_rgb, to_batch
 
@@ -30,7 +30,7 @@ def photos() -> list[np.ndarray]:
 @pytest.fixture(scope="module", params=MODELS)
 def model_and_batch(request, photos):
     if request.param == "efficientnet_lite0":
-        from camstream.stream.models import load_model
+        from camstream.models import load_model
 
         spec = load_model()
     else:
@@ -40,7 +40,7 @@ def model_and_batch(request, photos):
 
 def ours(spec, batch, method: str) -> tuple[np.ndarray, str]:
     with HookedModel(copy.deepcopy(spec.module)) as hooked:
-        cams = make_method(method, hooked)(batch, torch.tensor(TARGETS)).cams.numpy().copy()
+        cams = make_method(method, hooked)(batch, torch.tensor(TARGETS)).maps.numpy().copy()
         return cams, hooked.layer_name
 
 
@@ -97,7 +97,7 @@ def test_heatmap_peak_lies_on_the_cat(effnet, cat_on_canvas, method):
     batch = to_batch(effnet, [cv2.cvtColor(canvas_bgr, cv2.COLOR_BGR2RGB)])
     with HookedModel(effnet.module) as hooked:
         explanation = make_method(method, hooked)(batch, 285)
-    heat = cv2.resize(explanation.cams[0].numpy(), (canvas_bgr.shape[1], canvas_bgr.shape[0]),
+    heat = cv2.resize(explanation.maps[0].numpy(), (canvas_bgr.shape[1], canvas_bgr.shape[0]),
                       interpolation=cv2.INTER_LINEAR)
     y, x = np.unravel_index(int(heat.argmax()), heat.shape)
     assert left <= x < right and top <= y < bottom

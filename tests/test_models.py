@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from camstream.errors import ModelError
-from camstream.stream.explain import HookedModel, make_method
-from camstream.stream.models import load_model
+from camstream.explain import HookedModel, make_method
+from camstream.models import load_model
 
 from .conftest import random_weights_model, to_batch
 
@@ -63,7 +63,7 @@ def test_user_model_file_is_loaded_and_explained(tmp_path):
     with HookedModel(spec.module) as hooked:
         assert hooked.layer_name in ("2", "3")
         result = make_method("gradcam", hooked)(torch.rand(2, 3, 224, 224))
-    assert result.cams.shape == (2, 112, 112)
+    assert result.maps.shape == (2, 112, 112)
     assert torch.all(result.class_ids < 5)
 
 

@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 from camstream.errors import ModelError
-from camstream.temporal import STEP_METHODS, ClipClassifier, StepGradient, StepOcclusion
+from camstream.explain import REGISTRY, ModelKind
+from camstream.explain.temporal import ClipClassifier, StepGradient, StepOcclusion
 
 from .training import fit
 
@@ -54,13 +55,13 @@ def held_out():
     return event_clips(100, seed=2)
 
 
-@pytest.mark.parametrize("method", list(STEP_METHODS))
+@pytest.mark.parametrize("method", list(REGISTRY[ModelKind.TEMPORAL]))
 def test_top_10_percent_of_steps_is_the_decisive_frame(trained, held_out, method):
     clips, labels, decisive = held_out
-    explanation = STEP_METHODS[method]()(trained, clips)
+    explanation = REGISTRY[ModelKind.TEMPORAL][method]()(trained, clips)
     assert (explanation.class_ids == labels).float().mean() >= 0.95  # the model learnt the task
-    assert explanation.importance.shape == (100, STEPS)
-    top = explanation.importance.argmax(1)  # top 10 % of 10 steps: one step
+    assert explanation.maps.shape == (100, STEPS)
+    top = explanation.maps.argmax(1)  # top 10 % of 10 steps: one step
     found = (top == decisive).float().mean()
     assert found >= 0.9, f"{method} found the decisive step in {found:.0%} of clips"
 
@@ -68,7 +69,7 @@ def test_top_10_percent_of_steps_is_the_decisive_frame(trained, held_out, method
 def test_importance_is_scaled_to_unit_max_and_non_negative(trained, held_out):
     clips = held_out[0][:8]
     for method in (StepOcclusion(), StepGradient()):
-        importance = method(trained, clips).importance
+        importance = method(trained, clips).maps
         assert torch.all(importance >= 0)
         torch.testing.assert_close(importance.amax(1), torch.ones(8))
 

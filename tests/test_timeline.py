@@ -14,7 +14,7 @@ from torch import nn
 from camstream.errors import CamstreamError, ModelError
 from camstream.kernels import colormap_lut
 from camstream.stream.timeline import ClipTracker, draw_timeline, timeline_box
-from camstream.temporal import ClipClassifier
+from camstream.explain.temporal import ClipClassifier
 
 from .cli import assert_one_line_error, camstream
 
@@ -47,8 +47,8 @@ def test_tracker_keeps_the_last_n_frames_of_each_stream():
     readings = tracker(frames, [0, 0, 0, 1, 0, 0])
     assert set(readings) == {0, 1}
     assert len(tracker.windows[0]) == 4 and len(tracker.windows[1]) == 1  # stream 0 had 5 frames, kept 4
-    assert readings[0].importance.shape == (4,) and readings[1].importance.shape == (1,)
-    assert 0 <= readings[0].class_id < 3 and 0.0 < readings[0].score <= 1.0
+    assert readings[0].maps.shape == (1, 4) and readings[1].maps.shape == (1, 1)
+    assert 0 <= int(readings[0].class_ids[0]) < 3 and 0.0 < float(readings[0].scores[0]) <= 1.0
     assert tracker.explained == 2 and tracker.latest[1] is readings[1]
 
 

@@ -13,8 +13,8 @@ from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
 from camstream.errors import ModelError
-from camstream.stream.explain import HookedModel, TokenHookedModel, hook_model, make_method
-from camstream.stream.explain.vit import AttentionTaps, find_token_layout
+from camstream.explain import HookedModel, TokenHookedModel, hook_model, make_method
+from camstream.explain.vit import AttentionTaps, find_token_layout
 
 from .cli import camstream
 from .training import fit
@@ -174,7 +174,7 @@ def test_hidden_attention_gets_a_clear_error_and_recipro_still_works():
         assert isinstance(hooked, TokenHookedModel)
         with pytest.raises(ModelError, match="hides its attention.*vit-recipro"):
             make_method("vit-rollout", hooked)
-        cams = make_method("vit-recipro", hooked)(torch.randn(2, 3, SIDE, SIDE)).cams
+        cams = make_method("vit-recipro", hooked)(torch.randn(2, 3, SIDE, SIDE)).maps
         assert cams.shape == (2, GRID, GRID)
 
 
@@ -194,7 +194,7 @@ def test_rollout_top_10_percent_covers_the_decisive_square(trained_vits, held_ou
     with hook_model(trained_vits[name], (3, SIDE, SIDE)) as hooked:
         explanation = make_method("vit-rollout", hooked)(images)
     assert (explanation.class_ids == labels).float().mean() >= 0.95  # the model learnt the task
-    kept = top_percent(explanation.cams.numpy())
+    kept = top_percent(explanation.maps.numpy())
     covered = np.all(kept | ~square_masks(corners), axis=(1, 2))  # every cell of the square is kept
     assert covered.mean() >= 0.9, f"rollout covered the square in {covered.mean():.0%} of images"
 
@@ -205,7 +205,7 @@ def test_rollout_top_10_percent_covers_the_decisive_square(trained_vits, held_ou
 def test_vit_recipro_points_into_the_decisive_square(trained_vits, held_out):
     images, labels, corners = held_out
     with hook_model(trained_vits["timm"], (3, SIDE, SIDE)) as hooked:
-        cams = make_method("vit-recipro", hooked)(images, labels).cams.numpy()
+        cams = make_method("vit-recipro", hooked)(images, labels).maps.numpy()
     squares = square_masks(corners)
     hit = np.any(top_percent(cams) & squares, axis=(1, 2))
     assert hit.mean() >= 0.9, f"vit-recipro's top 10 % touched the square in {hit.mean():.0%} of images"

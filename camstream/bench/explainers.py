@@ -11,9 +11,9 @@ import numpy as np
 import torch
 
 from camstream.bench.timing import interleaved_medians
-from camstream.stream.explain import METHODS, HookedModel, make_method
-from camstream.stream.models import ModelSpec, load_model
-from camstream.stream.preprocess import Preprocessor
+from camstream.explain import REGISTRY, HookedModel, ModelKind, make_method
+from camstream.models import ModelSpec, load_model
+from camstream.preprocess import Preprocessor
 
 PEERS = {"pytorch-grad-cam": "pytorch_grad_cam", "captum": "captum", "torchcam": "torchcam"}
 
@@ -71,7 +71,7 @@ def peer_contenders(model: torch.nn.Module, layer_name: str, batch: torch.Tensor
 
 def bench_explainers(model_name: str, batch_size: int, video: str, rounds: int = 20,
                      channels_last: bool = True, input_side: int | None = None,
-                     methods: tuple[str, ...] = tuple(METHODS), peers: bool = True,
+                     methods: tuple[str, ...] = tuple(REGISTRY[ModelKind.CNN]), peers: bool = True,
                      progress: Callable[[str], None] | None = None) -> dict:
     """ms/frame of plain inference, each method and each peer on the same real frames and batch."""
     spec = load_quietly(model_name)

@@ -18,10 +18,12 @@ import torchvision
 from torch import nn
 
 from camstream.bench.timing import interleaved_medians
-from camstream.graph import GCN, GRAPH_METHODS
-from camstream.stream.explain import hook_model, make_method
-from camstream.stream.models import load_model
-from camstream.temporal import STEP_METHODS, ClipClassifier
+from camstream.explain.graph import GCN
+from camstream.explain import hook_model, make_method
+from camstream.models import load_model
+from camstream.explain.registry import REGISTRY
+from camstream.explain.result import ModelKind
+from camstream.explain.temporal import ClipClassifier
 
 
 def _bound(method: Callable, *args: object) -> Callable[[], object]:
@@ -60,7 +62,7 @@ def bench_temporal(rounds: int, steps: int = 16, side: int = 112) -> dict:
         with torch.inference_mode():
             return model(clip)
 
-    contenders = {"plain": plain, **{name: _bound(method(), model, clip) for name, method in STEP_METHODS.items()}}
+    contenders = {"plain": plain, **{name: _bound(method(), model, clip) for name, method in REGISTRY[ModelKind.TEMPORAL].items()}}
     return _entry("temporal", "MobileNetV2 features + GRU(128)", f"1 clip of {steps} frames {side}×{side}",
                   contenders, rounds)
 
@@ -77,7 +79,7 @@ def bench_graph(rounds: int, nodes: int = 2000, edges: int = 5000) -> dict:
             return model(x, edge_index)
 
     contenders = {"plain": plain,
-                  **{name: _bound(method(), model, x, edge_index) for name, method in GRAPH_METHODS.items()}}
+                  **{name: _bound(method(), model, x, edge_index) for name, method in REGISTRY[ModelKind.GRAPH].items()}}
     return _entry("graph", "GCN 2×64", f"1 graph, {nodes} nodes, {2 * edges} directed edges", contenders, rounds)
 
 

@@ -10,9 +10,9 @@ import torch
 from camstream.bench.clips import derive_clip
 from camstream.bench.explainers import load_quietly, real_frames
 from camstream.bench.timing import interleaved_medians
-from camstream.stream.explain import HookedModel
+from camstream.explain import HookedModel
 from camstream.stream.pipeline import Pipeline, PipelineConfig
-from camstream.stream.preprocess import Preprocessor
+from camstream.preprocess import Preprocessor
 
 
 def inference_ceiling_fps(model_name: str, batch: int, video: str, rounds: int = 15,

@@ -17,7 +17,7 @@ import torch
 from camstream.errors import CamstreamError
 from camstream.eval.boundary import BoundaryF1
 from camstream.eval.datasets import load_clip_frames, load_samples
-from camstream.eval.explainers import EvalExplainer, make_explainer
+from camstream.explain.baselines import EvalExplainer, make_explainer
 from camstream.eval.faithfulness import (Adcc, AverageDrop, DeletionAUC, DeletionCorrelation, IncreaseInConfidence,
                                          InsertionAUC, InsertionCorrelation)
 from camstream.eval.localisation import Dice, IoU, PointingGame, Precision, Recall, precision_recall_curve
@@ -26,7 +26,7 @@ from camstream.eval.robustness import MaxSensitivity, TemporalStability
 from camstream.kernels import ThresholdSpec, parse_threshold, simplify, threshold_value
 from camstream.runtime import release_free_memory
 from camstream.stream.infer import CamSmoother
-from camstream.stream.models import load_model
+from camstream.models import load_model
 from camstream.stream.telemetry import RssPeak
 
 LOCALISATION = (PointingGame(), IoU(), Dice(), Precision(), Recall(), BoundaryF1())

@@ -8,8 +8,8 @@ import time
 
 import numpy as np
 
-from camstream.stream.explain import CamMethod
-from camstream.stream.preprocess import Preprocessor
+from camstream.explain import CamMethod
+from camstream.preprocess import Preprocessor
 from camstream.stream.ring import FairReader, FrameRing, FrameSlot
 from camstream.stream.telemetry import Telemetry
 from camstream.stream.timeline import ClipTracker
@@ -97,7 +97,7 @@ class InferenceStage(threading.Thread):
         preprocess_ms = (time.perf_counter() - began) * 1e3 / len(slots)
         began = time.perf_counter()
         explanation = self.method(inputs, self.class_id)
-        cams = explanation.cams.numpy()
+        cams = explanation.maps.numpy()
         class_ids = explanation.class_ids.tolist()
         scores = explanation.scores.tolist()
         for index, slot in enumerate(slots):

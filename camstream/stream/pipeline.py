@@ -18,10 +18,10 @@ import torch
 from camstream.errors import CamstreamError
 from camstream.kernels import ThresholdSpec
 from camstream.stream.capture import CaptureStage, open_source
-from camstream.stream.explain import hook_model, make_method
+from camstream.explain import hook_model, make_method
 from camstream.stream.infer import InferenceStage
-from camstream.stream.models import DEFAULT_MODEL, load_model, load_module
-from camstream.stream.preprocess import Preprocessor
+from camstream.models import DEFAULT_MODEL, load_model, load_module
+from camstream.preprocess import Preprocessor
 from camstream.stream.render import HeatmapPainter, RenderStage
 from camstream.stream.ring import FairReader, FrameRing
 from camstream.stream.sinks import FileSink, MjpegSink, NullSink, Sink, WindowSink
@@ -356,8 +356,8 @@ class Pipeline:
             "clip": None if self.clip_tracker is None else {
                 "model": os.path.basename(config.clip_model), "steps": config.clip_steps,
                 "method": config.clip_method, "windows_explained": self.clip_tracker.explained,
-                "latest": {str(stream): {"class_id": r.class_id, "score": round(r.score, 6),
-                                         "importance": [round(float(v), 6) for v in r.importance]}
+                "latest": {str(stream): {"class_id": int(r.class_ids[0]), "score": round(float(r.scores[0]), 6),
+                                         "importance": [round(float(v), 6) for v in r.maps[0]]}
                            for stream, r in sorted(self.clip_tracker.latest.items())}},
             "interrupted": self.interrupted,
             "error": None if error is None else str(error),

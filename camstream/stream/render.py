@@ -9,13 +9,14 @@ import time
 import cv2
 import numpy as np
 
+from camstream.explain.result import Explanation
 from camstream.kernels import ThresholdSpec, colormap_lut, overlay, threshold_value, upsample_bilinear
 from camstream.stream.infer import END
-from camstream.stream.models import ModelSpec
+from camstream.models import ModelSpec
 from camstream.stream.ring import FrameRing, FrameSlot
 from camstream.stream.sinks import Sink
 from camstream.stream.telemetry import Telemetry
-from camstream.stream.timeline import StepReading, draw_timeline
+from camstream.stream.timeline import draw_timeline
 
 PROXY_SIDE = 64  # percentiles are taken on a 64×64 bilinear upsample: same distribution, far fewer pixels
 
@@ -69,7 +70,8 @@ class RenderStage(threading.Thread):
         self.out_of_order = 0
         self._cam: np.ndarray | None = None
         self._cam_meta = (-1, 0.0, -1, 0.0)  # class id, score, seq, made at
-        self._steps: StepReading | None = None  # the clip model's newest reading, when one runs
+        self._steps: Explanation | None = None  # the clip model's newest reading, when one runs
+        self._step_map = np.empty(0, np.float32)  # its step importance (T,), read once per reading
         self._steps_threshold = 0.0  # its threshold under the painter's spec
 
     def run(self) -> None:
@@ -116,7 +118,8 @@ class RenderStage(threading.Thread):
             self._cam_meta = (slot.class_id, slot.score, slot.seq, slot.time_s)
         if slot.steps is not None and slot.steps is not self._steps:
             self._steps = slot.steps
-            self._steps_threshold = threshold_value(slot.steps.importance, self.painter.spec)
+            self._step_map = slot.steps.maps[0].numpy().astype(np.float32)
+            self._steps_threshold = threshold_value(self._step_map, self.painter.spec)
         if self._cam is not None:
             self.painter.paint(slot.image, self._cam, slot.image)
         if self.hud:
@@ -136,8 +139,9 @@ class RenderStage(threading.Thread):
             bottom += f" | reconnects {self.telemetry.reconnects} ({self.telemetry.outage_s:.1f} s out)"
         if self._steps is not None:
             steps = self._steps
-            bottom += f" | clip class {steps.class_id} {steps.score:.2f} over {len(steps.importance)} steps"
-            draw_timeline(canvas, steps.importance, self._steps_threshold, self.painter.lut)
+            bottom += (f" | clip class {int(steps.class_ids[0])} {float(steps.scores[0]):.2f} over "
+                       f"{len(self._step_map)} steps")
+            draw_timeline(canvas, self._step_map, self._steps_threshold, self.painter.lut)
         scale = max(0.35, min(canvas.shape[1] / 1600.0, 0.8))
         line = int(22 * scale / 0.5)
         cv2.rectangle(canvas, (0, 0), (canvas.shape[1], 2 * line + 6), (0, 0, 0), thickness=-1)

@@ -8,8 +8,8 @@ the batch. The render stage draws the result with `draw_timeline`.
 
 from __future__ import annotations
 
+import contextlib
 from collections import deque
-from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -17,17 +17,11 @@ import torch
 from torch import nn
 
 from camstream.errors import CamstreamError, ModelError
-from camstream.temporal import STEP_METHODS, require_clip_model
+from camstream.explain.registry import REGISTRY
+from camstream.explain.result import Explanation, ModelKind, evaluation_mode
+from camstream.explain.temporal import require_clip_model
 
-
-@dataclass
-class StepReading:
-    """One stream's newest window explained: importance per step in [0, 1] (oldest first), the clip
-    model's class and its softmax score."""
-
-    importance: np.ndarray
-    class_id: int
-    score: float
+STEP_METHODS = REGISTRY[ModelKind.TEMPORAL]
 
 
 class ClipTracker:
@@ -39,14 +33,15 @@ class ClipTracker:
         if method not in STEP_METHODS:
             raise CamstreamError(f"unknown clip method '{method}' (choose from {', '.join(STEP_METHODS)})")
         require_clip_model(model)
-        self.model = model.eval()
+        self._restore = contextlib.ExitStack()  # the model goes back to its own mode on `close`
+        self.model = self._restore.enter_context(evaluation_mode(model))
         self.steps = steps
         self.method = STEP_METHODS[method]()
         self.windows: list[deque[torch.Tensor]] = [deque(maxlen=steps) for _ in range(streams)]
         self.explained = 0
-        self.latest: dict[int, StepReading] = {}  # per stream, its newest reading
+        self.latest: dict[int, Explanation] = {}  # per stream, its newest reading
 
-    def __call__(self, inputs: torch.Tensor, streams: list[int]) -> dict[int, StepReading]:
+    def __call__(self, inputs: torch.Tensor, streams: list[int]) -> dict[int, Explanation]:
         """Add the frames `inputs` (B, C, H, W; frame b from stream `streams[b]`) to their windows and
         explain the newest window of each stream present."""
         with torch.inference_mode():
@@ -59,12 +54,14 @@ class ClipTracker:
         readings = {}
         for stream in dict.fromkeys(streams):
             window = torch.stack(tuple(self.windows[stream]))[None]
-            found = self.method.explain_features(self.model, window)
-            readings[stream] = StepReading(found.importance[0].numpy().astype(np.float32),
-                                           int(found.class_ids[0]), float(found.scores[0]))
+            readings[stream] = self.method.explain_features(self.model, window)
             self.explained += 1
         self.latest.update(readings)
         return readings
+
+    def close(self) -> None:
+        """Give the clip model back the mode it came in."""
+        self._restore.close()
 
 
 def timeline_box(canvas_shape: tuple[int, ...]) -> tuple[int, int, int, int]:

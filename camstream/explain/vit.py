@@ -9,7 +9,7 @@ Example::
 
     spec = load_model("vit_b_16")
     with TokenHookedModel(spec.module) as hooked:
-        VitReciproCam(hooked)(batch).cams          # (B, 14, 14), scaled to [0, 1]
+        VitReciproCam(hooked)(batch).maps          # (B, 14, 14), scaled to [0, 1]
 """
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ import torch
 from torch import nn
 
 from camstream.errors import ModelError
-from camstream.stream.explain.core import CamMethod, scale_to_unit_range
-from camstream.stream.explain.methods import MaskedHeadMethod
+from camstream.explain.result import ModelKind
+from camstream.explain.base import CamMethod, HookedNetwork, scale_to_unit_range
+from camstream.explain.cnn import MaskedHeadMethod
 
 
 @dataclass(frozen=True)
@@ -146,18 +147,16 @@ class AttentionTaps:
         self.maps = [None] * len(self.maps)
 
 
-class TokenHookedModel:
+class TokenHookedModel(HookedNetwork):
     """A ViT with a forward hook on one block's output tokens: by default the tokens entering the last
     block, so the layers after the target (last block, norm, head) still mix the patch tokens into the
     class token. Same interface as `HookedModel`; ViTs run eager (`freeze` returns False).
     """
 
-    kind = "vit"
+    kind = ModelKind.VIT
 
     def __init__(self, model: nn.Module, input_shape: tuple[int, int, int] = (3, 224, 224),
                  target_layer: str | None = None, layout: TokenLayout | None = None) -> None:
-        self.model = model.eval()
-        self.input_shape = input_shape
         layout = layout or find_token_layout(model, input_shape)
         if layout is None:
             raise ModelError("not a vision transformer: looked for a patch embedding (a Conv2d with stride = "
@@ -171,12 +170,12 @@ class TokenHookedModel:
         if target_layer not in candidates:
             raise ModelError(f"layer '{target_layer}' is not a ViT block before the last one; candidates: "
                              f"{', '.join(candidates[-4:])}")
+        super().__init__(model, input_shape)
         self.layer_name = target_layer
         self.target_index = candidates.index(target_layer)
-        self.activation: torch.Tensor | None = None
         self.attention: AttentionTaps | None = None
         self._probe = torch.zeros(1, *input_shape)
-        self._handle = self.blocks[self.target_index].register_forward_hook(self._hook)
+        self.hook(self.blocks[self.target_index])
 
     def _hook(self, _module: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
         self.activation = output
@@ -226,17 +225,10 @@ class TokenHookedModel:
         return self.layout.grid
 
     def close(self) -> None:
-        """Remove the hooks and drop what they kept."""
-        self._handle.remove()
+        """Remove the hooks, drop what they kept and give the model back its own mode."""
         if self.attention is not None:
             self.attention.close()
-        self.activation = None
-
-    def __enter__(self) -> TokenHookedModel:
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.close()
+        super().close()
 
 
 class VitRollout(CamMethod):
@@ -247,7 +239,7 @@ class VitRollout(CamMethod):
     """
 
     name = "vit-rollout"
-    model_kind = "vit"
+    model_kind = ModelKind.VIT
 
     def __init__(self, hooked: TokenHookedModel) -> None:
         super().__init__(hooked)
@@ -274,7 +266,7 @@ class VitReciproCam(MaskedHeadMethod):
     that cell's 3×3 Gaussian (all others zero), prefix tokens (class, distillation) kept as they are."""
 
     name = "vit-recipro"
-    model_kind = "vit"
+    model_kind = ModelKind.VIT
 
     def masked_inputs(self, activation: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
         prefix = self.hooked.layout.prefix

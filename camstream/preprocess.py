@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from camstream.stream.models import ModelSpec
+from camstream.models import ModelSpec
 
 
 class Preprocessor:

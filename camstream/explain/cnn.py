@@ -5,7 +5,7 @@ Example::
     spec = load_model()
     with HookedModel(spec.module) as hooked:
         explanation = GradCam(hooked)(batch)      # batch: (B, 3, 224, 224), normalised
-        explanation.cams                           # (B, 7, 7), each scaled to max 1
+        explanation.maps                           # (B, 7, 7), each scaled to max 1
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from camstream.errors import ModelError
-from camstream.stream.explain.core import CamMethod, HookedModel, scale_to_unit_range
+from camstream.explain.base import CamMethod, HookedModel, scale_to_unit_range
 
 
 class Cam(CamMethod):

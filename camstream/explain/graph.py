@@ -8,12 +8,11 @@ Example::
 
     model = GCN(features=3, hidden=16, classes=2)
     found = GraphGradient()(model, x, edge_index)
-    found.nodes, found.edges                      # (N,) and (E,) importance, each scaled to max 1
+    found.maps[0], found.edge_maps[0]             # (N,) and (E,) importance, each scaled to max 1
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from itertools import pairwise
 from typing import ClassVar
 
@@ -21,6 +20,7 @@ import torch
 from torch import nn
 
 from camstream.errors import ModelError
+from camstream.explain.result import Explanation, ModelKind, evaluation_mode
 
 
 def normalised_adjacency(edge_index: torch.Tensor, edge_weight: torch.Tensor, nodes: int) -> torch.Tensor:
@@ -79,36 +79,28 @@ class GCN(nn.Module):
         return self.head(pooled)
 
 
-@dataclass
-class GraphExplanation:
-    """One graph explained: target class, its softmax score, node and edge importance in [0, 1]."""
-
-    class_id: int
-    score: float
-    nodes: torch.Tensor  # (N,)
-    edges: torch.Tensor  # (E,)
-    logits: torch.Tensor  # (classes,)
-
-
 class GraphMethod:
     """Base class: node and edge importance of one graph for a model called as
     model(x, edge_index, edge_weight) → logits (1, classes); subclasses say how they are scored."""
 
     name: ClassVar[str]
+    model_kind: ClassVar[ModelKind] = ModelKind.GRAPH
 
     def __call__(self, model: nn.Module, x: torch.Tensor, edge_index: torch.Tensor,
-                 class_id: int | None = None) -> GraphExplanation:
+                 class_id: int | None = None) -> Explanation:
+        """`maps` (1, N) node importance, `edge_maps` (1, E) edge importance, for one graph."""
         if edge_index.dim() != 2 or edge_index.shape[0] != 2:
             raise ModelError(f"edge_index must be (2, E) node ids, got {tuple(edge_index.shape)}")
-        model.eval()
-        with torch.inference_mode(False):
+        with evaluation_mode(model), torch.inference_mode(False):
             logits, target, nodes, edges = self.scores(model, x, edge_index, torch.ones(edge_index.shape[1]),
                                                        class_id)
         nodes = nodes.clamp_min(0.0)
         edges = edges.clamp_min(0.0)
         nodes /= nodes.max().clamp_min(1e-12)
         edges /= edges.max().clamp_min(1e-12) if edges.numel() else 1.0
-        return GraphExplanation(target, float(torch.softmax(logits, 0)[target]), nodes, edges, logits)
+        score = torch.softmax(logits, 0)[target]
+        return Explanation(self.model_kind, self.name, torch.tensor([target]), score.reshape(1), nodes[None],
+                           logits[None], edge_maps=edges[None])
 
     @staticmethod
     def logits(model: nn.Module, x: torch.Tensor, edge_index: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -151,4 +143,3 @@ class GraphGradient(GraphMethod):
                 (edge_gradient * weights).detach())
 
 
-GRAPH_METHODS: dict[str, type[GraphMethod]] = {m.name: m for m in (GraphGradient,)}

@@ -17,8 +17,8 @@ from torch import nn
 
 from camstream.errors import CamstreamError, ModelError
 from camstream.kernels import upsample_bilinear
-from camstream.stream.explain import ALL_METHODS, HookedModel, hook_model, make_method
-from camstream.stream.models import ModelSpec
+from camstream.explain import CAM_METHODS, HookedModel, hook_model, make_method
+from camstream.models import ModelSpec
 
 Predict = Callable[[torch.Tensor], torch.Tensor]  # pixels (B, 3, H, W) in [0, 1] → probabilities (B, classes)
 
@@ -92,7 +92,7 @@ class OwnMethod(EvalExplainer):
     def explain(self, pixels, class_id):
         explanation = self.method(self.normalise(pixels), class_id)
         height, width = pixels.shape[2:]
-        maps = np.stack([upsample_bilinear(cam, (height, width)) for cam in explanation.cams.numpy()])
+        maps = np.stack([upsample_bilinear(cam, (height, width)) for cam in explanation.maps.numpy()])
         return maps, explanation.class_ids.clone()
 
     def close(self) -> None:
@@ -273,13 +273,13 @@ class CaptumLime(_CaptumAttribution):
 
 BASELINES: dict[str, type[EvalExplainer]] = {b.name: b for b in (Rise, ScoreCam, PytorchGradCam, CaptumDeepLift,
                                                                  CaptumLrp, CaptumLime)}
-EXPLAINERS = [*ALL_METHODS, *BASELINES]
+EXPLAINERS = [*CAM_METHODS, *BASELINES]
 
 
 def make_explainer(name: str, spec: ModelSpec, predict: Predict | None = None) -> EvalExplainer:
     """The method or baseline called `name` (see `EXPLAINERS`) on `spec`'s model; perturbation baselines
     score their masked images through `predict` when given."""
-    if name in ALL_METHODS:
+    if name in CAM_METHODS:
         return OwnMethod(spec, name, predict)
     if name in BASELINES:
         return BASELINES[name](spec, predict)

@@ -8,15 +8,17 @@ get `.grad`), running the head alone on other feature maps, and removing the hoo
 
 from __future__ import annotations
 
+import contextlib
 import time
 import warnings
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 import torch
 from torch import nn
 
 from camstream.errors import ModelError
+from camstream.explain.result import Explanation, ModelKind, evaluation_mode
 
 _POOLING = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.LPPool2d)
 
@@ -79,22 +81,58 @@ def locate_target_layer(model: nn.Module, example: torch.Tensor) -> str:
     return candidates[-1].name
 
 
-class HookedModel:
-    """A model with a forward hook on its target layer.
+_Hooked = TypeVar("_Hooked", bound="HookedNetwork")
 
-    Use as a context manager (or call `close()`): the hook is removed deterministically. The model is put
-    in eval mode; its parameters are never touched.
+
+class HookedNetwork:
+    """What every hooked model shares: the model held in eval mode, one forward hook, and a lifetime.
+
+    Use as a context manager (or call `close()`): the hook is removed deterministically and the model goes
+    back to the mode it came in (training stays training); its parameters are never touched.
     """
 
-    kind = "cnn"  # the model kind its methods must be made for (see `CamMethod.model_kind`)
+    kind: ClassVar[ModelKind]
+
+    def __init__(self, model: nn.Module, input_shape: tuple[int, int, int]) -> None:
+        self._restore = contextlib.ExitStack()
+        self.model = self._restore.enter_context(evaluation_mode(model))
+        self.input_shape = input_shape
+        self.layer_name = ""
+        self.activation: torch.Tensor | None = None
+        self._handle: torch.utils.hooks.RemovableHandle | None = None
+
+    def hook(self, module: nn.Module) -> None:
+        """Keep `module`'s output as `activation` on every forward (`_hook` decides how)."""
+        self._handle = module.register_forward_hook(self._hook)
+
+    def _hook(self, module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor | None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Remove the hook, drop the kept activation and give the model back its own mode."""
+        if self._handle is not None:
+            self._handle.remove()
+            self._handle = None
+        self.activation = None
+        self._restore.close()
+
+    def __enter__(self: _Hooked) -> _Hooked:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+
+class HookedModel(HookedNetwork):
+    """A CNN with a forward hook on its target layer (see `HookedNetwork` for its lifetime)."""
+
+    kind = ModelKind.CNN  # the model kind its methods must be made for (see `CamMethod.model_kind`)
 
     def __init__(self, model: nn.Module, input_shape: tuple[int, int, int] = (3, 224, 224),
                  target_layer: str | None = None) -> None:
         if isinstance(model, torch.jit.ScriptModule):
             raise ModelError("TorchScript models cannot be hooked; give the nn.Module itself (torch.save(model)) "
                              "or a torchvision name with --weights")
-        self.model = model.eval()
-        self.input_shape = input_shape
         example = torch.zeros(1, *input_shape)
         if target_layer is None:
             target_layer = locate_target_layer(model, example)
@@ -102,8 +140,8 @@ class HookedModel:
         if target_layer not in modules or not target_layer:
             names = [r.name for r in spatial_layers(model, example) if not r.pools][-8:]
             raise ModelError(f"no layer named '{target_layer}'; candidates: {', '.join(names)}")
+        super().__init__(model, input_shape)
         self.layer_name = target_layer
-        self.activation: torch.Tensor | None = None
         self._open_graph = False
         self._replacement: torch.Tensor | None = None
         self._calls = 0
@@ -112,7 +150,7 @@ class HookedModel:
         self._frozen_head: torch.jit.ScriptModule | None = None
         self._frozen_shape: tuple[int, ...] = ()
         self._frozen_activation_shape: tuple[int, ...] = ()
-        self._handle = modules[target_layer].register_forward_hook(self._hook)
+        self.hook(modules[target_layer])
 
     def _hook(self, _module: nn.Module, _inputs: tuple, output: torch.Tensor) -> torch.Tensor | None:
         self._calls += 1
@@ -258,49 +296,24 @@ class HookedModel:
         """(h, w) of the maps made from `activation` (B, C, h, w)."""
         return activation.shape[2], activation.shape[3]
 
-    def close(self) -> None:
-        """Remove the hook and drop the kept activation."""
-        self._handle.remove()
-        self.activation = None
-
-    def __enter__(self) -> HookedModel:
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.close()
-
-
-@dataclass
-class Explanation:
-    """A batch explained: target class, its softmax score and a [0, 1] map per sample.
-
-    `cams` is a view of the method's reused buffer: it is overwritten by the next call of the same shape.
-    """
-
-    class_ids: torch.Tensor  # (B,) int64
-    scores: torch.Tensor  # (B,) float32
-    cams: torch.Tensor  # (B, h, w) float32
-    logits: torch.Tensor  # (B, classes)
-
 
 class CamMethod:
     """Base class: a map per sample from the target activation A (B, C, h, w).
 
     The default map is relu(sum_k w_k A_k) / max with channel weights w (B, C) from
     `channel_weights`; subclasses override that, or `compute_maps` for maps of another kind.
-    `model_kind` names the hooked model the method works on ("cnn": `HookedModel`, "vit": the
-    token-hooked model of `camstream.stream.explain.vit`).
+    `model_kind` names the hooked model the method works on (CNN: `HookedModel`, VIT: the
+    token-hooked model of `camstream.explain.vit`).
     """
 
     name: ClassVar[str]
     needs_gradient: ClassVar[bool] = False
-    model_kind: ClassVar[str] = "cnn"
+    model_kind: ClassVar[ModelKind] = ModelKind.CNN
 
     def __init__(self, hooked: HookedModel) -> None:
         self.hooked = hooked
         self._buffers: dict[tuple[int, int, int], torch.Tensor] = {}
         self.forward_ms = 0.0  # time of the last call's forward pass
-        self.maps_ms = 0.0  # time of the rest: gradients and maps
 
     def buffer(self, batch: int, height: int, width: int) -> torch.Tensor:
         """The preallocated (batch, height, width) map buffer, made on first use of that shape."""
@@ -336,8 +349,7 @@ class CamMethod:
                 logits = logits.detach()
                 scores = torch.softmax(logits, 1).gather(1, targets[:, None])[:, 0]
         self.forward_ms = (forwarded - began) * 1e3
-        self.maps_ms = (time.perf_counter() - forwarded) * 1e3
-        return Explanation(targets, scores, out, logits)
+        return Explanation(self.model_kind, self.name, targets, scores, out, logits)
 
     def channel_weights(self, activation: torch.Tensor, gradient: torch.Tensor | None,
                         targets: torch.Tensor) -> torch.Tensor:

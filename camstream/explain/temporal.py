@@ -5,18 +5,18 @@ Example::
 
     model = ClipClassifier(encoder, feature_dim=16, classes=2)       # encoder: (N, C, H, W) → (N, 16)
     steps = StepOcclusion()(model, clips)                            # clips (B, T, C, H, W)
-    steps.importance                                                 # (B, T), each scaled to max 1
+    steps.maps                                                       # (B, T), each scaled to max 1
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
 from torch import nn
 
 from camstream.errors import ModelError
+from camstream.explain.result import Explanation, ModelKind, evaluation_mode
 
 
 class ClipClassifier(nn.Module):
@@ -49,16 +49,6 @@ class ClipClassifier(nn.Module):
         return self.classify(self.features(clips))
 
 
-@dataclass
-class StepExplanation:
-    """A batch of clips explained: target class, its softmax score and an importance in [0, 1] per step."""
-
-    class_ids: torch.Tensor  # (B,)
-    scores: torch.Tensor  # (B,)
-    importance: torch.Tensor  # (B, T)
-    logits: torch.Tensor  # (B, classes)
-
-
 class StepMethod:
     """Base class: importance per time step of a `ClipClassifier`-like model (`features` + `classify`).
 
@@ -67,16 +57,17 @@ class StepMethod:
     """
 
     name: ClassVar[str]
+    model_kind: ClassVar[ModelKind] = ModelKind.TEMPORAL
 
     def __call__(self, model: nn.Module, clips: torch.Tensor,
-                 class_ids: torch.Tensor | int | None = None) -> StepExplanation:
+                 class_ids: torch.Tensor | int | None = None) -> Explanation:
+        """`maps` (B, T): each clip's step importance."""
         require_clip_model(model)
-        model.eval()
-        with torch.inference_mode(False), torch.no_grad():
+        with evaluation_mode(model), torch.inference_mode(False), torch.no_grad():
             return self.explain_features(model, model.features(clips), class_ids)
 
     def explain_features(self, model: nn.Module, features: torch.Tensor,
-                         class_ids: torch.Tensor | int | None = None) -> StepExplanation:
+                         class_ids: torch.Tensor | int | None = None) -> Explanation:
         """The same from per-step features (B, T, F) already computed (the streaming pipeline keeps them)."""
         with torch.inference_mode(False), torch.no_grad():
             features = features.clone() if features.is_inference() else features
@@ -85,7 +76,7 @@ class StepMethod:
             importance = self.step_scores(model, features, targets).clamp_min(0.0)
             importance /= importance.amax(1, keepdim=True).clamp_min(1e-12)
             scores = torch.softmax(logits, 1).gather(1, targets[:, None])[:, 0]
-        return StepExplanation(targets, scores, importance, logits)
+        return Explanation(self.model_kind, self.name, targets, scores, importance, logits)
 
     def step_scores(self, model: nn.Module, features: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Raw importance (B, T) from the per-step features (B, T, F)."""
@@ -129,7 +120,6 @@ def require_clip_model(model: nn.Module) -> None:
     for part in ("features", "classify"):
         if not callable(getattr(model, part, None)):
             raise ModelError(f"time-step methods need a model with features(clips) and classify(features) "
-                             f"(see camstream.temporal.ClipClassifier); this one has no '{part}'")
+                             f"(see camstream.explain.temporal.ClipClassifier); this one has no '{part}'")
 
 
-STEP_METHODS: dict[str, type[StepMethod]] = {m.name: m for m in (StepOcclusion, StepGradient)}

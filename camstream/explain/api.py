@@ -1,0 +1,89 @@
+"""`explain(model, inputs)`: one entry point for every model kind, one result type, the same thresholds.
+
+The kind is read off the model and the inputs:
+
+- graph: inputs are (x, edge_index) with edge_index a (2, E) integer tensor, or a PyTorch Geometric
+  `Data` (anything with `.x` and `.edge_index`) → `camstream.explain.graph`;
+- temporal: clips (B, T, C, H, W) and a recurrent layer (GRU / LSTM / RNN) in the model → `camstream.explain.temporal`;
+- vit: images (B, C, H, W) and a patch embedding + token blocks (`find_token_layout`) → rollout / ViT Recipro-CAM;
+- cnn: images (B, C, H, W) and a layer with a spatial feature map → Grad-CAM and the other CAM methods.
+
+Example::
+
+    found = explain(model, images, threshold="10")
+    found.maps            # (B, h, w) for images, (B, T) for clips, (1, N) for a graph
+    found.kept            # the same shape, True where the top 10 % is kept
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from camstream.errors import ModelError
+from camstream.explain.base import spatial_layers
+from camstream.explain.registry import DEFAULT_METHOD, REGISTRY, hook_model, make_method, methods_for
+from camstream.explain.result import Explanation, ModelKind
+from camstream.explain.vit import find_token_layout
+from camstream.kernels import ThresholdSpec, parse_threshold
+
+
+def graph_inputs(inputs) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(x, edge_index) from an (x, edge_index) pair or a PyTorch Geometric `Data`-like object, else None."""
+    if hasattr(inputs, "x") and hasattr(inputs, "edge_index"):
+        return inputs.x, inputs.edge_index
+    if isinstance(inputs, (tuple, list)) and len(inputs) == 2:
+        return inputs[0], inputs[1]
+    return None
+
+
+def model_kind(model: nn.Module, inputs) -> ModelKind:
+    """The kind of `model` fed `inputs`; a ModelError naming what it looked for."""
+    pair = graph_inputs(inputs)
+    if pair is not None or isinstance(inputs, (tuple, list)):
+        edge_index = None if pair is None else pair[1]
+        if (isinstance(edge_index, torch.Tensor) and edge_index.dim() == 2 and edge_index.shape[0] == 2
+                and not edge_index.is_floating_point()):
+            return ModelKind.GRAPH
+        raise ModelError("explain(): a pair of inputs (or a graph object with .x and .edge_index) is read as a "
+                         "graph (x, edge_index) with edge_index a (2, E) integer tensor; this one is not")
+    if not isinstance(inputs, torch.Tensor):
+        raise ModelError(f"explain(): inputs must be a tensor or an (x, edge_index) pair, got {type(inputs).__name__}")
+    recurrent = any(isinstance(m, nn.RNNBase) for m in model.modules())
+    if inputs.dim() == 5 and recurrent:
+        return ModelKind.TEMPORAL
+    if inputs.dim() == 4 and not recurrent:
+        shape = tuple(inputs.shape[1:])
+        if find_token_layout(model, shape) is not None:
+            return ModelKind.VIT
+        if any(not r.pools for r in spatial_layers(model, torch.zeros(1, *shape))):
+            return ModelKind.CNN
+    raise ModelError(f"explain(): cannot tell what kind of model this is for inputs {tuple(inputs.shape)}: looked "
+                     "for a graph ((x, edge_index) inputs), a recurrent layer (GRU/LSTM/RNN) with (B, T, C, H, W) "
+                     "clips, a vision transformer (patch embedding + token blocks) or a CNN (a layer with a spatial "
+                     "feature map) with (B, C, H, W) images")
+
+
+def explain(model: nn.Module, inputs, method: str | None = None, threshold: str | ThresholdSpec = "dynamic",
+            class_ids: torch.Tensor | int | None = None, layer: str | None = None) -> Explanation:
+    """Explain `model` on `inputs` with the method fitting its kind (`DEFAULT_METHOD`, or `method`),
+    thresholded by `threshold` ("dynamic", "none", a keep-percentage like "10", or a ThresholdSpec).
+
+    The model is left in the mode it came in (a training model stays training) and gets no `.grad`.
+    """
+    kind = model_kind(model, inputs)
+    method = method or DEFAULT_METHOD[kind]
+    if method not in REGISTRY[kind]:
+        raise ModelError(f"explain(): method '{method}' does not explain {kind} models; choose from "
+                         f"{', '.join(methods_for(kind))}")
+    spec = threshold if isinstance(threshold, ThresholdSpec) else parse_threshold(str(threshold))
+    if kind == ModelKind.GRAPH:
+        x, edge_index = graph_inputs(inputs)
+        found = REGISTRY[kind][method]()(model, x, edge_index, class_ids)
+    elif kind == ModelKind.TEMPORAL:
+        found = REGISTRY[kind][method]()(model, inputs, class_ids)
+    else:
+        with hook_model(model, tuple(inputs.shape[1:]), layer) as hooked:
+            found = make_method(method, hooked)(inputs, class_ids)
+            return found.threshold(spec)  # copies the maps out of the method's reused buffer
+    return found.threshold(spec)

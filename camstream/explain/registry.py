@@ -1,0 +1,55 @@
+"""The one registry: every method by model kind, each kind's default, and the hooked model that fits a network."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from camstream.errors import ModelError
+from camstream.explain.base import CamMethod, HookedModel, HookedNetwork
+from camstream.explain.cnn import Cam, GradCam, GradCamPlusPlus, ReciproCam
+from camstream.explain.graph import GraphGradient, GraphMethod
+from camstream.explain.result import ModelKind
+from camstream.explain.temporal import StepGradient, StepMethod, StepOcclusion
+from camstream.explain.vit import TokenHookedModel, VitReciproCam, VitRollout, find_token_layout
+
+Method = type[CamMethod] | type[StepMethod] | type[GraphMethod]
+
+REGISTRY: dict[ModelKind, dict[str, Method]] = {
+    ModelKind.CNN: {m.name: m for m in (GradCam, GradCamPlusPlus, Cam, ReciproCam)},
+    ModelKind.VIT: {m.name: m for m in (VitReciproCam, VitRollout)},
+    ModelKind.TEMPORAL: {m.name: m for m in (StepOcclusion, StepGradient)},
+    ModelKind.GRAPH: {m.name: m for m in (GraphGradient,)},
+}
+DEFAULT_METHOD: dict[ModelKind, str] = {kind: next(iter(methods)) for kind, methods in REGISTRY.items()}
+
+# The image methods: the ones a hooked model (CNN or ViT) runs, and so the ones a video stream can use.
+CAM_METHODS: dict[str, type[CamMethod]] = {**REGISTRY[ModelKind.CNN], **REGISTRY[ModelKind.VIT]}  # type: ignore[dict-item]
+
+
+def methods_for(kind: ModelKind) -> list[str]:
+    """The names of the methods that explain models of `kind`, the default first."""
+    return list(REGISTRY[ModelKind(kind)])
+
+
+def hook_model(model: nn.Module, input_shape: tuple[int, int, int] = (3, 224, 224),
+               target_layer: str | None = None) -> HookedNetwork:
+    """A `TokenHookedModel` for a vision transformer, else a `HookedModel` (CNN)."""
+    if isinstance(model, torch.jit.ScriptModule):
+        return HookedModel(model, input_shape, target_layer)  # raises its own clear error
+    layout = find_token_layout(model, input_shape)
+    if layout is not None:
+        return TokenHookedModel(model, input_shape, target_layer, layout)
+    return HookedModel(model, input_shape, target_layer)
+
+
+def make_method(name: str | None, hooked: HookedNetwork) -> CamMethod:
+    """The image method called `name` (see `CAM_METHODS`) on `hooked`; None: the default for its kind."""
+    name = name or DEFAULT_METHOD[hooked.kind]
+    if name not in CAM_METHODS:
+        raise ModelError(f"unknown method '{name}' (choose from {', '.join(CAM_METHODS)})")
+    method = CAM_METHODS[name]
+    if method.model_kind != hooked.kind:
+        raise ModelError(f"method '{name}' explains {method.model_kind.value.upper()} models and this model is a "
+                         f"{hooked.kind.value.upper()}: choose from {', '.join(methods_for(hooked.kind))}")
+    return method(hooked)

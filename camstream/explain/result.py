@@ -1,0 +1,83 @@
+"""What every explanation method returns, and the model kinds methods are made for.
+
+One result type for every kind: image cells (CNN, ViT), time steps (temporal) and graph nodes (graph) are all
+`maps`, scaled to [0, 1] per sample; a graph also has `edge_maps`. `threshold` adds what a threshold keeps,
+by the rule the overlay kernels draw with (value > threshold).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from enum import Enum
+
+import numpy as np
+import torch
+from torch import nn
+
+from camstream.kernels import ThresholdSpec, threshold_value
+
+
+class ModelKind(str, Enum):
+    """The kinds of model camstream explains; each method is made for exactly one."""
+
+    CNN = "cnn"
+    VIT = "vit"
+    TEMPORAL = "temporal"
+    GRAPH = "graph"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass
+class Explanation:
+    """A batch explained: the target class of each sample, its softmax score and a map per sample.
+
+    `maps` is (B, h, w) over image cells (cnn, vit), (B, T) over time steps (temporal), (1, N) over nodes
+    (graph, with `edge_maps` (1, E)); each scaled to [0, 1]. For CNN and ViT methods `maps` is a view of the
+    method's reused buffer: the next call of the same shape overwrites it (`clone()` to keep it).
+    `kept` / `kept_edges` / `thresholds` are set by `threshold`.
+    """
+
+    kind: ModelKind
+    method: str
+    class_ids: torch.Tensor  # (B,) int64
+    scores: torch.Tensor  # (B,) float32
+    maps: torch.Tensor
+    logits: torch.Tensor | None = None  # (B, classes)
+    edge_maps: torch.Tensor | None = None
+    kept: np.ndarray | None = None
+    thresholds: list[float] | None = None
+    kept_edges: np.ndarray | None = None
+
+    def threshold(self, spec: ThresholdSpec) -> Explanation:
+        """A copy whose maps are detached and whose `kept` marks what `spec` keeps of each map."""
+        maps = self.maps.detach().clone()
+        kept, thresholds = _keep(maps, spec)
+        edges = None if self.edge_maps is None else self.edge_maps.detach().clone()
+        kept_edges = None if edges is None else _keep(edges, spec)[0]
+        return replace(self, maps=maps, edge_maps=edges, kept=kept, thresholds=thresholds, kept_edges=kept_edges)
+
+
+def _keep(maps: torch.Tensor, spec: ThresholdSpec) -> tuple[np.ndarray, list[float]]:
+    values = maps.float().numpy()
+    thresholds = [threshold_value(np.ascontiguousarray(one), spec) for one in values]
+    kept = np.stack([one > value for one, value in zip(values, thresholds, strict=True)])
+    return kept, thresholds
+
+
+@contextlib.contextmanager
+def evaluation_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """`model` in eval mode inside the block; every submodule's own mode restored after it, even on error.
+
+    A library never leaves a user's model changed: a model that came in training goes back training.
+    """
+    modes = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for module, training in modes:
+            module.training = training
