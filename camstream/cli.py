@@ -15,8 +15,8 @@ from camstream.errors import CamstreamError
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
-    from camstream.kernels import parse_threshold
     from camstream.explain import CAM_METHODS
+    from camstream.kernels import parse_threshold
     from camstream.models import DEFAULT_MODEL, model_names
 
     parser.add_argument("--model", default=DEFAULT_MODEL,
@@ -36,8 +36,8 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (imports torch, numba and OpenCV to list models, methods and colormaps)."""
-    from camstream.kernels.colormap import COLORMAPS
     from camstream.explain import CAM_METHODS
+    from camstream.kernels.colormap import COLORMAPS
     from camstream.models import DEFAULT_MODEL
     from camstream.stream.sinks import SINKS
 
@@ -178,8 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from camstream.explain.baselines import EXPLAINERS
     from camstream.eval.suite import EvalPlan, run_eval
+    from camstream.explain.baselines import EXPLAINERS
     from camstream.kernels import parse_threshold
     from camstream.stream.pipeline import demo_clip
 
@@ -258,24 +258,19 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from camstream.stream.pipeline import Pipeline, PipelineConfig, read_sources_file
+    from camstream.stream.config import (
+        ConfigError,
+        config_from_options,
+        flag,
+        read_sources_file,
+    )
+    from camstream.stream.pipeline import Pipeline
 
-    config = PipelineConfig(sinks=tuple(args.sink or ("file",)), out_dir=args.out, model=args.model,
-                            weights=args.weights, layer=args.layer, method=args.method, threshold=args.threshold,
-                            class_id=args.class_id, policy=args.policy, max_batch=args.max_batch,
-                            max_wait_ms=args.max_wait_ms, smooth=args.smooth, reuse_cam=args.reuse_cam,
-                            target_fps=args.target_fps, max_frames=args.max_frames, max_outage_s=args.max_outage,
-                            bind=args.bind, port=args.port,
-                            token=args.token, threads=args.threads, alpha=args.alpha, colormap=args.colormap,
-                            hud=args.hud, freeze=args.freeze, clip_model=args.clip_model,
-                            clip_steps=args.clip_steps, clip_method=args.clip_method)
     sources = tuple(args.source or ()) + (read_sources_file(args.sources) if args.sources else ())
-    if len(sources) == 1:
-        config.source = sources[0]
-    elif sources:
-        config.sources = sources
-    if not 0.0 <= args.smooth < 1.0:
-        raise CamstreamError("--smooth must be in [0, 1)")
+    try:
+        config = config_from_options(args, sources)
+    except ConfigError as exc:
+        raise CamstreamError(f"{flag(exc.field)} {exc.problem}") from None
     pipeline = Pipeline(config)
     for signum in (signal.SIGINT, signal.SIGTERM):  # from now on a stop goes through every stage in order
         signal.signal(signum, lambda *_args: pipeline.interrupt())
@@ -312,8 +307,8 @@ def _progress_printer():
 
 
 def _print_summary(report: dict, report_path: str) -> None:
-    if "streams" in report:
-        total = report["total"]
+    total, interrupted = report["total"], " (interrupted)" if report["interrupted"] else ""
+    if total["streams"] > 1:
         for index, stream in enumerate(report["streams"]):
             failed = f", error: {stream['error']}" if stream["error"] else ""
             print(f"stream {index} ({stream['source']['name']}): {stream['frames_out']} of {stream['frames_in']} "
@@ -321,16 +316,17 @@ def _print_summary(report: dict, report_path: str) -> None:
                   f"{stream['latency_ms']['p95']:.0f} ms{failed} → {stream['out_dir']}")
         print(f"{total['streams']} streams: {total['frames_out']} frames out in {total['elapsed_s']:.1f} s, "
               f"{total['fps']:.1f} fps in all, mean batch {total['mean_batch']:.2f}; peak RSS "
-              f"{total['rss_peak_mb']:.0f} MB{' (interrupted)' if report['interrupted'] else ''}")
+              f"{total['rss_peak_mb']:.0f} MB{interrupted}")
         print(f"report: {report_path}")
         return
-    stages = ", ".join(f"{name} {values['p50_ms']:.1f}" for name, values in report["stages"].items()
+    stream = report["streams"][0]
+    stages = ", ".join(f"{name} {values['p50_ms']:.1f}" for name, values in stream["stages"].items()
                        if values["count"])
-    print(f"{report['frames_out']} of {report['frames_in']} frames out, {report['dropped']} dropped, "
-          f"{report['fps']:.1f} fps{' (interrupted)' if report['interrupted'] else ''}")
-    print(f"p50 ms per frame: {stages}; end-to-end p50 {report['latency_ms']['p50']:.1f} / p95 "
-          f"{report['latency_ms']['p95']:.1f} ms; peak RSS {report['rss_peak_mb']:.0f} MB")
-    for sink in report["sinks"]:
+    print(f"{stream['frames_out']} of {stream['frames_in']} frames out, {stream['dropped']} dropped, "
+          f"{stream['fps']:.1f} fps{interrupted}")
+    print(f"p50 ms per frame: {stages}; end-to-end p50 {stream['latency_ms']['p50']:.1f} / p95 "
+          f"{stream['latency_ms']['p95']:.1f} ms; peak RSS {stream['rss_peak_mb']:.0f} MB")
+    for sink in stream["sinks"]:
         if sink["type"] == "file":
             print(f"video: {sink['path']}")
     print(f"report: {report_path}")

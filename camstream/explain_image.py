@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 
 from camstream.errors import InputError
-from camstream.kernels import ThresholdSpec
 from camstream.explain import hook_model, make_method
+from camstream.kernels import ThresholdSpec
 from camstream.models import load_model
 from camstream.preprocess import Preprocessor
 from camstream.stream.render import HeatmapPainter

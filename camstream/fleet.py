@@ -8,13 +8,13 @@ each writes what it has rendered so far, and the fleet report is still written.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from camstream.errors import CamstreamError
+from camstream.report_file import write_json_atomic
 from camstream.stream.pipeline import Pipeline, PipelineConfig, stream_folder_name
 
 STOP_GRACE_S = 60.0  # after Ctrl-C, how long the driver waits for the actors' final reports
@@ -80,19 +80,19 @@ def _import_ray():
 
 def _stream_entries(group: list[tuple[int, str]], actor: int, out_dir: str, report: dict) -> list[dict]:
     """One summary line per stream of an actor's report (or its error)."""
-    if report.get("build_failed") or ("frames_out" not in report and "streams" not in report):
+    if report.get("build_failed") or "streams" not in report:
         return [{"stream": number, "source": source, "actor": actor, "error": report.get("error", "no report"),
                  "frames_in": 0, "frames_out": 0, "dropped": 0, "fps": 0.0, "latency_p95_ms": None,
                  "out_dir": out_dir} for number, source in group]
-    reports = report["streams"] if "streams" in report else [report]
+    reports = report["streams"]
     entries = []
     for (number, source), stream in zip(group, reports):
         entries.append({"stream": number, "source": source, "actor": actor,
-                        "error": stream.get("error") or (report.get("error") if len(reports) == 1 else None),
+                        "error": stream["error"] or (report.get("error") if len(reports) == 1 else None),
                         "frames_in": stream["frames_in"], "frames_out": stream["frames_out"],
                         "dropped": stream["dropped"], "fps": stream["fps"],
                         "latency_p95_ms": stream["latency_ms"]["p95"],
-                        "out_dir": stream.get("out_dir", out_dir)})
+                        "out_dir": stream["out_dir"]})
     return entries
 
 
@@ -168,8 +168,5 @@ def run_fleet(config: FleetConfig, progress: Callable[[str], None] = print) -> d
                "elapsed_s": round(elapsed, 3), "interrupted": interrupted}
     fleet = {"address": config.address or "local", "summary": summary, "streams": streams,
              "reports": {str(index): report for index, report in reports.items()}}
-    path = os.path.join(config.out_dir, "fleet.json")
-    with open(path + ".tmp", "w") as handle:
-        json.dump(fleet, handle, indent=2)
-    os.replace(path + ".tmp", path)
+    write_json_atomic(os.path.join(config.out_dir, "fleet.json"), fleet)
     return fleet

@@ -12,7 +12,7 @@ import pytest
 
 from camstream.bench.clips import count_frames
 
-from .cli import assert_one_line_error, camstream
+from .cli import assert_one_line_error, camstream, one_stream
 
 
 def write_video(path, codec: str, pix_fmt: str, size: tuple[int, int], frames: int, grey: bool = False) -> str:
@@ -78,7 +78,7 @@ def test_awkward_but_valid_videos_are_processed_frame_for_frame(tmp_path, name):
     frames = count_frames(source)
     result = camstream("run", "--source", source, "--out", tmp_path / "out", "--quiet")
     assert result.returncode == 0, result.stderr
-    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    report = one_stream(json.loads((tmp_path / "out" / "report.json").read_text()))
     assert report["frames_in"] == report["frames_out"] == frames
     assert count_frames(str(tmp_path / "out" / "overlay.mp4")) == frames
 

@@ -18,7 +18,12 @@ from camstream.eval import (
     Precision,
     Recall,
 )
-from camstream.eval.faithfulness import Adcc, DeletionCorrelation, InsertionCorrelation, row_correlation
+from camstream.eval.faithfulness import (
+    Adcc,
+    DeletionCorrelation,
+    InsertionCorrelation,
+    row_correlation,
+)
 from camstream.eval.localisation import precision_recall_curve
 from camstream.eval.metric import top_fraction_masks
 from camstream.eval.robustness import MaxSensitivity, TemporalStability

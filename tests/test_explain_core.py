@@ -8,7 +8,14 @@ import pytest
 import torch
 
 from camstream.errors import ModelError
-from camstream.explain import REGISTRY, GradCam, ModelKind, HookedModel, locate_target_layer, make_method
+from camstream.explain import (
+    REGISTRY,
+    GradCam,
+    HookedModel,
+    ModelKind,
+    locate_target_layer,
+    make_method,
+)
 from camstream.explain.cnn import gaussian_cell_masks
 
 from .conftest import random_weights_model, to_batch

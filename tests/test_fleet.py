@@ -15,7 +15,7 @@ import pytest
 from camstream.bench.clips import count_frames
 from camstream.stream.pipeline import stream_folder_name
 
-from .cli import camstream
+from .cli import camstream, one_stream
 from .conftest import shared_file
 
 pytest.importorskip("ray", reason="ray (the fleet extra, in the test extra) runs the fleet")
@@ -39,7 +39,7 @@ def test_fleet_of_two_streams_reports_both_and_survives_a_dead_source(tmp_path, 
         assert stream["fps"] > 0 and stream["latency_p95_ms"] > 0
         folder = out / stream_folder_name(number, str(clip))
         assert count_frames(str(folder / "overlay.mp4")) == 40
-        assert json.loads((folder / "report.json").read_text())["frames_out"] == 40
+        assert one_stream(json.loads((folder / "report.json").read_text()))["frames_out"] == 40
         assert fleet["reports"][str(number)]["frames_out"] == 40  # the actor's own report came back whole
     assert fleet["summary"]["frames_out"] == 80
     assert fleet["summary"]["total_fps"] == pytest.approx(streams[0]["fps"] + streams[2]["fps"], rel=1e-3)
@@ -63,7 +63,7 @@ def test_ctrl_c_stops_every_actor_in_order_and_keeps_their_output(tmp_path, dash
     fleet = json.loads((out / "fleet.json").read_text())
     assert fleet["summary"]["interrupted"] is True and fleet["summary"]["failed_streams"] == []
     for stream in fleet["streams"]:
-        report = json.loads((tmp_path / "fleet" / pathlib.Path(stream["out_dir"]).name / "report.json").read_text())
+        report = one_stream(json.loads((tmp_path / "fleet" / pathlib.Path(stream["out_dir"]).name / "report.json").read_text()))
         assert report["interrupted"] is True
         assert count_frames(stream["out_dir"] + "/overlay.mp4") == report["frames_out"]  # playable, nothing lost
     assert fleet["streams"][0]["frames_out"] < count_frames(str(dashcam_clip))  # it really stopped early

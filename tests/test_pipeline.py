@@ -14,7 +14,7 @@ import pytest
 from camstream.bench.clips import count_frames, derive_clip
 from camstream.stream.pipeline import Pipeline, PipelineConfig
 
-from .cli import camstream
+from .cli import camstream, one_stream
 
 STAGE_KEYS = {"decode", "preprocess", "inference", "cam", "clip", "render", "sink"}
 
@@ -31,7 +31,7 @@ def test_file_run_keeps_every_frame_with_source_timing(tmp_path, dashcam_clip):
     video = out / "overlay.mp4"
     assert count_frames(str(video)) == count_frames(str(dashcam_clip)) == 221
     assert frame_times(video) == pytest.approx(frame_times(dashcam_clip), abs=1e-3)
-    report = json.loads((out / "report.json").read_text())
+    report = one_stream(json.loads((out / "report.json").read_text()))
     assert report["frames_in"] == report["frames_out"] == 221 and report["dropped"] == 0
     assert report["out_of_order"] == 0 and report["sequence_gaps"] == 0  # checked by sequence number
     assert report["interrupted"] is False and report["error"] is None
@@ -48,7 +48,7 @@ def test_default_command_runs_the_bundled_demo_clip(tmp_path):
     result = camstream(cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert count_frames(str(tmp_path / "camstream-out" / "overlay.mp4")) == 250
-    report = json.loads((tmp_path / "camstream-out" / "report.json").read_text())
+    report = one_stream(json.loads((tmp_path / "camstream-out" / "report.json").read_text()))
     assert report["model"] == "efficientnet_lite0" and report["method"] == "gradcam"
     assert report["frames_out"] == 250
 
@@ -70,7 +70,7 @@ def test_live_policy_drops_when_behind_and_keeps_order(tmp_path, dashcam_clip):
     config = PipelineConfig(source=str(dashcam_clip), sinks=("null",), out_dir=str(tmp_path), policy="live",
                             realtime=False, max_batch=2)
     pipeline = Pipeline(config)
-    report = pipeline.run()
+    report = one_stream(pipeline.run())
     assert report["frames_in"] == 221
     assert report["dropped"] > 0  # decoding runs far ahead of inference
     assert report["frames_out"] + report["dropped"] == report["frames_in"]
@@ -81,7 +81,7 @@ def test_live_policy_drops_when_behind_and_keeps_order(tmp_path, dashcam_clip):
 def test_reuse_cam_renders_every_frame_and_explains_fewer(tmp_path, demo_clip):
     config = PipelineConfig(source=str(demo_clip), sinks=("null",), out_dir=str(tmp_path), reuse_cam=True,
                             max_batch=4, max_frames=80)
-    report = Pipeline(config).run()
+    report = one_stream(Pipeline(config).run())
     assert report["frames_out"] == report["frames_in"] == 80
     assert 0 < report["frames_explained"] < 80
 
@@ -131,7 +131,7 @@ def test_mjpeg_endpoint_serves_decodable_frames_over_loopback(tmp_path, demo_cli
         pipeline.request_stop()
         runner.join(5)
     assert not runner.is_alive()
-    assert pipeline.report["frames_out"] >= 2
+    assert one_stream(pipeline.report)["frames_out"] >= 2
 
 
 def test_mjpeg_server_survives_malformed_requests(tmp_path, demo_clip):
@@ -171,7 +171,7 @@ def test_soak_2000_frames_rss_growth_below_2_percent(tmp_path, long_clip):
     out = tmp_path / "soak"
     result = camstream("run", "--source", long_clip, "--sink", "null", "--out", out, "--quiet", timeout=600)
     assert result.returncode == 0, result.stderr
-    report = json.loads((out / "report.json").read_text())
+    report = one_stream(json.loads((out / "report.json").read_text()))
     assert report["frames_out"] == 2210
     assert report["rss_growth_after_warmup_pct"] < 2.0, report
     assert report["threads_end"] <= report["threads_start"]  # every stage thread is gone

@@ -17,7 +17,7 @@ def write(ring: FrameRing, seq: int) -> None:
     slot = ring.acquire()
     assert slot is not None
     slot.shape_to((2, 2, 3), (1, 1, 3))
-    slot.seq = seq
+    slot.meta.seq = seq
     ring.publish(slot)
 
 
@@ -26,7 +26,7 @@ def test_ring_drops_oldest_unread_when_full_in_live_mode():
     for seq in range(10):
         write(ring, seq)  # never blocks
     assert ring.dropped == 6
-    assert [slot.seq for slot in ring.take(10)] == [6, 7, 8, 9]
+    assert [slot.meta.seq for slot in ring.take(10)] == [6, 7, 8, 9]
 
 
 def test_ring_writer_waits_in_lossless_mode_and_nothing_is_lost():
@@ -36,7 +36,7 @@ def test_ring_writer_waits_in_lossless_mode_and_nothing_is_lost():
     def reader():
         while batch := ring.take(2, 0.01):
             for slot in batch:
-                seen.append(slot.seq)
+                seen.append(slot.meta.seq)
                 ring.release(slot)
 
     thread = threading.Thread(target=reader)
@@ -54,9 +54,9 @@ def test_take_batches_up_to_max_and_returns_empty_after_close():
     ring = FrameRing(8, "lossless")
     for seq in range(5):
         write(ring, seq)
-    assert [s.seq for s in ring.take(3)] == [0, 1, 2]
+    assert [s.meta.seq for s in ring.take(3)] == [0, 1, 2]
     ring.close()
-    assert [s.seq for s in ring.take(3)] == [3, 4]
+    assert [s.meta.seq for s in ring.take(3)] == [3, 4]
     assert ring.take(3) == []
 
 
@@ -83,7 +83,7 @@ def test_live_policy_with_slow_consumer_keeps_memory_bounded_and_counts_drops(da
     capture.start()
     while batch := ring.take(2, 0.0):
         for slot in batch:
-            consumed.append(slot.seq)
+            consumed.append(slot.meta.seq)
             time.sleep(0.02)  # the slow consumer under test, not a wait for a condition
             ring.release(slot)
         rss_samples.append(telemetry.rss_mb())
@@ -109,8 +109,8 @@ def test_lossless_capture_delivers_every_frame_in_order(dashcam_clip):
     seqs, stamps = [], []
     while batch := ring.take(3, 0.0):
         for slot in batch:
-            seqs.append(slot.seq)
-            stamps.append(slot.time_s)
+            seqs.append(slot.meta.seq)
+            stamps.append(slot.meta.time_s)
             assert slot.model_input.shape == (224, 224, 3)
             ring.release(slot)
     capture.join(5)
@@ -133,13 +133,13 @@ def test_fair_reader_fills_batches_round_robin_and_never_starves_a_slow_stream()
     write(rings[2], 0)  # a slow one with a single frame
     reader = FairReader(rings)
     first = reader.take(2)
-    assert [(s.stream, s.seq) for s in first] == [(0, 0), (2, 0)]  # the slow stream is in the first batch
+    assert [(s.stream, s.meta.seq) for s in first] == [(0, 0), (2, 0)]  # the slow stream is in the first batch
     write(rings[1], 0)
     second = reader.take(2)
-    assert [(s.stream, s.seq) for s in second] == [(0, 1), (1, 0)]  # after stream 2 came stream 0, then 1
+    assert [(s.stream, s.meta.seq) for s in second] == [(0, 1), (1, 0)]  # after stream 2 came stream 0, then 1
     assert reader.max_skipped == [0, 0, 0]
     rest = reader.take(8)
-    assert [(s.stream, s.seq) for s in rest] == [(0, 2), (0, 3), (0, 4), (0, 5)]  # order kept in a stream
+    assert [(s.stream, s.meta.seq) for s in rest] == [(0, 2), (0, 3), (0, 4), (0, 5)]  # order kept in a stream
     assert reader.taken == [6, 1, 1]
 
 
@@ -175,4 +175,4 @@ def test_fair_reader_wakes_when_another_thread_publishes():
     taker.start()
     write(rings[1], 7)
     taker.join(5)
-    assert not taker.is_alive() and [(s.stream, s.seq) for s in got] == [(1, 7)]
+    assert not taker.is_alive() and [(s.stream, s.meta.seq) for s in got] == [(1, 7)]

@@ -18,6 +18,8 @@ import pytest
 
 from camstream.stream.pipeline import Pipeline, PipelineConfig
 
+from .cli import one_stream
+
 SERVER = Path(__file__).with_name("rtsp_server.py")
 SYSTEM_PYTHON = "/usr/bin/python3"
 
@@ -92,7 +94,7 @@ def test_rtsp_stream_is_explained_live(tmp_path, server):
     config = PipelineConfig(source=server.url, sinks=("null",), out_dir=str(tmp_path), max_frames=60)
     pipeline, runner = start_pipeline(config)
     runner.join(60)
-    report = pipeline.report
+    report = one_stream(pipeline.report)
     assert pipeline.policy == "live" and report["source"]["live"]
     assert report["frames_in"] == 60 and report["frames_out"] + report["dropped"] == 60
     assert report["reconnects"] == 0 and report["error"] is None
@@ -118,7 +120,7 @@ def test_capture_reconnects_after_the_server_dies_and_the_file_stays_playable(tm
         first.kill()
         if second is not None:
             second.kill()
-    report = pipeline.report
+    report = one_stream(pipeline.report)
     assert not runner.is_alive()
     assert report["reconnects"] >= 1 and report["outage_s"] >= 1.0
     with av.open(str(tmp_path / "overlay.mp4")) as video:
@@ -144,7 +146,7 @@ def test_max_outage_ends_the_run_cleanly(tmp_path, server):
     errors = [line for line in lines if line.startswith("camstream: error:")]
     assert len(errors) == 1 and "--max-outage 2" in errors[0]
     assert not any("Traceback" in line for line in lines)
-    report = json.loads((out / "report.json").read_text())
+    report = one_stream(json.loads((out / "report.json").read_text()))
     assert report["outage_s"] >= 2.0 and report["frames_out"] > 0
     with av.open(str(out / "overlay.mp4")) as video:
         assert sum(1 for _ in video.decode(video=0)) == report["frames_out"]
@@ -164,7 +166,7 @@ def test_credentials_never_reach_logs_or_report(tmp_path, dashcam_clip):
         secured.kill()
     assert good.returncode == 0, good.stderr
     report_text = (tmp_path / "ok" / "report.json").read_text()
-    assert json.loads(report_text)["frames_in"] == 10
+    assert one_stream(json.loads(report_text))["frames_in"] == 10
     assert "rtsp://***@127.0.0.1" in report_text
     for text in (report_text, good.stdout, good.stderr, bad.stdout, bad.stderr):
         assert "hunter2" not in text and "wrong-pass" not in text

@@ -13,6 +13,8 @@ import pytest
 
 from camstream.bench.clips import count_frames
 
+from .cli import one_stream
+
 
 def frames_in_status(line: str) -> int:
     """The N of a status line `frames N/M | ...`, or -1."""
@@ -36,7 +38,7 @@ def test_signal_mid_run_finalises_everything(tmp_path, dashcam_clip, signum, aft
     assert process.wait(timeout=30) == 130
     assert time.monotonic() - signalled < 10
     assert "Traceback" not in rest
-    report = json.loads((out / "report.json").read_text())
+    report = one_stream(json.loads((out / "report.json").read_text()))
     assert report["interrupted"] is True and report["stuck_threads"] == []
     assert after_frames <= report["frames_out"] < 221
     assert report["out_of_order"] == 0

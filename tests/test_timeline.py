@@ -12,11 +12,11 @@ import torch
 from torch import nn
 
 from camstream.errors import CamstreamError, ModelError
+from camstream.explain.temporal import ClipClassifier
 from camstream.kernels import colormap_lut
 from camstream.stream.timeline import ClipTracker, draw_timeline, timeline_box
-from camstream.explain.temporal import ClipClassifier
 
-from .cli import assert_one_line_error, camstream
+from .cli import assert_one_line_error, camstream, one_stream
 
 
 def rgb_encoder() -> nn.Module:
@@ -70,7 +70,7 @@ def test_run_draws_the_clip_models_timeline_into_the_video(tmp_path):
     result = camstream("run", "--clip-model", model_file, "--clip-steps", "8", "--max-frames", "12",
                        "--threshold", "25", "--out", out, "--quiet")
     assert result.returncode == 0, result.stderr
-    report = json.loads((out / "report.json").read_text())
+    report = one_stream(json.loads((out / "report.json").read_text()))
     clip = report["clip"]
     assert clip["steps"] == 8 and clip["windows_explained"] == report["total"]["batches"]
     assert report["stages"]["clip"]["count"] == 12

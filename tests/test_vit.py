@@ -16,7 +16,7 @@ from camstream.errors import ModelError
 from camstream.explain import HookedModel, TokenHookedModel, hook_model, make_method
 from camstream.explain.vit import AttentionTaps, find_token_layout
 
-from .cli import camstream
+from .cli import camstream, one_stream
 from .training import fit
 
 GRID, PATCH = 8, 4
@@ -219,7 +219,7 @@ def test_vit_streams_through_camstream_run(tmp_path):
     result = camstream("run", "--model", "vit_b_16", "--method", "vit-recipro", "--max-frames", "2",
                      "--max-batch", "2", "--threads", "2", "--out", str(out), "--quiet")
     assert result.returncode == 0, result.stderr
-    report = json.loads((out / "report.json").read_text())
+    report = one_stream(json.loads((out / "report.json").read_text()))
     assert report["method"] == "vit-recipro" and report["layer"] == "encoder.layers.encoder_layer_10"
     assert report["frames_out"] == 2 and report["frames_explained"] == 2 and report["error"] is None
     assert (out / "overlay.mp4").stat().st_size > 0

@@ -20,6 +20,8 @@ import pytest
 from camstream.bench.clips import count_frames
 from camstream.stream.sinks import opencv_gui_backend
 
+from .cli import one_stream
+
 TOOLS = ("Xvfb", "xdotool", "import")
 DEADLINE_S = 120  # model load, tracing and kernel compilation on a busy CI machine come before the first frame
 
@@ -83,7 +85,7 @@ def test_window_shows_frames_and_q_ends_the_run(tmp_path, display, demo_clip):
         process.kill()
     assert process.returncode == 0, stderr
     assert "Traceback" not in stderr
-    report = json.loads((tmp_path / "report.json").read_text())
+    report = one_stream(json.loads((tmp_path / "report.json").read_text()))
     window_sink = next(sink for sink in report["sinks"] if sink["type"] == "window")
     assert window_sink["frames_shown"] >= 1
     assert 1 <= report["frames_out"] < 250  # q stopped it before the clip's end
@@ -101,6 +103,6 @@ def test_ctrl_c_ends_a_run_with_an_open_window(tmp_path, display, demo_clip):
         process.kill()
     assert process.returncode == 130, stderr
     assert time.monotonic() - signalled < 15
-    report = json.loads((tmp_path / "report.json").read_text())
+    report = one_stream(json.loads((tmp_path / "report.json").read_text()))
     assert report["interrupted"] is True
     assert count_frames(str(tmp_path / "overlay.mp4")) == report["frames_out"]

@@ -8,7 +8,6 @@ ViTs explain one 224×224 image (random weights: speed does not depend on them),
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import warnings
 from collections.abc import Callable
@@ -18,12 +17,13 @@ import torchvision
 from torch import nn
 
 from camstream.bench.timing import interleaved_medians
-from camstream.explain.graph import GCN
 from camstream.explain import hook_model, make_method
-from camstream.models import load_model
+from camstream.explain.graph import GCN
 from camstream.explain.registry import REGISTRY
 from camstream.explain.result import ModelKind
 from camstream.explain.temporal import ClipClassifier
+from camstream.models import load_model
+from camstream.report_file import write_json_atomic
 
 
 def _bound(method: Callable, *args: object) -> Callable[[], object]:
@@ -116,8 +116,7 @@ def main() -> None:
     args = parser.parse_args()
     results = bench_extensions(args.rounds, args.quick)
     os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "extensions.json"), "w") as handle:
-        json.dump(results, handle, indent=2)
+    write_json_atomic(os.path.join(args.out, "extensions.json"), results)
     table = "\n".join(markdown(results)) + "\n"
     with open(os.path.join(args.out, "extensions.md"), "w") as handle:
         handle.write(table)

@@ -11,8 +11,8 @@ from camstream.bench.clips import derive_clip
 from camstream.bench.explainers import load_quietly, real_frames
 from camstream.bench.timing import interleaved_medians
 from camstream.explain import HookedModel
-from camstream.stream.pipeline import Pipeline, PipelineConfig
 from camstream.preprocess import Preprocessor
+from camstream.stream.pipeline import Pipeline, PipelineConfig
 
 
 def inference_ceiling_fps(model_name: str, batch: int, video: str, rounds: int = 15,
@@ -53,7 +53,8 @@ def bench_pipeline(source: str, clips_dir: str, sizes: dict[str, tuple[int, int]
             out_dir = os.path.join(clips_dir, f"run_{label}_{sink}")
             config = PipelineConfig(source=clip, sinks=(sink,), out_dir=out_dir, model=model, method=method,
                                     max_batch=max_batch)
-            report = Pipeline(config).run()
+            run = Pipeline(config).run()
+            report = run["streams"][0]
             results[f"{label}_{sink}"] = {
                 "clip": f"{width}x{height} 60 fps, {frames} frames", "sink": sink, "method": method,
                 "fps": report["fps"], "inference_ceiling_fps": round(ceiling, 2),
@@ -82,7 +83,7 @@ def bench_streams(source: str, stream_counts: tuple[int, ...] = (1, 2, 4), model
                                 max_batch=max_batch, out_dir=os.path.join(out_dir, f"{count}"))
         report = Pipeline(config).run()
         total = report["total"]
-        per_stream = [stream["fps"] for stream in report.get("streams", [report])]
+        per_stream = [stream["fps"] for stream in report["streams"]]
         results["runs"][str(count)] = {"total_fps": total["fps"], "per_stream_fps": per_stream,
                                        "fraction_of_ceiling": round(total["fps"] / ceiling, 3),
                                        "mean_batch": total["mean_batch"], "frames_out": total["frames_out"],

@@ -11,6 +11,7 @@ import os
 
 from camstream.bench.clips import derive_clip
 from camstream.bench.suite import default_footage
+from camstream.report_file import write_json_atomic
 from camstream.runtime import tune_glibc_malloc
 from camstream.stream.pipeline import Pipeline, PipelineConfig
 
@@ -20,7 +21,7 @@ def soak(frames: int, out_dir: str, width: int = 320, height: int = 180) -> dict
     source = default_footage()
     clip = os.path.join(out_dir, f"soak_{width}x{height}_{frames}.mp4")
     derive_clip(source, clip, width, height, fps=60, loops=-(-frames // 200) + 1, max_frames=frames)
-    report = Pipeline(PipelineConfig(source=clip, sinks=("null",), out_dir=out_dir)).run()
+    report = Pipeline(PipelineConfig(source=clip, sinks=("null",), out_dir=out_dir)).run()["streams"][0]
     keys = ("frames_in", "frames_out", "fps", "rss_start_mb", "rss_warm_mb", "rss_end_mb", "rss_peak_mb",
             "rss_growth_after_warmup_pct", "threads_start", "threads_end", "fds_start", "fds_end")
     return {key: report[key] for key in keys}
@@ -34,8 +35,7 @@ def main() -> None:
     tune_glibc_malloc()
     os.makedirs(args.out, exist_ok=True)
     figures = soak(args.frames, args.out)
-    with open(os.path.join(args.out, "soak.json"), "w") as handle:
-        json.dump(figures, handle, indent=2)
+    write_json_atomic(os.path.join(args.out, "soak.json"), figures)
     print(json.dumps(figures, indent=2))
 
 

@@ -6,7 +6,6 @@ drift on a shared machine, ratios hold.
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import time
@@ -21,6 +20,7 @@ from camstream.bench.extensions import markdown as extensions_markdown
 from camstream.bench.kernels import bench_kernels
 from camstream.bench.malloc_probe import compare as compare_malloc
 from camstream.bench.pipeline import bench_pipeline, bench_streams
+from camstream.report_file import write_json_atomic
 from camstream.stream.pipeline import demo_clip
 
 TARGETS = {"gradcam_ratio_to_plain_max": 1.05, "speedup_vs_pytorch_grad_cam_min": 3.0, "speedup_vs_torchcam_min": 1.2,
@@ -111,8 +111,7 @@ def run_bench(plan: BenchPlan, out_dir: str, footage: str | None = None,
     results["malloc"] = compare_malloc()
     results["targets"] = check_targets(results)
     results["elapsed_s"] = round(time.perf_counter() - started, 1)
-    with open(os.path.join(out_dir, "bench.json"), "w") as handle:
-        json.dump(results, handle, indent=2)
+    write_json_atomic(os.path.join(out_dir, "bench.json"), results)
     with open(os.path.join(out_dir, "bench.md"), "w") as handle:
         handle.write(markdown(results))
     return results

@@ -3,7 +3,6 @@ maps, with paired statistics across images. Writes eval.json, eval.md and (with 
 
 from __future__ import annotations
 
-import json
 import os
 import time
 import warnings
@@ -17,16 +16,31 @@ import torch
 from camstream.errors import CamstreamError
 from camstream.eval.boundary import BoundaryF1
 from camstream.eval.datasets import load_clip_frames, load_samples
-from camstream.explain.baselines import EvalExplainer, make_explainer
-from camstream.eval.faithfulness import (Adcc, AverageDrop, DeletionAUC, DeletionCorrelation, IncreaseInConfidence,
-                                         InsertionAUC, InsertionCorrelation)
-from camstream.eval.localisation import Dice, IoU, PointingGame, Precision, Recall, precision_recall_curve
+from camstream.eval.faithfulness import (
+    Adcc,
+    AverageDrop,
+    DeletionAUC,
+    DeletionCorrelation,
+    IncreaseInConfidence,
+    InsertionAUC,
+    InsertionCorrelation,
+)
+from camstream.eval.localisation import (
+    Dice,
+    IoU,
+    PointingGame,
+    Precision,
+    Recall,
+    precision_recall_curve,
+)
 from camstream.eval.report import markdown
 from camstream.eval.robustness import MaxSensitivity, TemporalStability
+from camstream.explain.baselines import EvalExplainer, make_explainer
 from camstream.kernels import ThresholdSpec, parse_threshold, simplify, threshold_value
+from camstream.models import load_model
+from camstream.report_file import write_json_atomic
 from camstream.runtime import release_free_memory
 from camstream.stream.infer import CamSmoother
-from camstream.models import load_model
 from camstream.stream.telemetry import RssPeak
 
 LOCALISATION = (PointingGame(), IoU(), Dice(), Precision(), Recall(), BoundaryF1())
@@ -165,8 +179,7 @@ def run_eval(data: str, out_dir: str, plan: EvalPlan | None = None,
     results["elapsed_s"] = round(time.perf_counter() - started, 1)
     os.makedirs(out_dir, exist_ok=True)
     results["plots"] = _plots(results, examples, images, out_dir) if plan.plots else []
-    with open(os.path.join(out_dir, "eval.json"), "w") as handle:
-        json.dump(results, handle, indent=2, default=_plain)
+    write_json_atomic(os.path.join(out_dir, "eval.json"), results, default=_plain)
     with open(os.path.join(out_dir, "eval.md"), "w") as handle:
         handle.write(markdown(results))
     return results

@@ -14,9 +14,21 @@ import sys
 import types
 
 from camstream.explain.api import explain, model_kind
-from camstream.explain.base import CamMethod, HookedModel, HookedNetwork, locate_target_layer
+from camstream.explain.base import (
+    CamMethod,
+    HookedModel,
+    HookedNetwork,
+    locate_target_layer,
+)
 from camstream.explain.cnn import Cam, GradCam, GradCamPlusPlus, ReciproCam
-from camstream.explain.registry import CAM_METHODS, DEFAULT_METHOD, REGISTRY, hook_model, make_method, methods_for
+from camstream.explain.registry import (
+    CAM_METHODS,
+    DEFAULT_METHOD,
+    REGISTRY,
+    hook_model,
+    make_method,
+    methods_for,
+)
 from camstream.explain.result import Explanation, ModelKind, evaluation_mode
 from camstream.explain.vit import TokenHookedModel, VitReciproCam, VitRollout
 

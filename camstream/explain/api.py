@@ -22,7 +22,13 @@ from torch import nn
 
 from camstream.errors import ModelError
 from camstream.explain.base import spatial_layers
-from camstream.explain.registry import DEFAULT_METHOD, REGISTRY, hook_model, make_method, methods_for
+from camstream.explain.registry import (
+    DEFAULT_METHOD,
+    REGISTRY,
+    hook_model,
+    make_method,
+    methods_for,
+)
 from camstream.explain.result import Explanation, ModelKind
 from camstream.explain.vit import find_token_layout
 from camstream.kernels import ThresholdSpec, parse_threshold

@@ -16,8 +16,8 @@ import torch
 from torch import nn
 
 from camstream.errors import CamstreamError, ModelError
-from camstream.kernels import upsample_bilinear
 from camstream.explain import CAM_METHODS, HookedModel, hook_model, make_method
+from camstream.kernels import upsample_bilinear
 from camstream.models import ModelSpec
 
 Predict = Callable[[torch.Tensor], torch.Tensor]  # pixels (B, 3, H, W) in [0, 1] → probabilities (B, classes)

@@ -11,7 +11,12 @@ from camstream.explain.cnn import Cam, GradCam, GradCamPlusPlus, ReciproCam
 from camstream.explain.graph import GraphGradient, GraphMethod
 from camstream.explain.result import ModelKind
 from camstream.explain.temporal import StepGradient, StepMethod, StepOcclusion
-from camstream.explain.vit import TokenHookedModel, VitReciproCam, VitRollout, find_token_layout
+from camstream.explain.vit import (
+    TokenHookedModel,
+    VitReciproCam,
+    VitRollout,
+    find_token_layout,
+)
 
 Method = type[CamMethod] | type[StepMethod] | type[GraphMethod]
 

@@ -20,9 +20,9 @@ import torch
 from torch import nn
 
 from camstream.errors import ModelError
-from camstream.explain.result import ModelKind
 from camstream.explain.base import CamMethod, HookedNetwork, scale_to_unit_range
 from camstream.explain.cnn import MaskedHeadMethod
+from camstream.explain.result import ModelKind
 
 
 @dataclass(frozen=True)

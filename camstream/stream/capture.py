@@ -18,6 +18,7 @@ from fractions import Fraction
 import numpy as np
 
 from camstream.errors import InputError
+from camstream.stream.records import SourceInfo
 from camstream.stream.ring import FrameRing
 from camstream.stream.telemetry import Telemetry
 
@@ -28,19 +29,6 @@ _CREDENTIALS = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@]*@")
 def redact(source: str) -> str:
     """`source` with any user:password in a URL replaced by ***."""
     return _CREDENTIALS.sub(r"\1***@", source)
-
-
-@dataclass
-class SourceInfo:
-    """What the sinks and the report need to know about a source."""
-
-    name: str  # credentials redacted
-    width: int
-    height: int
-    fps: float
-    time_base: Fraction
-    frames: int | None  # None when unknown (streams, cameras)
-    live: bool  # a camera or network stream, not a file
 
 
 @dataclass
@@ -325,8 +313,8 @@ class CaptureStage(threading.Thread):
                 slot.shape_to(decoded.image.shape, decoded.model_input.shape)
                 np.copyto(slot.image, decoded.image)
                 np.copyto(slot.model_input, decoded.model_input)
-                slot.seq, slot.pts, slot.time_s = seq, decoded.pts, decoded.time_s
-                slot.captured = available
+                slot.meta.seq, slot.meta.pts, slot.meta.time_s = seq, decoded.pts, decoded.time_s
+                slot.meta.captured = available
                 self.telemetry.reconnects = self.source.reconnects
                 self.telemetry.outage_s = self.source.outage_s
                 self.ring.publish(slot)

@@ -10,11 +10,10 @@ import numpy as np
 
 from camstream.explain import CamMethod
 from camstream.preprocess import Preprocessor
-from camstream.stream.ring import FairReader, FrameRing, FrameSlot
+from camstream.stream.records import END_OF_STREAM, FrameReader
+from camstream.stream.ring import FrameSlot
 from camstream.stream.telemetry import Telemetry
 from camstream.stream.timeline import ClipTracker
-
-END = None  # put on the result queue after the last frame
 
 
 class CamSmoother:
@@ -49,7 +48,7 @@ class InferenceStage(threading.Thread):
     frame and gives each stream's frames the step importance of its newest window.
     """
 
-    def __init__(self, reader: FrameRing | FairReader, results: list[queue.Queue], method: CamMethod,
+    def __init__(self, reader: FrameReader, results: list[queue.Queue[FrameSlot]], method: CamMethod,
                  preprocessor: Preprocessor, telemetries: list[Telemetry], max_batch: int = 4,
                  max_wait_ms: float = 20.0, smooth: float = 0.0, reuse_cam: bool = False,
                  class_id: int | None = None, clip_tracker: ClipTracker | None = None) -> None:
@@ -89,7 +88,7 @@ class InferenceStage(threading.Thread):
                 ring.abort()
         finally:
             for results in self.results:
-                results.put(END)
+                results.put(END_OF_STREAM)
 
     def _explain(self, slots: list[FrameSlot]) -> None:
         began = time.perf_counter()
@@ -101,12 +100,12 @@ class InferenceStage(threading.Thread):
         class_ids = explanation.class_ids.tolist()
         scores = explanation.scores.tolist()
         for index, slot in enumerate(slots):
-            cam = slot.cam_buffer(cams.shape[1:])
+            cam = slot.explained.cam_buffer(cams.shape[1:])
             np.copyto(cam, cams[index])
             self.smoothers[slot.stream](cam)
-            slot.has_cam = True
-            slot.class_id = class_ids[index]
-            slot.score = scores[index]
+            slot.explained.has_cam = True
+            slot.explained.class_id = class_ids[index]
+            slot.explained.score = scores[index]
         per_frame = 1.0 / len(slots)
         inference_ms = self.method.forward_ms * per_frame
         cam_ms = ((time.perf_counter() - began) * 1e3 - self.method.forward_ms) * per_frame
@@ -115,7 +114,7 @@ class InferenceStage(threading.Thread):
             began = time.perf_counter()
             readings = self.clip_tracker(inputs, [slot.stream for slot in slots])
             for slot in slots:
-                slot.steps = readings[slot.stream]
+                slot.explained.steps = readings[slot.stream]
             clip_ms = (time.perf_counter() - began) * 1e3 * per_frame
         self.batches += 1
         for stream in {slot.stream for slot in slots}:

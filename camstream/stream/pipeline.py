@@ -2,95 +2,34 @@
 
 from __future__ import annotations
 
-import json
 import os
-import platform
 import queue
-import sys
 import threading
 import time
-from dataclasses import dataclass, field
-from importlib import resources
 
 import numpy as np
 import torch
 
-from camstream.errors import CamstreamError
-from camstream.kernels import ThresholdSpec
-from camstream.stream.capture import CaptureStage, open_source
 from camstream.explain import hook_model, make_method
-from camstream.stream.infer import InferenceStage
-from camstream.models import DEFAULT_MODEL, load_model, load_module
+from camstream.models import ModelSpec, load_model, load_module
 from camstream.preprocess import Preprocessor
+from camstream.report_file import write_json_atomic
+from camstream.stream.capture import CaptureStage, open_source
+from camstream.stream.config import PipelineConfig, demo_clip, read_sources_file
+from camstream.stream.infer import InferenceStage
+from camstream.stream.records import FrameReader
 from camstream.stream.render import HeatmapPainter, RenderStage
-from camstream.stream.ring import FairReader, FrameRing
+from camstream.stream.report import run_report, stream_report
+from camstream.stream.ring import FairReader, FrameRing, FrameSlot
 from camstream.stream.sinks import FileSink, MjpegSink, NullSink, Sink, WindowSink
 from camstream.stream.telemetry import Telemetry
 from camstream.stream.timeline import ClipTracker
 
+__all__ = ["Pipeline", "PipelineConfig", "Stream", "demo_clip", "read_sources_file", "stream_folder_name"]
+
 JOIN_TIMEOUT_S = 2.0  # every stage is expected to stop within this after a stop request
 RENDER_GRACE_S = 10.0  # beyond that, still wait this long before giving up on finalising the sinks
 PUMP_INTERVAL_S = 0.005  # how often a GUI sink's event loop runs on the main thread
-
-
-def demo_clip() -> str:
-    """Path of the bundled demo clip (street_bikes.mp4, BSD-3-Clause, see NOTICE.street_bikes.txt)."""
-    return str(resources.files("camstream.assets") / "street_bikes.mp4")
-
-
-@dataclass
-class PipelineConfig:
-    """Everything `camstream run` can be told; the defaults are the README's first command."""
-
-    source: str = field(default_factory=demo_clip)
-    sources: tuple[str, ...] = ()  # several streams in one process (overrides `source` when given)
-    sinks: tuple[str, ...] = ("file",)
-    out_dir: str = "camstream-out"
-    model: str = DEFAULT_MODEL
-    weights: str | None = None
-    layer: str | None = None
-    method: str | None = None  # None: gradcam for CNNs, vit-recipro for vision transformers
-    threshold: ThresholdSpec = field(default_factory=lambda: ThresholdSpec(dynamic=True))
-    class_id: int | None = None
-    policy: str | None = None  # None: lossless for files, live for cameras and streams
-    realtime: bool | None = None  # None: pace a file at source speed only under the live policy
-    max_batch: int = 4
-    max_wait_ms: float = 20.0
-    slots: int | None = None
-    smooth: float = 0.0
-    reuse_cam: bool = False
-    target_fps: float = 60.0
-    max_frames: int | None = None
-    max_outage_s: float | None = None  # live sources: give up after this long without frames (None: never)
-    bind: str = "127.0.0.1"
-    port: int = 8080
-    token: str | None = None
-    threads: int | None = None
-    alpha: float = 0.45
-    colormap: str = "jet"
-    hud: bool = True
-    freeze: bool = True  # trace + freeze the model (≈1.3× faster on CPU); eager when tracing fails
-    clip_model: str | None = None  # a temporal model file: its step importance is drawn as the HUD's timeline
-    clip_steps: int = 16
-    clip_method: str = "step-occlusion"
-
-    @property
-    def all_sources(self) -> tuple[str, ...]:
-        """The sources to run, in stream order."""
-        return self.sources or (self.source,)
-
-
-def read_sources_file(path: str) -> tuple[str, ...]:
-    """Sources listed one per line; blank lines and lines starting with # are skipped."""
-    try:
-        with open(path) as handle:
-            lines = [line.strip() for line in handle]
-    except OSError as exc:
-        raise CamstreamError(f"cannot read sources file {path}: {exc.strerror}") from exc
-    sources = tuple(line for line in lines if line and not line.startswith("#"))
-    if not sources:
-        raise CamstreamError(f"sources file {path} lists no source")
-    return sources
 
 
 def stream_folder_name(index: int, source: str) -> str:
@@ -105,8 +44,8 @@ class Stream:
     """What belongs to one source: the source, its ring, capture and render threads, sinks and telemetry.
     The model and the inference thread are the pipeline's, shared by every stream."""
 
-    def __init__(self, index: int, source_name: str, config: PipelineConfig, spec, out_dir: str,
-                 condition: threading.Condition, on_quit) -> None:
+    def __init__(self, index: int, source_name: str, config: PipelineConfig, spec: ModelSpec, method_name: str,
+                 out_dir: str, condition: threading.Condition, on_quit) -> None:
         self.index = index
         self.out_dir = out_dir
         self.config = config
@@ -116,7 +55,7 @@ class Stream:
         self.realtime = config.realtime if config.realtime is not None else (self.policy == "live" and not info.live)
         self.telemetry = Telemetry()
         self.ring = FrameRing(config.slots or 2 * config.max_batch + 4, self.policy, index, condition)
-        self.results: queue.Queue = queue.Queue()
+        self.results: queue.Queue[FrameSlot] = queue.Queue()
         self.painter = HeatmapPainter(config.threshold, config.colormap, config.alpha)
         try:
             self.sinks = self._make_sinks(on_quit)
@@ -126,7 +65,7 @@ class Stream:
         self._opened = 0  # sinks are opened in order by `open_sinks`
         self.capture = CaptureStage(self.source, self.ring, self.telemetry, self.realtime, config.max_frames)
         self.render = RenderStage(self.results, self.ring, self.sinks, self.painter, self.telemetry, spec,
-                                  config.method or "", config.target_fps, config.hud)
+                                  method_name, config.target_fps, config.hud)
 
     def _make_sinks(self, on_quit) -> list[Sink]:
         config = self.config
@@ -139,10 +78,8 @@ class Stream:
                 sinks.append(MjpegSink(config.bind, port, config.token))
             elif name == "window":
                 sinks.append(WindowSink(on_quit=on_quit))
-            elif name == "null":
+            else:  # the config's validation admits only `sinks.SINKS`
                 sinks.append(NullSink())
-            else:
-                raise CamstreamError(f"unknown sink '{name}' (choose from file, mjpeg, window, null)")
         return sinks
 
     def open_sinks(self) -> None:
@@ -167,24 +104,6 @@ class Stream:
         self._opened = 0
         return errors
 
-    def report(self, stuck: list[str], sink_errors: list[str]) -> dict:
-        """This stream's part of the report."""
-        info, error = self.source.info, self.capture.error or self.render.error
-        return {
-            "source": {"name": info.name, "width": info.width, "height": info.height, "fps": info.fps,
-                       "frames": info.frames, "live": info.live},
-            "policy": self.policy,
-            "sinks": [sink.describe() for sink in self.sinks],
-            **self.telemetry.report(),
-            "dropped": self.ring.dropped,
-            "queue_max_depth": self.ring.max_depth,
-            "out_of_order": self.render.out_of_order,
-            "sequence_gaps": self.render.seq_gaps,
-            "error": None if error is None else str(error),
-            "sink_errors": sink_errors,
-            "stuck_threads": stuck,
-        }
-
 
 class Pipeline:
     """Build with a config (opens the sources and model, so bad input fails here), then `run()` once.
@@ -195,35 +114,32 @@ class Pipeline:
     """
 
     def __init__(self, config: PipelineConfig) -> None:
+        config.validate()
         self.config = config
-        if config.max_batch < 1:
-            raise CamstreamError("--max-batch must be at least 1")
         sources = config.all_sources
-        if len(sources) > 1 and "window" in config.sinks:
-            raise CamstreamError("the window sink shows one stream; use --sink mjpeg (one port per stream) or file")
         if config.threads:
             torch.set_num_threads(config.threads)
         self.spec = load_model(config.model, config.weights)
         height, width = self.spec.input_size
         condition = threading.Condition()
         self.streams: list[Stream] = []
+        self.clip_tracker: ClipTracker | None = None
+        # the model is ready before any source opens: a live source's frames are not left waiting on it
+        self.spec.module.to(memory_format=torch.channels_last)
+        self.hooked = hook_model(self.spec.module, (3, height, width), config.layer)
         try:
-            for index, name in enumerate(sources):
-                out_dir = config.out_dir if len(sources) == 1 else os.path.join(config.out_dir,
-                                                                                 stream_folder_name(index, name))
-                self.streams.append(Stream(index, name, config, self.spec, out_dir, condition, self.request_stop))
-            self.spec.module.to(memory_format=torch.channels_last)
-            self.hooked = hook_model(self.spec.module, (3, height, width), config.layer)
             preprocessor = Preprocessor(self.spec, config.max_batch)
             self.frozen = config.freeze and self.hooked.freeze(preprocessor.batch.clone())
             method = make_method(config.method, self.hooked)
-            self.clip_tracker = None
+            self.method_name = method.name  # the name the model kind resolved to, for the HUD and the report
             if config.clip_model is not None:
                 self.clip_tracker = ClipTracker(load_module(config.clip_model), config.clip_steps,
-                                                config.clip_method, len(self.streams))
-            self.method_name = method.name
-            for stream in self.streams:
-                stream.render.method = method.name  # the HUD names the method the model kind resolved to
+                                                config.clip_method, len(sources))
+            for index, name in enumerate(sources):
+                out_dir = config.out_dir if len(sources) == 1 else os.path.join(config.out_dir,
+                                                                                 stream_folder_name(index, name))
+                self.streams.append(Stream(index, name, config, self.spec, method.name, out_dir, condition,
+                                           self.request_stop))
             self.streams[0].painter.paint(np.zeros((8, 8, 3), np.uint8), np.zeros((2, 2), np.float32),
                                           np.zeros((8, 8, 3), np.uint8))  # compile / load the jitted kernels now
             for stream in self.streams:
@@ -232,9 +148,10 @@ class Pipeline:
             for stream in self.streams:
                 stream.close_sinks()
                 stream.source.close()
+            self._close_models()
             raise
         rings = [stream.ring for stream in self.streams]
-        self.reader = rings[0] if len(rings) == 1 else FairReader(rings)
+        self.reader: FrameReader = rings[0] if len(rings) == 1 else FairReader(rings)
         self.infer = InferenceStage(self.reader, [s.results for s in self.streams], method, preprocessor,
                                     [s.telemetry for s in self.streams], config.max_batch, config.max_wait_ms,
                                     config.smooth, config.reuse_cam, config.class_id, self.clip_tracker)
@@ -329,15 +246,16 @@ class Pipeline:
             if not stream.capture.is_alive():
                 stream.source.close()
             stream.telemetry.finish()
-            stream_reports.append(stream.report(stuck, errors))
+            stream_reports.append(stream_report(stream, stuck, errors))
+        self._close_models()
+        self.report = run_report(self, stream_reports)
+        self.report_path = write_json_atomic(os.path.join(self.config.out_dir, "report.json"), self.report)
+
+    def _close_models(self) -> None:
+        """Unhook the model and give it and the clip model back their own modes."""
         self.hooked.close()
-        self.report = self._build_report(stream_reports)
-        os.makedirs(self.config.out_dir, exist_ok=True)
-        path = os.path.join(self.config.out_dir, "report.json")
-        with open(path + ".tmp", "w") as handle:
-            json.dump(self.report, handle, indent=2)
-        os.replace(path + ".tmp", path)
-        self.report_path = path
+        if self.clip_tracker is not None:
+            self.clip_tracker.close()
 
     def error(self) -> BaseException | None:
         """The first error a stage stopped on, if any."""
@@ -345,40 +263,3 @@ class Pipeline:
             if stage.error is not None:
                 return stage.error
         return None
-
-    def _build_report(self, stream_reports: list[dict]) -> dict:
-        config = self.config
-        error = self.error()
-        shared = {
-            "model": self.spec.name, "layer": self.hooked.layer_name, "method": self.method_name, "frozen": self.frozen,
-            "threshold": str(config.threshold), "max_batch": config.max_batch,
-            "smooth": config.smooth, "reuse_cam": config.reuse_cam,
-            "clip": None if self.clip_tracker is None else {
-                "model": os.path.basename(config.clip_model), "steps": config.clip_steps,
-                "method": config.clip_method, "windows_explained": self.clip_tracker.explained,
-                "latest": {str(stream): {"class_id": int(r.class_ids[0]), "score": round(float(r.scores[0]), 6),
-                                         "importance": [round(float(v), 6) for v in r.maps[0]]}
-                           for stream, r in sorted(self.clip_tracker.latest.items())}},
-            "interrupted": self.interrupted,
-            "error": None if error is None else str(error),
-            "system": {"python": platform.python_version(), "torch": torch.__version__,
-                       "torch_threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine(),
-                       "cores": os.cpu_count(), "platform": sys.platform},
-        }
-        elapsed = max(r["elapsed_s"] for r in stream_reports)
-        frames_out = sum(r["frames_out"] for r in stream_reports)
-        total = {"streams": len(stream_reports), "frames_in": sum(r["frames_in"] for r in stream_reports),
-                 "frames_out": frames_out, "dropped": sum(r["dropped"] for r in stream_reports),
-                 "elapsed_s": elapsed, "fps": round(frames_out / elapsed, 3) if elapsed else 0.0,
-                 "batches": self.infer.batches,
-                 "mean_batch": round(sum(r["frames_explained"] for r in stream_reports)
-                                     / max(self.infer.batches, 1), 3),
-                 "failed_streams": [i for i, r in enumerate(stream_reports) if r["error"]],
-                 "latency_p95_ms_max": max(r["latency_ms"]["p95"] for r in stream_reports),
-                 "rss_peak_mb": max(r["rss_peak_mb"] for r in stream_reports)}
-        if len(stream_reports) == 1:  # one stream: its report at the top level, as it has always been
-            return {**stream_reports[0], **shared, "total": total}
-        for index, report in enumerate(stream_reports):
-            report["out_dir"] = self.streams[index].out_dir
-            report["max_batches_skipped_while_ready"] = self.reader.max_skipped[index]
-        return {**shared, "streams": stream_reports, "total": total}

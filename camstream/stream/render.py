@@ -10,9 +10,15 @@ import cv2
 import numpy as np
 
 from camstream.explain.result import Explanation
-from camstream.kernels import ThresholdSpec, colormap_lut, overlay, threshold_value, upsample_bilinear
-from camstream.stream.infer import END
+from camstream.kernels import (
+    ThresholdSpec,
+    colormap_lut,
+    overlay,
+    threshold_value,
+    upsample_bilinear,
+)
 from camstream.models import ModelSpec
+from camstream.stream.records import END_OF_STREAM
 from camstream.stream.ring import FrameRing, FrameSlot
 from camstream.stream.sinks import Sink
 from camstream.stream.telemetry import Telemetry
@@ -79,7 +85,7 @@ class RenderStage(threading.Thread):
         try:
             while True:
                 slot = self.results.get()
-                if slot is END:
+                if slot is END_OF_STREAM:
                     break
                 began = time.perf_counter()
                 canvas = self._render(slot)
@@ -91,34 +97,34 @@ class RenderStage(threading.Thread):
                     next_due = max(next_due, now) + self.frame_interval
                 began = time.perf_counter()
                 for sink in self.sinks:
-                    sink.write(canvas, slot)
+                    sink.write(canvas, slot.meta)
                 done = time.perf_counter()
                 self.telemetry.stages["sink"].add((done - began) * 1e3)
-                self.telemetry.latency.add((done - slot.captured) * 1e3)
+                self.telemetry.latency.add((done - slot.meta.captured) * 1e3)
                 self.telemetry.frame_out()
-                if slot.seq <= self.last_seq:
+                if slot.meta.seq <= self.last_seq:
                     self.out_of_order += 1
-                elif slot.seq != self.last_seq + 1:
+                elif slot.meta.seq != self.last_seq + 1:
                     self.seq_gaps += 1  # frames missing before this one (live drops, or a stop)
-                self.last_seq = slot.seq
+                self.last_seq = slot.meta.seq
                 self.ring.release(slot)
         except BaseException as exc:  # reported by the pipeline
             self.error = exc
             self.ring.abort()
-            while self.results.get() is not END:  # let the inference thread finish its puts
+            while self.results.get() is not END_OF_STREAM:  # let the inference thread finish its puts
                 pass
 
     def _render(self, slot: FrameSlot) -> np.ndarray:
         """Composite in place into the slot's own image: it is released once the sinks have it, and pixels
         under the threshold are then never touched."""
-        if slot.has_cam:
-            if self._cam is None or self._cam.shape != slot.cam.shape:
-                self._cam = np.empty_like(slot.cam)
-            np.copyto(self._cam, slot.cam)
-            self._cam_meta = (slot.class_id, slot.score, slot.seq, slot.time_s)
-        if slot.steps is not None and slot.steps is not self._steps:
-            self._steps = slot.steps
-            self._step_map = slot.steps.maps[0].numpy().astype(np.float32)
+        if slot.explained.has_cam:
+            if self._cam is None or self._cam.shape != slot.explained.cam.shape:
+                self._cam = np.empty_like(slot.explained.cam)
+            np.copyto(self._cam, slot.explained.cam)
+            self._cam_meta = (slot.explained.class_id, slot.explained.score, slot.meta.seq, slot.meta.time_s)
+        if slot.explained.steps is not None and slot.explained.steps is not self._steps:
+            self._steps = slot.explained.steps
+            self._step_map = slot.explained.steps.maps[0].numpy().astype(np.float32)
             self._steps_threshold = threshold_value(self._step_map, self.painter.spec)
         if self._cam is not None:
             self.painter.paint(slot.image, self._cam, slot.image)
@@ -130,7 +136,7 @@ class RenderStage(threading.Thread):
         class_id, score, cam_seq, cam_time = self._cam_meta
         stages = self.telemetry.stages
         label = self.labels.label(class_id) if class_id >= 0 else "..."
-        age_ms = (slot.time_s - cam_time) * 1e3 if cam_seq >= 0 else 0.0
+        age_ms = (slot.meta.time_s - cam_time) * 1e3 if cam_seq >= 0 else 0.0
         top = f"{label} {score:.2f} | {self.method} {self.painter.spec} | {self.telemetry.fps():.1f} fps"
         timing = " ".join(f"{name} {stages[name].recent_ms:.1f}" for name in ("decode", "inference", "cam",
                                                                                 "render", "sink"))

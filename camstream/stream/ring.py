@@ -14,26 +14,22 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from camstream.stream.records import FrameExplanation, FrameMeta
+
 POLICIES = ("live", "lossless")
 
 
 @dataclass
 class FrameSlot:
-    """One preallocated frame: the display image, the model-size input and, once explained, its CAM."""
+    """One preallocated frame. Capture writes `image`, `model_input` and `meta`; inference writes `explained`;
+    render composites into `image` and hands (`image`, `meta`) to the sinks (see `records`)."""
 
     index: int
     stream: int = 0  # which source the ring belongs to (several rings feed one inference stage)
-    image: np.ndarray = field(default_factory=lambda: np.empty((0, 0, 3), np.uint8))
-    model_input: np.ndarray = field(default_factory=lambda: np.empty((0, 0, 3), np.uint8))
-    cam: np.ndarray = field(default_factory=lambda: np.empty((0, 0), np.float32))
-    seq: int = -1
-    pts: int | None = None  # in the source's time base
-    time_s: float = 0.0  # source timestamp, seconds
-    captured: float = 0.0  # perf_counter() when decoded
-    has_cam: bool = False
-    class_id: int = -1
-    score: float = 0.0
-    steps: object | None = None  # the clip model's `StepReading` for this frame's stream, when one runs
+    image: np.ndarray = field(default_factory=lambda: np.empty((0, 0, 3), np.uint8))  # display frame, BGR
+    model_input: np.ndarray = field(default_factory=lambda: np.empty((0, 0, 3), np.uint8))  # RGB, model size
+    meta: FrameMeta = field(default_factory=FrameMeta)
+    explained: FrameExplanation = field(default_factory=FrameExplanation)
 
     def shape_to(self, image_shape: tuple[int, ...], input_shape: tuple[int, ...]) -> None:
         """Make sure the buffers have these shapes (reallocated only when a source changes size)."""
@@ -41,12 +37,6 @@ class FrameSlot:
             self.image = np.empty(image_shape, np.uint8)
         if self.model_input.shape != input_shape:
             self.model_input = np.empty(input_shape, np.uint8)
-
-    def cam_buffer(self, shape: tuple[int, int]) -> np.ndarray:
-        """The slot's CAM buffer, allocated once for the model's map shape."""
-        if self.cam.shape != shape:
-            self.cam = np.empty(shape, np.float32)
-        return self.cam
 
 
 class FrameRing:
@@ -67,7 +57,6 @@ class FrameRing:
         self._cond = condition or threading.Condition()
         self._closed = False
         self._aborted = False
-        self.written = 0
         self.dropped = 0
         self.max_depth = 0
 
@@ -95,7 +84,6 @@ class FrameRing:
                 self._free.append(slot)
                 return
             self._ready.append(slot)
-            self.written += 1
             self.max_depth = max(self.max_depth, len(self._ready))
             self._cond.notify_all()
 
@@ -121,8 +109,7 @@ class FrameRing:
     def release(self, slot: FrameSlot) -> None:
         """Return a slot whose frame has been fully consumed."""
         with self._cond:
-            slot.has_cam = False
-            slot.steps = None
+            slot.explained.clear()
             self._free.append(slot)
             self._cond.notify_all()
 
@@ -139,6 +126,11 @@ class FrameRing:
             self._free.extend(self._ready)
             self._ready.clear()
             self._cond.notify_all()
+
+    @property
+    def condition(self) -> threading.Condition:
+        """The lock and condition this ring waits on (shared by the rings of one `FairReader`)."""
+        return self._cond
 
     @property
     def rings(self) -> list[FrameRing]:
@@ -168,12 +160,12 @@ class FairReader:
     ceil(streams / batch) − 1 batches, however fast the others are."""
 
     def __init__(self, rings: list[FrameRing]) -> None:
-        if len({id(ring._cond) for ring in rings}) != 1:
+        if len({id(ring.condition) for ring in rings}) != 1:
             raise ValueError("the rings of a FairReader must share one condition")
         if [ring.stream for ring in rings] != list(range(len(rings))):
             raise ValueError("ring i of a FairReader must carry stream number i")
         self.rings = rings
-        self._cond = rings[0]._cond
+        self._cond = rings[0].condition
         self._next = 0
         self._skipped = [0] * len(rings)
         self.max_skipped = [0] * len(rings)  # most consecutive batches a ready stream was left out of

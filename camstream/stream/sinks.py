@@ -16,8 +16,7 @@ import cv2
 import numpy as np
 
 from camstream.errors import CamstreamError, InputError
-from camstream.stream.capture import SourceInfo
-from camstream.stream.ring import FrameSlot
+from camstream.stream.records import FrameMeta, SourceInfo
 
 SINKS = ("file", "mjpeg", "window", "null")
 
@@ -32,8 +31,9 @@ class Sink:
     def open(self, info: SourceInfo) -> None:
         """Prepare for frames like those of `info`."""
 
-    def write(self, frame: np.ndarray, slot: FrameSlot) -> None:
-        """Take one rendered BGR frame; it is overwritten after this returns."""
+    def write(self, frame: np.ndarray, meta: FrameMeta) -> None:
+        """Take one rendered BGR frame (`meta`: where it sits in the stream); it is overwritten after this
+        returns."""
 
     def pump(self) -> None:
         """Work that must run on the opening thread (a GUI's event loop); called often while the run goes on."""
@@ -91,16 +91,15 @@ class FileSink(Sink):
         stream.options = {"preset": self.preset, "crf": str(self.crf)}
         self._stream = stream
         self._time_base = info.time_base
-        self._fps = info.fps
 
-    def write(self, frame: np.ndarray, slot: FrameSlot) -> None:
+    def write(self, frame: np.ndarray, meta: FrameMeta) -> None:
         import av
 
         width, height = self._size
         if frame.shape[1] != width or frame.shape[0] != height:
             frame = np.ascontiguousarray(frame[:height, :width])
         video_frame = av.VideoFrame.from_ndarray(frame, format="bgr24")
-        pts = slot.pts if slot.pts is not None else round(slot.time_s / self._time_base)
+        pts = meta.pts if meta.pts is not None else round(meta.time_s / self._time_base)
         video_frame.pts = max(pts, self._last_pts + 1)  # the muxer needs strictly increasing pts
         video_frame.time_base = self._time_base
         self._last_pts = video_frame.pts
@@ -171,7 +170,7 @@ class WindowSink(Sink):
             raise CamstreamError(f"cannot open a window: {exc.msg.strip() or exc}") from None
         self._open = True
 
-    def write(self, frame: np.ndarray, slot: FrameSlot) -> None:
+    def write(self, frame: np.ndarray, meta: FrameMeta) -> None:
         with self._lock:
             if self._back is None or self._back.shape != frame.shape:
                 self._back = np.empty_like(frame)
@@ -350,12 +349,7 @@ class MjpegSink(Sink):
                                         name="camstream-mjpeg", daemon=True)
         self._thread.start()
 
-    @property
-    def url(self) -> str:
-        """Address of the page."""
-        return f"http://{self.bind}:{self.port}/"
-
-    def write(self, frame: np.ndarray, slot: FrameSlot) -> None:
+    def write(self, frame: np.ndarray, meta: FrameMeta) -> None:
         server = self._server
         if server is None:
             return

@@ -1,0 +1,71 @@
+"""report.json: one shape whatever the stream count — `streams` (one entry per stream, in order), `total`, and
+the settings and system the run shared. Readers (the CLI summary, fleet, bench) read this one shape."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from typing import TYPE_CHECKING
+
+import torch
+
+if TYPE_CHECKING:
+    from camstream.stream.pipeline import Pipeline, Stream
+
+
+def stream_report(stream: Stream, stuck: list[str], sink_errors: list[str]) -> dict:
+    """One stream's entry: its source, sinks, telemetry, drops, order checks and errors."""
+    info, error = stream.source.info, stream.capture.error or stream.render.error
+    return {
+        "source": {"name": info.name, "width": info.width, "height": info.height, "fps": info.fps,
+                   "frames": info.frames, "live": info.live},
+        "out_dir": stream.out_dir,
+        "policy": stream.policy,
+        "sinks": [sink.describe() for sink in stream.sinks],
+        **stream.telemetry.report(),
+        "dropped": stream.ring.dropped,
+        "queue_max_depth": stream.ring.max_depth,
+        "out_of_order": stream.render.out_of_order,
+        "sequence_gaps": stream.render.seq_gaps,
+        "error": None if error is None else str(error),
+        "sink_errors": sink_errors,
+        "stuck_threads": stuck,
+    }
+
+
+def run_report(pipeline: Pipeline, stream_reports: list[dict]) -> dict:
+    """The whole run's report from its streams' entries (`stream_report`)."""
+    config, error, tracker = pipeline.config, pipeline.error(), pipeline.clip_tracker
+    skipped = getattr(pipeline.reader, "max_skipped", [0] * len(stream_reports))
+    for index, report in enumerate(stream_reports):
+        report["max_batches_skipped_while_ready"] = skipped[index]
+    elapsed = max(r["elapsed_s"] for r in stream_reports)
+    frames_out = sum(r["frames_out"] for r in stream_reports)
+    batches = pipeline.infer.batches
+    total = {"streams": len(stream_reports), "frames_in": sum(r["frames_in"] for r in stream_reports),
+             "frames_out": frames_out, "dropped": sum(r["dropped"] for r in stream_reports),
+             "elapsed_s": elapsed, "fps": round(frames_out / elapsed, 3) if elapsed else 0.0,
+             "batches": batches,
+             "mean_batch": round(sum(r["frames_explained"] for r in stream_reports) / max(batches, 1), 3),
+             "failed_streams": [i for i, r in enumerate(stream_reports) if r["error"]],
+             "latency_p95_ms_max": max(r["latency_ms"]["p95"] for r in stream_reports),
+             "rss_peak_mb": max(r["rss_peak_mb"] for r in stream_reports)}
+    return {
+        "model": pipeline.spec.name, "layer": pipeline.hooked.layer_name, "method": pipeline.method_name,
+        "frozen": pipeline.frozen, "threshold": str(config.threshold), "max_batch": config.max_batch,
+        "smooth": config.smooth, "reuse_cam": config.reuse_cam,
+        "clip": None if tracker is None else {
+            "model": os.path.basename(config.clip_model or ""), "steps": config.clip_steps,
+            "method": config.clip_method, "windows_explained": tracker.explained,
+            "latest": {str(stream): {"class_id": int(r.class_ids[0]), "score": round(float(r.scores[0]), 6),
+                                     "importance": [round(float(v), 6) for v in r.maps[0]]}
+                       for stream, r in sorted(tracker.latest.items())}},
+        "interrupted": pipeline.interrupted,
+        "error": None if error is None else str(error),
+        "system": {"python": platform.python_version(), "torch": torch.__version__,
+                   "torch_threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine(),
+                   "cores": os.cpu_count(), "platform": sys.platform},
+        "streams": stream_reports,
+        "total": total,
+    }
