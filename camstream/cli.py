@@ -96,7 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "are never paced")
     run.add_argument("--clip-model", metavar="FILE",
                      help="a temporal model too (pickled nn.Module with features(clips) and classify(features), "
-                          "e.g. camstream.explain.temporal.ClipClassifier): it classifies each stream's last --clip-steps "
+                          "e.g. camstream.explain.temporal.ClipClassifier): it classifies each stream's last "
+                          "--clip-steps "
                           "explained frames, fed the same preprocessed frames as the image model, and the HUD's "
                           "bottom strip shows which steps decided (white frame: "
                           "kept by --threshold)")
@@ -206,7 +207,8 @@ def _eval(args: argparse.Namespace) -> int:
                     limit=args.limit, steps=args.steps, video=video, video_frames=args.video_frames,
                     smooth=args.smooth, plots=not args.no_plots)
     run_eval(args.data, args.out, plan, progress=progress)
-    print(open(os.path.join(args.out, "eval.md")).read())
+    with open(os.path.join(args.out, "eval.md")) as summary:
+        print(summary.read())
     print(f"wrote {args.out}/eval.json, {args.out}/eval.md and the plots listed there")
     return 0
 
@@ -251,7 +253,8 @@ def _bench(args: argparse.Namespace) -> int:
         print(f"[{time.perf_counter() - started:6.1f} s] {message}", file=sys.stderr, flush=True)
 
     results = run_bench(plan, args.out, args.footage, progress)
-    print(open(os.path.join(args.out, "bench.md")).read())
+    with open(os.path.join(args.out, "bench.md")) as summary:
+        print(summary.read())
     met = sum(check["met"] for check in results["targets"])
     print(f"{met} of {len(results['targets'])} targets met; wrote {args.out}/bench.json and {args.out}/bench.md")
     return 0

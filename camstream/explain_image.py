@@ -12,7 +12,7 @@ from camstream.errors import InputError
 from camstream.explain import hook_model, make_method
 from camstream.kernels import ThresholdSpec
 from camstream.models import load_model
-from camstream.preprocess import Preprocessor
+from camstream.preprocess import Preprocessor, resize_to_rgb
 from camstream.stream.render import HeatmapPainter
 
 
@@ -36,7 +36,7 @@ def explain_image(path: str, out: str, model: str = "efficientnet_lite0", method
     spec = load_model(model, weights)
     painter = HeatmapPainter(threshold or ThresholdSpec(dynamic=True))
     height, width = spec.input_size
-    rgb = cv2.cvtColor(cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
+    rgb = resize_to_rgb(image, (height, width))
     batch = Preprocessor(spec, 1)([rgb])
     with hook_model(spec.module, (3, height, width), layer) as hooked:
         explainer = make_method(method, hooked)

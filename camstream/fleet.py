@@ -86,7 +86,7 @@ def _stream_entries(group: list[tuple[int, str]], actor: int, out_dir: str, repo
                  "out_dir": out_dir} for number, source in group]
     reports = report["streams"]
     entries = []
-    for (number, source), stream in zip(group, reports):
+    for (number, source), stream in zip(group, reports, strict=False):  # a report cut short lists fewer
         entries.append({"stream": number, "source": source, "actor": actor,
                         "error": stream["error"] or (report.get("error") if len(reports) == 1 else None),
                         "frames_in": stream["frames_in"], "frames_out": stream["frames_out"],
@@ -142,7 +142,7 @@ def run_fleet(config: FleetConfig, progress: Callable[[str], None] = print) -> d
                     ray.kill(actors[index])  # a finished actor still holds its CPUs: free them for queued ones
                     progress(f"fleet: actor {index} done ({len(reports)}/{len(actors)})")
                 if deadline is not None and time.perf_counter() > deadline:
-                    for ref, index in pending.items():
+                    for index in pending.values():
                         reports[index] = {"error": "no report within the stop grace period", "build_failed": True}
                     break
             except KeyboardInterrupt:

@@ -65,7 +65,7 @@ def _efficientnet_lite0() -> nn.Module:
     if len(source) != len(target):
         raise ModelError(f"efficientnet_lite0 weights hold {len(source)} tensors, the model {len(target)}")
     paired = {}
-    for (src_key, tensor), (dst_key, expected) in zip(source.items(), target.items()):
+    for (src_key, tensor), (dst_key, expected) in zip(source.items(), target.items(), strict=True):
         if tensor.shape != expected.shape:
             raise ModelError(f"efficientnet_lite0 weights: {src_key} {tuple(tensor.shape)} does not fit {dst_key}")
         paired[dst_key] = tensor
@@ -137,10 +137,7 @@ def model_names() -> tuple[str, ...]:
 def load_model(name: str = DEFAULT_MODEL, weights: str | None = None) -> ModelSpec:
     """Build the named model in eval mode; `name` may also be a path to a TorchScript / pickled module."""
     if name == DEFAULT_MODEL:
-        if weights is not None:
-            module = _load_state_dict(_efficientnet_lite0(), weights)
-        else:
-            module = _efficientnet_lite0()
+        module = _efficientnet_lite0() if weights is None else _load_state_dict(_efficientnet_lite0(), weights)
         spec = ModelSpec(name, module, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
     elif name in TORCHVISION_MODELS:
         spec = ModelSpec(name, _torchvision(name, weights))

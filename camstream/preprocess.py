@@ -1,11 +1,30 @@
-"""Model input: uint8 RGB frames at the model's size → a preallocated, normalised, channels-last batch."""
+"""Model input: a BGR image → uint8 RGB at the model's size (`resize_to_rgb`) → normalised (`Normaliser` for
+[0, 1] tensors, `Preprocessor` for a preallocated, channels-last batch of uint8 frames). The one home of both."""
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import torch
 
 from camstream.models import ModelSpec
+
+
+def resize_to_rgb(image_bgr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """`image_bgr` (H×W×3 uint8) resized by area to `size` (height, width) and turned RGB, as models take it."""
+    height, width = size
+    return cv2.cvtColor(cv2.resize(image_bgr, (width, height), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
+
+
+class Normaliser:
+    """x = (pixels − mean) / std for (B, 3, H, W) pixels in [0, 1], with the model's mean and std."""
+
+    def __init__(self, spec: ModelSpec) -> None:
+        self.mean = torch.tensor(spec.mean, dtype=torch.float32).view(1, 3, 1, 1)
+        self.std = torch.tensor(spec.std, dtype=torch.float32).view(1, 3, 1, 1)
+
+    def __call__(self, pixels: torch.Tensor) -> torch.Tensor:
+        return (pixels - self.mean) / self.std
 
 
 class Preprocessor:

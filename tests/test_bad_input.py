@@ -56,7 +56,8 @@ def file_with(path, content: bytes) -> str:
 
 
 def truncated(path, source: str) -> str:
-    data = open(source, "rb").read()
+    with open(source, "rb") as handle:
+        data = handle.read()
     path.write_bytes(data[: len(data) // 2])
     return str(path)
 

@@ -35,7 +35,7 @@ def test_a_vit_gets_vit_recipro_and_the_threshold_keeps_the_top_cells():
     found = camstream.explain(tiny_timm_vit().eval(), torch.randn(3, 3, SIDE, SIDE), threshold="10")
     assert (found.kind, found.method) == ("vit", "vit-recipro")
     assert found.maps.shape == (3, 8, 8)
-    for cam, kept, threshold in zip(found.maps.numpy(), found.kept, found.thresholds):
+    for cam, kept, threshold in zip(found.maps.numpy(), found.kept, found.thresholds, strict=True):
         np.testing.assert_array_equal(kept, cam > threshold)
         assert kept.sum() <= 7  # the top 10 % of 64 cells (ties aside, never more)
     rollout = camstream.explain(tiny_timm_vit().eval(), torch.randn(1, 3, SIDE, SIDE), method="vit-rollout")

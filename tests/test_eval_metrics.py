@@ -125,7 +125,7 @@ def test_average_drop_and_increase_in_confidence(faithfulness_case):
     scale = {name: m / m.max(axis=(1, 2), keepdims=True) for name, m in maps.items()}
     drop = {name: AverageDrop()(model, images, m, targets).mean() for name, m in scale.items()}
     assert drop["perfect"] < drop["random"] < drop["inverted"]
-    assert 0.0 <= drop["perfect"] and drop["inverted"] <= 1.0
+    assert drop["perfect"] >= 0.0 and drop["inverted"] <= 1.0
     increase = IncreaseInConfidence()(model, images, np.ones((6, SIZE, SIZE)), targets)
     assert np.all(increase == 0.0)  # an all-ones map changes nothing: no increase
     assert not AverageDrop.higher_is_better and IncreaseInConfidence.higher_is_better
@@ -163,7 +163,7 @@ def test_curve_correlation_reuses_the_curve_just_drawn_for_the_same_maps(faithfu
 def test_row_correlation_is_pearson_and_zero_for_constant_rows():
     a = RNG.random((4, 10))
     b = 2 * a + RNG.random((4, 10)) * 0.3
-    expected = [np.corrcoef(x, y)[0, 1] for x, y in zip(a, b)]
+    expected = [np.corrcoef(x, y)[0, 1] for x, y in zip(a, b, strict=True)]
     np.testing.assert_allclose(row_correlation(a, b), expected, rtol=1e-12)
     assert row_correlation(np.ones((1, 5)), a[:1, :5])[0] == 0.0
 
@@ -174,7 +174,7 @@ def test_adcc_is_the_harmonic_mean_of_its_parts_and_ranks_perfect_over_inverted(
     # a perfectly coherent explainer explains x ⊙ L(x) with L(x) itself
     adcc = {name: Adcc()(model, images, m, targets, remapped=m) for name, m in scaled.items()}
     assert adcc["perfect"].mean() > adcc["random"].mean() > adcc["inverted"].mean()
-    assert all(((0 <= v) & (v <= 1)).all() for v in adcc.values())
+    assert all(((v >= 0) & (v <= 1)).all() for v in adcc.values())
     m = scaled["perfect"]
     drop = AverageDrop()(model, images, m, targets)
     complexity = m.reshape(6, -1).mean(1)

@@ -63,7 +63,8 @@ def test_ctrl_c_stops_every_actor_in_order_and_keeps_their_output(tmp_path, dash
     fleet = json.loads((out / "fleet.json").read_text())
     assert fleet["summary"]["interrupted"] is True and fleet["summary"]["failed_streams"] == []
     for stream in fleet["streams"]:
-        report = one_stream(json.loads((tmp_path / "fleet" / pathlib.Path(stream["out_dir"]).name / "report.json").read_text()))
+        folder = tmp_path / "fleet" / pathlib.Path(stream["out_dir"]).name
+        report = one_stream(json.loads((folder / "report.json").read_text()))
         assert report["interrupted"] is True
         assert count_frames(stream["out_dir"] + "/overlay.mp4") == report["frames_out"]  # playable, nothing lost
     assert fleet["streams"][0]["frames_out"] < count_frames(str(dashcam_clip))  # it really stopped early

@@ -50,7 +50,7 @@ def upsampled(cams: np.ndarray, size: int = 224) -> np.ndarray:
 
 def assert_maps_agree(mine: np.ndarray, theirs: np.ndarray, minimum: float = 0.99) -> None:
     assert mine.shape == theirs.shape
-    for index, (a, b) in enumerate(zip(mine, theirs)):
+    for index, (a, b) in enumerate(zip(mine, theirs, strict=True)):
         if np.ptp(a) == 0 and np.ptp(b) == 0:
             continue  # both empty (every weighted sum negative): agree
         assert correlation(a, b) > minimum, f"sample {index} (target {TARGETS[index]})"

@@ -27,7 +27,7 @@ def test_torchvision_model_loads_a_weights_file(tmp_path):
     path = tmp_path / "resnet18.pth"
     torch.save(original.module.state_dict(), path)
     loaded = load_model("resnet18", str(path))
-    for a, b in zip(original.module.state_dict().values(), loaded.module.state_dict().values()):
+    for a, b in zip(original.module.state_dict().values(), loaded.module.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b)
 
 

@@ -27,7 +27,7 @@ def test_three_streams_in_one_process_are_lossless_and_fairly_batched(tmp_path, 
     report = json.loads((out / "report.json").read_text())
     streams = report["streams"]
     assert len(streams) == 3 and report["total"]["streams"] == 3
-    for index, (clip, stream) in enumerate(zip(clips, streams)):
+    for index, (clip, stream) in enumerate(zip(clips, streams, strict=True)):
         expected = count_frames(str(clip))
         assert stream["frames_in"] == stream["frames_out"] == stream["frames_explained"] == expected
         assert stream["dropped"] == 0 and stream["out_of_order"] == 0 and stream["sequence_gaps"] == 0

@@ -121,7 +121,7 @@ def test_timm_attention_tap_matches_the_explicit_attention():
     with torch.inference_mode():
         model(torch.randn(2, 3, SIDE, SIDE))
     assert len(seen) == 3
-    for ours, reference in zip(taps.maps, seen):
+    for ours, reference in zip(taps.maps, seen, strict=True):
         torch.testing.assert_close(ours, reference)
     taps.close()
 

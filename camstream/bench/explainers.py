@@ -106,7 +106,8 @@ def bench_explainers(model_name: str, batch_size: int, video: str, rounds: int =
         contenders["plain_frozen"] = lambda: frozen.forward(batch)
         for name in methods:
             if name in contenders:
-                contenders[f"{name}_frozen"] = (lambda e=make_method(name, frozen): e(batch))
+                explainer = make_method(name, frozen)
+                contenders[f"{name}_frozen"] = (lambda e=explainer: e(batch))
     missing: list[str] = []
     if peers:
         peer_runs, missing = peer_contenders(model, hooked.layer_name, batch, targets)

@@ -62,7 +62,8 @@ def bench_temporal(rounds: int, steps: int = 16, side: int = 112) -> dict:
         with torch.inference_mode():
             return model(clip)
 
-    contenders = {"plain": plain, **{name: _bound(method(), model, clip) for name, method in REGISTRY[ModelKind.TEMPORAL].items()}}
+    contenders = {"plain": plain, **{name: _bound(method(), model, clip)
+                                     for name, method in REGISTRY[ModelKind.TEMPORAL].items()}}
     return _entry("temporal", "MobileNetV2 features + GRU(128)", f"1 clip of {steps} frames {side}×{side}",
                   contenders, rounds)
 
@@ -79,7 +80,8 @@ def bench_graph(rounds: int, nodes: int = 2000, edges: int = 5000) -> dict:
             return model(x, edge_index)
 
     contenders = {"plain": plain,
-                  **{name: _bound(method(), model, x, edge_index) for name, method in REGISTRY[ModelKind.GRAPH].items()}}
+                  **{name: _bound(method(), model, x, edge_index)
+                     for name, method in REGISTRY[ModelKind.GRAPH].items()}}
     return _entry("graph", "GCN 2×64", f"1 graph, {nodes} nodes, {2 * edges} directed edges", contenders, rounds)
 
 

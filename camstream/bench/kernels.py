@@ -24,8 +24,8 @@ def bench_kernels(rounds: int = 30) -> dict:
         frame = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
         out = np.empty_like(frame)
         medians = interleaved_medians({
-            "fused": lambda: overlay(frame, cam, 0.4, lut, 0.45, out),
-            "opencv_chain": lambda: overlay_reference(frame, cam, 0.4, cv2.COLORMAP_JET, 0.45),
+            "fused": lambda frame=frame, out=out: overlay(frame, cam, 0.4, lut, 0.45, out),
+            "opencv_chain": lambda frame=frame: overlay_reference(frame, cam, 0.4, cv2.COLORMAP_JET, 0.45),
         }, rounds=rounds)
         result["overlay"][label] = {"fused_ms": round(medians["fused"] * 1e3, 3),
                                     "opencv_chain_ms": round(medians["opencv_chain"] * 1e3, 3),
@@ -33,8 +33,8 @@ def bench_kernels(rounds: int = 30) -> dict:
     for side in (7, 64, 224):
         values = rng.random((side, side)).astype(np.float32)
         scratch = np.empty(values.size, np.float64)
-        medians = interleaved_medians({"selection": lambda: percentile(values, 90.0, scratch),
-                                       "np_percentile": lambda: np.percentile(values, 90.0)}, rounds=rounds)
+        medians = interleaved_medians({"selection": lambda v=values, s=scratch: percentile(v, 90.0, s),
+                                       "np_percentile": lambda v=values: np.percentile(v, 90.0)}, rounds=rounds)
         result["percentile"][f"{side}x{side}"] = {
             "selection_us": round(medians["selection"] * 1e6, 2),
             "np_percentile_us": round(medians["np_percentile"] * 1e6, 2),

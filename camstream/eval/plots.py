@@ -42,7 +42,8 @@ def insertion_deletion(results: dict, path: str) -> None:
             for axes, kind in ((insert_axes, "insertion"), (delete_axes, "deletion")):
                 curve = entry["curves"][label][kind]
                 x = np.linspace(0, 1, len(curve))
-                axes.plot(x, curve, style, color=f"C{index % 10}", label=f"{method} ({'full' if label == 'none' else label + ' %'})")
+                name = f"{method} ({'full' if label == 'none' else label + ' %'})"
+                axes.plot(x, curve, style, color=f"C{index % 10}", label=name)
     for axes, kind in ((insert_axes, "insertion"), (delete_axes, "deletion")):
         axes.set(xlabel=f"fraction of pixels {'inserted' if kind == 'insertion' else 'deleted'}",
                  ylabel="target probability (mean)", title=f"{kind.capitalize()} curves", xlim=(0, 1))

@@ -71,7 +71,8 @@ def _temporal(results: dict) -> list[str]:
     lines = [f"\n## Temporal stability on {video['frames']} frames of `{video['path']}`\n",
              "Map change per unit of image change between consecutive frames (lower is steadier); "
              f"smoothed = the pipeline's `--smooth {video['smooth']}`; departure = mean |smoothed − raw|.\n",
-             "| method | raw | smoothed | raw map change | smoothed map change | departure |", "|---|---|---|---|---|---|"]
+             "| method | raw | smoothed | raw map change | smoothed map change | departure |",
+             "|---|---|---|---|---|---|"]
     for method, t in rows:
         lines.append(f"| {method} | {t['raw']['temporal_instability']:.3f} | "
                      f"{t['smoothed']['temporal_instability']:.3f} | {t['raw']['map_change']:.4f} | "

@@ -36,8 +36,10 @@ from camstream.eval.localisation import (
 from camstream.eval.report import markdown
 from camstream.eval.robustness import MaxSensitivity, TemporalStability
 from camstream.explain.baselines import EvalExplainer, make_explainer
+from camstream.explain.result import evaluation_mode
 from camstream.kernels import ThresholdSpec, parse_threshold, simplify, threshold_value
 from camstream.models import load_model
+from camstream.preprocess import Normaliser, resize_to_rgb
 from camstream.report_file import write_json_atomic
 from camstream.runtime import release_free_memory
 from camstream.stream.infer import CamSmoother
@@ -92,7 +94,8 @@ def paired_statistics(a: np.ndarray, b: np.ndarray) -> dict:
             "rank_biserial": float((positive - negative) / ranks.sum())}
 
 
-def explain_all(explainer: EvalExplainer, pixels: torch.Tensor, class_id, batch: int) -> tuple[np.ndarray, torch.Tensor]:
+def explain_all(explainer: EvalExplainer, pixels: torch.Tensor, class_id,
+                batch: int) -> tuple[np.ndarray, torch.Tensor]:
     """Maps (N, H, W) and targets (N,) of every image, `batch` at a time; `class_id` an int, None or (N,)."""
     maps, targets = [], []
     for first in range(0, len(pixels), batch):
@@ -110,8 +113,7 @@ class _Images:
         samples = load_samples(data, plan.limit)
         self.spec = load_model(plan.model)
         height, width = self.size = self.spec.input_size
-        rgb = [cv2.cvtColor(cv2.resize(s.image, (width, height), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
-               for s in samples]
+        rgb = [resize_to_rgb(s.image, (height, width)) for s in samples]
         self.names = [s.name for s in samples]
         self.pixels = torch.from_numpy(np.stack(rgb)).permute(0, 3, 1, 2).float() / 255.0
         self.has_truth = np.array([s.truth is not None for s in samples])
@@ -119,12 +121,11 @@ class _Images:
                                           interpolation=cv2.INTER_NEAREST).astype(bool)
                                if s.truth is not None else np.zeros((height, width), bool) for s in samples])
         self.batch = plan.batch
-        self.mean = torch.tensor(self.spec.mean).view(1, 3, 1, 1)
-        self.std = torch.tensor(self.spec.std).view(1, 3, 1, 1)
-        example = (self.pixels[:plan.batch] - self.mean) / self.std
-        with torch.no_grad(), warnings.catch_warnings():
+        self.normalise = Normaliser(self.spec)
+        example = self.normalise(self.pixels[:plan.batch])
+        with torch.no_grad(), warnings.catch_warnings(), evaluation_mode(self.spec.module):
             warnings.simplefilter("ignore")
-            self.frozen = torch.jit.freeze(torch.jit.trace(self.spec.module.eval(), example))
+            self.frozen = torch.jit.freeze(torch.jit.trace(self.spec.module, example))
         self._unmodified: torch.Tensor | None = None
 
     def predict(self, images: torch.Tensor) -> torch.Tensor:
@@ -132,7 +133,7 @@ class _Images:
         if images is self.pixels and self._unmodified is not None:
             return self._unmodified
         with torch.inference_mode():
-            scores = torch.cat([torch.softmax(self.frozen((chunk - self.mean) / self.std), 1)
+            scores = torch.cat([torch.softmax(self.frozen(self.normalise(chunk)), 1)
                                 for chunk in images.split(self.batch)])
         if images is self.pixels:
             self._unmodified = scores

@@ -8,6 +8,7 @@ algorithms written here; pytorch-grad-cam and Captum (DeepLift, LRP, Lime) are o
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import ClassVar
 
@@ -17,8 +18,10 @@ from torch import nn
 
 from camstream.errors import CamstreamError, ModelError
 from camstream.explain import CAM_METHODS, HookedModel, hook_model, make_method
+from camstream.explain.result import evaluation_mode
 from camstream.kernels import upsample_bilinear
 from camstream.models import ModelSpec
+from camstream.preprocess import Normaliser
 
 Predict = Callable[[torch.Tensor], torch.Tensor]  # pixels (B, 3, H, W) in [0, 1] → probabilities (B, classes)
 
@@ -30,14 +33,10 @@ class EvalExplainer:
 
     def __init__(self, spec: ModelSpec, predict: Predict | None = None) -> None:
         self.spec = spec
-        self.model = spec.module.eval()
-        self.mean = torch.tensor(spec.mean).view(1, 3, 1, 1)
-        self.std = torch.tensor(spec.std).view(1, 3, 1, 1)
+        self._restore = contextlib.ExitStack()  # the model goes back to its own mode on `close`
+        self.model = self._restore.enter_context(evaluation_mode(spec.module))
+        self.normalise = Normaliser(spec)
         self._predict = predict
-
-    def normalise(self, pixels: torch.Tensor) -> torch.Tensor:
-        """(pixels − mean) / std, the model's input."""
-        return (pixels - self.mean) / self.std
 
     def probabilities(self, pixels: torch.Tensor, batch: int = 16) -> torch.Tensor:
         """Softmax of the model on pixel images (through `predict` when one was given, e.g. a frozen
@@ -55,7 +54,8 @@ class EvalExplainer:
             return torch.full((pixels.shape[0],), class_id, dtype=torch.long)
         return self.probabilities(pixels).argmax(1)
 
-    def __call__(self, pixels: torch.Tensor, class_id: int | torch.Tensor | None = None) -> tuple[np.ndarray, torch.Tensor]:
+    def __call__(self, pixels: torch.Tensor,
+                 class_id: int | torch.Tensor | None = None) -> tuple[np.ndarray, torch.Tensor]:
         """(maps (B, H, W) float32 each scaled to [0, 1], targets (B,)) for pixels (B, 3, H, W) in [0, 1]."""
         maps, targets = self.explain(pixels, class_id)
         maps = np.nan_to_num(np.asarray(maps, dtype=np.float32))
@@ -73,8 +73,13 @@ class EvalExplainer:
         """Non-negative maps (B, H, W) at the input's size; any scale."""
         raise NotImplementedError
 
+    def release(self) -> None:
+        """Release hooks or other state (subclasses that hold some)."""
+
     def close(self) -> None:
-        """Release hooks or other state."""
+        """Release what the method holds and give the model back the mode it came in."""
+        self.release()
+        self._restore.close()
 
 
 class OwnMethod(EvalExplainer):
@@ -95,7 +100,7 @@ class OwnMethod(EvalExplainer):
         maps = np.stack([upsample_bilinear(cam, (height, width)) for cam in explanation.maps.numpy()])
         return maps, explanation.class_ids.clone()
 
-    def close(self) -> None:
+    def release(self) -> None:
         self.hooked.close()
 
 
@@ -125,7 +130,7 @@ class Rise(EvalExplainer):
             shifts = torch.randint(0, cell_h, (self.count,), generator=generator), \
                 torch.randint(0, cell_w, (self.count,), generator=generator)
             self._masks = torch.stack([big[i, :, dy:dy + height, dx:dx + width]
-                                       for i, (dy, dx) in enumerate(zip(*shifts))])
+                                       for i, (dy, dx) in enumerate(zip(*shifts, strict=True))])
         return self._masks
 
     def maps(self, pixels, targets):
@@ -171,7 +176,7 @@ class ScoreCam(EvalExplainer):
                                                     align_corners=False)[0, 0].numpy()
         return out
 
-    def close(self) -> None:
+    def release(self) -> None:
         self.hooked.close()
 
 
@@ -200,7 +205,7 @@ class PytorchGradCam(EvalExplainer):
     def maps(self, pixels, targets):
         return self._cam(self.normalise(pixels), targets=[self._target(int(t)) for t in targets])
 
-    def close(self) -> None:
+    def release(self) -> None:
         self._cam.activations_and_grads.release()
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import cv2
 import numpy as np
@@ -13,7 +13,7 @@ COLORMAPS = {"jet": cv2.COLORMAP_JET, "turbo": cv2.COLORMAP_TURBO, "inferno": cv
              "viridis": cv2.COLORMAP_VIRIDIS, "hot": cv2.COLORMAP_HOT}
 
 
-@lru_cache(maxsize=None)
+@cache
 def colormap_lut(name: str = "jet") -> np.ndarray:
     """(256, 3) uint8 BGR table of OpenCV's colormap `name`; read-only."""
     if name not in COLORMAPS:

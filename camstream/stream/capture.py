@@ -6,6 +6,7 @@ input size (far cheaper than resizing the full-resolution BGR frame). Local came
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sys
@@ -162,10 +163,8 @@ class PyAVSource(Source):
     def _reconnect(self, reason: str) -> None:
         began = time.monotonic()
         delay = 0.25
-        try:
+        with contextlib.suppress(Exception):  # a broken connection may fail to close; it is dropped anyway
             self._container.close()
-        except Exception:  # noqa: BLE001 - a broken connection may fail to close; it is dropped anyway
-            pass
         print(f"camstream: {self.info.name}: {reason}; reconnecting", file=sys.stderr, flush=True)
         while True:
             waited = time.monotonic() - began
@@ -235,7 +234,8 @@ class CameraSource(Source):
         self._closed = False
 
     def frames(self) -> Iterator[DecodedFrame]:
-        cv2 = self._cv2
+        from camstream.preprocess import resize_to_rgb
+
         height, width = self._model_size
         start = time.perf_counter()
         while not self._closed:
@@ -244,8 +244,7 @@ class CameraSource(Source):
                 if not self._closed:
                     raise InputError(f"{self.info.name} stopped delivering frames")
                 return
-            small = cv2.cvtColor(cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA),
-                                 cv2.COLOR_BGR2RGB)
+            small = resize_to_rgb(image, (height, width))
             elapsed = time.perf_counter() - start
             yield DecodedFrame(image, small, int(elapsed * 1000), elapsed)
 

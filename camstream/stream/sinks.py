@@ -5,7 +5,6 @@ from __future__ import annotations
 import html
 import http.server
 import os
-import socket
 import socketserver
 import sys
 import threading
@@ -282,7 +281,7 @@ class _MjpegHandler(http.server.BaseHTTPRequestHandler):
                 seen, jpeg = latest
                 self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: "
                                  + str(len(jpeg)).encode() + b"\r\n\r\n" + jpeg + b"\r\n")
-        except (BrokenPipeError, ConnectionResetError, socket.timeout):
+        except (TimeoutError, BrokenPipeError, ConnectionResetError):
             pass
         finally:
             self.server.clients -= 1

@@ -1,0 +1,96 @@
+"""What the structure promises: a user's model leaves every entry point in the mode it came in, and
+`camstream run`'s options and `PipelineConfig` stay one set of settings."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+from torch import nn
+
+import camstream
+from camstream.explain import REGISTRY, ModelKind, evaluation_mode
+from camstream.explain.baselines import make_explainer
+from camstream.explain.temporal import ClipClassifier
+from camstream.models import ModelSpec, load_model
+from camstream.stream import pipeline as pipeline_module
+from camstream.stream.config import DEST_OF_FIELD, NOT_OPTIONS, PipelineConfig, config_from_options
+from camstream.stream.timeline import ClipTracker
+
+
+def small_cnn() -> nn.Module:
+    """A CNN whose modes matter: batch norm and dropout behave differently when training."""
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.Dropout(0.5),
+                         nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                         nn.Linear(8, 3))
+
+
+def modes(model: nn.Module) -> list[bool]:
+    return [module.training for module in model.modules()]
+
+
+def test_evaluation_mode_restores_every_submodule_even_on_error():
+    model = small_cnn().train()
+    model[1].eval()  # a mixed model: its batch norm frozen by the user
+    before = modes(model)
+    with pytest.raises(RuntimeError), evaluation_mode(model):
+        assert not any(modes(model))
+        raise RuntimeError("boom")
+    assert modes(model) == before
+
+
+@pytest.mark.parametrize("method", REGISTRY[ModelKind.CNN])
+def test_explain_leaves_a_training_model_training(method):
+    model = small_cnn().train()
+    model[1].eval()
+    before = modes(model)
+    found = camstream.explain(model, torch.rand(2, 3, 16, 16), method=method)
+    assert found.maps.shape == (2, 16, 16)
+    assert modes(model) == before
+    assert all(parameter.grad is None for parameter in model.parameters())
+
+
+def test_temporal_explanations_leave_the_clip_model_training():
+    model = ClipClassifier(nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten()), 4, 2).train()
+    camstream.explain(model, torch.rand(1, 5, 3, 8, 8))
+    assert all(modes(model))
+    tracker = ClipTracker(model, steps=3, method="step-gradient", streams=1)
+    assert not model.training  # eval while the stream runs
+    tracker(torch.rand(2, 3, 8, 8), [0, 0])
+    tracker.close()
+    assert all(modes(model))
+
+
+@pytest.mark.parametrize("name", ["gradcam", "rise"])
+def test_eval_methods_give_the_model_back_training(name):
+    spec = ModelSpec("small", small_cnn().train(), input_size=(16, 16))
+    explainer = make_explainer(name, spec)
+    explainer(torch.rand(1, 3, 16, 16))
+    explainer.close()
+    assert all(modes(spec.module))
+
+
+def test_the_stream_gives_the_model_back_in_its_mode(tmp_path, demo_clip, monkeypatch):
+    spec = load_model()
+    spec.module.train()
+    monkeypatch.setattr(pipeline_module, "load_model", lambda *_args: spec)  # the user's model, as it was handed
+    config = PipelineConfig(source=str(demo_clip), sinks=("null",), out_dir=str(tmp_path), max_frames=4)
+    report = pipeline_module.Pipeline(config).run()
+    assert report["total"]["frames_out"] == 4
+    assert all(modes(spec.module))
+
+
+def test_every_setting_of_a_run_is_an_option_of_camstream_run_with_the_same_default():
+    from camstream.cli import build_parser
+
+    parser = build_parser()
+    options = parser.parse_args(["run"])
+    for name in (item.name for item in dataclasses.fields(PipelineConfig)):
+        if name in (*NOT_OPTIONS, "source", "sources"):
+            continue
+        dest = DEST_OF_FIELD.get(name, name)
+        assert hasattr(options, dest), f"PipelineConfig.{name} has no camstream run option"
+    config = config_from_options(options, ())
+    assert config == PipelineConfig()  # the CLI's defaults are the config's
