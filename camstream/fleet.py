@@ -96,76 +96,96 @@ def _stream_entries(group: list[tuple[int, str]], actor: int, out_dir: str, repo
     return entries
 
 
+def _start_ray(ray, address: str | None) -> bool:
+    """Join the Ray at `address` (None: start a local one unless one runs); True when started here."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if ray.is_initialized():
+        return False
+    try:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    except Exception as exc:  # Ray raises ConnectionError, RuntimeError, ValueError … for a bad address
+        raise CamstreamError(f"cannot start or reach Ray ({address or 'local'}): "
+                             f"{str(exc).splitlines()[0]}") from exc
+    return address is None
+
+
+def _launch(ray, config: FleetConfig, groups: list[list[tuple[int, str]]]) -> tuple[list, dict, list[str]]:
+    """One actor per stream group, each running its pipeline: (actors, pending run → group index, folders)."""
+    remote_worker = ray.remote(StreamGroupWorker)
+    actors, pending, folders = [], {}, []
+    for index, group in enumerate(groups):
+        if len(group) == 1:
+            folder = os.path.join(config.out_dir, stream_folder_name(*group[0]))
+            pipeline = replace(config.pipeline, source=group[0][1], sources=(), out_dir=folder)
+        else:
+            folder = os.path.join(config.out_dir, f"actor-{index}")
+            pipeline = replace(config.pipeline, sources=tuple(s for _, s in group), out_dir=folder)
+        actor = remote_worker.options(num_cpus=config.cpus_per_actor, max_concurrency=2).remote(pipeline)
+        actors.append(actor)
+        folders.append(folder)
+        pending[actor.run.remote()] = index
+    return actors, pending, folders
+
+
+def _collect(ray, actors: list, pending: dict, progress: Callable[[str], None]) -> tuple[dict[int, dict], bool]:
+    """Each actor's report as it finishes; a first Ctrl-C stops every actor in order (they get
+    `STOP_GRACE_S` to report), a second abandons them. Returns (reports by group, interrupted)."""
+    reports: dict[int, dict] = {}
+    deadline: float | None = None
+    while pending:
+        try:
+            done, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
+            for ref in done:
+                index = pending.pop(ref)
+                try:
+                    reports[index] = ray.get(ref)
+                except Exception as exc:  # the actor died (RayActorError) or raised
+                    reports[index] = {"error": f"actor failed: {str(exc).splitlines()[0]}", "build_failed": True}
+                ray.kill(actors[index])  # a finished actor still holds its CPUs: free them for queued ones
+                progress(f"fleet: actor {index} done ({len(reports)}/{len(actors)})")
+            if deadline is not None and time.perf_counter() > deadline:
+                for index in pending.values():
+                    reports[index] = {"error": "no report within the stop grace period", "build_failed": True}
+                break
+        except KeyboardInterrupt:
+            if deadline is not None:
+                raise
+            progress("fleet: stopping every actor (Ctrl-C again to abandon)")
+            for actor in actors:
+                actor.stop.remote()
+            deadline = time.perf_counter() + STOP_GRACE_S
+    return reports, deadline is not None
+
+
+def _summary(streams: list[dict], actors: int, elapsed: float, interrupted: bool) -> dict:
+    latencies = [s["latency_p95_ms"] for s in streams if s["latency_p95_ms"] is not None]
+    return {"streams": len(streams), "actors": actors,
+            "total_fps": round(sum(s["fps"] for s in streams), 3),
+            "frames_out": sum(s["frames_out"] for s in streams), "dropped": sum(s["dropped"] for s in streams),
+            "latency_p95_ms_max": max(latencies) if latencies else None,
+            "failed_streams": [s["stream"] for s in streams if s["error"]],
+            "elapsed_s": round(elapsed, 3), "interrupted": interrupted}
+
+
 def run_fleet(config: FleetConfig, progress: Callable[[str], None] = print) -> dict:
     """Run every stream on Ray actors and return the fleet report (also written to OUT/fleet.json)."""
     if not config.sources:
         raise CamstreamError("a fleet needs at least one source")
     ray = _import_ray()
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    started_here = not ray.is_initialized() and config.address is None
-    try:
-        if not ray.is_initialized():
-            ray.init(address=config.address, include_dashboard=False, log_to_driver=False,
-                     configure_logging=False)
-    except Exception as exc:  # Ray raises ConnectionError, RuntimeError, ValueError … for a bad address
-        raise CamstreamError(f"cannot start or reach Ray ({config.address or 'local'}): "
-                             f"{str(exc).splitlines()[0]}") from exc
+    started_here = _start_ray(ray, config.address)
     began = time.perf_counter()
     os.makedirs(config.out_dir, exist_ok=True)
-    remote_worker = ray.remote(StreamGroupWorker)
-    actors, pending, groups, folders = [], {}, config.groups(), []
-    interrupted = False
+    groups = config.groups()
     try:
-        for index, group in enumerate(groups):
-            if len(group) == 1:
-                folder = os.path.join(config.out_dir, stream_folder_name(*group[0]))
-                pipeline = replace(config.pipeline, source=group[0][1], sources=(), out_dir=folder)
-            else:
-                folder = os.path.join(config.out_dir, f"actor-{index}")
-                pipeline = replace(config.pipeline, sources=tuple(s for _, s in group), out_dir=folder)
-            actor = remote_worker.options(num_cpus=config.cpus_per_actor, max_concurrency=2).remote(pipeline)
-            actors.append(actor)
-            folders.append(folder)
-            pending[actor.run.remote()] = index
+        actors, pending, folders = _launch(ray, config, groups)
         progress(f"fleet: {len(config.sources)} streams on {len(actors)} actors")
-        reports: dict[int, dict] = {}
-        deadline: float | None = None
-        while pending:
-            try:
-                done, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
-                for ref in done:
-                    index = pending.pop(ref)
-                    try:
-                        reports[index] = ray.get(ref)
-                    except Exception as exc:  # the actor died (RayActorError) or raised
-                        reports[index] = {"error": f"actor failed: {str(exc).splitlines()[0]}", "build_failed": True}
-                    ray.kill(actors[index])  # a finished actor still holds its CPUs: free them for queued ones
-                    progress(f"fleet: actor {index} done ({len(reports)}/{len(actors)})")
-                if deadline is not None and time.perf_counter() > deadline:
-                    for index in pending.values():
-                        reports[index] = {"error": "no report within the stop grace period", "build_failed": True}
-                    break
-            except KeyboardInterrupt:
-                if interrupted:
-                    raise
-                interrupted = True
-                progress("fleet: stopping every actor (Ctrl-C again to abandon)")
-                for actor in actors:
-                    actor.stop.remote()
-                deadline = time.perf_counter() + STOP_GRACE_S
+        reports, interrupted = _collect(ray, actors, pending, progress)
     finally:
         if started_here:
             ray.shutdown()
     streams = [entry for index, group in enumerate(groups)
                for entry in _stream_entries(group, index, folders[index], reports.get(index, {}))]
-    elapsed = time.perf_counter() - began
-    latencies = [s["latency_p95_ms"] for s in streams if s["latency_p95_ms"] is not None]
-    summary = {"streams": len(streams), "actors": len(actors),
-               "total_fps": round(sum(s["fps"] for s in streams), 3),
-               "frames_out": sum(s["frames_out"] for s in streams), "dropped": sum(s["dropped"] for s in streams),
-               "latency_p95_ms_max": max(latencies) if latencies else None,
-               "failed_streams": [s["stream"] for s in streams if s["error"]],
-               "elapsed_s": round(elapsed, 3), "interrupted": interrupted}
+    summary = _summary(streams, len(actors), time.perf_counter() - began, interrupted)
     fleet = {"address": config.address or "local", "summary": summary, "streams": streams,
              "reports": {str(index): report for index, report in reports.items()}}
     write_json_atomic(os.path.join(config.out_dir, "fleet.json"), fleet)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import importlib.util
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import torch
@@ -91,23 +91,17 @@ def bench_explainers(model_name: str, batch_size: int, video: str, rounds: int =
             return model(batch)
 
     contenders: dict[str, Callable[[], object]] = {"plain": plain}
-    for name in methods:
-        explainer = make_method(name, hooked)
-        try:
-            explainer(batch)
-        except Exception as exc:  # e.g. cam on a head that is not GAP + linear
-            if progress:
-                progress(f"{model_name}: {name} skipped ({exc})")
-            continue
-        contenders[name] = (lambda e=explainer: e(batch))
+
+    def skipped(name: str, exc: Exception) -> None:
+        if progress:
+            progress(f"{model_name}: {name} skipped ({exc})")
+
+    contenders.update(method_contenders(hooked, methods, batch, "", skipped))
     frozen = HookedModel(copy.deepcopy(model), (3, *spec.input_size))
     frozen_ok = frozen.freeze(batch)
     if frozen_ok:
         contenders["plain_frozen"] = lambda: frozen.forward(batch)
-        for name in methods:
-            if name in contenders:
-                explainer = make_method(name, frozen)
-                contenders[f"{name}_frozen"] = (lambda e=explainer: e(batch))
+        contenders.update(method_contenders(frozen, [m for m in methods if m in contenders], batch, "_frozen"))
     missing: list[str] = []
     if peers:
         peer_runs, missing = peer_contenders(model, hooked.layer_name, batch, targets)
@@ -121,26 +115,47 @@ def bench_explainers(model_name: str, batch_size: int, video: str, rounds: int =
     hooked.close()
     frozen.close()
     per_frame = {name: seconds * 1e3 / batch_size for name, seconds in medians.items()}
+    return {"model": model_name, "batch": batch_size, "input": list(spec.input_size), "channels_last": channels_last,
+            "layer": hooked.layer_name} | summarise(per_frame, methods, missing)
+
+
+def method_contenders(hooked: HookedModel, methods: Iterable[str], batch: torch.Tensor, suffix: str,
+                      on_skip: Callable[[str, Exception], object] | None = None) -> dict[str, Callable[[], object]]:
+    """A timed call per method that runs on `hooked` (a method that fails once, e.g. cam on a head that is not
+    GAP + linear, is left out and told to `on_skip`), named `name + suffix`."""
+    contenders: dict[str, Callable[[], object]] = {}
+    for name in methods:
+        explainer = make_method(name, hooked)
+        try:
+            explainer(batch)
+        except Exception as exc:  # noqa: BLE001 - any failure leaves the method out of the race
+            if on_skip is not None:
+                on_skip(name, exc)
+            continue
+        contenders[name + suffix] = (lambda e=explainer: e(batch))
+    return contenders
+
+
+def summarise(per_frame: dict[str, float], methods: Iterable[str], missing: list[str]) -> dict:
+    """ms/frame of every contender and its ratio to plain inference (eager and frozen), and the peers' speed
+    against our Grad-CAM."""
     plain_ms = per_frame["plain"]
     gradcam_ms = per_frame.get("gradcam")
-    result = {
-        "model": model_name, "batch": batch_size, "input": list(spec.input_size), "channels_last": channels_last,
-        "layer": hooked.layer_name, "plain_ms": round(plain_ms, 3),
-        "methods": {name: {"ms": round(per_frame[name], 3), "ratio_to_plain": round(per_frame[name] / plain_ms, 3)}
-                    for name in methods if name in per_frame},
-        "peers": {}, "missing_peers": missing, "frozen": None,
-    }
-    if frozen_ok:
+
+    def timed(name: str, reference: float) -> dict:
+        return {"ms": round(per_frame[name], 3), "ratio_to_plain": round(per_frame[name] / reference, 3)}
+
+    result: dict = {"plain_ms": round(plain_ms, 3),
+                    "methods": {name: timed(name, plain_ms) for name in methods if name in per_frame},
+                    "peers": {}, "missing_peers": missing, "frozen": None}
+    if "plain_frozen" in per_frame:
         frozen_plain = per_frame["plain_frozen"]
-        result["frozen"] = {
-            "plain_ms": round(frozen_plain, 3),
-            "methods": {name: {"ms": round(per_frame[f"{name}_frozen"], 3),
-                               "ratio_to_plain": round(per_frame[f"{name}_frozen"] / frozen_plain, 3),
-                               "ratio_to_eager_plain": round(per_frame[f"{name}_frozen"] / plain_ms, 3)}
-                        for name in methods if f"{name}_frozen" in per_frame}}
+        result["frozen"] = {"plain_ms": round(frozen_plain, 3), "methods": {
+            name: timed(f"{name}_frozen", frozen_plain)
+            | {"ratio_to_eager_plain": round(per_frame[f"{name}_frozen"] / plain_ms, 3)}
+            for name in methods if f"{name}_frozen" in per_frame}}
     for name in PEERS:
         if name in per_frame:
-            result["peers"][name] = {"ms": round(per_frame[name], 3),
-                                     "ratio_to_plain": round(per_frame[name] / plain_ms, 3),
-                                     "speedup_vs_peer": round(per_frame[name] / gradcam_ms, 3) if gradcam_ms else None}
+            result["peers"][name] = timed(name, plain_ms) | {
+                "speedup_vs_peer": round(per_frame[name] / gradcam_ms, 3) if gradcam_ms else None}
     return result

@@ -152,18 +152,30 @@ def check_targets(results: dict) -> list[dict]:
 
 
 def markdown(results: dict) -> str:
-    """The results as Markdown tables."""
+    """The results as Markdown tables, one section after another."""
     system = results["system"]
     lines = [f"# camstream bench\n\n{system['cpu']}, {system['cores']} cores, torch {system['torch']} "
-             f"({system['torch_threads']} threads), Python {system['python']}; {results['elapsed_s']} s.\n",
-             "## Explainers (ms/frame, median of interleaved rounds; ratio to plain inference)\n",
+             f"({system['torch_threads']} threads), Python {system['python']}; {results['elapsed_s']} s.\n"]
+    for section in (_explainer_tables, _pipeline_table, _streams_table, _kernel_tables, _edge_table,
+                    _extensions_and_allocator, _targets_table):
+        lines += section(results)
+    return "\n".join(lines) + "\n"
+
+
+def _method_cells(methods: dict) -> list[str]:
+    cells = []
+    for name in ("cam", "gradcam", "gradcam++", "recipro"):
+        value = methods.get(name)
+        cells.append(f"{value['ms']:.2f} ({value['ratio_to_plain']:.2f}×)" if value else "n/a")
+    return cells
+
+
+def _explainer_tables(results: dict) -> list[str]:
+    lines = ["## Explainers (ms/frame, median of interleaved rounds; ratio to plain inference)\n",
              "| model | batch | plain | cam | gradcam | gradcam++ | recipro | pytorch-grad-cam | captum | torchcam |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for entry in results["explainers"]:
-        cells = [entry["model"], str(entry["batch"]), f"{entry['plain_ms']:.2f}"]
-        for name in ("cam", "gradcam", "gradcam++", "recipro"):
-            value = entry["methods"].get(name)
-            cells.append(f"{value['ms']:.2f} ({value['ratio_to_plain']:.2f}×)" if value else "n/a")
+        cells = [entry["model"], str(entry["batch"]), f"{entry['plain_ms']:.2f}", *_method_cells(entry["methods"])]
         for peer in ("pytorch-grad-cam", "captum", "torchcam"):
             value = entry["peers"].get(peer)
             cells.append(f"{value['ms']:.2f} ({value['ratio_to_plain']:.2f}×; ours {value['speedup_vs_peer']:.2f}× "
@@ -173,55 +185,76 @@ def markdown(results: dict) -> str:
               "| model | batch | frozen plain | cam | gradcam | gradcam++ | recipro |", "|---|---|---|---|---|---|---|"]
     for entry in results["explainers"]:
         frozen = entry.get("frozen")
-        if not frozen:
-            continue
-        cells = [entry["model"], str(entry["batch"]), f"{frozen['plain_ms']:.2f}"]
-        for name in ("cam", "gradcam", "gradcam++", "recipro"):
-            value = frozen["methods"].get(name)
-            cells.append(f"{value['ms']:.2f} ({value['ratio_to_plain']:.2f}×)" if value else "n/a")
-        lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "## Pipeline (EfficientNet-Lite0 Grad-CAM, batch 4, every frame explained, frozen model)\n",
-              "| run | fps | ceiling fps (frozen plain) | fraction | decode p50 | inference p50 | cam p50 | render p50 "
-              "| sink p50 "
-              "| latency p95 ms | peak RSS MB |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+        if frozen:
+            cells = [entry["model"], str(entry["batch"]), f"{frozen['plain_ms']:.2f}",
+                     *_method_cells(frozen["methods"])]
+            lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _pipeline_table(results: dict) -> list[str]:
+    lines = ["", "## Pipeline (EfficientNet-Lite0 Grad-CAM, batch 4, every frame explained, frozen model)\n",
+             "| run | fps | ceiling fps (frozen plain) | fraction | decode p50 | inference p50 | cam p50 | render p50 "
+             "| sink p50 | latency p95 ms | peak RSS MB |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, run in results["pipeline"].items():
         stages = run["stages"]
         lines.append(f"| {name} ({run['clip']}) | {run['fps']:.1f} | {run['inference_ceiling_fps']:.1f} | "
                      f"{run['fraction_of_ceiling']:.2f} | " + " | ".join(
                          f"{stages[s]['p50_ms']:.2f}" for s in ("decode", "inference", "cam", "render", "sink"))
                      + f" | {run['latency_p95_ms']:.0f} | {run['rss_peak_mb']:.0f} |")
+    return lines
+
+
+def _streams_table(results: dict) -> list[str]:
     streams = results.get("streams")
-    if streams:
-        lines += ["", f"## Several streams in one process ({streams['clip']} each, null sinks, lossless; plain "
-                  f"batched inference ceiling {streams['inference_ceiling_fps']:.1f} fps)\n",
-                  "| streams | total fps | per-stream fps | fraction of ceiling | mean batch | latency p95 ms |",
-                  "|---|---|---|---|---|---|"]
-        for count, run in streams["runs"].items():
-            per_stream = ", ".join(f"{fps:.1f}" for fps in run["per_stream_fps"])
-            lines.append(f"| {count} | {run['total_fps']:.1f} | {per_stream} | {run['fraction_of_ceiling']:.2f} | "
-                         f"{run['mean_batch']:.2f} | {run['latency_p95_ms']:.0f} |")
-    lines += ["", "## Kernels\n", "| size | fused overlay ms | OpenCV chain ms | speedup |", "|---|---|---|---|"]
+    if not streams:
+        return []
+    lines = ["", f"## Several streams in one process ({streams['clip']} each, null sinks, lossless; plain "
+             f"batched inference ceiling {streams['inference_ceiling_fps']:.1f} fps)\n",
+             "| streams | total fps | per-stream fps | fraction of ceiling | mean batch | latency p95 ms |",
+             "|---|---|---|---|---|---|"]
+    for count, run in streams["runs"].items():
+        per_stream = ", ".join(f"{fps:.1f}" for fps in run["per_stream_fps"])
+        lines.append(f"| {count} | {run['total_fps']:.1f} | {per_stream} | {run['fraction_of_ceiling']:.2f} | "
+                     f"{run['mean_batch']:.2f} | {run['latency_p95_ms']:.0f} |")
+    return lines
+
+
+def _kernel_tables(results: dict) -> list[str]:
+    lines = ["", "## Kernels\n", "| size | fused overlay ms | OpenCV chain ms | speedup |", "|---|---|---|---|"]
     for size, value in results["kernels"]["overlay"].items():
         lines.append(f"| {size} | {value['fused_ms']:.2f} | {value['opencv_chain_ms']:.2f} | {value['speedup']:.2f}× |")
     lines += ["", "| map | selection µs | np.percentile µs | speedup |", "|---|---|---|---|"]
     for size, value in results["kernels"]["percentile"].items():
         lines.append(f"| {size} | {value['selection_us']:.1f} | {value['np_percentile_us']:.1f} | "
                      f"{value['speedup']:.2f}× |")
-    lines += ["", "## Edge profile (1 thread, batch 1, EfficientNet-Lite0)\n",
-              "| input | plain ms | gradcam ms | ratio |",
-              "|---|---|---|---|"]
+    return lines
+
+
+def _edge_table(results: dict) -> list[str]:
+    lines = ["", "## Edge profile (1 thread, batch 1, EfficientNet-Lite0)\n",
+             "| input | plain ms | gradcam ms | ratio |", "|---|---|---|---|"]
     for entry in results["edge"]:
         gradcam = entry["methods"]["gradcam"]
         lines.append(f"| {entry['input'][0]} | {entry['plain_ms']:.2f} | {gradcam['ms']:.2f} | "
                      f"{gradcam['ratio_to_plain']:.2f}× |")
+    return lines
+
+
+def _extensions_and_allocator(results: dict) -> list[str]:
+    lines = []
     if results.get("extensions"):
         lines += ["", "## Models beyond CNNs (ms per input, batch 1, median of interleaved rounds)\n",
                   *extensions_markdown(results["extensions"])]
     malloc = results["malloc"]
     lines += ["", "## Allocator tuning (plain eager inference, batch 4, fresh processes)\n",
               f"untuned {malloc['untuned_ms']:.2f} ms/frame → tuned {malloc['tuned_ms']:.2f} ms/frame: "
-              f"{malloc['speedup']:.2f}×" if "error" not in malloc else f"probe failed: {malloc['error']}",
-              "", "## Targets\n", "| target | measured | met |", "|---|---|---|"]
+              f"{malloc['speedup']:.2f}×" if "error" not in malloc else f"probe failed: {malloc['error']}"]
+    return lines
+
+
+def _targets_table(results: dict) -> list[str]:
+    lines = ["", "## Targets\n", "| target | measured | met |", "|---|---|---|"]
     for check in results["targets"]:
         lines.append(f"| {check['target']} | {check['value']} | {'yes' if check['met'] else 'no'} |")
-    return "\n".join(lines) + "\n"
+    return lines

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar, TypeVar
 
@@ -40,23 +41,7 @@ def spatial_layers(model: nn.Module, example: torch.Tensor) -> list[LayerRecord]
     are folded into the outermost one, which is the name a user would pick.
     """
     calls: list[tuple[str, torch.Tensor]] = []
-
-    def record(name: str):
-        def hook(_module, _inputs, output):
-            if isinstance(output, torch.Tensor):
-                calls.append((name, output))
-
-        return hook
-
-    handles = [m.register_forward_hook(record(n)) for n, m in model.named_modules() if n]
-    try:
-        with torch.inference_mode():
-            model(example)
-    except Exception as exc:
-        raise ModelError(f"the model failed on a {tuple(example.shape)} probe input: {exc}") from exc
-    finally:
-        for handle in handles:
-            handle.remove()
+    probe_forward(model, example, lambda name, _module, output: calls.append((name, output)))
     modules = dict(model.named_modules())
     records: list[LayerRecord] = []
     for order, (_, output) in enumerate(calls):
@@ -71,6 +56,29 @@ def spatial_layers(model: nn.Module, example: torch.Tensor) -> list[LayerRecord]
     for rec in records:
         unique[rec.name] = rec
     return sorted(unique.values(), key=lambda r: r.order)
+
+
+def probe_forward(model: nn.Module, example: torch.Tensor,
+                  record: Callable[[str, nn.Module, torch.Tensor], object]) -> None:
+    """Run `model` once on `example`, calling `record(name, module, output)` for every named module that
+    returns a tensor, in execution order; the hooks are gone afterwards, and a failing model is a ModelError."""
+
+    def hook_for(name: str, module: nn.Module):
+        def hook(_module, _inputs, output):
+            if isinstance(output, torch.Tensor):
+                record(name, module, output)
+
+        return hook
+
+    handles = [m.register_forward_hook(hook_for(n, m)) for n, m in model.named_modules() if n]
+    try:
+        with torch.inference_mode():
+            model(example)
+    except Exception as exc:
+        raise ModelError(f"the model failed on a {tuple(example.shape)} probe input: {exc}") from exc
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 def locate_target_layer(model: nn.Module, example: torch.Tensor) -> str:

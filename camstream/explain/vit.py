@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from camstream.errors import ModelError
-from camstream.explain.base import CamMethod, HookedNetwork, scale_to_unit_range
+from camstream.explain.base import CamMethod, HookedNetwork, probe_forward, scale_to_unit_range
 from camstream.explain.cnn import MaskedHeadMethod
 from camstream.explain.result import ModelKind
 
@@ -41,39 +41,35 @@ def find_token_layout(model: nn.Module, input_shape: tuple[int, int, int]) -> To
     outputs: dict[str, torch.Size] = {}
     patch_grids: list[tuple[int, int]] = []
 
-    def record(name: str, module: nn.Module):
-        def hook(_module, _inputs, output):
-            if isinstance(output, torch.Tensor):
-                outputs.setdefault(name, output.shape)
-                if isinstance(module, nn.Conv2d) and module.kernel_size == module.stride and module.stride[0] > 1:
-                    patch_grids.append((output.shape[2], output.shape[3]))
+    def record(name: str, module: nn.Module, output: torch.Tensor) -> None:
+        outputs.setdefault(name, output.shape)
+        if isinstance(module, nn.Conv2d) and module.kernel_size == module.stride and module.stride[0] > 1:
+            patch_grids.append((output.shape[2], output.shape[3]))
 
-        return hook
-
-    handles = [m.register_forward_hook(record(n, m)) for n, m in model.named_modules() if n]
-    try:
-        with torch.inference_mode():
-            model(torch.zeros(1, *input_shape))
-    except Exception as exc:
-        raise ModelError(f"the model failed on a {(1, *input_shape)} probe input: {exc}") from exc
-    finally:
-        for handle in handles:
-            handle.remove()
+    probe_forward(model, torch.zeros(1, *input_shape), record)
+    if not patch_grids:
+        return None
     best: TokenLayout | None = None
     for name, module in model.named_modules():
-        if not isinstance(module, (nn.Sequential, nn.ModuleList)) or len(module) < 2 or not patch_grids:
-            continue
-        names = tuple(f"{name}.{child}" if name else child for child, _ in module.named_children())
-        shapes = {outputs.get(child) for child in names}
-        if len(shapes) != 1 or None in shapes:
-            continue
-        (shape,) = shapes
-        grid = patch_grids[0]
-        if len(shape) != 3 or shape[1] < grid[0] * grid[1]:
-            continue
-        if best is None or len(names) >= len(best.block_names):
-            best = TokenLayout(name, names, grid, shape[1] - grid[0] * grid[1], shape[2])
+        layout = _blocks_layout(name, module, outputs, patch_grids[0])
+        if layout is not None and (best is None or len(layout.block_names) >= len(best.block_names)):
+            best = layout
     return best
+
+
+def _blocks_layout(name: str, module: nn.Module, outputs: dict[str, torch.Size],
+                   grid: tuple[int, int]) -> TokenLayout | None:
+    """`module` as a ViT's block container: ≥ 2 children that all return the same (B, tokens ≥ h·w, dim)."""
+    if not isinstance(module, (nn.Sequential, nn.ModuleList)) or len(module) < 2:
+        return None
+    names = tuple(f"{name}.{child}" if name else child for child, _ in module.named_children())
+    shapes = {outputs.get(child) for child in names}
+    if len(shapes) != 1 or None in shapes:
+        return None
+    (shape,) = shapes
+    if len(shape) != 3 or shape[1] < grid[0] * grid[1]:
+        return None
+    return TokenLayout(name, names, grid, shape[1] - grid[0] * grid[1], shape[2])
 
 
 class _Emit(nn.Module):

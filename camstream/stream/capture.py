@@ -42,6 +42,35 @@ class DecodedFrame:
     time_s: float
 
 
+class _ForwardClock:
+    """Timestamps that only move forward across reconnects: a reopened stream's clock starts again, so its frames
+    are shifted to follow the last frame before the drop, by the time no frame came (measured from that
+    frame's arrival), which leaves the outage as a gap in the output's timeline."""
+
+    def __init__(self, time_base: Fraction) -> None:
+        self.time_base = time_base
+        self.offset = 0.0  # added to the current connection's timestamps
+        self.last_time = -1.0
+        self.last_arrival = 0.0  # monotonic time the last frame came
+        self._first = True
+
+    def reconnected(self) -> None:
+        """The next frame is the first of a new connection."""
+        self._first = True
+
+    def stamp(self, decoded: DecodedFrame) -> None:
+        """Shift `decoded`'s time (and pts, once shifted) onto the continuous timeline."""
+        if self._first:
+            self._first = False
+            if self.last_time >= 0:
+                self.offset = self.last_time + (time.monotonic() - self.last_arrival) - decoded.time_s
+        decoded.time_s += self.offset
+        if self.offset:
+            decoded.pts = round(decoded.time_s / self.time_base)
+        self.last_time = decoded.time_s
+        self.last_arrival = time.monotonic()
+
+
 class SourceLost(InputError):
     """A live source stayed away longer than allowed; the run ends in order."""
 
@@ -125,23 +154,13 @@ class PyAVSource(Source):
     def frames(self) -> Iterator[DecodedFrame]:
         import av
 
-        time_offset = 0.0  # added to a reconnected stream's clock so that time only moves forward
-        last_time = -1.0
-        last_arrival = 0.0  # monotonic time the last frame came: the outage is measured from it
+        clock = _ForwardClock(self.info.time_base)
         total = 0
         while True:
-            first_time: float | None = None
+            clock.reconnected()
             try:
                 for decoded in self._decode(self._container, self._stream):
-                    if first_time is None:
-                        first_time = decoded.time_s
-                        if last_time >= 0:  # the gap in the output is the time no frame came
-                            time_offset = last_time + (time.monotonic() - last_arrival) - first_time
-                    decoded.time_s += time_offset
-                    if time_offset:
-                        decoded.pts = round(decoded.time_s / self.info.time_base)
-                    last_time = decoded.time_s
-                    last_arrival = time.monotonic()
+                    clock.stamp(decoded)
                     total += 1
                     yield decoded
                 reason = "the stream ended"
