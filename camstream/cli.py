@@ -182,7 +182,7 @@ def _eval(args: argparse.Namespace) -> int:
     from camstream.eval.suite import EvalPlan, run_eval
     from camstream.explain.baselines import EXPLAINERS
     from camstream.kernels import parse_threshold
-    from camstream.stream.pipeline import demo_clip
+    from camstream.stream.config import demo_clip
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = [m for m in methods if m not in EXPLAINERS]
@@ -215,7 +215,7 @@ def _eval(args: argparse.Namespace) -> int:
 
 def _fleet(args: argparse.Namespace) -> int:
     from camstream.fleet import FleetConfig, run_fleet
-    from camstream.stream.pipeline import PipelineConfig, read_sources_file
+    from camstream.stream.config import PipelineConfig, read_sources_file
 
     if args.streams_per_actor < 1:
         raise CamstreamError("--streams-per-actor must be at least 1")

@@ -15,7 +15,9 @@ from dataclasses import dataclass, field, replace
 
 from camstream.errors import CamstreamError
 from camstream.report_file import write_json_atomic
-from camstream.stream.pipeline import Pipeline, PipelineConfig, stream_folder_name
+from camstream.stream.config import PipelineConfig
+from camstream.stream.pipeline import Pipeline
+from camstream.stream.streams import stream_folder_name
 
 STOP_GRACE_S = 60.0  # after Ctrl-C, how long the driver waits for the actors' final reports
 

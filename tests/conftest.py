@@ -31,7 +31,7 @@ def dashcam_clip() -> Path:
 
 @pytest.fixture(scope="session")
 def demo_clip() -> Path:
-    from camstream.stream.pipeline import demo_clip
+    from camstream.stream.config import demo_clip
 
     return Path(demo_clip())
 

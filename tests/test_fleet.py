@@ -13,7 +13,7 @@ import time
 import pytest
 
 from camstream.bench.clips import count_frames
-from camstream.stream.pipeline import stream_folder_name
+from camstream.stream.streams import stream_folder_name
 
 from .cli import camstream, one_stream
 from .conftest import shared_file

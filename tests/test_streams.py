@@ -7,7 +7,8 @@ import json
 import pytest
 
 from camstream.bench.clips import count_frames, derive_clip
-from camstream.stream.pipeline import read_sources_file, stream_folder_name
+from camstream.stream.config import read_sources_file
+from camstream.stream.streams import stream_folder_name
 
 from .cli import assert_one_line_error, camstream
 from .conftest import shared_file

@@ -16,7 +16,7 @@ def probe(batch: int = 4, rounds: int = 15) -> float:
 
     from camstream.bench.pipeline import inference_ceiling_fps
     from camstream.runtime import tune_glibc_malloc
-    from camstream.stream.pipeline import demo_clip
+    from camstream.stream.config import demo_clip
 
     tune_glibc_malloc()
     del torch

@@ -21,7 +21,7 @@ from camstream.bench.kernels import bench_kernels
 from camstream.bench.malloc_probe import compare as compare_malloc
 from camstream.bench.pipeline import bench_pipeline, bench_streams
 from camstream.report_file import write_json_atomic
-from camstream.stream.pipeline import demo_clip
+from camstream.stream.config import demo_clip
 
 TARGETS = {"gradcam_ratio_to_plain_max": 1.05, "speedup_vs_pytorch_grad_cam_min": 3.0, "speedup_vs_torchcam_min": 1.2,
            "overlay_speedup_1080p_min": 2.0, "pipeline_720p_null_fraction_of_ceiling_min": 0.9}

@@ -7,21 +7,21 @@ batch at once (one value per sample).
 
 from camstream.eval.boundary import BoundaryF1
 from camstream.eval.faithfulness import (
-                                         Adcc,
-                                         AverageDrop,
-                                         DeletionAUC,
-                                         DeletionCorrelation,
-                                         IncreaseInConfidence,
-                                         InsertionAUC,
-                                         InsertionCorrelation,
+    Adcc,
+    AverageDrop,
+    DeletionAUC,
+    DeletionCorrelation,
+    IncreaseInConfidence,
+    InsertionAUC,
+    InsertionCorrelation,
 )
 from camstream.eval.localisation import (
-                                         Dice,
-                                         IoU,
-                                         PointingGame,
-                                         Precision,
-                                         Recall,
-                                         precision_recall_curve,
+    Dice,
+    IoU,
+    PointingGame,
+    Precision,
+    Recall,
+    precision_recall_curve,
 )
 from camstream.eval.metric import Metric
 from camstream.eval.robustness import MaxSensitivity, TemporalStability

@@ -1,1 +1,1 @@
-"""The pipeline: capture → ring → infer → render → sinks, with the models and explainers it runs."""
+"""The pipeline: capture → ring → infer → render → sinks, its config, its typed stage records and its report."""

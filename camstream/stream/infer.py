@@ -10,8 +10,8 @@ import numpy as np
 
 from camstream.explain import CamMethod
 from camstream.preprocess import Preprocessor
-from camstream.stream.records import END_OF_STREAM, FrameReader
-from camstream.stream.ring import FrameSlot
+from camstream.stream.records import END_OF_STREAM, FrameSlot
+from camstream.stream.ring import FrameReader
 from camstream.stream.telemetry import Telemetry
 from camstream.stream.timeline import ClipTracker
 

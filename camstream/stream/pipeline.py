@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import queue
 import threading
 import time
 
@@ -11,98 +10,21 @@ import numpy as np
 import torch
 
 from camstream.explain import hook_model, make_method
-from camstream.models import ModelSpec, load_model, load_module
+from camstream.models import load_model, load_module
 from camstream.preprocess import Preprocessor
 from camstream.report_file import write_json_atomic
-from camstream.stream.capture import CaptureStage, open_source
-from camstream.stream.config import PipelineConfig, demo_clip, read_sources_file
+from camstream.stream.config import PipelineConfig
 from camstream.stream.infer import InferenceStage
-from camstream.stream.records import FrameReader
-from camstream.stream.render import HeatmapPainter, RenderStage
-from camstream.stream.report import run_report, stream_report
-from camstream.stream.ring import FairReader, FrameRing, FrameSlot
-from camstream.stream.sinks import FileSink, MjpegSink, NullSink, Sink, WindowSink
-from camstream.stream.telemetry import Telemetry
+from camstream.stream.report import RunFacts, run_report, stream_report
+from camstream.stream.ring import FairReader, FrameReader
+from camstream.stream.streams import Stream, stream_folder_name
 from camstream.stream.timeline import ClipTracker
 
-__all__ = ["Pipeline", "PipelineConfig", "Stream", "demo_clip", "read_sources_file", "stream_folder_name"]
+__all__ = ["Pipeline", "PipelineConfig"]
 
 JOIN_TIMEOUT_S = 2.0  # every stage is expected to stop within this after a stop request
 RENDER_GRACE_S = 10.0  # beyond that, still wait this long before giving up on finalising the sinks
 PUMP_INTERVAL_S = 0.005  # how often a GUI sink's event loop runs on the main thread
-
-
-def stream_folder_name(index: int, source: str) -> str:
-    """`<index>-<file or host name>`, safe as a folder name; passwords in URLs never reach it."""
-    tail = source.rstrip("/").split("@")[-1].split("?")[0]
-    stem = os.path.splitext(os.path.basename(tail))[0] or tail
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in stem)[:40]
-    return f"{index}-{safe or 'stream'}"
-
-
-class Stream:
-    """What belongs to one source: the source, its ring, capture and render threads, sinks and telemetry.
-    The model and the inference thread are the pipeline's, shared by every stream."""
-
-    def __init__(self, index: int, source_name: str, config: PipelineConfig, spec: ModelSpec, method_name: str,
-                 out_dir: str, condition: threading.Condition, on_quit) -> None:
-        self.index = index
-        self.out_dir = out_dir
-        self.config = config
-        self.source = open_source(source_name, spec.input_size, config.max_outage_s)
-        info = self.source.info
-        self.policy = config.policy or ("live" if info.live else "lossless")
-        self.realtime = config.realtime if config.realtime is not None else (self.policy == "live" and not info.live)
-        self.telemetry = Telemetry()
-        self.ring = FrameRing(config.slots or 2 * config.max_batch + 4, self.policy, index, condition)
-        self.results: queue.Queue[FrameSlot] = queue.Queue()
-        self.painter = HeatmapPainter(config.threshold, config.colormap, config.alpha)
-        try:
-            self.sinks = self._make_sinks(on_quit)
-        except BaseException:
-            self.source.close()
-            raise
-        self._opened = 0  # sinks are opened in order by `open_sinks`
-        self.capture = CaptureStage(self.source, self.ring, self.telemetry, self.realtime, config.max_frames)
-        self.render = RenderStage(self.results, self.ring, self.sinks, self.painter, self.telemetry, spec,
-                                  method_name, config.target_fps, config.hud)
-
-    def _make_sinks(self, on_quit) -> list[Sink]:
-        config = self.config
-        sinks: list[Sink] = []
-        for name in dict.fromkeys(config.sinks):
-            if name == "file":
-                sinks.append(FileSink(os.path.join(self.out_dir, "overlay.mp4")))
-            elif name == "mjpeg":
-                port = config.port + self.index if config.port else 0
-                sinks.append(MjpegSink(config.bind, port, config.token))
-            elif name == "window":
-                sinks.append(WindowSink(on_quit=on_quit))
-            else:  # the config's validation admits only `sinks.SINKS`
-                sinks.append(NullSink())
-        return sinks
-
-    def open_sinks(self) -> None:
-        """Open the sinks (once the model is ready, so a bad model leaves no empty files behind)."""
-        for sink in self.sinks[self._opened:]:
-            sink.open(self.source.info)
-            self._opened += 1
-
-    def stop(self) -> None:
-        """End capture now; frames already read still go through."""
-        self.capture.stop()
-        self.source.interrupt()
-
-    def close_sinks(self) -> list[str]:
-        """Finalise the sinks (the render thread must have ended); returns their errors."""
-        errors = []
-        for sink in self.sinks[:self._opened]:
-            try:
-                sink.close()
-            except Exception as exc:  # one sink's failure must not lose the others' output
-                errors.append(f"{sink.name} sink: {exc}")
-        self._opened = 0
-        return errors
 
 
 class Pipeline:
@@ -248,7 +170,11 @@ class Pipeline:
             stream.telemetry.finish()
             stream_reports.append(stream_report(stream, stuck, errors))
         self._close_models()
-        self.report = run_report(self, stream_reports)
+        error = self.error()
+        facts = RunFacts(self.config, self.spec.name, self.hooked.layer_name, self.method_name, self.frozen,
+                         self.clip_tracker, self.interrupted, None if error is None else str(error),
+                         self.infer.batches, list(getattr(self.reader, "max_skipped", [0] * len(self.streams))))
+        self.report = run_report(facts, stream_reports)
         self.report_path = write_json_atomic(os.path.join(self.config.out_dir, "report.json"), self.report)
 
     def _close_models(self) -> None:

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 if TYPE_CHECKING:
     from camstream.explain.result import Explanation
-    from camstream.stream.ring import FrameRing, FrameSlot
 
 
 @dataclass
@@ -82,14 +81,21 @@ class EndOfStream:
 END_OF_STREAM = EndOfStream()
 
 
-class FrameReader(Protocol):
-    """What inference reads from: one stream's `FrameRing` or a `FairReader` over several."""
+@dataclass
+class FrameSlot:
+    """One preallocated frame. Capture writes `image`, `model_input` and `meta`; inference writes `explained`;
+    render composites into `image` and hands (`image`, `meta`) to the sinks (see `records`)."""
 
-    @property
-    def rings(self) -> list[FrameRing]:
-        """The rings read, stream i at index i."""
-        ...
+    index: int
+    stream: int = 0  # which source the ring belongs to (several rings feed one inference stage)
+    image: np.ndarray = field(default_factory=lambda: np.empty((0, 0, 3), np.uint8))  # display frame, BGR
+    model_input: np.ndarray = field(default_factory=lambda: np.empty((0, 0, 3), np.uint8))  # RGB, model size
+    meta: FrameMeta = field(default_factory=FrameMeta)
+    explained: FrameExplanation = field(default_factory=FrameExplanation)
 
-    def take(self, max_count: int, max_wait_s: float = 0.0) -> list[FrameSlot]:
-        """Up to `max_count` ready slots; [] once the input has ended or was aborted."""
-        ...
+    def shape_to(self, image_shape: tuple[int, ...], input_shape: tuple[int, ...]) -> None:
+        """Make sure the buffers have these shapes (reallocated only when a source changes size)."""
+        if self.image.shape != image_shape:
+            self.image = np.empty(image_shape, np.uint8)
+        if self.model_input.shape != input_shape:
+            self.model_input = np.empty(input_shape, np.uint8)

@@ -18,8 +18,8 @@ from camstream.kernels import (
     upsample_bilinear,
 )
 from camstream.models import ModelSpec
-from camstream.stream.records import END_OF_STREAM
-from camstream.stream.ring import FrameRing, FrameSlot
+from camstream.stream.records import END_OF_STREAM, FrameSlot
+from camstream.stream.ring import FrameRing
 from camstream.stream.sinks import Sink
 from camstream.stream.telemetry import Telemetry
 from camstream.stream.timeline import draw_timeline

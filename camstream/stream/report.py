@@ -6,12 +6,29 @@ from __future__ import annotations
 import os
 import platform
 import sys
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 import torch
 
-if TYPE_CHECKING:
-    from camstream.stream.pipeline import Pipeline, Stream
+from camstream.stream.config import PipelineConfig
+from camstream.stream.streams import Stream
+from camstream.stream.timeline import ClipTracker
+
+
+@dataclass
+class RunFacts:
+    """What the run as a whole reports beside its streams (the pipeline fills it in at the end)."""
+
+    config: PipelineConfig
+    model: str
+    layer: str
+    method: str
+    frozen: bool
+    clip_tracker: ClipTracker | None
+    interrupted: bool
+    error: str | None
+    batches: int
+    max_batches_skipped: list[int]  # per stream: most consecutive batches it was left out of with a frame ready
 
 
 def stream_report(stream: Stream, stuck: list[str], sink_errors: list[str]) -> dict:
@@ -34,15 +51,14 @@ def stream_report(stream: Stream, stuck: list[str], sink_errors: list[str]) -> d
     }
 
 
-def run_report(pipeline: Pipeline, stream_reports: list[dict]) -> dict:
-    """The whole run's report from its streams' entries (`stream_report`)."""
-    config, error, tracker = pipeline.config, pipeline.error(), pipeline.clip_tracker
-    skipped = getattr(pipeline.reader, "max_skipped", [0] * len(stream_reports))
-    for index, report in enumerate(stream_reports):
-        report["max_batches_skipped_while_ready"] = skipped[index]
+def run_report(facts: RunFacts, stream_reports: list[dict]) -> dict:
+    """The whole run's report from its facts and its streams' entries (`stream_report`)."""
+    config, tracker = facts.config, facts.clip_tracker
+    for report, skipped in zip(stream_reports, facts.max_batches_skipped, strict=True):
+        report["max_batches_skipped_while_ready"] = skipped
     elapsed = max(r["elapsed_s"] for r in stream_reports)
     frames_out = sum(r["frames_out"] for r in stream_reports)
-    batches = pipeline.infer.batches
+    batches = facts.batches
     total = {"streams": len(stream_reports), "frames_in": sum(r["frames_in"] for r in stream_reports),
              "frames_out": frames_out, "dropped": sum(r["dropped"] for r in stream_reports),
              "elapsed_s": elapsed, "fps": round(frames_out / elapsed, 3) if elapsed else 0.0,
@@ -52,8 +68,8 @@ def run_report(pipeline: Pipeline, stream_reports: list[dict]) -> dict:
              "latency_p95_ms_max": max(r["latency_ms"]["p95"] for r in stream_reports),
              "rss_peak_mb": max(r["rss_peak_mb"] for r in stream_reports)}
     return {
-        "model": pipeline.spec.name, "layer": pipeline.hooked.layer_name, "method": pipeline.method_name,
-        "frozen": pipeline.frozen, "threshold": str(config.threshold), "max_batch": config.max_batch,
+        "model": facts.model, "layer": facts.layer, "method": facts.method,
+        "frozen": facts.frozen, "threshold": str(config.threshold), "max_batch": config.max_batch,
         "smooth": config.smooth, "reuse_cam": config.reuse_cam,
         "clip": None if tracker is None else {
             "model": os.path.basename(config.clip_model or ""), "steps": config.clip_steps,
@@ -61,8 +77,8 @@ def run_report(pipeline: Pipeline, stream_reports: list[dict]) -> dict:
             "latest": {str(stream): {"class_id": int(r.class_ids[0]), "score": round(float(r.scores[0]), 6),
                                      "importance": [round(float(v), 6) for v in r.maps[0]]}
                        for stream, r in sorted(tracker.latest.items())}},
-        "interrupted": pipeline.interrupted,
-        "error": None if error is None else str(error),
+        "interrupted": facts.interrupted,
+        "error": facts.error,
         "system": {"python": platform.python_version(), "torch": torch.__version__,
                    "torch_threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine(),
                    "cores": os.cpu_count(), "platform": sys.platform},

@@ -10,33 +10,11 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from typing import Protocol
 
-import numpy as np
-
-from camstream.stream.records import FrameExplanation, FrameMeta
+from camstream.stream.records import FrameSlot
 
 POLICIES = ("live", "lossless")
-
-
-@dataclass
-class FrameSlot:
-    """One preallocated frame. Capture writes `image`, `model_input` and `meta`; inference writes `explained`;
-    render composites into `image` and hands (`image`, `meta`) to the sinks (see `records`)."""
-
-    index: int
-    stream: int = 0  # which source the ring belongs to (several rings feed one inference stage)
-    image: np.ndarray = field(default_factory=lambda: np.empty((0, 0, 3), np.uint8))  # display frame, BGR
-    model_input: np.ndarray = field(default_factory=lambda: np.empty((0, 0, 3), np.uint8))  # RGB, model size
-    meta: FrameMeta = field(default_factory=FrameMeta)
-    explained: FrameExplanation = field(default_factory=FrameExplanation)
-
-    def shape_to(self, image_shape: tuple[int, ...], input_shape: tuple[int, ...]) -> None:
-        """Make sure the buffers have these shapes (reallocated only when a source changes size)."""
-        if self.image.shape != image_shape:
-            self.image = np.empty(image_shape, np.uint8)
-        if self.model_input.shape != input_shape:
-            self.model_input = np.empty(input_shape, np.uint8)
 
 
 class FrameRing:
@@ -204,3 +182,16 @@ class FairReader:
             for slot in batch:
                 self.taken[slot.stream] += 1
             return batch
+
+
+class FrameReader(Protocol):
+    """What inference reads from: one stream's `FrameRing` or a `FairReader` over several."""
+
+    @property
+    def rings(self) -> list[FrameRing]:
+        """The rings read, stream i at index i."""
+        ...
+
+    def take(self, max_count: int, max_wait_s: float = 0.0) -> list[FrameSlot]:
+        """Up to `max_count` ready slots; [] once the input has ended or was aborted."""
+        ...
