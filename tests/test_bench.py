@@ -1,0 +1,52 @@
+"""bench's own arithmetic and report: ratios to plain inference, and every section of bench.md."""
+
+from __future__ import annotations
+
+import pytest
+
+from camstream.bench.explainers import summarise
+from camstream.bench.suite import markdown
+
+
+def test_summary_gives_each_method_its_ratio_to_plain_eager_and_frozen():
+    per_frame = {"plain": 10.0, "gradcam": 10.5, "recipro": 40.0, "plain_frozen": 8.0, "gradcam_frozen": 8.4,
+                 "torchcam": 13.0}
+    summary = summarise(per_frame, ("gradcam", "recipro", "cam"), missing=["captum"])
+    assert summary["methods"]["gradcam"] == {"ms": 10.5, "ratio_to_plain": 1.05}
+    assert summary["methods"]["recipro"]["ratio_to_plain"] == 4.0
+    assert "cam" not in summary["methods"]  # not timed (e.g. a head that is not GAP + linear)
+    assert summary["frozen"]["methods"]["gradcam"] == {"ms": 8.4, "ratio_to_plain": 1.05, "ratio_to_eager_plain": 0.84}
+    assert summary["peers"]["torchcam"]["speedup_vs_peer"] == pytest.approx(13.0 / 10.5, abs=1e-3)
+    assert summary["missing_peers"] == ["captum"]
+
+
+def test_summary_without_a_frozen_model_says_so():
+    assert summarise({"plain": 5.0, "gradcam": 5.0}, ("gradcam",), [])["frozen"] is None
+
+
+def test_bench_markdown_has_every_section_and_the_figures():
+    timed = {"ms": 1.25, "ratio_to_plain": 1.04}
+    results = {
+        "system": {"cpu": "x86_64", "cores": 2, "torch": "2.14", "torch_threads": 2, "python": "3.11"}, "elapsed_s": 3,
+        "explainers": [{"model": "efficientnet_lite0", "batch": 4, "plain_ms": 1.2, "methods": {"gradcam": timed},
+                        "peers": {}, "frozen": {"plain_ms": 1.0, "methods": {"gradcam": timed}}}],
+        "pipeline": {"720p_null": {"clip": "1280x720", "fps": 31.5, "inference_ceiling_fps": 40.0,
+                                   "fraction_of_ceiling": 0.79,
+                                   "stages": {s: {"p50_ms": 2.0} for s in ("decode", "inference", "cam", "render",
+                                                                          "sink")},
+                                   "latency_p95_ms": 120.0, "rss_peak_mb": 950.0}},
+        "streams": None,
+        "kernels": {"overlay": {"720p": {"fused_ms": 1.3, "opencv_chain_ms": 2.8, "speedup": 2.15}},
+                    "percentile": {"64x64": {"selection_us": 5.0, "np_percentile_us": 30.0, "speedup": 6.0}}},
+        "edge": [{"input": [224, 224], "plain_ms": 14.0, "methods": {"gradcam": {"ms": 14.5, "ratio_to_plain": 1.04}}}],
+        "extensions": None, "malloc": {"untuned_ms": 20.0, "tuned_ms": 11.0, "speedup": 1.82},
+        "targets": [{"target": "gradcam ≤ 1.05× plain", "value": 1.04, "met": True}],
+    }
+    text = markdown(results)
+    for heading in ("# camstream bench", "## Explainers", "## Pipeline", "## Kernels", "## Edge profile",
+                    "## Allocator tuning", "## Targets"):
+        assert heading in text
+    assert "## Several streams" not in text  # no streams were measured
+    assert "| efficientnet_lite0 | 4 | 1.20 | n/a | 1.25 (1.04×) |" in text
+    assert "| 720p_null (1280x720) | 31.5 | 40.0 | 0.79 |" in text
+    assert "| gradcam ≤ 1.05× plain | 1.04 | yes |" in text
