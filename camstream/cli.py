@@ -9,19 +9,26 @@ import signal
 import sys
 import time
 import warnings
+from typing import NoReturn
 
 from camstream import __version__
 from camstream.errors import CamstreamError
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    from camstream.backends import BACKENDS
     from camstream.explain import CAM_METHODS
     from camstream.kernels import parse_threshold
     from camstream.models import DEFAULT_MODEL, model_names
 
     parser.add_argument("--model", default=DEFAULT_MODEL,
-                        help=f"{', '.join(model_names())}, or a TorchScript / pickled nn.Module file "
-                             f"(default {DEFAULT_MODEL}, ImageNet weights bundled)")
+                        help=f"{', '.join(model_names())}, a TorchScript / pickled nn.Module file, or a graph "
+                             f"written by camstream export (.onnx) (default {DEFAULT_MODEL}, ImageNet weights "
+                             "bundled)")
+    parser.add_argument("--backend", choices=BACKENDS,
+                        help="runtime that explains: torch (any model and method), onnxruntime or openvino (the "
+                             "explanation inside one exported graph; a model name is exported once to "
+                             "~/.cache/camstream) (default: torch, or onnxruntime for a .onnx model)")
     parser.add_argument("--weights", metavar="FILE", help="state-dict file for the model (torchvision models "
                         "without it get random weights: fine for speed tests only)")
     parser.add_argument("--layer", metavar="NAME", help="target layer (default: the last spatial feature layer; "
@@ -34,14 +41,25 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
                              "(default dynamic: min coverage 5 %%, max threshold 0.5, step 0.05)")
 
 
+class _OneLineErrorParser(argparse.ArgumentParser):
+    """argparse with its usage errors as one line (`camstream: error: …`) and exit code 2, like every other
+    bad input; `--help` still prints the whole usage."""
+
+    def error(self, message: str) -> NoReturn:
+        command = self.prog.removeprefix("camstream").strip()
+        where = f"{command}: " if command else ""
+        self.exit(2, f"camstream: error: {where}{message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (imports torch, numba and OpenCV to list models, methods and colormaps)."""
     from camstream.explain import CAM_METHODS
+    from camstream.export import EXPORTABLE_METHODS
     from camstream.kernels.colormap import COLORMAPS
     from camstream.models import DEFAULT_MODEL
     from camstream.stream.sinks import SINKS
 
-    parser = argparse.ArgumentParser(prog="camstream", description="Live class-activation heatmaps over video: "
+    parser = _OneLineErrorParser(prog="camstream", description="Live class-activation heatmaps over video: "
                                      "see why an image model decides what it decides.")
     parser.add_argument("--version", action="version", version=f"camstream {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -118,6 +136,21 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--status-every", type=float, metavar="S",
                      help="seconds between status lines (default 1 on a terminal, 5 otherwise)")
     run.set_defaults(handler=_run)
+
+    export = commands.add_parser("export", help="write the model and its explanation as one ONNX graph",
+                                 description="Write one ONNX graph that takes uint8 RGB frames at the model's size "
+                                 "(and a class id, -1 for top-1) and returns logits, the explained class, its score "
+                                 "and the CAM in [0, 1], computed inside the graph; labels and settings travel in "
+                                 "the file. Run it with camstream run --model FILE.onnx (ONNX Runtime) or "
+                                 "--backend openvino. Methods: gradcam, gradcam++, cam, recipro, on heads made of "
+                                 "an activation, global average pooling and a linear layer. Needs pip install "
+                                 "'camstream[onnx]'.")
+    export.add_argument("--model", default=DEFAULT_MODEL, help=f"model name or file (default {DEFAULT_MODEL})")
+    export.add_argument("--weights", metavar="FILE", help="state-dict file for the model")
+    export.add_argument("--layer", metavar="NAME", help="target layer (default: the last spatial feature layer)")
+    export.add_argument("--method", choices=EXPORTABLE_METHODS, help="explanation method (default gradcam)")
+    export.add_argument("--out", required=True, metavar="FILE.onnx", help="where to write the graph")
+    export.set_defaults(handler=_export)
 
     fleet = commands.add_parser("fleet", help="many streams over Ray: one actor per stream (or group)",
                                 description="Run the same pipeline as `camstream run` for every source of a "
@@ -339,12 +372,22 @@ def _explain(args: argparse.Namespace) -> int:
     from camstream.explain_image import explain_image
 
     summary = explain_image(args.image, args.out, args.model, args.method, args.threshold, args.class_id,
-                            args.weights, args.layer)
+                            args.weights, args.layer, args.backend)
     if args.json:
         print(json.dumps(summary))
     else:
         print(f"{summary['label']} (class {summary['class_id']}, score {summary['score']:.3f}) "
-              f"{summary['method']} on {summary['layer']} in {summary['ms']:.1f} ms → {summary['out']}")
+              f"{summary['method']} on {summary['layer']} ({summary['backend']}) in {summary['ms']:.1f} ms → "
+              f"{summary['out']}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from camstream.export import export_model
+
+    written = export_model(args.out, args.model, args.method or "gradcam", args.weights, args.layer)
+    print(f"{written['model']} {written['method']} on {written['layer']}, input {written['input_size'][0]}×"
+          f"{written['input_size'][1]} → {written['out']} ({written['bytes'] / 1e6:.1f} MB)")
     return 0
 
 

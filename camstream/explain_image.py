@@ -8,11 +8,10 @@ import time
 import cv2
 import numpy as np
 
+from camstream.backends import make_backend
 from camstream.errors import InputError
-from camstream.explain import hook_model, make_method
 from camstream.kernels import ThresholdSpec
-from camstream.models import load_model
-from camstream.preprocess import Preprocessor, resize_to_rgb
+from camstream.preprocess import resize_to_rgb
 from camstream.stream.render import HeatmapPainter
 
 
@@ -30,20 +29,21 @@ def read_image(path: str) -> np.ndarray:
 
 def explain_image(path: str, out: str, model: str = "efficientnet_lite0", method: str | None = None,
                   threshold: ThresholdSpec | None = None, class_id: int | None = None, weights: str | None = None,
-                  layer: str | None = None) -> dict:
+                  layer: str | None = None, backend: str | None = None) -> dict:
     """Explain the image at `path`, write the overlay (input size) to `out`, return the summary."""
     image = read_image(path)
-    spec = load_model(model, weights)
+    if os.path.splitext(out)[1].lower() not in (".png", ".jpg", ".jpeg", ".bmp", ".webp"):
+        raise InputError(f"cannot write {out}: use a .png or .jpg name")
     painter = HeatmapPainter(threshold or ThresholdSpec(dynamic=True))
-    height, width = spec.input_size
-    rgb = resize_to_rgb(image, (height, width))
-    batch = Preprocessor(spec, 1)([rgb])
-    with hook_model(spec.module, (3, height, width), layer) as hooked:
-        explainer = make_method(method, hooked)
+    explainer = make_backend(backend, model, method, weights, layer, max_batch=1, freeze=False)
+    try:
+        rgb = resize_to_rgb(image, explainer.input_size)
         start = time.perf_counter()
-        result = explainer(batch, class_id)
+        result = explainer.explain([rgb], class_id)
         elapsed_ms = (time.perf_counter() - start) * 1e3
         cam = result.maps[0].numpy().copy()
+    finally:
+        explainer.close()
     overlaid = np.empty_like(image)
     painter.paint(image, cam, overlaid)
     directory = os.path.dirname(os.path.abspath(out))
@@ -51,6 +51,6 @@ def explain_image(path: str, out: str, model: str = "efficientnet_lite0", method
     if not cv2.imwrite(out, overlaid):
         raise InputError(f"cannot write {out} (use a .png or .jpg name)")
     target = int(result.class_ids[0])
-    return {"class_id": target, "label": spec.label(target), "score": round(float(result.scores[0]), 6),
-            "method": explainer.name, "layer": hooked.layer_name, "cam_shape": list(cam.shape),
-            "threshold": str(painter.spec), "ms": round(elapsed_ms, 3), "out": out}
+    return {"class_id": target, "label": explainer.label(target), "score": round(float(result.scores[0]), 6),
+            "method": explainer.method, "layer": explainer.layer, "backend": explainer.name,
+            "cam_shape": list(cam.shape), "threshold": str(painter.spec), "ms": round(elapsed_ms, 3), "out": out}

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 import camstream
+from camstream.backends import torch_backend
 from camstream.explain import REGISTRY, ModelKind, evaluation_mode
 from camstream.explain.baselines import make_explainer
 from camstream.explain.temporal import ClipClassifier
@@ -75,7 +76,7 @@ def test_eval_methods_give_the_model_back_training(name):
 def test_the_stream_gives_the_model_back_in_its_mode(tmp_path, demo_clip, monkeypatch):
     spec = load_model()
     spec.module.train()
-    monkeypatch.setattr(pipeline_module, "load_model", lambda *_args: spec)  # the user's model, as it was handed
+    monkeypatch.setattr(torch_backend, "load_model", lambda *_args: spec)  # the user's model, as it was handed
     config = PipelineConfig(source=str(demo_clip), sinks=("null",), out_dir=str(tmp_path), max_frames=4)
     report = pipeline_module.Pipeline(config).run()
     assert report["total"]["frames_out"] == 4

@@ -11,6 +11,7 @@ import argparse
 from dataclasses import dataclass, field, fields
 from importlib import resources
 
+from camstream.backends.base import BACKENDS
 from camstream.errors import CamstreamError
 from camstream.kernels import ThresholdSpec
 from camstream.models import DEFAULT_MODEL
@@ -40,7 +41,8 @@ class PipelineConfig:
     sources: tuple[str, ...] = ()  # several streams in one process (overrides `source` when given)
     sinks: tuple[str, ...] = ("file",)
     out_dir: str = "camstream-out"
-    model: str = DEFAULT_MODEL
+    model: str = DEFAULT_MODEL  # a model name or file, or an exported .onnx graph
+    backend: str | None = None  # torch, onnxruntime or openvino; None: torch, or onnxruntime for a .onnx model
     weights: str | None = None
     layer: str | None = None
     method: str | None = None  # None: the default of the model's kind (gradcam for CNNs, vit-recipro for ViTs)
@@ -96,6 +98,10 @@ class PipelineConfig:
         unknown = [name for name in self.sinks if name not in SINKS]
         if unknown:
             raise ConfigError("sinks", f"has unknown '{unknown[0]}' (choose from {', '.join(SINKS)})")
+        if self.backend is not None and self.backend not in BACKENDS:
+            raise ConfigError("backend", f"must be one of {', '.join(BACKENDS)}")
+        if self.clip_model is not None and (self.backend or "torch") != "torch":
+            raise CamstreamError("a clip model runs on the torch backend only (it shares torch's preprocessed frames)")
         if len(self.all_sources) > 1 and "window" in self.sinks:
             raise CamstreamError("the window sink shows one stream; use the mjpeg sink (one port per stream) or file")
 

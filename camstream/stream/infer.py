@@ -8,8 +8,7 @@ import time
 
 import numpy as np
 
-from camstream.explain import CamMethod
-from camstream.preprocess import Preprocessor
+from camstream.backends import Backend
 from camstream.stream.records import END_OF_STREAM, FrameSlot
 from camstream.stream.ring import FrameReader
 from camstream.stream.telemetry import Telemetry
@@ -48,8 +47,8 @@ class InferenceStage(threading.Thread):
     frame and gives each stream's frames the step importance of its newest window.
     """
 
-    def __init__(self, reader: FrameReader, results: list[queue.Queue[FrameSlot]], method: CamMethod,
-                 preprocessor: Preprocessor, telemetries: list[Telemetry], max_batch: int = 4,
+    def __init__(self, reader: FrameReader, results: list[queue.Queue[FrameSlot]], backend: Backend,
+                 telemetries: list[Telemetry], max_batch: int = 4,
                  max_wait_ms: float = 20.0, smooth: float = 0.0, reuse_cam: bool = False,
                  class_id: int | None = None, clip_tracker: ClipTracker | None = None) -> None:
         super().__init__(name="camstream-infer", daemon=True)
@@ -57,8 +56,7 @@ class InferenceStage(threading.Thread):
             raise ValueError("one result queue and one telemetry per stream")
         self.reader = reader
         self.results = results
-        self.method = method
-        self.preprocessor = preprocessor
+        self.backend = backend
         self.telemetries = telemetries
         self.max_batch = max_batch
         self.max_wait_s = max_wait_ms / 1e3
@@ -92,10 +90,7 @@ class InferenceStage(threading.Thread):
 
     def _explain(self, slots: list[FrameSlot]) -> None:
         began = time.perf_counter()
-        inputs = self.preprocessor([slot.model_input for slot in slots])
-        preprocess_ms = (time.perf_counter() - began) * 1e3 / len(slots)
-        began = time.perf_counter()
-        explanation = self.method(inputs, self.class_id)
+        explanation = self.backend.explain([slot.model_input for slot in slots], self.class_id)
         cams = explanation.maps.numpy()
         class_ids = explanation.class_ids.tolist()
         scores = explanation.scores.tolist()
@@ -107,12 +102,14 @@ class InferenceStage(threading.Thread):
             slot.explained.class_id = class_ids[index]
             slot.explained.score = scores[index]
         per_frame = 1.0 / len(slots)
-        inference_ms = self.method.forward_ms * per_frame
-        cam_ms = ((time.perf_counter() - began) * 1e3 - self.method.forward_ms) * per_frame
+        preprocess_ms = self.backend.preprocess_ms * per_frame
+        inference_ms = self.backend.forward_ms * per_frame
+        elapsed_ms = (time.perf_counter() - began) * 1e3
+        cam_ms = (elapsed_ms - self.backend.forward_ms - self.backend.preprocess_ms) * per_frame
         clip_ms = 0.0
         if self.clip_tracker is not None:
             began = time.perf_counter()
-            readings = self.clip_tracker(inputs, [slot.stream for slot in slots])
+            readings = self.clip_tracker(self.backend.last_inputs, [slot.stream for slot in slots])
             for slot in slots:
                 slot.explained.steps = readings[slot.stream]
             clip_ms = (time.perf_counter() - began) * 1e3 * per_frame

@@ -7,11 +7,9 @@ import threading
 import time
 
 import numpy as np
-import torch
 
-from camstream.explain import hook_model, make_method
-from camstream.models import load_model, load_module
-from camstream.preprocess import Preprocessor
+from camstream.backends import make_backend
+from camstream.models import load_module
 from camstream.report_file import write_json_atomic
 from camstream.stream.config import PipelineConfig
 from camstream.stream.infer import InferenceStage
@@ -39,29 +37,21 @@ class Pipeline:
         config.validate()
         self.config = config
         sources = config.all_sources
-        if config.threads:
-            torch.set_num_threads(config.threads)
-        self.spec = load_model(config.model, config.weights)
-        height, width = self.spec.input_size
         condition = threading.Condition()
         self.streams: list[Stream] = []
         self.clip_tracker: ClipTracker | None = None
         # the model is ready before any source opens: a live source's frames are not left waiting on it
-        self.spec.module.to(memory_format=torch.channels_last)
-        self.hooked = hook_model(self.spec.module, (3, height, width), config.layer)
+        self.backend = make_backend(config.backend, config.model, config.method, config.weights, config.layer,
+                                    config.max_batch, config.freeze, config.threads)
+        self.method_name = self.backend.method  # the name the model kind resolved to, for the HUD and the report
         try:
-            preprocessor = Preprocessor(self.spec, config.max_batch)
-            self.frozen = config.freeze and self.hooked.freeze(preprocessor.batch.clone())
-            method = make_method(config.method, self.hooked)
-            self.method_name = method.name  # the name the model kind resolved to, for the HUD and the report
             if config.clip_model is not None:
                 self.clip_tracker = ClipTracker(load_module(config.clip_model), config.clip_steps,
                                                 config.clip_method, len(sources))
             for index, name in enumerate(sources):
                 out_dir = config.out_dir if len(sources) == 1 else os.path.join(config.out_dir,
                                                                                  stream_folder_name(index, name))
-                self.streams.append(Stream(index, name, config, self.spec, method.name, out_dir, condition,
-                                           self.request_stop))
+                self.streams.append(Stream(index, name, config, self.backend, out_dir, condition, self.request_stop))
             self.streams[0].painter.paint(np.zeros((8, 8, 3), np.uint8), np.zeros((2, 2), np.float32),
                                           np.zeros((8, 8, 3), np.uint8))  # compile / load the jitted kernels now
             for stream in self.streams:
@@ -74,7 +64,7 @@ class Pipeline:
             raise
         rings = [stream.ring for stream in self.streams]
         self.reader: FrameReader = rings[0] if len(rings) == 1 else FairReader(rings)
-        self.infer = InferenceStage(self.reader, [s.results for s in self.streams], method, preprocessor,
+        self.infer = InferenceStage(self.reader, [s.results for s in self.streams], self.backend,
                                     [s.telemetry for s in self.streams], config.max_batch, config.max_wait_ms,
                                     config.smooth, config.reuse_cam, config.class_id, self.clip_tracker)
         self.interrupted = False
@@ -171,15 +161,15 @@ class Pipeline:
             stream_reports.append(stream_report(stream, stuck, errors))
         self._close_models()
         error = self.error()
-        facts = RunFacts(self.config, self.spec.name, self.hooked.layer_name, self.method_name, self.frozen,
+        facts = RunFacts(self.config, self.backend, self.method_name,
                          self.clip_tracker, self.interrupted, None if error is None else str(error),
                          self.infer.batches, list(getattr(self.reader, "max_skipped", [0] * len(self.streams))))
         self.report = run_report(facts, stream_reports)
         self.report_path = write_json_atomic(os.path.join(self.config.out_dir, "report.json"), self.report)
 
     def _close_models(self) -> None:
-        """Unhook the model and give it and the clip model back their own modes."""
-        self.hooked.close()
+        """Release the backend's model and give it and the clip model back their own modes."""
+        self.backend.close()
         if self.clip_tracker is not None:
             self.clip_tracker.close()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections.abc import Callable
 
 import cv2
 import numpy as np
@@ -17,7 +18,6 @@ from camstream.kernels import (
     threshold_value,
     upsample_bilinear,
 )
-from camstream.models import ModelSpec
 from camstream.stream.records import END_OF_STREAM, FrameSlot
 from camstream.stream.ring import FrameRing
 from camstream.stream.sinks import Sink
@@ -58,7 +58,7 @@ class RenderStage(threading.Thread):
     """
 
     def __init__(self, results: queue.Queue, ring: FrameRing, sinks: list[Sink], painter: HeatmapPainter,
-                 telemetry: Telemetry, labels: ModelSpec, method: str, target_fps: float = 60.0,
+                 telemetry: Telemetry, label: Callable[[int], str], method: str, target_fps: float = 60.0,
                  hud: bool = True) -> None:
         super().__init__(name="camstream-render", daemon=True)
         self.results = results
@@ -66,7 +66,7 @@ class RenderStage(threading.Thread):
         self.sinks = sinks
         self.painter = painter
         self.telemetry = telemetry
-        self.labels = labels
+        self.label = label
         self.method = method
         self.frame_interval = 1.0 / target_fps if target_fps > 0 and any(s.displays for s in sinks) else 0.0
         self.hud = hud
@@ -135,7 +135,7 @@ class RenderStage(threading.Thread):
     def _draw_hud(self, canvas: np.ndarray, slot: FrameSlot) -> None:
         class_id, score, cam_seq, cam_time = self._cam_meta
         stages = self.telemetry.stages
-        label = self.labels.label(class_id) if class_id >= 0 else "..."
+        label = self.label(class_id) if class_id >= 0 else "..."
         age_ms = (slot.meta.time_s - cam_time) * 1e3 if cam_seq >= 0 else 0.0
         top = f"{label} {score:.2f} | {self.method} {self.painter.spec} | {self.telemetry.fps():.1f} fps"
         timing = " ".join(f"{name} {stages[name].recent_ms:.1f}" for name in ("decode", "inference", "cam",

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
+from camstream.backends import Backend
 from camstream.stream.config import PipelineConfig
 from camstream.stream.streams import Stream
 from camstream.stream.timeline import ClipTracker
@@ -20,10 +21,8 @@ class RunFacts:
     """What the run as a whole reports beside its streams (the pipeline fills it in at the end)."""
 
     config: PipelineConfig
-    model: str
-    layer: str
+    backend: Backend
     method: str
-    frozen: bool
     clip_tracker: ClipTracker | None
     interrupted: bool
     error: str | None
@@ -68,8 +67,9 @@ def run_report(facts: RunFacts, stream_reports: list[dict]) -> dict:
              "latency_p95_ms_max": max(r["latency_ms"]["p95"] for r in stream_reports),
              "rss_peak_mb": max(r["rss_peak_mb"] for r in stream_reports)}
     return {
-        "model": facts.model, "layer": facts.layer, "method": facts.method,
-        "frozen": facts.frozen, "threshold": str(config.threshold), "max_batch": config.max_batch,
+        "model": facts.backend.model_name, "layer": facts.backend.layer, "method": facts.method,
+        "backend": facts.backend.describe(), "frozen": facts.backend.frozen,
+        "threshold": str(config.threshold), "max_batch": config.max_batch,
         "smooth": config.smooth, "reuse_cam": config.reuse_cam,
         "clip": None if tracker is None else {
             "model": os.path.basename(config.clip_model or ""), "steps": config.clip_steps,

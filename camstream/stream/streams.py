@@ -9,7 +9,7 @@ import os
 import queue
 import threading
 
-from camstream.models import ModelSpec
+from camstream.backends import Backend
 from camstream.stream.capture import CaptureStage, open_source
 from camstream.stream.config import PipelineConfig
 from camstream.stream.records import FrameSlot
@@ -31,12 +31,12 @@ class Stream:
     """What belongs to one source: the source, its ring, capture and render threads, sinks and telemetry.
     The model and the inference thread are the pipeline's, shared by every stream."""
 
-    def __init__(self, index: int, source_name: str, config: PipelineConfig, spec: ModelSpec, method_name: str,
-                 out_dir: str, condition: threading.Condition, on_quit) -> None:
+    def __init__(self, index: int, source_name: str, config: PipelineConfig, backend: Backend, out_dir: str,
+                 condition: threading.Condition, on_quit) -> None:
         self.index = index
         self.out_dir = out_dir
         self.config = config
-        self.source = open_source(source_name, spec.input_size, config.max_outage_s)
+        self.source = open_source(source_name, backend.input_size, config.max_outage_s)
         info = self.source.info
         self.policy = config.policy or ("live" if info.live else "lossless")
         self.realtime = config.realtime if config.realtime is not None else (self.policy == "live" and not info.live)
@@ -51,8 +51,8 @@ class Stream:
             raise
         self._opened = 0  # sinks are opened in order by `open_sinks`
         self.capture = CaptureStage(self.source, self.ring, self.telemetry, self.realtime, config.max_frames)
-        self.render = RenderStage(self.results, self.ring, self.sinks, self.painter, self.telemetry, spec,
-                                  method_name, config.target_fps, config.hud)
+        self.render = RenderStage(self.results, self.ring, self.sinks, self.painter, self.telemetry, backend.label,
+                                  backend.method, config.target_fps, config.hud)
 
     def _make_sinks(self, on_quit) -> list[Sink]:
         config = self.config

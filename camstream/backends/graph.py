@@ -1,0 +1,132 @@
+"""Backends that run an exported graph (`camstream export`): ONNX Runtime and OpenVINO.
+
+The graph takes the uint8 frames as they come from the decoder and returns logits, class, score and the CAM,
+so a batch is one call into the runtime, with no framework in between.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import ClassVar
+
+import numpy as np
+import torch
+
+from camstream.backends.base import Backend
+from camstream.errors import CamstreamError, ModelError
+from camstream.explain.result import Explanation, ModelKind
+from camstream.export import METADATA_PREFIX
+
+
+def _require(module: str, extra: str):
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise CamstreamError(f"--backend {extra} needs {module}: pip install 'camstream[{extra}]'") from None
+
+
+def read_metadata(path: str) -> dict:
+    """The settings `camstream export` stored in the graph; a ModelError when it is not such a graph."""
+    onnx = _require("onnx", "onnx")
+    if not os.path.isfile(path):
+        raise ModelError(f"no such file: {path}")
+    try:
+        model = onnx.load(path, load_external_data=False)
+    except Exception as exc:  # noqa: BLE001 - protobuf raises several kinds on a damaged file
+        raise ModelError(f"{path} is not a readable ONNX file ({type(exc).__name__})") from None
+    found = {entry.key[len(METADATA_PREFIX):]: json.loads(entry.value) for entry in model.metadata_props
+             if entry.key.startswith(METADATA_PREFIX)}
+    missing = {"model", "method", "layer", "input_size", "labels"} - set(found)
+    if missing:
+        raise ModelError(f"{path} was not written by camstream export (no {', '.join(sorted(missing))}): "
+                         "export the model with camstream export")
+    return found
+
+
+class GraphBackend(Backend):
+    """An exported graph on a runtime; subclasses say how the runtime opens and runs it."""
+
+    extra: ClassVar[str]
+
+    def __init__(self, path: str, threads: int | None = None) -> None:
+        super().__init__()
+        metadata = read_metadata(path)
+        self.path = path
+        self.model_name, self.method, self.layer = metadata["model"], metadata["method"], metadata["layer"]
+        self.input_size = tuple(metadata["input_size"])
+        self.labels = tuple(metadata["labels"])
+        self.open(path, threads)
+
+    def open(self, path: str, threads: int | None) -> None:
+        raise NotImplementedError
+
+    def run(self, frames: np.ndarray, class_ids: np.ndarray) -> list[np.ndarray]:
+        """logits, class_id, score, cam for the batch."""
+        raise NotImplementedError
+
+    def explain(self, frames: list[np.ndarray], class_id: int | None = None) -> Explanation:
+        began = time.perf_counter()
+        batch = np.stack(frames)
+        targets = np.full(len(frames), -1 if class_id is None else class_id, np.int64)
+        self.preprocess_ms = (time.perf_counter() - began) * 1e3
+        began = time.perf_counter()
+        logits, class_ids, scores, cams = self.run(batch, targets)
+        self.forward_ms = (time.perf_counter() - began) * 1e3
+        if class_id is not None and not 0 <= class_id < logits.shape[1]:
+            raise ModelError(f"class id out of range 0..{logits.shape[1] - 1}")
+        return Explanation(ModelKind.CNN, self.method, torch.from_numpy(np.asarray(class_ids)),
+                           torch.from_numpy(np.asarray(scores)), torch.from_numpy(np.asarray(cams)),
+                           torch.from_numpy(np.asarray(logits)))
+
+    def describe(self) -> dict:
+        return {**super().describe(), "graph": self.path}
+
+
+class OnnxRuntimeBackend(GraphBackend):
+    """ONNX Runtime's CPU execution provider (all graph optimisations on)."""
+
+    name = "onnxruntime"
+
+    def open(self, path: str, threads: int | None) -> None:
+        ort = _require("onnxruntime", "onnx")
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads:
+            options.intra_op_num_threads = threads
+        try:
+            self._session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # noqa: BLE001 - ORT raises its own Fail / InvalidGraph kinds
+            raise ModelError(f"ONNX Runtime cannot load {path}: {str(exc).splitlines()[0]}") from None
+        self.provider = f"CPUExecutionProvider, {threads or 'default'} threads"
+
+    def run(self, frames: np.ndarray, class_ids: np.ndarray) -> list[np.ndarray]:
+        return self._session.run(None, {"frames": frames, "class_ids": class_ids})
+
+
+class OpenVinoBackend(GraphBackend):
+    """OpenVINO on the CPU, precision pinned to f32 (its default may compute in lower precision)."""
+
+    name = "openvino"
+
+    def open(self, path: str, threads: int | None) -> None:
+        openvino = _require("openvino", "openvino")
+        config = {"INFERENCE_PRECISION_HINT": "f32"}
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = str(threads)
+        try:
+            self._compiled = openvino.Core().compile_model(path, "CPU", config)
+        except Exception as exc:  # noqa: BLE001 - OpenVINO raises RuntimeError kinds with long texts
+            raise ModelError(f"OpenVINO cannot load {path}: {str(exc).splitlines()[0]}") from None
+        self._request = self._compiled.create_infer_request()
+        self.provider = f"CPU f32, {threads or 'default'} threads"
+
+    def run(self, frames: np.ndarray, class_ids: np.ndarray) -> list[np.ndarray]:
+        results = self._request.infer({"frames": frames, "class_ids": class_ids})
+        return [results[output] for output in self._compiled.outputs]
+
+
+GRAPH_BACKENDS: dict[str, type[GraphBackend]] = {b.name: b for b in (OnnxRuntimeBackend, OpenVinoBackend)}

@@ -1,0 +1,170 @@
+"""`camstream export`: one ONNX graph per (model, method, layer, input size) that explains as it infers.
+
+Inputs: `frames` (B, H, W, 3) uint8 RGB at the model's size (normalisation is inside the graph) and
+`class_ids` (B,) int64, −1 for each frame's top-1. Outputs: `logits` (B, K), `class_id` (B,), `score` (B,)
+(softmax of the explained class) and `cam` (B, h, w) in [0, 1], the explanation computed inside the graph.
+
+The gradient methods need ∂y_c/∂A in the graph. For a head that is an elementwise activation φ (identity,
+ReLU or ReLU6), global average pooling and a linear layer W — EfficientNet-Lite0, MobileNetV2, ResNet18 and
+most classifiers — it is analytic: ∂y_c/∂A_kij = W[c, k] · φ'(A_kij) / (h·w), so the graph needs no backward
+pass. A head that is not of that form is refused with a message naming the layer. The graph's maps equal
+the torch methods' on the frozen model (`HookedModel.freeze`, what `camstream run` uses).
+
+The labels, input size and settings travel inside the file (ONNX metadata), so a run on the file needs
+nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from camstream.errors import CamstreamError, ModelError
+from camstream.explain import HookedModel
+from camstream.explain.cnn import gaussian_cell_masks
+from camstream.models import ModelSpec, load_model
+
+EXPORTABLE_METHODS = ("gradcam", "gradcam++", "cam", "recipro")
+METADATA_PREFIX = "camstream."
+_ACTIVATIONS = {  # φ and φ' of the activations a GAP + linear head may start with (torch's backward rules)
+    "identity": (lambda a: a, lambda a: torch.ones_like(a)),
+    "relu": (torch.relu, lambda a: (a > 0).to(a.dtype)),
+    "relu6": (lambda a: a.clamp(0.0, 6.0), lambda a: ((a > 0) & (a < 6)).to(a.dtype)),
+}
+
+
+@dataclass
+class GapLinearHead:
+    """The layers after the target: y = W · mean_ij φ(A_ij) + b."""
+
+    activation: str  # a key of _ACTIVATIONS
+    weight: torch.Tensor  # (K, C)
+    bias: torch.Tensor  # (K,)
+
+
+def analyse_head(hooked: HookedModel) -> GapLinearHead:
+    """The head after the hooked layer as φ → GAP → linear, checked numerically on activations that cross
+    every activation's kinks; a ModelError naming the layer when the head has another form."""
+    with torch.inference_mode():
+        hooked.forward(torch.zeros(1, *hooked.input_shape))
+        shape = hooked.activation.shape[1:]
+    generator = torch.Generator().manual_seed(0)
+    features = torch.rand(2, *shape, generator=generator) * 12.0 - 3.0  # values in [-3, 9)
+    expected = hooked.head(features).float()
+    linears = [m for m in hooked.model.modules() if isinstance(m, nn.Linear) and m.in_features == shape[0]]
+    for linear in reversed(linears):
+        bias = linear.bias if linear.bias is not None else torch.zeros(linear.out_features)
+        for name, (phi, _) in _ACTIVATIONS.items():
+            pooled = phi(features).mean((2, 3))
+            if torch.allclose(nn.functional.linear(pooled, linear.weight, bias), expected, atol=1e-4, rtol=1e-4):
+                return GapLinearHead(name, linear.weight.detach().clone(), bias.detach().clone())
+    raise ModelError(f"the layers after '{hooked.layer_name}' are not an activation + global average pool + "
+                     "linear head: camstream export needs that form for an analytic gradient; pick such a layer "
+                     "(--layer) or run this model on --backend torch")
+
+
+class ExplainedGraph(nn.Module):
+    """The model, its preprocessing and one CAM method as one traceable module (see the module docstring)."""
+
+    def __init__(self, spec: ModelSpec, hooked: HookedModel, head: GapLinearHead, method: str) -> None:
+        super().__init__()
+        if method not in EXPORTABLE_METHODS:
+            raise CamstreamError(f"method '{method}' cannot be exported (choose from {', '.join(EXPORTABLE_METHODS)})")
+        self.model = hooked.model
+        self.hooked = hooked
+        self.method = method
+        self.phi, self.dphi = _ACTIVATIONS[head.activation]
+        std = torch.tensor(spec.std, dtype=torch.float32).view(1, 3, 1, 1)
+        self.register_buffer("scale", 1.0 / (255.0 * std))
+        self.register_buffer("shift", -torch.tensor(spec.mean, dtype=torch.float32).view(1, 3, 1, 1) / std)
+        self.register_buffer("weight", head.weight.float())
+        self.register_buffer("bias", head.bias.float())
+        with torch.inference_mode():
+            hooked.forward(torch.zeros(1, *hooked.input_shape))
+            height, width = hooked.activation.shape[2:]
+        self.register_buffer("masks", gaussian_cell_masks(height, width).clone())
+
+    def forward(self, frames: torch.Tensor, class_ids: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        x = frames.permute(0, 3, 1, 2).float() * self.scale + self.shift
+        logits = self.model(x)
+        activation = self.hooked.activation  # what the head sees (after any in-place activation)
+        top = logits.argmax(1)
+        target = torch.where(class_ids >= 0, class_ids, top)
+        score = torch.softmax(logits, 1).gather(1, target[:, None])[:, 0]
+        cam = self.recipro(activation, target) if self.method == "recipro" else self.weighted(activation, target)
+        return logits, target, score, cam
+
+    def weighted(self, activation: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """relu(Σ_k w_k A_k) / max, w from the analytic gradient g = W[c] · φ'(A) / (h·w)."""
+        batch, channels, height, width = activation.shape
+        class_weight = self.weight[target]  # (B, C)
+        if self.method == "cam":
+            weights = class_weight
+        else:
+            gradient = class_weight[:, :, None, None] * self.dphi(activation) / float(height * width)
+            if self.method == "gradcam":
+                weights = gradient.mean((2, 3))
+            else:  # gradcam++: α = g² / (2g² + Σ_ab A · g³), w = Σ_ij α · relu(g)  (Chattopadhay et al. 2018)
+                grad_2 = gradient * gradient
+                alpha = grad_2 / (2 * grad_2 + activation.sum((2, 3), keepdim=True) * grad_2 * gradient + 1e-7)
+                alpha = torch.where(gradient != 0, alpha, torch.zeros_like(alpha))
+                weights = (alpha * gradient.relu()).sum((2, 3))
+        maps = torch.bmm(weights[:, None, :], activation.flatten(2)).view(batch, height, width).relu()
+        return maps / maps.flatten(1).amax(1).clamp_min(1e-12).view(-1, 1, 1)
+
+    def recipro(self, activation: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Recipro-CAM (Byun & Lee 2022): cam_ij = softmax(head(A ⊙ M_ij))[c], scaled to [0, 1]; all cells of
+        all frames in one batched head pass."""
+        batch, channels, height, width = activation.shape
+        masked = self.phi(activation[:, None] * self.masks[None])  # (B, h·w, C, h, w)
+        logits = torch.matmul(masked.mean((3, 4)), self.weight.t()) + self.bias  # (B, h·w, K)
+        cells = torch.softmax(logits, 2).gather(2, target.view(-1, 1, 1).expand(batch, height * width, 1))
+        maps = cells.view(batch, height, width)
+        low = maps.flatten(1).amin(1).view(-1, 1, 1)
+        span = (maps.flatten(1).amax(1).view(-1, 1, 1) - low).clamp_min(1e-12)
+        return (maps - low) / span
+
+
+def export_model(out: str, model: str = "efficientnet_lite0", method: str = "gradcam", weights: str | None = None,
+                 layer: str | None = None, input_size: tuple[int, int] | None = None) -> dict:
+    """Write the explained graph of `model` + `method` to `out` (.onnx); returns what it wrote."""
+    if not out.endswith(".onnx"):
+        raise CamstreamError(f"the exported file must end in .onnx: {out}")
+    spec = load_model(model, weights)
+    if input_size is not None:
+        spec.input_size = input_size
+    height, width = spec.input_size
+    with HookedModel(spec.module, (3, height, width), layer) as hooked:
+        graph = ExplainedGraph(spec, hooked, analyse_head(hooked), method).eval()
+        frames = torch.zeros(1, height, width, 3, dtype=torch.uint8)
+        class_ids = torch.full((1,), -1, dtype=torch.int64)
+        os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+        partial = out + ".partial"
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(graph, (frames, class_ids), partial, dynamo=False, opset_version=17,
+                              input_names=["frames", "class_ids"],
+                              output_names=["logits", "class_id", "score", "cam"],
+                              dynamic_axes={"frames": {0: "batch"}, "class_ids": {0: "batch"},
+                                            "logits": {0: "batch"}, "class_id": {0: "batch"},
+                                            "score": {0: "batch"}, "cam": {0: "batch"}})
+        metadata = {"model": spec.name, "method": method, "layer": hooked.layer_name,
+                    "input_size": [height, width], "labels": list(spec.labels)}
+    _write_metadata(partial, metadata)
+    os.replace(partial, out)
+    return {"out": out, **{k: v for k, v in metadata.items() if k != "labels"}, "bytes": os.path.getsize(out)}
+
+
+def _write_metadata(path: str, metadata: dict) -> None:
+    import onnx
+
+    graph = onnx.load(path)
+    for key, value in metadata.items():
+        entry = graph.metadata_props.add()
+        entry.key, entry.value = METADATA_PREFIX + key, json.dumps(value)
+    onnx.save(graph, path)

@@ -1,0 +1,138 @@
+"""The explanation inside one exported graph, run by ONNX Runtime and OpenVINO, equals the torch methods' maps;
+the pipeline and `camstream explain` run on any backend; bad graphs, missing extras and unknown backends are one
+line and exit 2."""
+
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from camstream.backends import make_backend
+from camstream.errors import CamstreamError, ModelError
+from camstream.explain import HookedModel, make_method
+from camstream.export import EXPORTABLE_METHODS, analyse_head, export_model
+from camstream.models import load_model
+from camstream.preprocess import Preprocessor, resize_to_rgb
+
+from .cli import assert_one_line_error, camstream, one_stream
+from .conftest import shared_file
+
+pytest.importorskip("onnxruntime", reason="the onnx extra (in the test extra) provides ONNX Runtime")
+pytest.importorskip("openvino", reason="the openvino extra (in the test extra) provides OpenVINO")
+
+MODELS = ("efficientnet_lite0", "mobilenet_v2", "resnet18")
+
+
+def shared_photos(count: int = 3) -> list[np.ndarray]:
+    folder = shared_file("images", "indoor_boxes", "images")
+    return [cv2.imread(str(path)) for path in sorted(folder.glob("*.jpg"))[:count]]
+
+
+def seeded_model(name: str):
+    torch.manual_seed(0)  # the same random weights for the torch reference and the export (pretrained for lite0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return load_model(name)
+
+
+@pytest.fixture(scope="module")
+def graphs(tmp_path_factory) -> dict[tuple[str, str], str]:
+    """Every exportable method of every model, exported once for the module."""
+    folder = tmp_path_factory.mktemp("graphs")
+    written = {}
+    for model in MODELS:
+        for method in EXPORTABLE_METHODS:
+            torch.manual_seed(0)
+            written[model, method] = export_model(str(folder / f"{model}-{method}.onnx"), model, method)["out"]
+    return written
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_runtime_maps_equal_the_torch_maps_on_the_shared_photos(model, graphs):
+    spec = seeded_model(model)
+    frames = [resize_to_rgb(photo, spec.input_size) for photo in shared_photos()]
+    batch = Preprocessor(spec, len(frames))(frames).clone()
+    with HookedModel(spec.module, (3, *spec.input_size)) as hooked:
+        assert hooked.freeze(batch.clone())  # the reference is what camstream run uses: the frozen model
+        for method in EXPORTABLE_METHODS:
+            expected = make_method(method, hooked)(batch.clone())
+            for backend in ("onnxruntime", "openvino"):
+                found = make_backend(backend, graphs[model, method]).explain(frames)
+                difference = float((found.maps - expected.maps).abs().max())
+                assert difference <= 1e-4, f"{model} {method} on {backend}: max |Δ| {difference:.2e}"
+                assert torch.equal(found.class_ids, expected.class_ids), f"{model} {method} on {backend}"
+                torch.testing.assert_close(found.scores, expected.scores, atol=1e-5, rtol=1e-4)
+
+
+def test_a_given_class_is_explained_inside_the_graph(graphs):
+    spec = seeded_model("efficientnet_lite0")
+    frames = [resize_to_rgb(photo, spec.input_size) for photo in shared_photos(2)]
+    backend = make_backend("onnxruntime", graphs["efficientnet_lite0", "gradcam"])
+    top = backend.explain(frames)
+    chosen = backend.explain(frames, class_id=417)
+    assert chosen.class_ids.tolist() == [417, 417]
+    torch.testing.assert_close(chosen.scores, torch.softmax(top.logits, 1)[:, 417])
+    assert not torch.allclose(chosen.maps, top.maps)  # another class, another map
+    batch = Preprocessor(spec, len(frames))(frames).clone()
+    with HookedModel(spec.module, (3, *spec.input_size)) as hooked:
+        hooked.freeze(batch.clone())
+        expected = make_method("gradcam", hooked)(batch, 417)
+    assert float((chosen.maps - expected.maps).abs().max()) <= 1e-4
+
+
+def test_a_head_that_is_not_gap_and_linear_is_refused_naming_the_layer():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 8 * 8, 3))
+    with HookedModel(model, (3, 8, 8), "1") as hooked, pytest.raises(ModelError, match="after '1'"):
+        analyse_head(hooked)
+
+
+def test_run_on_onnxruntime_writes_the_same_kind_of_video_and_report(tmp_path, demo_clip, graphs):
+    result = camstream("run", "--model", graphs["efficientnet_lite0", "gradcam"], "--out", tmp_path,
+                       "--max-frames", "12")
+    assert result.returncode == 0, result.stderr
+    report = one_stream(json.loads((tmp_path / "report.json").read_text()))
+    assert report["backend"]["name"] == "onnxruntime" and report["method"] == "gradcam"
+    assert report["layer"] == "bn2" and report["model"] == "efficientnet_lite0"
+    assert report["frames_out"] == 12 and report["frames_explained"] == 12
+    assert (tmp_path / "overlay.mp4").stat().st_size > 0
+
+
+def test_explain_on_openvino_names_the_balloon(tmp_path, graphs):
+    photo = shared_file("images", "balloon", "train", "10464445726_6f1e3bbe6a_k.jpg")
+    result = camstream("explain", photo, "--model", graphs["efficientnet_lite0", "gradcam"], "--backend",
+                       "openvino", "--out", tmp_path / "overlay.png", "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["backend"] == "openvino" and summary["class_id"] == 417
+    assert cv2.imread(str(tmp_path / "overlay.png")) is not None
+
+
+def test_a_file_that_is_not_an_exported_graph_is_one_line(tmp_path):
+    garbage = tmp_path / "model.onnx"
+    garbage.write_bytes(b"not a graph at all")
+    assert_one_line_error(camstream("run", "--model", garbage, "--out", tmp_path / "out"), "not a readable ONNX")
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_unknown_backend_is_one_line():
+    assert_one_line_error(camstream("run", "--backend", "tensorrt"), "invalid choice: 'tensorrt'")
+
+
+def test_a_graph_on_the_torch_backend_or_with_another_method_is_one_line(graphs):
+    graph = graphs["efficientnet_lite0", "gradcam"]
+    assert_one_line_error(camstream("run", "--model", graph, "--backend", "torch"), "--backend onnxruntime")
+    assert_one_line_error(camstream("run", "--model", graph, "--method", "recipro"), "export it again")
+
+
+def test_a_missing_extra_names_it(monkeypatch, graphs):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # what an install without the extra looks like
+    with pytest.raises(CamstreamError, match=r"pip install 'camstream\[onnx\]'"):
+        make_backend("onnxruntime", graphs["efficientnet_lite0", "gradcam"])
