@@ -16,13 +16,11 @@ from camstream.errors import CamstreamError
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
-    from camstream.backends import BACKENDS
-    from camstream.explain import CAM_METHODS
+    from camstream.catalog import BACKENDS, DEFAULT_MODEL, IMAGE_METHODS, MODEL_NAMES
     from camstream.kernels import parse_threshold
-    from camstream.models import DEFAULT_MODEL, model_names
 
     parser.add_argument("--model", default=DEFAULT_MODEL,
-                        help=f"{', '.join(model_names())}, a TorchScript / pickled nn.Module file, or a graph "
+                        help=f"{', '.join(MODEL_NAMES)}, a TorchScript / pickled nn.Module file, or a graph "
                              f"written by camstream export (.onnx) (default {DEFAULT_MODEL}, ImageNet weights "
                              "bundled)")
     parser.add_argument("--backend", choices=BACKENDS,
@@ -33,7 +31,7 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
                         "without it get random weights: fine for speed tests only)")
     parser.add_argument("--layer", metavar="NAME", help="target layer (default: the last spatial feature layer; "
                         "for a ViT the tokens entering its last block)")
-    parser.add_argument("--method", choices=list(CAM_METHODS),
+    parser.add_argument("--method", choices=IMAGE_METHODS,
                         help="explanation method (default: gradcam for CNNs, vit-recipro for vision transformers "
                              "such as vit_b_16 and deit_tiny; vit-rollout is the fast ViT choice)")
     parser.add_argument("--threshold", default="dynamic", type=parse_threshold, metavar="P|dynamic|none",
@@ -53,10 +51,8 @@ class _OneLineErrorParser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (imports torch, numba and OpenCV to list models, methods and colormaps)."""
-    from camstream.explain import CAM_METHODS
-    from camstream.export import EXPORTABLE_METHODS
+    from camstream.catalog import CLIP_METHODS, DEFAULT_MODEL, EXPORTABLE_METHODS, IMAGE_METHODS
     from camstream.kernels.colormap import COLORMAPS
-    from camstream.models import DEFAULT_MODEL
     from camstream.stream.sinks import SINKS
 
     parser = _OneLineErrorParser(prog="camstream", description="Live class-activation heatmaps over video: "
@@ -120,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "bottom strip shows which steps decided (white frame: "
                           "kept by --threshold)")
     run.add_argument("--clip-steps", type=int, default=16, metavar="N", help="frames the clip model sees (default 16)")
-    run.add_argument("--clip-method", default="step-occlusion", choices=("step-occlusion", "step-gradient"),
+    run.add_argument("--clip-method", default="step-occlusion", choices=CLIP_METHODS,
                      help="time-step importance: masking each step, or gradient × feature (default step-occlusion)")
     run.add_argument("--threads", type=int, metavar="N", help="torch CPU threads (default: torch's choice)")
     run.add_argument("--alpha", type=float, default=0.45, help="heatmap opacity in [0, 1] (default 0.45)")
@@ -168,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     fleet.add_argument("--sink", action="append", choices=("file", "null"), metavar="SINK",
                        help="file (default) or null, per stream")
     fleet.add_argument("--max-frames", type=int, metavar="N", help="stop each stream after N input frames")
-    fleet.add_argument("--method", choices=list(CAM_METHODS),
+    fleet.add_argument("--method", choices=IMAGE_METHODS,
                        help="explanation method (default: gradcam for CNNs, vit-recipro for ViTs)")
     fleet.add_argument("--model", default=DEFAULT_MODEL, help=f"as for run (default {DEFAULT_MODEL})")
     fleet.add_argument("--max-batch", type=int, default=4, metavar="N", help="frames per inference batch")

@@ -41,7 +41,7 @@ def explain_image(path: str, out: str, model: str = "efficientnet_lite0", method
         start = time.perf_counter()
         result = explainer.explain([rgb], class_id)
         elapsed_ms = (time.perf_counter() - start) * 1e3
-        cam = result.maps[0].numpy().copy()
+        cam = np.array(result.maps[0], dtype=np.float32)  # a copy: a tensor or an array, the method's buffer
     finally:
         explainer.close()
     overlaid = np.empty_like(image)

@@ -24,13 +24,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from camstream.catalog import EXPORT_METADATA_PREFIX, EXPORTABLE_METHODS
 from camstream.errors import CamstreamError, ModelError
 from camstream.explain import HookedModel
 from camstream.explain.cnn import gaussian_cell_masks
 from camstream.models import ModelSpec, load_model
 
-EXPORTABLE_METHODS = ("gradcam", "gradcam++", "cam", "recipro")
-METADATA_PREFIX = "camstream."
 _ACTIVATIONS = {  # φ and φ' of the activations a GAP + linear head may start with (torch's backward rules)
     "identity": (lambda a: a, lambda a: torch.ones_like(a)),
     "relu": (torch.relu, lambda a: (a > 0).to(a.dtype)),
@@ -130,6 +129,40 @@ class ExplainedGraph(nn.Module):
         return (maps - low) / span
 
 
+class PlainGraph(nn.Module):
+    """The model and its preprocessing alone, as the explained graph has them: the baseline a runtime's
+    explanation is measured against (`camstream bench`)."""
+
+    def __init__(self, spec: ModelSpec) -> None:
+        super().__init__()
+        self.model = spec.module
+        std = torch.tensor(spec.std, dtype=torch.float32).view(1, 3, 1, 1)
+        self.register_buffer("scale", 1.0 / (255.0 * std))
+        self.register_buffer("shift", -torch.tensor(spec.mean, dtype=torch.float32).view(1, 3, 1, 1) / std)
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        return self.model(frames.permute(0, 3, 1, 2).float() * self.scale + self.shift)
+
+
+def export_plain(out: str, model: str = "efficientnet_lite0", weights: str | None = None) -> str:
+    """Write the plain graph of `model` (uint8 `frames` in, `logits` out) to `out`; returns `out`."""
+    spec = load_model(model, weights)
+    height, width = spec.input_size
+    _export(PlainGraph(spec).eval(), (torch.zeros(1, height, width, 3, dtype=torch.uint8),), out,
+            ["frames"], ["logits"])
+    return out
+
+
+def _export(module: nn.Module, example: tuple[torch.Tensor, ...], out: str, inputs: list[str],
+            outputs: list[str]) -> None:
+    """`module` traced to ONNX at `out` (opset 17, every tensor's first axis the batch)."""
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, example, out, dynamo=False, opset_version=17, input_names=inputs,
+                          output_names=outputs, dynamic_axes={name: {0: "batch"} for name in inputs + outputs})
+
+
 def export_model(out: str, model: str = "efficientnet_lite0", method: str = "gradcam", weights: str | None = None,
                  layer: str | None = None, input_size: tuple[int, int] | None = None) -> dict:
     """Write the explained graph of `model` + `method` to `out` (.onnx); returns what it wrote."""
@@ -143,16 +176,8 @@ def export_model(out: str, model: str = "efficientnet_lite0", method: str = "gra
         graph = ExplainedGraph(spec, hooked, analyse_head(hooked), method).eval()
         frames = torch.zeros(1, height, width, 3, dtype=torch.uint8)
         class_ids = torch.full((1,), -1, dtype=torch.int64)
-        os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
         partial = out + ".partial"
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(graph, (frames, class_ids), partial, dynamo=False, opset_version=17,
-                              input_names=["frames", "class_ids"],
-                              output_names=["logits", "class_id", "score", "cam"],
-                              dynamic_axes={"frames": {0: "batch"}, "class_ids": {0: "batch"},
-                                            "logits": {0: "batch"}, "class_id": {0: "batch"},
-                                            "score": {0: "batch"}, "cam": {0: "batch"}})
+        _export(graph, (frames, class_ids), partial, ["frames", "class_ids"], ["logits", "class_id", "score", "cam"])
         metadata = {"model": spec.name, "method": method, "layer": hooked.layer_name,
                     "input_size": [height, width], "labels": list(spec.labels)}
     _write_metadata(partial, metadata)
@@ -166,5 +191,5 @@ def _write_metadata(path: str, metadata: dict) -> None:
     graph = onnx.load(path)
     for key, value in metadata.items():
         entry = graph.metadata_props.add()
-        entry.key, entry.value = METADATA_PREFIX + key, json.dumps(value)
+        entry.key, entry.value = EXPORT_METADATA_PREFIX + key, json.dumps(value)
     onnx.save(graph, path)

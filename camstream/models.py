@@ -10,11 +10,9 @@ from functools import lru_cache
 import torch
 from torch import nn
 
+from camstream.catalog import DEFAULT_MODEL, MODEL_NAMES, TIMM_MODELS, TORCHVISION_MODELS
 from camstream.errors import ModelError
 
-DEFAULT_MODEL = "efficientnet_lite0"
-TORCHVISION_MODELS = ("mobilenet_v2", "resnet18", "vgg16", "efficientnet_b0", "vit_b_16")
-TIMM_MODELS = {"deit_tiny": "deit_tiny_patch16_224"}  # camstream name → timm architecture
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -131,7 +129,7 @@ def load_module(path: str) -> nn.Module:
 
 def model_names() -> tuple[str, ...]:
     """Names `load_model` accepts besides a path to a model file."""
-    return (DEFAULT_MODEL, *TORCHVISION_MODELS, *TIMM_MODELS)
+    return MODEL_NAMES
 
 
 def load_model(name: str = DEFAULT_MODEL, weights: str | None = None) -> ModelSpec:

@@ -3,11 +3,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import cv2
 import numpy as np
-import torch
 
-from camstream.models import ModelSpec
+if TYPE_CHECKING:  # torch is imported by the classes that use it: resize_to_rgb serves torch-free runs too
+    import torch
+
+    from camstream.models import ModelSpec
 
 
 def resize_to_rgb(image_bgr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -20,6 +24,8 @@ class Normaliser:
     """x = (pixels − mean) / std for (B, 3, H, W) pixels in [0, 1], with the model's mean and std."""
 
     def __init__(self, spec: ModelSpec) -> None:
+        import torch
+
         self.mean = torch.tensor(spec.mean, dtype=torch.float32).view(1, 3, 1, 1)
         self.std = torch.tensor(spec.std, dtype=torch.float32).view(1, 3, 1, 1)
 
@@ -34,6 +40,8 @@ class Preprocessor:
     """
 
     def __init__(self, spec: ModelSpec, max_batch: int) -> None:
+        import torch
+
         height, width = spec.input_size
         self.size = (height, width)
         self.batch = torch.empty(max_batch, 3, height, width).to(memory_format=torch.channels_last)
@@ -44,6 +52,8 @@ class Preprocessor:
 
     def __call__(self, frames: list[np.ndarray]) -> torch.Tensor:
         """Normalise `frames` (each H×W×3 uint8 RGB at the model's size) into the batch; return its view."""
+        import torch
+
         count = len(frames)
         if count > self.batch.shape[0]:
             raise ValueError(f"{count} frames exceed the preallocated batch of {self.batch.shape[0]}")

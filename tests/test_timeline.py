@@ -14,7 +14,8 @@ from torch import nn
 from camstream.errors import CamstreamError, ModelError
 from camstream.explain.temporal import ClipClassifier
 from camstream.kernels import colormap_lut
-from camstream.stream.timeline import ClipTracker, draw_timeline, timeline_box
+from camstream.stream.timeline import ClipTracker
+from camstream.stream.timeline_strip import draw_timeline, timeline_box
 
 from .cli import assert_one_line_error, camstream, one_stream
 

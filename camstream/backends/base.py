@@ -8,10 +8,9 @@ from typing import ClassVar
 
 import numpy as np
 
+from camstream.catalog import BACKENDS
 from camstream.errors import CamstreamError
 from camstream.explain.result import Explanation
-
-BACKENDS = ("torch", "onnxruntime", "openvino")
 
 
 class Backend:

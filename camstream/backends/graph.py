@@ -12,12 +12,11 @@ import time
 from typing import ClassVar
 
 import numpy as np
-import torch
 
 from camstream.backends.base import Backend
+from camstream.catalog import EXPORT_METADATA_PREFIX
 from camstream.errors import CamstreamError, ModelError
 from camstream.explain.result import Explanation, ModelKind
-from camstream.export import METADATA_PREFIX
 
 
 def _require(module: str, extra: str):
@@ -30,16 +29,20 @@ def _require(module: str, extra: str):
 
 
 def read_metadata(path: str) -> dict:
-    """The settings `camstream export` stored in the graph; a ModelError when it is not such a graph."""
+    """The settings `camstream export` stored in the graph (read with the onnx package); a ModelError when it
+    is not such a graph."""
     onnx = _require("onnx", "onnx")
-    if not os.path.isfile(path):
-        raise ModelError(f"no such file: {path}")
     try:
         model = onnx.load(path, load_external_data=False)
     except Exception as exc:  # noqa: BLE001 - protobuf raises several kinds on a damaged file
         raise ModelError(f"{path} is not a readable ONNX file ({type(exc).__name__})") from None
-    found = {entry.key[len(METADATA_PREFIX):]: json.loads(entry.value) for entry in model.metadata_props
-             if entry.key.startswith(METADATA_PREFIX)}
+    return settings_of(path, {entry.key: entry.value for entry in model.metadata_props})
+
+
+def settings_of(path: str, properties: dict[str, str]) -> dict:
+    """camstream's settings among a graph's metadata `properties`; a ModelError naming what is missing."""
+    found = {key[len(EXPORT_METADATA_PREFIX):]: json.loads(value) for key, value in properties.items()
+             if key.startswith(EXPORT_METADATA_PREFIX)}
     missing = {"model", "method", "layer", "input_size", "labels"} - set(found)
     if missing:
         raise ModelError(f"{path} was not written by camstream export (no {', '.join(sorted(missing))}): "
@@ -54,14 +57,16 @@ class GraphBackend(Backend):
 
     def __init__(self, path: str, threads: int | None = None) -> None:
         super().__init__()
-        metadata = read_metadata(path)
+        if not os.path.isfile(path):
+            raise ModelError(f"no such file: {path}")
         self.path = path
+        metadata = self.open(path, threads)
         self.model_name, self.method, self.layer = metadata["model"], metadata["method"], metadata["layer"]
         self.input_size = tuple(metadata["input_size"])
         self.labels = tuple(metadata["labels"])
-        self.open(path, threads)
 
-    def open(self, path: str, threads: int | None) -> None:
+    def open(self, path: str, threads: int | None) -> dict:
+        """Load the graph on the runtime; returns camstream's settings stored in it (`settings_of`)."""
         raise NotImplementedError
 
     def run(self, frames: np.ndarray, class_ids: np.ndarray) -> list[np.ndarray]:
@@ -78,9 +83,8 @@ class GraphBackend(Backend):
         self.forward_ms = (time.perf_counter() - began) * 1e3
         if class_id is not None and not 0 <= class_id < logits.shape[1]:
             raise ModelError(f"class id out of range 0..{logits.shape[1] - 1}")
-        return Explanation(ModelKind.CNN, self.method, torch.from_numpy(np.asarray(class_ids)),
-                           torch.from_numpy(np.asarray(scores)), torch.from_numpy(np.asarray(cams)),
-                           torch.from_numpy(np.asarray(logits)))
+        return Explanation(ModelKind.CNN, self.method, np.asarray(class_ids), np.asarray(scores), np.asarray(cams),
+                           np.asarray(logits))
 
     def describe(self) -> dict:
         return {**super().describe(), "graph": self.path}
@@ -91,17 +95,23 @@ class OnnxRuntimeBackend(GraphBackend):
 
     name = "onnxruntime"
 
-    def open(self, path: str, threads: int | None) -> None:
+    def open(self, path: str, threads: int | None) -> dict:
         ort = _require("onnxruntime", "onnx")
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # no arena and no pattern preallocation: edge boards count every MB, and batches are small
+        options.enable_cpu_mem_arena = False
+        options.enable_mem_pattern = False
         if threads:
             options.intra_op_num_threads = threads
         try:
             self._session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # noqa: BLE001 - ORT raises its own Fail / InvalidGraph kinds
-            raise ModelError(f"ONNX Runtime cannot load {path}: {str(exc).splitlines()[0]}") from None
+            raise ModelError(f"{path} is not a readable ONNX graph for ONNX Runtime: "
+                             f"{str(exc).splitlines()[0][:200]}") from None
         self.provider = f"CPUExecutionProvider, {threads or 'default'} threads"
+        # the settings from ORT's own reading of the file: no second parse, no onnx package in memory
+        return settings_of(path, dict(self._session.get_modelmeta().custom_metadata_map))
 
     def run(self, frames: np.ndarray, class_ids: np.ndarray) -> list[np.ndarray]:
         return self._session.run(None, {"frames": frames, "class_ids": class_ids})
@@ -112,8 +122,9 @@ class OpenVinoBackend(GraphBackend):
 
     name = "openvino"
 
-    def open(self, path: str, threads: int | None) -> None:
+    def open(self, path: str, threads: int | None) -> dict:
         openvino = _require("openvino", "openvino")
+        settings = read_metadata(path)
         config = {"INFERENCE_PRECISION_HINT": "f32"}
         if threads:
             config["INFERENCE_NUM_THREADS"] = str(threads)
@@ -123,6 +134,7 @@ class OpenVinoBackend(GraphBackend):
             raise ModelError(f"OpenVINO cannot load {path}: {str(exc).splitlines()[0]}") from None
         self._request = self._compiled.create_infer_request()
         self.provider = f"CPU f32, {threads or 'default'} threads"
+        return settings
 
     def run(self, frames: np.ndarray, class_ids: np.ndarray) -> list[np.ndarray]:
         results = self._request.infer({"frames": frames, "class_ids": class_ids})

@@ -10,6 +10,13 @@ from collections.abc import Callable
 def interleaved_medians(contenders: dict[str, Callable[[], object]], rounds: int = 20, warmup: int = 3,
                         on_round: Callable[[int], None] | None = None) -> dict[str, float]:
     """Median seconds per call of each contender, timed round-robin (A, B, C, A, B, C, …) after warm-up."""
+    samples = interleaved_samples(contenders, rounds, warmup, on_round)
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def interleaved_samples(contenders: dict[str, Callable[[], object]], rounds: int = 20, warmup: int = 3,
+                        on_round: Callable[[int], None] | None = None) -> dict[str, list[float]]:
+    """Seconds of every call of each contender, timed round-robin after warm-up (for medians and spreads)."""
     for _ in range(warmup):
         for run in contenders.values():
             run()
@@ -21,4 +28,4 @@ def interleaved_medians(contenders: dict[str, Callable[[], object]], rounds: int
             samples[name].append(time.perf_counter() - began)
         if on_round is not None:
             on_round(index)
-    return {name: statistics.median(values) for name, values in samples.items()}
+    return samples

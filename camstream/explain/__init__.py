@@ -10,38 +10,40 @@ keyed by `ModelKind`, and `explain(model, inputs)` that picks the method by arch
 The package is itself callable, so `camstream.explain(model, inputs)` works as it always has.
 """
 
+import importlib
 import sys
 import types
 
-from camstream.explain.api import explain, model_kind
-from camstream.explain.base import (
-    CamMethod,
-    HookedModel,
-    HookedNetwork,
-    locate_target_layer,
-)
-from camstream.explain.cnn import Cam, GradCam, GradCamPlusPlus, ReciproCam
-from camstream.explain.registry import (
-    CAM_METHODS,
-    DEFAULT_METHOD,
-    REGISTRY,
-    hook_model,
-    make_method,
-    methods_for,
-)
-from camstream.explain.result import Explanation, ModelKind, evaluation_mode
-from camstream.explain.vit import TokenHookedModel, VitReciproCam, VitRollout
+# Where each public name lives; imported on first use, so that `camstream.explain.result` (the result type a
+# torch-free run on an exported graph uses) does not pull every method, and torch, in with it.
+_HOMES = {
+    "explain": "api", "model_kind": "api",
+    "CamMethod": "base", "HookedModel": "base", "HookedNetwork": "base", "locate_target_layer": "base",
+    "Cam": "cnn", "GradCam": "cnn", "GradCamPlusPlus": "cnn", "ReciproCam": "cnn",
+    "CAM_METHODS": "registry", "DEFAULT_METHOD": "registry", "REGISTRY": "registry", "hook_model": "registry",
+    "make_method": "registry", "methods_for": "registry",
+    "Explanation": "result", "ModelKind": "result", "evaluation_mode": "result",
+    "TokenHookedModel": "vit", "VitReciproCam": "vit", "VitRollout": "vit",
+}
+__all__ = sorted(_HOMES)
 
-__all__ = ["CAM_METHODS", "DEFAULT_METHOD", "REGISTRY", "Cam", "CamMethod", "Explanation", "GradCam",
-           "GradCamPlusPlus", "HookedModel", "HookedNetwork", "ModelKind", "ReciproCam", "TokenHookedModel",
-           "VitReciproCam", "VitRollout", "evaluation_mode", "explain", "hook_model", "locate_target_layer",
-           "make_method", "methods_for", "model_kind"]
+
+def __getattr__(name: str):
+    if name not in _HOMES:
+        raise AttributeError(f"module 'camstream.explain' has no attribute '{name}'")
+    return getattr(importlib.import_module(f"camstream.explain.{_HOMES[name]}"), name)
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_HOMES})
 
 
 class _CallableModule(types.ModuleType):
     """`camstream.explain` is both this package and the function `explain`: calling the package calls it."""
 
-    def __call__(self, *args, **kwargs) -> Explanation:
+    def __call__(self, *args, **kwargs):
+        from camstream.explain.api import explain
+
         return explain(*args, **kwargs)
 
 

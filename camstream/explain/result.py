@@ -11,12 +11,17 @@ import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from enum import Enum
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-from torch import nn
 
 from camstream.kernels import ThresholdSpec, threshold_value
+
+if TYPE_CHECKING:  # no framework at import: a run on an exported graph loads no torch
+    import torch
+    from torch import nn
+
+    Array = torch.Tensor | np.ndarray
 
 
 class ModelKind(str, Enum):
@@ -38,31 +43,37 @@ class Explanation:
     `maps` is (B, h, w) over image cells (cnn, vit), (B, T) over time steps (temporal), (1, N) over nodes
     (graph, with `edge_maps` (1, E)); each scaled to [0, 1]. For CNN and ViT methods `maps` is a view of the
     method's reused buffer: the next call of the same shape overwrites it (`clone()` to keep it).
-    `kept` / `kept_edges` / `thresholds` are set by `threshold`.
+    `kept` / `kept_edges` / `thresholds` are set by `threshold`. Torch methods give tensors; the runtime
+    backends (ONNX Runtime, OpenVINO) give NumPy arrays of the same shapes (`np.asarray` reads either).
     """
 
     kind: ModelKind
     method: str
-    class_ids: torch.Tensor  # (B,) int64
-    scores: torch.Tensor  # (B,) float32
-    maps: torch.Tensor
-    logits: torch.Tensor | None = None  # (B, classes)
-    edge_maps: torch.Tensor | None = None
+    class_ids: Array  # (B,) int64
+    scores: Array  # (B,) float32
+    maps: Array
+    logits: Array | None = None  # (B, classes)
+    edge_maps: Array | None = None
     kept: np.ndarray | None = None
     thresholds: list[float] | None = None
     kept_edges: np.ndarray | None = None
 
     def threshold(self, spec: ThresholdSpec) -> Explanation:
         """A copy whose maps are detached and whose `kept` marks what `spec` keeps of each map."""
-        maps = self.maps.detach().clone()
+        maps = _owned(self.maps)
         kept, thresholds = _keep(maps, spec)
-        edges = None if self.edge_maps is None else self.edge_maps.detach().clone()
+        edges = None if self.edge_maps is None else _owned(self.edge_maps)
         kept_edges = None if edges is None else _keep(edges, spec)[0]
         return replace(self, maps=maps, edge_maps=edges, kept=kept, thresholds=thresholds, kept_edges=kept_edges)
 
 
-def _keep(maps: torch.Tensor, spec: ThresholdSpec) -> tuple[np.ndarray, list[float]]:
-    values = maps.float().numpy()
+def _owned(values: Any) -> Any:
+    """A copy of a tensor (detached) or an array, that no later call overwrites."""
+    return values.detach().clone() if hasattr(values, "detach") else np.array(values)
+
+
+def _keep(maps: Any, spec: ThresholdSpec) -> tuple[np.ndarray, list[float]]:
+    values = np.asarray(maps, dtype=np.float32)
     thresholds = [threshold_value(np.ascontiguousarray(one), spec) for one in values]
     kept = np.stack([one > value for one, value in zip(values, thresholds, strict=True)])
     return kept, thresholds

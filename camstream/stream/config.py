@@ -11,10 +11,9 @@ import argparse
 from dataclasses import dataclass, field, fields
 from importlib import resources
 
-from camstream.backends.base import BACKENDS
+from camstream.catalog import BACKENDS, DEFAULT_MODEL
 from camstream.errors import CamstreamError
 from camstream.kernels import ThresholdSpec
-from camstream.models import DEFAULT_MODEL
 from camstream.stream.ring import POLICIES
 from camstream.stream.sinks import SINKS
 

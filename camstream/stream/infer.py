@@ -5,6 +5,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -12,7 +13,9 @@ from camstream.backends import Backend
 from camstream.stream.records import END_OF_STREAM, FrameSlot
 from camstream.stream.ring import FrameReader
 from camstream.stream.telemetry import Telemetry
-from camstream.stream.timeline import ClipTracker
+
+if TYPE_CHECKING:
+    from camstream.stream.timeline import ClipTracker
 
 
 class CamSmoother:
@@ -91,7 +94,7 @@ class InferenceStage(threading.Thread):
     def _explain(self, slots: list[FrameSlot]) -> None:
         began = time.perf_counter()
         explanation = self.backend.explain([slot.model_input for slot in slots], self.class_id)
-        cams = explanation.maps.numpy()
+        cams = np.asarray(explanation.maps)
         class_ids = explanation.class_ids.tolist()
         scores = explanation.scores.tolist()
         for index, slot in enumerate(slots):

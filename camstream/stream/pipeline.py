@@ -5,18 +5,20 @@ from __future__ import annotations
 import os
 import threading
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from camstream.backends import make_backend
-from camstream.models import load_module
 from camstream.report_file import write_json_atomic
 from camstream.stream.config import PipelineConfig
 from camstream.stream.infer import InferenceStage
 from camstream.stream.report import RunFacts, run_report, stream_report
 from camstream.stream.ring import FairReader, FrameReader
 from camstream.stream.streams import Stream, stream_folder_name
-from camstream.stream.timeline import ClipTracker
+
+if TYPE_CHECKING:
+    from camstream.stream.timeline import ClipTracker
 
 __all__ = ["Pipeline", "PipelineConfig"]
 
@@ -39,13 +41,16 @@ class Pipeline:
         sources = config.all_sources
         condition = threading.Condition()
         self.streams: list[Stream] = []
-        self.clip_tracker: ClipTracker | None = None
+        self.clip_tracker: ClipTracker | None = None  # a temporal model over each stream's frames (torch)
         # the model is ready before any source opens: a live source's frames are not left waiting on it
         self.backend = make_backend(config.backend, config.model, config.method, config.weights, config.layer,
                                     config.max_batch, config.freeze, config.threads)
         self.method_name = self.backend.method  # the name the model kind resolved to, for the HUD and the report
         try:
             if config.clip_model is not None:
+                from camstream.models import load_module
+                from camstream.stream.timeline import ClipTracker
+
                 self.clip_tracker = ClipTracker(load_module(config.clip_model), config.clip_steps,
                                                 config.clip_method, len(sources))
             for index, name in enumerate(sources):

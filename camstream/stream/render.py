@@ -22,7 +22,7 @@ from camstream.stream.records import END_OF_STREAM, FrameSlot
 from camstream.stream.ring import FrameRing
 from camstream.stream.sinks import Sink
 from camstream.stream.telemetry import Telemetry
-from camstream.stream.timeline import draw_timeline
+from camstream.stream.timeline_strip import draw_timeline
 
 PROXY_SIDE = 64  # percentiles are taken on a 64×64 bilinear upsample: same distribution, far fewer pixels
 
@@ -124,7 +124,7 @@ class RenderStage(threading.Thread):
             self._cam_meta = (slot.explained.class_id, slot.explained.score, slot.meta.seq, slot.meta.time_s)
         if slot.explained.steps is not None and slot.explained.steps is not self._steps:
             self._steps = slot.explained.steps
-            self._step_map = slot.explained.steps.maps[0].numpy().astype(np.float32)
+            self._step_map = np.asarray(slot.explained.steps.maps[0], dtype=np.float32)
             self._steps_threshold = threshold_value(self._step_map, self.painter.spec)
         if self._cam is not None:
             self.painter.paint(slot.image, self._cam, slot.image)

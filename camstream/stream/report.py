@@ -7,13 +7,14 @@ import os
 import platform
 import sys
 from dataclasses import dataclass
-
-import torch
+from typing import TYPE_CHECKING
 
 from camstream.backends import Backend
 from camstream.stream.config import PipelineConfig
 from camstream.stream.streams import Stream
-from camstream.stream.timeline import ClipTracker
+
+if TYPE_CHECKING:
+    from camstream.stream.timeline import ClipTracker
 
 
 @dataclass
@@ -79,9 +80,15 @@ def run_report(facts: RunFacts, stream_reports: list[dict]) -> dict:
                        for stream, r in sorted(tracker.latest.items())}},
         "interrupted": facts.interrupted,
         "error": facts.error,
-        "system": {"python": platform.python_version(), "torch": torch.__version__,
-                   "torch_threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine(),
-                   "cores": os.cpu_count(), "platform": sys.platform},
+        "system": system(),
         "streams": stream_reports,
         "total": total,
     }
+
+
+def system() -> dict:
+    """The machine and the libraries the run used; torch is named only when this run loaded it."""
+    torch = sys.modules.get("torch")
+    return {"python": platform.python_version(), "torch": getattr(torch, "__version__", None),
+            "torch_threads": torch.get_num_threads() if torch is not None else None,
+            "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(), "platform": sys.platform}

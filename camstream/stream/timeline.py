@@ -1,9 +1,9 @@
-"""Temporal explanations in the stream: a clip model over each stream's last N frames, which of those
-steps decided its class, and the HUD strip that shows it.
+"""Temporal explanations in the stream: a clip model over each stream's last N frames, and which of those
+steps decided its class.
 
 The inference stage hands every explained batch to `ClipTracker`; it keeps each stream's last N frame
 features (the clip model's encoder runs once per frame) and explains the newest window of every stream in
-the batch. The render stage draws the result with `draw_timeline`.
+the batch. The render stage draws the result with `timeline_strip.draw_timeline`.
 """
 
 from __future__ import annotations
@@ -11,8 +11,6 @@ from __future__ import annotations
 import contextlib
 from collections import deque
 
-import cv2
-import numpy as np
 import torch
 from torch import nn
 
@@ -62,27 +60,3 @@ class ClipTracker:
     def close(self) -> None:
         """Give the clip model back the mode it came in."""
         self._restore.close()
-
-
-def timeline_box(canvas_shape: tuple[int, ...]) -> tuple[int, int, int, int]:
-    """(top, bottom, left, right) of the strip: along the bottom edge, 1/24 of the height (≥ 8 px)."""
-    height, width = canvas_shape[:2]
-    strip = max(8, height // 24)
-    return height - strip, height, 0, width
-
-
-def draw_timeline(canvas: np.ndarray, importance: np.ndarray, threshold: float, lut: np.ndarray) -> None:
-    """One cell per time step, oldest on the left, coloured by `lut` (256×3 BGR) at its importance and
-    parted from the next by a black line; a cell the threshold keeps (importance > threshold) gets a white
-    frame."""
-    top, bottom, left, right = timeline_box(canvas.shape)
-    steps = len(importance)
-    edges = np.linspace(left, right, steps + 1).round().astype(int)
-    for step, value in enumerate(importance):
-        colour = lut[round(float(np.clip(value, 0.0, 1.0)) * 255)]
-        x0, x1 = edges[step], edges[step + 1] - 1
-        canvas[top:bottom, x0:x1 + 1] = colour
-        if step:
-            canvas[top:bottom, x0] = 0
-        if value > threshold:
-            cv2.rectangle(canvas, (int(x0), top), (int(x1), bottom - 1), (255, 255, 255), 1)

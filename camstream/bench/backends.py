@@ -1,0 +1,116 @@
+"""Plain and explained ms/frame on every backend, side by side in one interleaved run.
+
+For each setting (threads, batch): torch (traced + frozen, what `camstream run` uses), ONNX Runtime and OpenVINO
+(f32), each plain (the model and its preprocessing alone) and explained (Grad-CAM and Recipro-CAM inside the
+graph). Ratios: explained / plain within a backend, and every figure / torch-frozen plain. All take the same
+uint8 frames at the model's size, so preprocessing is inside every figure.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import tempfile
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from camstream.backends.graph import GRAPH_BACKENDS
+from camstream.backends.torch_backend import TorchBackend
+from camstream.bench.explainers import real_frames
+from camstream.bench.timing import interleaved_samples
+from camstream.export import export_model, export_plain
+
+SETTINGS = ((1, 1), (2, 8))  # (threads, batch): the edge profile, and a batched desktop profile
+METHODS = ("gradcam", "recipro")
+
+
+def bench_backends(video: str, model: str = "efficientnet_lite0", settings=SETTINGS, rounds: int = 20,
+                   progress: Callable[[str], None] | None = None) -> dict:
+    """ms/frame (median and spread) of plain and explained inference on every backend, per setting."""
+    folder = tempfile.mkdtemp(prefix="camstream-bench-")
+    plain_graph = export_plain(os.path.join(folder, "plain.onnx"), model)
+    graphs = {method: export_model(os.path.join(folder, f"{method}.onnx"), model, method)["out"]
+              for method in METHODS}
+    threads_before = torch.get_num_threads()
+    results = {"model": model, "settings": []}
+    try:
+        for threads, batch in settings:
+            if progress:
+                progress(f"backends: {threads} thread(s), batch {batch}")
+            frames = real_frames(video, batch, (224, 224))
+            results["settings"].append(_one_setting(frames, threads, batch, model, plain_graph, graphs, rounds))
+    finally:
+        torch.set_num_threads(threads_before)
+    return results
+
+
+def _one_setting(frames: list[np.ndarray], threads: int, batch: int, model: str, plain_graph: str,
+                 graphs: dict[str, str], rounds: int) -> dict:
+    torch_backend = TorchBackend(model, "gradcam", max_batch=batch, threads=threads)
+    contenders: dict[str, Callable[[], object]] = {
+        "torch plain": lambda: torch_backend.hooked.forward(torch_backend.preprocessor(frames)),
+        "torch gradcam": lambda: torch_backend.explain(frames),
+    }
+    for name, backend_type in GRAPH_BACKENDS.items():
+        plain = _plain_runner(name, plain_graph, threads)
+        contenders[f"{name} plain"] = lambda run=plain: run(np.stack(frames))
+        for method, graph in graphs.items():
+            backend = backend_type(graph, threads)
+            contenders[f"{name} {method}"] = lambda b=backend: b.explain(frames)
+    samples = interleaved_samples(contenders, rounds=rounds)
+    torch_backend.close()
+    per_frame = {name: [s * 1e3 / batch for s in values] for name, values in samples.items()}
+    reference = statistics.median(per_frame["torch plain"])
+    rows = {}
+    for name, values in per_frame.items():
+        backend = name.split()[0]
+        median = statistics.median(values)
+        rows[name] = {"ms": round(median, 3), "min_ms": round(min(values), 3), "max_ms": round(max(values), 3),
+                      "ratio_to_own_plain": round(median / statistics.median(per_frame[f"{backend} plain"]), 3),
+                      "ratio_to_torch_frozen_plain": round(median / reference, 3)}
+    return {"threads": threads, "batch": batch, "rounds": rounds, "ms_per_frame": rows}
+
+
+def _plain_runner(backend: str, path: str, threads: int) -> Callable[[np.ndarray], object]:
+    """A call that runs the plain graph on `backend`."""
+    if backend == "onnxruntime":
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        return lambda frames: session.run(None, {"frames": frames})
+    import openvino
+
+    compiled = openvino.Core().compile_model(path, "CPU", {"INFERENCE_PRECISION_HINT": "f32",
+                                                          "INFERENCE_NUM_THREADS": str(threads)})
+    request = compiled.create_infer_request()
+    return lambda frames: request.infer({"frames": frames})
+
+
+def markdown(results: dict) -> list[str]:
+    """The backends table: one row per (setting, contender)."""
+    lines = [f"Model {results['model']}; ms/frame median (min–max) over interleaved rounds; ratios of medians.\n",
+             "| threads, batch | backend, run | ms/frame | vs own plain | vs torch frozen plain |",
+             "|---|---|---|---|---|"]
+    for setting in results["settings"]:
+        for name, row in setting["ms_per_frame"].items():
+            lines.append(f"| {setting['threads']}, {setting['batch']} | {name} | {row['ms']:.2f} "
+                         f"({row['min_ms']:.2f}–{row['max_ms']:.2f}) | {row['ratio_to_own_plain']:.2f}× | "
+                         f"{row['ratio_to_torch_frozen_plain']:.2f}× |")
+    return lines
+
+
+if __name__ == "__main__":
+    import argparse
+
+    from camstream.stream.config import demo_clip
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--model", default="efficientnet_lite0")
+    args = parser.parse_args()
+    figures = bench_backends(demo_clip(), args.model, rounds=args.rounds, progress=print)
+    print("\n".join(markdown(figures)))
