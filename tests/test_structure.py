@@ -95,3 +95,15 @@ def test_every_setting_of_a_run_is_an_option_of_camstream_run_with_the_same_defa
         assert hasattr(options, dest), f"PipelineConfig.{name} has no camstream run option"
     config = config_from_options(options, ())
     assert config == PipelineConfig()  # the CLI's defaults are the config's
+
+
+def test_the_catalog_names_what_the_registry_and_the_loaders_implement():
+    from camstream import catalog
+    from camstream.export import EXPORTABLE_METHODS
+    from camstream.models import model_names
+
+    assert tuple(REGISTRY[ModelKind.CNN]) == catalog.CNN_METHODS  # same order: the first is the default
+    assert tuple(REGISTRY[ModelKind.VIT]) == catalog.VIT_METHODS
+    assert tuple(REGISTRY[ModelKind.TEMPORAL]) == catalog.CLIP_METHODS
+    assert set(EXPORTABLE_METHODS) <= set(catalog.CNN_METHODS)
+    assert model_names() == catalog.MODEL_NAMES

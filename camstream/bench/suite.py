@@ -106,6 +106,7 @@ def run_bench(plan: BenchPlan, out_dir: str, footage: str | None = None,
                                                     input_side=side, methods=("gradcam",), peers=False))
     finally:
         torch.set_num_threads(threads)
+    results["backends"] = _bench_backends_if_installed(frames_video, plan.rounds, progress)
     results["extensions"] = bench_extensions(plan.extension_rounds, quick=plan.extension_quick, progress=progress)
     progress("allocator: tuned vs untuned child processes")
     results["malloc"] = compare_malloc()
@@ -115,6 +116,19 @@ def run_bench(plan: BenchPlan, out_dir: str, footage: str | None = None,
     with open(os.path.join(out_dir, "bench.md"), "w") as handle:
         handle.write(markdown(results))
     return results
+
+
+def _bench_backends_if_installed(video: str, rounds: int, progress: Callable[[str], None]) -> dict | None:
+    """The backends section, or None (said in the report) when the onnx / openvino extras are missing."""
+    try:
+        import onnxruntime  # noqa: F401
+        import openvino  # noqa: F401
+    except ImportError:
+        progress("backends: skipped (pip install 'camstream[onnx,openvino]')")
+        return None
+    from camstream.bench.backends import bench_backends
+
+    return bench_backends(video, rounds=rounds, progress=progress)
 
 
 def check_targets(results: dict) -> list[dict]:
@@ -157,7 +171,7 @@ def markdown(results: dict) -> str:
     lines = [f"# camstream bench\n\n{system['cpu']}, {system['cores']} cores, torch {system['torch']} "
              f"({system['torch_threads']} threads), Python {system['python']}; {results['elapsed_s']} s.\n"]
     for section in (_explainer_tables, _pipeline_table, _streams_table, _kernel_tables, _edge_table,
-                    _extensions_and_allocator, _targets_table):
+                    _backends_table, _extensions_and_allocator, _targets_table):
         lines += section(results)
     return "\n".join(lines) + "\n"
 
@@ -239,6 +253,15 @@ def _edge_table(results: dict) -> list[str]:
         lines.append(f"| {entry['input'][0]} | {entry['plain_ms']:.2f} | {gradcam['ms']:.2f} | "
                      f"{gradcam['ratio_to_plain']:.2f}× |")
     return lines
+
+
+def _backends_table(results: dict) -> list[str]:
+    if not results.get("backends"):
+        return []
+    from camstream.bench.backends import markdown as backends_markdown
+
+    return ["", "## Runtime backends (plain vs explained inside the exported graph)\n",
+            *backends_markdown(results["backends"])]
 
 
 def _extensions_and_allocator(results: dict) -> list[str]:
