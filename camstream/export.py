@@ -21,6 +21,7 @@ import os
 import warnings
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -193,3 +194,87 @@ def _write_metadata(path: str, metadata: dict) -> None:
         entry = graph.metadata_props.add()
         entry.key, entry.value = EXPORT_METADATA_PREFIX + key, json.dumps(value)
     onnx.save(graph, path)
+
+
+def quantise_int8(graph: str, out: str, calibration: list[np.ndarray], check: list[np.ndarray]) -> dict:
+    """Static int8 quantisation (ONNX Runtime's quantiser, QDQ, per-channel) of the convolutions of an exported
+    `graph`, calibrated on `calibration` frames (uint8 RGB at the model's size); the head and the CAM arithmetic
+    stay float. Returns what it wrote and how the int8 graph agrees with the float one on the `check` frames:
+    top-1 agreement and the Pearson correlation of each frame's CAM."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    class Frames(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._left = iter(calibration)
+
+        def get_next(self) -> dict | None:
+            frame = next(self._left, None)
+            return None if frame is None else {"frames": frame[None], "class_ids": np.full(1, -1, np.int64)}
+
+    if not calibration:
+        raise CamstreamError("int8 calibration needs at least one image")
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    partial, prepared = out + ".partial", out + ".prepared"
+    try:  # the quantiser wants batch norms folded into their convolutions and every shape known first
+        quant_pre_process(graph, prepared, skip_symbolic_shape=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            quantize_static(prepared, partial, Frames(), quant_format=QuantFormat.QDQ, op_types_to_quantize=["Conv"],
+                            per_channel=True, reduce_range=True, nodes_to_exclude=_float_convolutions(prepared),
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+        os.replace(partial, out)
+    finally:
+        for leftover in (partial, prepared):
+            if os.path.exists(leftover):
+                os.remove(leftover)
+    return {"out": out, "bytes": os.path.getsize(out), "float_bytes": os.path.getsize(graph),
+            **compare_graphs(graph, out, check)}
+
+
+def _float_convolutions(path: str) -> list[str]:
+    """The convolutions kept in float: the stem (on the normalised image) and the depthwise ones. Measured on
+    EfficientNet-Lite0 and the shared balloon photos (top-1 agreement / mean CAM correlation with float, on
+    images not calibrated on): all convolutions int8 0.53 / 0.75; without the stem 0.77 / 0.92; without the
+    stem and the depthwise convolutions 0.83 / 0.94."""
+    import onnx
+
+    convolutions = [node for node in onnx.load(path).graph.node if node.op_type == "Conv"]
+    depthwise = [node.name for node in convolutions
+                 if any(attribute.name == "group" and attribute.i > 1 for attribute in node.attribute)]
+    return [convolutions[0].name, *depthwise] if convolutions else []
+
+
+def compare_graphs(reference: str, candidate: str, frames: list[np.ndarray]) -> dict:
+    """Top-1 agreement and mean per-frame CAM correlation of `candidate` against `reference` on `frames`."""
+    import onnxruntime as ort
+
+    outputs = []
+    for path in (reference, candidate):
+        session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+        results = [session.run(None, {"frames": frame[None], "class_ids": np.full(1, -1, np.int64)})
+                   for frame in frames]
+        outputs.append((np.concatenate([r[1] for r in results]), np.concatenate([r[3] for r in results])))
+    (classes, cams), (classes_q, cams_q) = outputs
+    correlations = [float(np.corrcoef(a.ravel(), b.ravel())[0, 1]) for a, b in zip(cams, cams_q, strict=True)
+                    if a.std() > 0 and b.std() > 0]
+    return {"frames_checked": len(frames), "top1_agreement": round(float((classes == classes_q).mean()), 4),
+            "cam_correlation_mean": round(float(np.mean(correlations)), 4) if correlations else None,
+            "cam_correlation_min": round(float(np.min(correlations)), 4) if correlations else None}
+
+
+def read_image_folder(folder: str, size: tuple[int, int], limit: int = 200) -> list[np.ndarray]:
+    """The JPEG/PNG images of `folder` (sorted, at most `limit`) as uint8 RGB at `size`; an InputError when none."""
+    import cv2
+
+    from camstream.errors import InputError
+    from camstream.preprocess import resize_to_rgb
+
+    if not os.path.isdir(folder):
+        raise InputError(f"no such folder: {folder}")
+    names = sorted(n for n in os.listdir(folder) if n.lower().endswith((".jpg", ".jpeg", ".png")))[:limit]
+    images = [cv2.imread(os.path.join(folder, name), cv2.IMREAD_COLOR) for name in names]
+    frames = [resize_to_rgb(image, size) for image in images if image is not None]
+    if len(frames) < 2:
+        raise InputError(f"{folder} holds {len(frames)} readable image(s); int8 needs at least 2")
+    return frames

@@ -159,3 +159,30 @@ def test_a_run_on_an_exported_graph_imports_no_torch(tmp_path, demo_clip, graphs
     assert report["total"]["frames_out"] == 250 and report["system"]["torch"] is None
     # measured 333–341 MB here (torch's run: ~1,265 MB); the bound catches torch or a second model copy coming back
     assert report["total"]["rss_peak_mb"] < 500, report["total"]
+
+
+def test_int8_export_is_smaller_runs_and_says_how_it_agrees(tmp_path):
+    import re
+    import shutil
+
+    folder = tmp_path / "calibration"
+    folder.mkdir()
+    for photo in sorted(shared_file("images", "indoor_boxes", "images").glob("*.jpg"))[:6]:
+        shutil.copy(photo, folder)
+    result = camstream("export", "--out", tmp_path / "lite0.onnx", "--int8", folder)
+    assert result.returncode == 0, result.stderr
+    found = re.search(r"top-1 agreement ([\d.]+), CAM correlation mean ([-\d.]+|None).* on 3 images", result.stdout)
+    assert found, result.stdout
+    assert 0.0 <= float(found.group(1)) <= 1.0
+    quantised = tmp_path / "lite0-int8.onnx"
+    assert quantised.stat().st_size < 0.7 * (tmp_path / "lite0.onnx").stat().st_size
+    backend = make_backend("onnxruntime", str(quantised))  # the settings travel into the int8 graph too
+    assert backend.method == "gradcam" and backend.layer == "bn2"
+    frames = [np.zeros((224, 224, 3), np.uint8)] * 2
+    explanation = backend.explain(frames)
+    assert explanation.maps.shape == (2, 7, 7) and 0.0 <= float(explanation.maps.min()) <= 1.0
+
+
+def test_int8_needs_a_folder_of_images(tmp_path):
+    assert_one_line_error(camstream("export", "--out", tmp_path / "m.onnx", "--int8", tmp_path / "none"),
+                          "no such folder")

@@ -104,3 +104,28 @@ def test_bad_inputs_give_one_line_and_exit_code_2(tmp_path, name):
     make, fragment = INVALID[name]
     result = camstream("run", "--source", make(tmp_path), "--out", tmp_path / "out", "--quiet")
     assert_one_line_error(result, fragment)
+
+
+OUT_OF_RANGE = {  # settings a run used to accept silently or end in a traceback on (issue 16, defect 9)
+    "negative threads": (["--threads", "-2"], "--threads must be at least 1"),
+    "port beyond 65535": (["--port", "70000"], "--port must be in 0..65535"),
+    "opacity above 1": (["--alpha", "5"], "--alpha must be in [0, 1]"),
+    "negative batch wait": (["--max-wait-ms", "-5"], "--max-wait-ms must be ≥ 0"),
+    "zero frames": (["--max-frames", "0"], "--max-frames must be at least 1"),
+    "smoothing of 1": (["--smooth", "1"], "--smooth must be in [0, 1)"),
+}
+
+
+@pytest.mark.parametrize("name", list(OUT_OF_RANGE))
+def test_settings_out_of_range_are_one_line_before_anything_is_written(tmp_path, name):
+    options, message = OUT_OF_RANGE[name]
+    assert_one_line_error(camstream("run", "--out", tmp_path / "out", *options), message)
+    assert not (tmp_path / "out").exists()
+
+
+def test_explain_to_a_name_without_an_image_extension_is_one_line(tmp_path, chelsea_rgb):
+    import cv2
+
+    image = tmp_path / "cat.png"
+    cv2.imwrite(str(image), chelsea_rgb[..., ::-1])
+    assert_one_line_error(camstream("explain", image, "--out", tmp_path / "overlay"), "use a .png or .jpg name")

@@ -13,6 +13,7 @@ from camstream.backends import make_backend
 from camstream.report_file import write_json_atomic
 from camstream.stream.config import PipelineConfig
 from camstream.stream.infer import InferenceStage
+from camstream.stream.render import HeatmapPainter
 from camstream.stream.report import RunFacts, run_report, stream_report
 from camstream.stream.ring import FairReader, FrameReader
 from camstream.stream.streams import Stream, stream_folder_name
@@ -47,6 +48,8 @@ class Pipeline:
                                     config.max_batch, config.freeze, config.threads)
         self.method_name = self.backend.method  # the name the model kind resolved to, for the HUD and the report
         try:
+            HeatmapPainter(config.threshold, config.colormap, config.alpha).paint(  # compile / load the kernels
+                np.zeros((8, 8, 3), np.uint8), np.zeros((2, 2), np.float32), np.zeros((8, 8, 3), np.uint8))
             if config.clip_model is not None:
                 from camstream.models import load_module
                 from camstream.stream.timeline import ClipTracker
@@ -57,8 +60,6 @@ class Pipeline:
                 out_dir = config.out_dir if len(sources) == 1 else os.path.join(config.out_dir,
                                                                                  stream_folder_name(index, name))
                 self.streams.append(Stream(index, name, config, self.backend, out_dir, condition, self.request_stop))
-            self.streams[0].painter.paint(np.zeros((8, 8, 3), np.uint8), np.zeros((2, 2), np.float32),
-                                          np.zeros((8, 8, 3), np.uint8))  # compile / load the jitted kernels now
             for stream in self.streams:
                 stream.open_sinks()
         except BaseException:
