@@ -293,13 +293,9 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run(args: argparse.Namespace) -> int:
-    from camstream.stream.config import (
-        ConfigError,
-        config_from_options,
-        flag,
-        read_sources_file,
-    )
+def _build_pipeline(args: argparse.Namespace):
+    """The validated config of `camstream run`'s options, built into a Pipeline (model loaded, sources open)."""
+    from camstream.stream.config import ConfigError, config_from_options, flag, read_sources_file
     from camstream.stream.pipeline import Pipeline
 
     sources = tuple(args.source or ()) + (read_sources_file(args.sources) if args.sources else ())
@@ -307,7 +303,23 @@ def _run(args: argparse.Namespace) -> int:
         config = config_from_options(args, sources)
     except ConfigError as exc:
         raise CamstreamError(f"{flag(exc.field)} {exc.problem}") from None
+    # on a terminal, say at once what the first seconds go to (imports done, the model loads and is traced);
+    # in a pipe the first line stays the result or the one-line error
+    talk = sys.stderr.isatty() and not args.quiet
+    began = time.perf_counter()
+    if talk:
+        print(f"camstream: loading {config.model} on {config.backend or 'the default'} backend …", file=sys.stderr,
+              flush=True)
     pipeline = Pipeline(config)
+    if talk:
+        print(f"camstream: ready in {time.perf_counter() - began:.1f} s: {pipeline.method_name} on "
+              f"{pipeline.backend.layer} ({pipeline.backend.name}), {len(pipeline.streams)} source(s)",
+              file=sys.stderr, flush=True)
+    return pipeline
+
+
+def _run(args: argparse.Namespace) -> int:
+    pipeline = _build_pipeline(args)
     for signum in (signal.SIGINT, signal.SIGTERM):  # from now on a stop goes through every stage in order
         signal.signal(signum, lambda *_args: pipeline.interrupt())
     for sink in pipeline.sinks:

@@ -132,7 +132,9 @@ class RenderStage(threading.Thread):
             self._draw_hud(slot.image, slot)
         return slot.image
 
-    def _draw_hud(self, canvas: np.ndarray, slot: FrameSlot) -> None:
+    def hud_lines(self, slot: FrameSlot) -> tuple[str, str]:
+        """The HUD's two lines for `slot`: class, score, method, threshold and fps; per-stage ms, heatmap age,
+        memory, and reconnects / the clip model's reading when there are any."""
         class_id, score, cam_seq, cam_time = self._cam_meta
         stages = self.telemetry.stages
         label = self.label(class_id) if class_id >= 0 else "..."
@@ -140,13 +142,18 @@ class RenderStage(threading.Thread):
         top = f"{label} {score:.2f} | {self.method} {self.painter.spec} | {self.telemetry.fps():.1f} fps"
         timing = " ".join(f"{name} {stages[name].recent_ms:.1f}" for name in ("decode", "inference", "cam",
                                                                                 "render", "sink"))
-        bottom = f"ms: {timing} | cam age {age_ms:.0f} ms"
+        bottom = f"ms: {timing} | cam age {age_ms:.0f} ms | rss {self.telemetry.rss_latest_mb:.0f} MB"
         if self.telemetry.reconnects:
             bottom += f" | reconnects {self.telemetry.reconnects} ({self.telemetry.outage_s:.1f} s out)"
         if self._steps is not None:
             steps = self._steps
             bottom += (f" | clip class {int(steps.class_ids[0])} {float(steps.scores[0]):.2f} over "
                        f"{len(self._step_map)} steps")
+        return top, bottom
+
+    def _draw_hud(self, canvas: np.ndarray, slot: FrameSlot) -> None:
+        top, bottom = self.hud_lines(slot)
+        if self._steps is not None:
             draw_timeline(canvas, self._step_map, self._steps_threshold, self.painter.lut)
         scale = max(0.35, min(canvas.shape[1] / 1600.0, 0.8))
         line = int(22 * scale / 0.5)

@@ -77,6 +77,7 @@ class Telemetry:
         self._process = psutil.Process(os.getpid())
         self.rss_start_mb = self.rss_mb()
         self.rss_peak_mb = self.rss_start_mb  # over the run; `start()` resets it
+        self.rss_latest_mb = self.rss_start_mb
         self.fds_start = self.open_files()
         self.threads_start = threading.active_count()
         self._lock = threading.Lock()
@@ -112,6 +113,7 @@ class Telemetry:
         rss = self.rss_mb()
         with self._lock:
             self.rss_peak_mb = max(self.rss_peak_mb, rss)
+        self.rss_latest_mb = rss  # what the HUD shows: read every 32 frames, not per frame
         return rss
 
     @staticmethod
