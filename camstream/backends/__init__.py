@@ -1,9 +1,11 @@
 """Runtime backends: the same explanation on torch, ONNX Runtime or OpenVINO, behind one interface.
 
 The pipeline hands a backend a batch of uint8 RGB frames at the model's size and gets an `Explanation` back;
-it never knows which runtime ran (`base.Backend`). `make_backend` picks and builds one.
+it never knows which runtime ran (`base.Backend`). `factory.make_backend` picks and builds one.
 """
 
-from camstream.backends.base import BACKENDS, Backend, make_backend
+from camstream.backends.base import Backend
+from camstream.backends.factory import make_backend
+from camstream.catalog import BACKENDS
 
 __all__ = ["BACKENDS", "Backend", "make_backend"]
