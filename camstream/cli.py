@@ -12,7 +12,7 @@ import warnings
 from typing import NoReturn
 
 from camstream import __version__
-from camstream.errors import CamstreamError
+from camstream.errors import CamstreamError, OutputError, StageError
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -330,14 +330,25 @@ def _run(args: argparse.Namespace) -> int:
     if not args.quiet and sys.stderr.isatty():
         print(file=sys.stderr)
     _print_summary(report, pipeline.report_path)
-    error = pipeline.error()
     if pipeline.interrupted:
         return 130
-    if error is not None:
-        if isinstance(error, CamstreamError):
-            raise error
-        raise RuntimeError(f"a pipeline stage failed: {error!r}")
+    _raise_stage_error(pipeline)
     return 0
+
+
+def _raise_stage_error(pipeline) -> None:
+    """The first stage error of a finished run as one line: our own errors as they are, a write that failed
+    as an OutputError (exit 4), anything else as a StageError (exit 1) naming the stage; never a traceback."""
+    failed = next((stage for stage in pipeline.stages if stage.error is not None), None)
+    if failed is None:
+        return
+    error, stage = failed.error, failed.name.removeprefix("camstream-")
+    if isinstance(error, CamstreamError):
+        raise error
+    if isinstance(error, OSError) and stage == "render":  # the render thread is the one that writes the sinks
+        raise OutputError(f"writing the output failed: {error.strerror or error}; what was written is kept and "
+                          f"the report says so ({pipeline.report_path})")
+    raise StageError(f"the {stage} stage failed: {type(error).__name__}: {error} ({pipeline.report_path})")
 
 
 def _exit_interrupted(*_args) -> None:

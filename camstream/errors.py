@@ -13,3 +13,16 @@ class InputError(CamstreamError):
 
 class ModelError(CamstreamError):
     """A model, weights file, target layer or method name is unknown or unusable."""
+
+
+class OutputError(CamstreamError):
+    """An output could not be written during a run (disk full, no permission …); what was written is kept and
+    finalised, and the report says so."""
+
+    exit_code = 4
+
+
+class StageError(CamstreamError):
+    """A pipeline stage stopped on an error that is not the user's input; the report names it."""
+
+    exit_code = 1

@@ -129,3 +129,35 @@ def test_explain_to_a_name_without_an_image_extension_is_one_line(tmp_path, chel
     image = tmp_path / "cat.png"
     cv2.imwrite(str(image), chelsea_rgb[..., ::-1])
     assert_one_line_error(camstream("explain", image, "--out", tmp_path / "overlay"), "use a .png or .jpg name")
+
+
+def test_an_output_file_that_is_a_directory_is_one_line(tmp_path):
+    (tmp_path / "overlay.mp4").mkdir()
+    assert_one_line_error(camstream("run", "--out", tmp_path, "--max-frames", "5"), "it is a directory")
+
+
+def test_a_write_that_fails_mid_run_is_one_line_exit_4_and_keeps_what_was_written(tmp_path, monkeypatch, capsys):
+    """Disk full while writing (ENOSPC injected into the file sink's 6th frame): one line, exit code 4, the
+    video finalised with the 5 frames that fitted, and the report written and saying so."""
+    import errno
+
+    from camstream.cli import main
+    from camstream.stream.sinks import FileSink
+
+    write = FileSink.write
+
+    def fill_up(self, frame, meta):
+        if self.frames == 5:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        write(self, frame, meta)
+
+    monkeypatch.setattr(FileSink, "write", fill_up)
+    monkeypatch.setattr("signal.signal", lambda *_args: None)  # in-process: leave pytest's own handlers alone
+    code = main(["run", "--out", str(tmp_path), "--max-frames", "40", "--quiet"])
+    stderr = capsys.readouterr().err
+    assert code == 4, stderr
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("camstream: error: writing the output failed: No space left")
+    report = one_stream(json.loads((tmp_path / "report.json").read_text()))
+    assert "No space left on device" in report["error"]
+    assert count_frames(str(tmp_path / "overlay.mp4")) == 5

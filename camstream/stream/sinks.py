@@ -74,6 +74,8 @@ class FileSink(Sink):
         import av
 
         directory = os.path.dirname(os.path.abspath(self.path))
+        if os.path.isdir(self.path):
+            raise InputError(f"cannot write {self.path}: it is a directory")
         try:
             os.makedirs(directory, exist_ok=True)
             self._container = av.open(self.path, mode="w")
