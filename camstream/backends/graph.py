@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import time
-from typing import ClassVar
 
 import numpy as np
 
@@ -25,7 +24,7 @@ def _require(module: str, extra: str):
     try:
         return importlib.import_module(module)
     except ImportError:
-        raise CamstreamError(f"--backend {extra} needs {module}: pip install 'camstream[{extra}]'") from None
+        raise CamstreamError(f"this needs {module}, which is not installed: pip install 'camstream[{extra}]'") from None
 
 
 def read_metadata(path: str) -> dict:
@@ -52,8 +51,6 @@ def settings_of(path: str, properties: dict[str, str]) -> dict:
 
 class GraphBackend(Backend):
     """An exported graph on a runtime; subclasses say how the runtime opens and runs it."""
-
-    extra: ClassVar[str]
 
     def __init__(self, path: str, threads: int | None = None) -> None:
         super().__init__()
