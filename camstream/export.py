@@ -68,6 +68,21 @@ def analyse_head(hooked: HookedModel) -> GapLinearHead:
                      "(--layer) or run this model on --backend torch")
 
 
+class PlainGraph(nn.Module):
+    """The model and its preprocessing alone, as the explained graph has them: the baseline a runtime's
+    explanation is measured against (`camstream bench`)."""
+
+    def __init__(self, spec: ModelSpec) -> None:
+        super().__init__()
+        self.model = spec.module
+        std = torch.tensor(spec.std, dtype=torch.float32).view(1, 3, 1, 1)
+        self.register_buffer("scale", 1.0 / (255.0 * std))
+        self.register_buffer("shift", -torch.tensor(spec.mean, dtype=torch.float32).view(1, 3, 1, 1) / std)
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        return self.model(frames.permute(0, 3, 1, 2).float() * self.scale + self.shift)
+
+
 class ExplainedGraph(nn.Module):
     """The model, its preprocessing and one CAM method as one traceable module (see the module docstring)."""
 
@@ -75,13 +90,10 @@ class ExplainedGraph(nn.Module):
         super().__init__()
         if method not in EXPORTABLE_METHODS:
             raise CamstreamError(f"method '{method}' cannot be exported (choose from {', '.join(EXPORTABLE_METHODS)})")
-        self.model = hooked.model
+        self.plain = PlainGraph(spec)  # preprocessing and the model, as the plain graph has them
         self.hooked = hooked
         self.method = method
         self.phi, self.dphi = _ACTIVATIONS[head.activation]
-        std = torch.tensor(spec.std, dtype=torch.float32).view(1, 3, 1, 1)
-        self.register_buffer("scale", 1.0 / (255.0 * std))
-        self.register_buffer("shift", -torch.tensor(spec.mean, dtype=torch.float32).view(1, 3, 1, 1) / std)
         self.register_buffer("weight", head.weight.float())
         self.register_buffer("bias", head.bias.float())
         with torch.inference_mode():
@@ -90,8 +102,7 @@ class ExplainedGraph(nn.Module):
         self.register_buffer("masks", gaussian_cell_masks(height, width).clone())
 
     def forward(self, frames: torch.Tensor, class_ids: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        x = frames.permute(0, 3, 1, 2).float() * self.scale + self.shift
-        logits = self.model(x)
+        logits = self.plain(frames)
         activation = self.hooked.activation  # what the head sees (after any in-place activation)
         top = logits.argmax(1)
         target = torch.where(class_ids >= 0, class_ids, top)
@@ -128,21 +139,6 @@ class ExplainedGraph(nn.Module):
         low = maps.flatten(1).amin(1).view(-1, 1, 1)
         span = (maps.flatten(1).amax(1).view(-1, 1, 1) - low).clamp_min(1e-12)
         return (maps - low) / span
-
-
-class PlainGraph(nn.Module):
-    """The model and its preprocessing alone, as the explained graph has them: the baseline a runtime's
-    explanation is measured against (`camstream bench`)."""
-
-    def __init__(self, spec: ModelSpec) -> None:
-        super().__init__()
-        self.model = spec.module
-        std = torch.tensor(spec.std, dtype=torch.float32).view(1, 3, 1, 1)
-        self.register_buffer("scale", 1.0 / (255.0 * std))
-        self.register_buffer("shift", -torch.tensor(spec.mean, dtype=torch.float32).view(1, 3, 1, 1) / std)
-
-    def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        return self.model(frames.permute(0, 3, 1, 2).float() * self.scale + self.shift)
 
 
 def export_plain(out: str, model: str = "efficientnet_lite0", weights: str | None = None) -> str:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from camstream.backends.graph import GRAPH_BACKENDS
+from camstream.backends.graph import GRAPH_BACKENDS, onnxruntime_session, openvino_model
 from camstream.backends.torch_backend import TorchBackend
 from camstream.bench.explainers import real_frames
 from camstream.bench.timing import interleaved_samples
@@ -74,19 +74,11 @@ def _one_setting(frames: list[np.ndarray], threads: int, batch: int, model: str,
 
 
 def _plain_runner(backend: str, path: str, threads: int) -> Callable[[np.ndarray], object]:
-    """A call that runs the plain graph on `backend`."""
+    """A call that runs the plain graph on `backend`, opened as the backends open the explained graphs."""
     if backend == "onnxruntime":
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        session = onnxruntime_session(path, threads)
         return lambda frames: session.run(None, {"frames": frames})
-    import openvino
-
-    compiled = openvino.Core().compile_model(path, "CPU", {"INFERENCE_PRECISION_HINT": "f32",
-                                                          "INFERENCE_NUM_THREADS": str(threads)})
-    request = compiled.create_infer_request()
+    request = openvino_model(path, threads).create_infer_request()
     return lambda frames: request.infer({"frames": frames})
 
 
