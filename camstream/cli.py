@@ -16,7 +16,7 @@ from camstream.errors import CamstreamError, OutputError, StageError
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
-    from camstream.catalog import BACKENDS, DEFAULT_MODEL, IMAGE_METHODS, MODEL_NAMES
+    from camstream.catalog import BACKENDS, DEFAULT_MODEL, DEVICES, IMAGE_METHODS, MODEL_NAMES
     from camstream.kernels import parse_threshold
 
     parser.add_argument("--model", default=DEFAULT_MODEL,
@@ -27,6 +27,9 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
                         help="runtime that explains: torch (any model and method), onnxruntime or openvino (the "
                              "explanation inside one exported graph; a model name is exported once to "
                              "~/.cache/camstream) (default: torch, or onnxruntime for a .onnx model)")
+    parser.add_argument("--device", choices=DEVICES, default="auto",
+                        help="where the model runs: cpu, cuda (an NVIDIA GPU: torch, or onnxruntime-gpu), or auto "
+                             "(cuda where the backend sees one, else cpu) (default auto)")
     parser.add_argument("--weights", metavar="FILE", help="state-dict file for the model (torchvision models "
                         "without it get random weights: fine for speed tests only)")
     parser.add_argument("--layer", metavar="NAME", help="target layer (default: the last spatial feature layer; "
@@ -51,7 +54,7 @@ class _OneLineErrorParser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (imports torch, numba and OpenCV to list models, methods and colormaps)."""
-    from camstream.catalog import CLIP_METHODS, DEFAULT_MODEL, EXPORTABLE_METHODS, IMAGE_METHODS
+    from camstream.catalog import BACKENDS, CLIP_METHODS, DEFAULT_MODEL, EXPORTABLE_METHODS, IMAGE_METHODS
     from camstream.kernels.colormap import COLORMAPS
     from camstream.stream.sinks import SINKS
 
@@ -198,6 +201,10 @@ def build_parser() -> argparse.ArgumentParser:
                           help="comma-separated keep-percentages and/or dynamic (default 1,5,10,20,dynamic)")
     evaluate.add_argument("--class-id", type=int, metavar="N", help="explain class N (default: each top-1)")
     evaluate.add_argument("--model", default=DEFAULT_MODEL, help=f"as for run (default {DEFAULT_MODEL})")
+    evaluate.add_argument("--backend", choices=BACKENDS, default="torch",
+                          help="runtime of camstream's own methods: torch, or onnxruntime / openvino (the "
+                               "explanation inside the exported graph, fed uint8 frames as a stream would); the "
+                               "baselines and the scoring model run on torch (default torch)")
     evaluate.add_argument("--limit", type=int, metavar="N", help="first N images only")
     evaluate.add_argument("--steps", type=int, default=8, help="insertion/deletion steps (default 8)")
     evaluate.add_argument("--video", metavar="CLIP", default="demo",
@@ -237,8 +244,8 @@ def _eval(args: argparse.Namespace) -> int:
         print(f"[{time.perf_counter() - started:6.1f} s] {message}", file=sys.stderr, flush=True)
 
     plan = EvalPlan(methods=methods, thresholds=thresholds, class_id=args.class_id, model=args.model,
-                    limit=args.limit, steps=args.steps, video=video, video_frames=args.video_frames,
-                    smooth=args.smooth, plots=not args.no_plots)
+                    backend=args.backend, limit=args.limit, steps=args.steps, video=video,
+                    video_frames=args.video_frames, smooth=args.smooth, plots=not args.no_plots)
     run_eval(args.data, args.out, plan, progress=progress)
     with open(os.path.join(args.out, "eval.md")) as summary:
         print(summary.read())
@@ -395,7 +402,7 @@ def _explain(args: argparse.Namespace) -> int:
     from camstream.explain_image import explain_image
 
     summary = explain_image(args.image, args.out, args.model, args.method, args.threshold, args.class_id,
-                            args.weights, args.layer, args.backend)
+                            args.weights, args.layer, args.backend, args.device)
     if args.json:
         print(json.dumps(summary))
     else:
@@ -433,15 +440,20 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
         if args.command is None:
             args = parser.parse_args(["run", *(argv or [])])
-        from camstream.runtime import tune_glibc_malloc
-
-        tune_glibc_malloc()
         if args.command == "explain":
             return _explain(args)
         return args.handler(args)
     except CamstreamError as exc:
         print(f"camstream: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except ModuleNotFoundError as exc:  # an optional part not installed: name the extra that brings it
+        from camstream.catalog import missing_extra_message
+
+        message = missing_extra_message(exc.name or "")
+        if message is None:
+            raise
+        print(f"camstream: error: {message}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("camstream: interrupted", file=sys.stderr)
         return 130

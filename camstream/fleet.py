@@ -44,9 +44,6 @@ class StreamGroupWorker:
     """Runs one pipeline over a group of streams inside a Ray actor (made remote by `run_fleet`)."""
 
     def __init__(self, config: PipelineConfig) -> None:
-        from camstream.runtime import tune_glibc_malloc
-
-        tune_glibc_malloc()  # a fresh worker process: the same allocator set-up as `camstream run`
         self.config = config
         self.pipeline: Pipeline | None = None
         self.stop_requested = False

@@ -34,21 +34,27 @@ class Normaliser:
 
 
 class Preprocessor:
-    """Holds one (max_batch, 3, H, W) float32 channels-last tensor and fills it in place.
+    """Holds one (max_batch, 3, H, W) float32 channels-last tensor on the model's device and fills it in place.
 
-    x = (pixel / 255 - mean) / std, done as one fused multiply-add per channel.
+    x = (pixel / 255 - mean) / std, done as one fused multiply-add per channel. On a GPU the uint8 frames are
+    gathered in one pinned host buffer and go to the device in one copy per batch.
     """
 
-    def __init__(self, spec: ModelSpec, max_batch: int) -> None:
+    def __init__(self, spec: ModelSpec, max_batch: int, device: str | torch.device = "cpu") -> None:
         import torch
 
         height, width = spec.input_size
         self.size = (height, width)
-        self.batch = torch.empty(max_batch, 3, height, width).to(memory_format=torch.channels_last)
+        self.device = torch.device(device)
+        self.batch = torch.empty(max_batch, 3, height, width, device=self.device).to(
+            memory_format=torch.channels_last)
         self._nhwc = self.batch.permute(0, 2, 3, 1)  # a view: channels-last storage seen as NHWC
-        std = torch.tensor(spec.std, dtype=torch.float32)
+        self._staging = None
+        if self.device.type != "cpu":
+            self._staging = torch.empty(max_batch, height, width, 3, dtype=torch.uint8, pin_memory=True)
+        std = torch.tensor(spec.std, dtype=torch.float32, device=self.device)
         self._scale = 1.0 / (255.0 * std)
-        self._shift = -torch.tensor(spec.mean, dtype=torch.float32) / std
+        self._shift = -torch.tensor(spec.mean, dtype=torch.float32, device=self.device) / std
 
     def __call__(self, frames: list[np.ndarray]) -> torch.Tensor:
         """Normalise `frames` (each H×W×3 uint8 RGB at the model's size) into the batch; return its view."""
@@ -58,8 +64,11 @@ class Preprocessor:
         if count > self.batch.shape[0]:
             raise ValueError(f"{count} frames exceed the preallocated batch of {self.batch.shape[0]}")
         with torch.inference_mode(False), torch.no_grad():
+            filled = self._nhwc if self._staging is None else self._staging
             for index, frame in enumerate(frames):
-                self._nhwc[index].copy_(torch.from_numpy(frame))
+                filled[index].copy_(torch.from_numpy(frame))
+            if self._staging is not None:  # one host-to-device copy for the batch
+                self._nhwc[:count].copy_(self._staging[:count], non_blocking=True)
             view = self._nhwc[:count]
             view.mul_(self._scale).add_(self._shift)
         return self.batch[:count]

@@ -23,14 +23,16 @@ class Backend:
     input_size: tuple[int, int]
     labels: tuple[str, ...]
     provider: str = "cpu"
+    device: str = "cpu"  # cpu or cuda: where the model runs (frames come in, and results go out, in host memory)
     frozen: bool = False  # torch only: the traced + frozen model runs
 
     def __init__(self) -> None:
         self.forward_ms = 0.0
         self.preprocess_ms = 0.0
 
-    def explain(self, frames: list[np.ndarray], class_id: int | None = None) -> Explanation:
-        """The explanation of `frames` for `class_id` (None: each frame's top-1)."""
+    def explain(self, frames: list[np.ndarray], class_id: int | list[int] | None = None) -> Explanation:
+        """The explanation of `frames` for `class_id`: one class for all, one per frame, or None (each frame's
+        top-1)."""
         raise NotImplementedError
 
     def label(self, class_id: int) -> str:
@@ -39,7 +41,7 @@ class Backend:
 
     def describe(self) -> dict:
         """What the report says of the backend."""
-        return {"name": self.name, "provider": self.provider}
+        return {"name": self.name, "device": self.device, "provider": self.provider}
 
     def close(self) -> None:
         """Release the model (and give a user's model back its own mode)."""

@@ -12,9 +12,10 @@ from camstream.errors import CamstreamError
 
 def make_backend(backend: str | None, model: str, method: str | None = None, weights: str | None = None,
                  layer: str | None = None, max_batch: int = 4, freeze: bool = True,
-                 threads: int | None = None) -> Backend:
+                 threads: int | None = None, device: str = "auto") -> Backend:
     """The backend called `backend` for `model`: a model name or file, or an exported .onnx file (which runs on
-    ONNX Runtime unless told otherwise). A runtime backend given a torch model exports it once to a cache."""
+    ONNX Runtime unless told otherwise). A runtime backend given a torch model exports it once to a cache.
+    `device` (auto, cpu, cuda) is resolved by each runtime (`camstream.backends.devices`)."""
     is_graph = model.endswith(".onnx")
     backend = backend or ("onnxruntime" if is_graph else "torch")
     if backend not in BACKENDS:
@@ -24,11 +25,14 @@ def make_backend(backend: str | None, model: str, method: str | None = None, wei
             raise CamstreamError(f"{model} is an exported graph: run it with --backend onnxruntime or openvino")
         from camstream.backends.torch_backend import TorchBackend
 
-        return TorchBackend(model, method, weights, layer, max_batch, freeze, threads)
+        return TorchBackend(model, method, weights, layer, max_batch, freeze, threads, device)
+    from camstream.backends.devices import openvino_device
     from camstream.backends.graph import GRAPH_BACKENDS
 
+    if backend == "openvino":
+        openvino_device(device)  # a device OpenVINO cannot use is said before any export
     path = model if is_graph else exported_copy(model, method, weights, layer)
-    graph_backend = GRAPH_BACKENDS[backend](path, threads)
+    graph_backend = GRAPH_BACKENDS[backend](path, threads, device)
     if method is not None and method != graph_backend.method:
         raise CamstreamError(f"{path} explains with {graph_backend.method}, not {method}: export it again with "
                              f"--method {method}")

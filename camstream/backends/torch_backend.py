@@ -1,13 +1,16 @@
-"""The torch backend: the hooked model (traced and frozen where it traces) and one CAM method, on the CPU."""
+"""The torch backend: the hooked model (traced and frozen where it traces) and one CAM method, on the CPU or a
+CUDA GPU."""
 
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import numpy as np
 import torch
 
 from camstream.backends.base import Backend
+from camstream.backends.devices import torch_device
 from camstream.explain import hook_model, make_method
 from camstream.explain.result import Explanation
 from camstream.models import load_model
@@ -20,32 +23,56 @@ class TorchBackend(Backend):
     name = "torch"
 
     def __init__(self, model: str, method: str | None = None, weights: str | None = None, layer: str | None = None,
-                 max_batch: int = 4, freeze: bool = True, threads: int | None = None) -> None:
+                 max_batch: int = 4, freeze: bool = True, threads: int | None = None, device: str = "auto") -> None:
         super().__init__()
+        from camstream.runtime import tune_glibc_malloc
+
+        tune_glibc_malloc()  # torch frees and reallocates large buffers every forward
+        self.device = torch_device(device)
         if threads:
             torch.set_num_threads(threads)
         self.spec = load_model(model, weights)
         self.model_name, self.input_size, self.labels = self.spec.name, self.spec.input_size, self.spec.labels
-        self.spec.module.to(memory_format=torch.channels_last)
+        self.spec.module.to(self.device, memory_format=torch.channels_last)
         self.hooked = hook_model(self.spec.module, (3, *self.input_size), layer)
         try:
-            self.preprocessor = Preprocessor(self.spec, max_batch)
+            self.preprocessor = Preprocessor(self.spec, max_batch, self.device)
             self.frozen = freeze and self.hooked.freeze(self.preprocessor.batch.clone())
             self._method = make_method(method, self.hooked)
         except BaseException:
             self.hooked.close()
             raise
         self.method, self.layer = self._method.name, self.hooked.layer_name
-        self.provider = f"cpu, {torch.get_num_threads()} threads"
+        self.provider = (f"cpu, {torch.get_num_threads()} threads" if self.device == "cpu"
+                         else f"cuda: {torch.cuda.get_device_name()}")
         self.last_inputs: torch.Tensor | None = None  # the normalised batch, for a clip model that shares it
 
-    def explain(self, frames: list[np.ndarray], class_id: int | None = None) -> Explanation:
+    def explain(self, frames: list[np.ndarray], class_id: int | list[int] | None = None) -> Explanation:
         began = time.perf_counter()
         self.last_inputs = self.preprocessor(frames)
         self.preprocess_ms = (time.perf_counter() - began) * 1e3
-        explanation = self._method(self.last_inputs, class_id)
+        wanted = class_id if class_id is None or isinstance(class_id, int) else torch.tensor(class_id)
+        explanation = self._method(self.last_inputs, wanted)
         self.forward_ms = self._method.forward_ms
-        return explanation
+        return to_host(explanation)
 
     def close(self) -> None:
         self.hooked.close()
+
+
+def to_host(explanation: Explanation, always: bool = False) -> Explanation:
+    """`explanation` with its tensors in host memory: as it is on the CPU (unless `always`); from a GPU in one
+    device-to-host copy per batch (maps, scores, class ids and logits packed into one float tensor, then split
+    into views)."""
+    maps = explanation.maps
+    if maps.device.type == "cpu" and not always:
+        return explanation
+    batch = maps.shape[0]
+    cells = maps[0].numel()
+    parts = [maps.reshape(batch, cells), explanation.scores[:, None].float(), explanation.class_ids[:, None].float()]
+    if explanation.logits is not None:
+        parts.append(explanation.logits.float())
+    host = torch.cat(parts, 1).cpu()
+    logits = host[:, cells + 2:] if explanation.logits is not None else None
+    return replace(explanation, maps=host[:, :cells].view(maps.shape), scores=host[:, cells],
+                   class_ids=host[:, cells + 1].long(), logits=logits)

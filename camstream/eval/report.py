@@ -83,7 +83,8 @@ def _temporal(results: dict) -> list[str]:
 def markdown(results: dict) -> str:
     """The whole report."""
     lines = [f"# camstream eval\n\n{results['images']} images ({results['with_truth']} with ground truth) from "
-             f"`{results['data']}`, model {results['model']}, class {results['class_id'] or 'top-1'}; "
+             f"`{results['data']}`, model {results['model']} (own methods on {results.get('backend', 'torch')}), "
+             f"class {results['class_id'] or 'top-1'}; "
              f"{results['elapsed_s']} s. Insertion/deletion in {results['insertion_deletion_steps']} steps; "
              f"max-sensitivity: {results['max_sensitivity']['samples']} draws of U[±"
              f"{results['max_sensitivity']['radius']}] noise.\n", "## Faithfulness and robustness\n",

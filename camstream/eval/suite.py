@@ -59,6 +59,7 @@ class EvalPlan:
     thresholds: list[str] = field(default_factory=lambda: ["1", "5", "10", "20", "dynamic"])
     class_id: int | None = None
     model: str = "efficientnet_lite0"
+    backend: str = "torch"  # what runs camstream's own methods (the baselines and the scoring model: torch)
     limit: int | None = None
     batch: int = 8
     steps: int = 8
@@ -153,7 +154,7 @@ def run_eval(data: str, out_dir: str, plan: EvalPlan | None = None,
     sensitivity = MaxSensitivity()
     frames = load_clip_frames(plan.video, plan.video_frames, images.size) if plan.video else None
     results: dict = {"data": os.path.abspath(data), "images": len(images.names),
-                     "with_truth": int(images.has_truth.sum()), "model": images.spec.name,
+                     "with_truth": int(images.has_truth.sum()), "model": images.spec.name, "backend": plan.backend,
                      "class_id": plan.class_id, "insertion_deletion_steps": plan.steps,
                      "max_sensitivity": {"radius": sensitivity.radius, "samples": sensitivity.samples},
                      "video": plan.video and {"path": os.path.abspath(plan.video), "frames": len(frames),
@@ -191,7 +192,7 @@ def _evaluate_method(method: str, images: _Images, plan: EvalPlan, thresholds: d
                      progress: Callable[[str], None]) -> tuple[dict, np.ndarray]:
     """Everything measured for one method; also returns a few full maps for the example grid."""
     pixels, batch = images.pixels, images.batch
-    explainer = make_explainer(method, images.spec, images.predict)
+    explainer = make_explainer(method, images.spec, images.predict, plan.backend, plan.model)
     try:
         explainer(pixels[:1], plan.class_id)  # warm-up: first-call compilation is not a per-image cost
         release_free_memory()

@@ -81,6 +81,13 @@ def probe_forward(model: nn.Module, example: torch.Tensor,
             handle.remove()
 
 
+def model_device(model: nn.Module) -> torch.device:
+    """The device of the model's first parameter or buffer (the CPU for a model that has neither)."""
+    for tensor in (*model.parameters(), *model.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
 def locate_target_layer(model: nn.Module, example: torch.Tensor) -> str:
     """Name of the last layer producing a spatial (H×W > 1) feature map that is not a pooling layer."""
     candidates = [r for r in spatial_layers(model, example) if not r.pools]
@@ -141,7 +148,7 @@ class HookedModel(HookedNetwork):
         if isinstance(model, torch.jit.ScriptModule):
             raise ModelError("TorchScript models cannot be hooked; give the nn.Module itself (torch.save(model)) "
                              "or a torchvision name with --weights")
-        example = torch.zeros(1, *input_shape)
+        example = torch.zeros(1, *input_shape, device=model_device(model))
         if target_layer is None:
             target_layer = locate_target_layer(model, example)
         modules = dict(model.named_modules())
@@ -287,7 +294,7 @@ class HookedModel(HookedNetwork):
     def _find_probe(self, features: torch.Tensor) -> torch.Tensor:
         channels, height, width = self.input_shape
         for side in (32, 64, 128, None):
-            probe = torch.zeros(1, channels, side or height, side or width)
+            probe = torch.zeros(1, channels, side or height, side or width, device=features.device)
             self._replacement = features
             try:
                 with torch.inference_mode():
@@ -320,14 +327,15 @@ class CamMethod:
 
     def __init__(self, hooked: HookedModel) -> None:
         self.hooked = hooked
-        self._buffers: dict[tuple[int, int, int], torch.Tensor] = {}
+        self._buffers: dict[tuple[int, ...], torch.Tensor] = {}
         self.forward_ms = 0.0  # time of the last call's forward pass
 
-    def buffer(self, batch: int, height: int, width: int) -> torch.Tensor:
-        """The preallocated (batch, height, width) map buffer, made on first use of that shape."""
+    def buffer(self, batch: int, height: int, width: int, device: torch.device | None = None) -> torch.Tensor:
+        """The preallocated (batch, height, width) map buffer on `device` (the model's), made on first use of
+        that shape."""
         key = (batch, height, width)
         if key not in self._buffers:
-            self._buffers[key] = torch.empty(key, dtype=torch.float32)
+            self._buffers[key] = torch.empty(key, dtype=torch.float32, device=device)
         return self._buffers[key]
 
     def __call__(self, x: torch.Tensor, class_ids: torch.Tensor | int | None = None) -> Explanation:
@@ -342,7 +350,8 @@ class CamMethod:
             if class_ids is None:
                 targets = logits.detach().argmax(1).clone()
             else:
-                targets = torch.as_tensor(class_ids, dtype=torch.long).clone().expand(x.shape[0])
+                targets = torch.as_tensor(class_ids, dtype=torch.long, device=logits.device).clone().expand(
+                    x.shape[0])
                 if int(targets.max()) >= logits.shape[1] or int(targets.min()) < 0:
                     raise ModelError(f"class id out of range 0..{logits.shape[1] - 1}")
             gradient = None
@@ -351,7 +360,7 @@ class CamMethod:
                     score = logits.gather(1, targets[:, None]).sum()
                     (gradient,) = torch.autograd.grad(score, activation)
                 activation = activation.detach()
-            out = self.buffer(activation.shape[0], *self.hooked.map_shape(activation))
+            out = self.buffer(activation.shape[0], *self.hooked.map_shape(activation), device=activation.device)
             with torch.no_grad():
                 self.compute_maps(activation, gradient, targets, out)
                 logits = logits.detach()

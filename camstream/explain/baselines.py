@@ -104,6 +104,33 @@ class OwnMethod(EvalExplainer):
         self.hooked.close()
 
 
+class BackendMethod(EvalExplainer):
+    """One of camstream's CAM methods run by a runtime backend (ONNX Runtime, OpenVINO: the explanation inside
+    the exported graph), fed the images as the uint8 frames a stream would hand it; scored like the others."""
+
+    name = "own"
+
+    def __init__(self, spec: ModelSpec, method: str, predict: Predict | None = None, backend: str = "onnxruntime",
+                 model: str | None = None, max_batch: int = 8) -> None:
+        from camstream.backends import make_backend
+
+        super().__init__(spec, predict)
+        self.name = method
+        self.backend = make_backend(backend, model or spec.name, method, max_batch=max_batch, device="cpu")
+
+    def explain(self, pixels, class_id):
+        frames = list((pixels * 255.0).round().byte().permute(0, 2, 3, 1).contiguous().numpy())
+        wanted = class_id.tolist() if isinstance(class_id, torch.Tensor) else class_id
+        explanation = self.backend.explain(frames, wanted)
+        height, width = pixels.shape[2:]
+        cams = np.asarray(explanation.maps, dtype=np.float32)
+        maps = np.stack([upsample_bilinear(np.ascontiguousarray(cam), (height, width)) for cam in cams])
+        return maps, torch.as_tensor(np.asarray(explanation.class_ids), dtype=torch.long)
+
+    def release(self) -> None:
+        self.backend.close()
+
+
 class Rise(EvalExplainer):
     """RISE (Petsiuk et al. 2018): S = Σ_i f_c(x ⊙ M_i) M_i / (N p) over N random masks.
 
@@ -281,10 +308,15 @@ BASELINES: dict[str, type[EvalExplainer]] = {b.name: b for b in (Rise, ScoreCam,
 EXPLAINERS = [*CAM_METHODS, *BASELINES]
 
 
-def make_explainer(name: str, spec: ModelSpec, predict: Predict | None = None) -> EvalExplainer:
-    """The method or baseline called `name` (see `EXPLAINERS`) on `spec`'s model; perturbation baselines
-    score their masked images through `predict` when given."""
+def make_explainer(name: str, spec: ModelSpec, predict: Predict | None = None, backend: str = "torch",
+                   model: str | None = None) -> EvalExplainer:
+    """The method or baseline called `name` (see `EXPLAINERS`) on `spec`'s model (`model`: the name or file it
+    was loaded from); perturbation baselines score their masked images through `predict` when given. camstream's
+    own CAM methods run on `backend` (torch, onnxruntime, openvino); the baselines are references and always run
+    on torch. eval runs on the CPU."""
     if name in CAM_METHODS:
+        if backend != "torch":
+            return BackendMethod(spec, name, predict, backend, model)
         return OwnMethod(spec, name, predict)
     if name in BASELINES:
         return BASELINES[name](spec, predict)

@@ -80,18 +80,18 @@ class GradCamPlusPlus(CamMethod):
 
 
 _GAUSSIAN_3X3 = torch.tensor([[1 / 16, 1 / 8, 1 / 16], [1 / 8, 1 / 4, 1 / 8], [1 / 16, 1 / 8, 1 / 16]]) * 4
-_CELL_MASKS: dict[tuple[int, int], torch.Tensor] = {}
+_CELL_MASKS: dict[tuple[int, int, str], torch.Tensor] = {}
 
 
-def gaussian_cell_masks(height: int, width: int) -> torch.Tensor:
-    """(h·w, 1, h, w) masks, one 3×3 Gaussian (peak 1) centred on each cell; built once per shape."""
-    key = (height, width)
+def gaussian_cell_masks(height: int, width: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """(h·w, 1, h, w) masks, one 3×3 Gaussian (peak 1) centred on each cell; built once per shape and device."""
+    key = (height, width, str(device))
     if key not in _CELL_MASKS:
         padded = torch.zeros(height * width, 1, height + 2, width + 2)
         for cell in range(height * width):
             i, j = divmod(cell, width)
             padded[cell, 0, i:i + 3, j:j + 3] = _GAUSSIAN_3X3
-        _CELL_MASKS[key] = padded[:, :, 1:-1, 1:-1].contiguous()
+        _CELL_MASKS[key] = padded[:, :, 1:-1, 1:-1].contiguous().to(device)
     return _CELL_MASKS[key]
 
 
@@ -104,7 +104,7 @@ class MaskedHeadMethod(CamMethod):
     def compute_maps(self, activation: torch.Tensor, gradient: torch.Tensor | None, targets: torch.Tensor,
                      out: torch.Tensor) -> None:
         height, width = out.shape[1:]
-        masks = gaussian_cell_masks(height, width)
+        masks = gaussian_cell_masks(height, width, activation.device)
         for sample in range(activation.shape[0]):
             logits = self.hooked.head(self.masked_inputs(activation[sample:sample + 1].float(), masks))
             out[sample].view(-1).copy_(torch.softmax(logits, 1)[:, targets[sample]])
@@ -114,10 +114,12 @@ class MaskedHeadMethod(CamMethod):
         super().__init__(hooked)
         self._masked: torch.Tensor | None = None
 
-    def masked_buffer(self, shape: tuple[int, ...], channels_last: bool = False) -> torch.Tensor:
-        """The reused buffer the masked copies are written into, made again only when `shape` changes."""
+    def masked_buffer(self, shape: tuple[int, ...], channels_last: bool = False,
+                      device: torch.device | None = None) -> torch.Tensor:
+        """The reused buffer the masked copies are written into (on `device`), made again only when `shape`
+        changes."""
         if self._masked is None or self._masked.shape != shape:
-            buffer = torch.empty(shape)
+            buffer = torch.empty(shape, device=device)
             self._masked = buffer.to(memory_format=torch.channels_last) if channels_last else buffer
         return self._masked
 
@@ -134,5 +136,6 @@ class ReciproCam(MaskedHeadMethod):
 
     def masked_inputs(self, activation: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
         _, channels, height, width = activation.shape
-        masked = self.masked_buffer((height * width, channels, height, width), channels_last=True)
+        masked = self.masked_buffer((height * width, channels, height, width), channels_last=True,
+                                    device=activation.device)
         return torch.mul(activation, masks, out=masked)

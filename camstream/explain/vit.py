@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from camstream.errors import ModelError
-from camstream.explain.base import CamMethod, HookedNetwork, probe_forward, scale_to_unit_range
+from camstream.explain.base import CamMethod, HookedNetwork, model_device, probe_forward, scale_to_unit_range
 from camstream.explain.cnn import MaskedHeadMethod
 from camstream.explain.result import ModelKind
 
@@ -46,7 +46,7 @@ def find_token_layout(model: nn.Module, input_shape: tuple[int, int, int]) -> To
         if isinstance(module, nn.Conv2d) and module.kernel_size == module.stride and module.stride[0] > 1:
             patch_grids.append((output.shape[2], output.shape[3]))
 
-    probe_forward(model, torch.zeros(1, *input_shape), record)
+    probe_forward(model, torch.zeros(1, *input_shape, device=model_device(model)), record)
     if not patch_grids:
         return None
     best: TokenLayout | None = None
@@ -170,7 +170,7 @@ class TokenHookedModel(HookedNetwork):
         self.layer_name = target_layer
         self.target_index = candidates.index(target_layer)
         self.attention: AttentionTaps | None = None
-        self._probe = torch.zeros(1, *input_shape)
+        self._probe = torch.zeros(1, *input_shape, device=model_device(model))
         self.hook(self.blocks[self.target_index])
 
     def _hook(self, _module: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
@@ -246,7 +246,7 @@ class VitRollout(CamMethod):
         if any(m is None for m in self.taps.maps):
             raise ModelError("the attention modules did not run in this forward")
         rollout = None
-        half_identity = 0.5 * torch.eye(self.taps.maps[0].shape[-1])
+        half_identity = 0.5 * torch.eye(self.taps.maps[0].shape[-1], device=self.taps.maps[0].device)
         for attention in self.taps.maps:
             mixed = 0.5 * attention.float().mean(1) + half_identity
             mixed = mixed / mixed.sum(-1, keepdim=True)
@@ -267,7 +267,7 @@ class VitReciproCam(MaskedHeadMethod):
     def masked_inputs(self, activation: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
         prefix = self.hooked.layout.prefix
         cells = masks.shape[0]
-        masked = self.masked_buffer((cells, *activation.shape[1:]))
+        masked = self.masked_buffer((cells, *activation.shape[1:]), device=activation.device)
         masked[:, :prefix] = activation[:, :prefix]
         torch.mul(activation[:, prefix:], masks.view(cells, -1, 1), out=masked[:, prefix:])
         return masked

@@ -11,7 +11,7 @@ import argparse
 from dataclasses import dataclass, field, fields
 from importlib import resources
 
-from camstream.catalog import BACKENDS, DEFAULT_MODEL
+from camstream.catalog import BACKENDS, DEFAULT_MODEL, DEVICES
 from camstream.errors import CamstreamError
 from camstream.kernels import ThresholdSpec
 from camstream.stream.ring import POLICIES
@@ -42,6 +42,7 @@ class PipelineConfig:
     out_dir: str = "camstream-out"
     model: str = DEFAULT_MODEL  # a model name or file, or an exported .onnx graph
     backend: str | None = None  # torch, onnxruntime or openvino; None: torch, or onnxruntime for a .onnx model
+    device: str = "auto"  # auto, cpu or cuda: where the backend runs (auto: a CUDA GPU where the backend sees one)
     weights: str | None = None
     layer: str | None = None
     method: str | None = None  # None: the default of the model's kind (gradcam for CNNs, vit-recipro for ViTs)
@@ -99,6 +100,8 @@ class PipelineConfig:
             raise ConfigError("sinks", f"has unknown '{unknown[0]}' (choose from {', '.join(SINKS)})")
         if self.backend is not None and self.backend not in BACKENDS:
             raise ConfigError("backend", f"must be one of {', '.join(BACKENDS)}")
+        if self.device not in DEVICES:
+            raise ConfigError("device", f"must be one of {', '.join(DEVICES)}")
         if self.clip_model is not None and (self.backend or "torch") != "torch":
             raise CamstreamError("a clip model runs on the torch backend only (it shares torch's preprocessed frames)")
         if len(self.all_sources) > 1 and "window" in self.sinks:

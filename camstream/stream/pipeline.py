@@ -45,7 +45,7 @@ class Pipeline:
         self.clip_tracker: ClipTracker | None = None  # a temporal model over each stream's frames (torch)
         # the model is ready before any source opens: a live source's frames are not left waiting on it
         self.backend = make_backend(config.backend, config.model, config.method, config.weights, config.layer,
-                                    config.max_batch, config.freeze, config.threads)
+                                    config.max_batch, config.freeze, config.threads, config.device)
         self.method_name = self.backend.method  # the name the model kind resolved to, for the HUD and the report
         try:
             HeatmapPainter(config.threshold, config.colormap, config.alpha).paint(  # compile / load the kernels
@@ -54,8 +54,8 @@ class Pipeline:
                 from camstream.models import load_module
                 from camstream.stream.timeline import ClipTracker
 
-                self.clip_tracker = ClipTracker(load_module(config.clip_model), config.clip_steps,
-                                                config.clip_method, len(sources))
+                clip_model = load_module(config.clip_model).to(self.backend.device)
+                self.clip_tracker = ClipTracker(clip_model, config.clip_steps, config.clip_method, len(sources))
             for index, name in enumerate(sources):
                 out_dir = config.out_dir if len(sources) == 1 else os.path.join(config.out_dir,
                                                                                  stream_folder_name(index, name))
