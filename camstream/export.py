@@ -94,6 +94,8 @@ class ExplainedGraph(nn.Module):
         self.hooked = hooked
         self.method = method
         self.phi, self.dphi = _ACTIVATIONS[head.activation]
+        self.phi_is_identity = head.activation == "identity"
+        self.homogeneous = head.activation in ("identity", "relu")  # recipro then pools the masks as one matmul
         self.register_buffer("weight", head.weight.float())
         self.register_buffer("bias", head.bias.float())
         with torch.inference_mode():
@@ -116,15 +118,16 @@ class ExplainedGraph(nn.Module):
         class_weight = self.weight[target]  # (B, C)
         if self.method == "cam":
             weights = class_weight
+        elif self.method == "gradcam":  # mean_ij g = W[c] · mean_ij φ'(A) / (h·w); φ' = 1 for the identity
+            slope = 1.0 if self.phi_is_identity else self.dphi(activation).mean((2, 3))
+            weights = class_weight * slope / float(height * width)
         else:
+            # gradcam++: α = g² / (2g² + Σ_ab A · g³), w = Σ_ij α · relu(g)  (Chattopadhay et al. 2018)
             gradient = class_weight[:, :, None, None] * self.dphi(activation) / float(height * width)
-            if self.method == "gradcam":
-                weights = gradient.mean((2, 3))
-            else:  # gradcam++: α = g² / (2g² + Σ_ab A · g³), w = Σ_ij α · relu(g)  (Chattopadhay et al. 2018)
-                grad_2 = gradient * gradient
-                alpha = grad_2 / (2 * grad_2 + activation.sum((2, 3), keepdim=True) * grad_2 * gradient + 1e-7)
-                alpha = torch.where(gradient != 0, alpha, torch.zeros_like(alpha))
-                weights = (alpha * gradient.relu()).sum((2, 3))
+            grad_2 = gradient * gradient
+            alpha = grad_2 / (2 * grad_2 + activation.sum((2, 3), keepdim=True) * grad_2 * gradient + 1e-7)
+            alpha = torch.where(gradient != 0, alpha, torch.zeros_like(alpha))
+            weights = (alpha * gradient.relu()).sum((2, 3))
         maps = torch.bmm(weights[:, None, :], activation.flatten(2)).view(batch, height, width).relu()
         return maps / maps.flatten(1).amax(1).clamp_min(1e-12).view(-1, 1, 1)
 
@@ -132,8 +135,12 @@ class ExplainedGraph(nn.Module):
         """Recipro-CAM (Byun & Lee 2022): cam_ij = softmax(head(A ⊙ M_ij))[c], scaled to [0, 1]; all cells of
         all frames in one batched head pass."""
         batch, channels, height, width = activation.shape
-        masked = self.phi(activation[:, None] * self.masks[None])  # (B, h·w, C, h, w)
-        logits = torch.matmul(masked.mean((3, 4)), self.weight.t()) + self.bias  # (B, h·w, K)
+        if self.homogeneous:  # φ(m·a) = m·φ(a) for m ≥ 0: pooled_ij = Σ_xy M_ij(x, y) φ(A)(x, y) / (h·w)
+            masks = self.masks.view(height * width, height * width)  # (cells, positions)
+            pooled = torch.matmul(self.phi(activation).flatten(2), masks.t()).transpose(1, 2) / float(height * width)
+        else:
+            pooled = self.phi(activation[:, None] * self.masks[None]).mean((3, 4))  # via (B, h·w, C, h, w)
+        logits = torch.matmul(pooled, self.weight.t()) + self.bias  # (B, h·w, K)
         cells = torch.softmax(logits, 2).gather(2, target.view(-1, 1, 1).expand(batch, height * width, 1))
         maps = cells.view(batch, height, width)
         low = maps.flatten(1).amin(1).view(-1, 1, 1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from camstream.bench.explainers import summarise
@@ -50,3 +51,26 @@ def test_bench_markdown_has_every_section_and_the_figures():
     assert "| efficientnet_lite0 | 4 | 1.20 | n/a | 1.25 (1.04×) |" in text
     assert "| 720p_null (1280x720) | 31.5 | 40.0 | 0.79 |" in text
     assert "| gradcam ≤ 1.05× plain | 1.04 | yes |" in text
+
+
+def test_the_openvino_xai_peer_is_run_in_its_own_environment_or_its_absence_said(tmp_path, monkeypatch):
+    import sys
+
+    from camstream.bench.backends import markdown as backends_markdown
+    from camstream.bench.backends import openvino_xai_peer
+
+    monkeypatch.delenv("CAMSTREAM_XAI_PYTHON", raising=False)
+    frames = lambda: [np.zeros((4, 4, 3), np.uint8)]  # noqa: E731
+    plain = str(tmp_path / "plain.onnx")
+    assert "CAMSTREAM_XAI_PYTHON" in openvino_xai_peer(plain, {}, frames, rounds=1)["skipped"]
+    # this environment has no openvino-xai: the peer script says so in its one line, and the bench reports it
+    without = openvino_xai_peer(plain, {}, frames, rounds=1, python=sys.executable)
+    assert "openvino_xai" in without["skipped"]
+    assert f"Peer openvino-xai: not measured ({without['skipped']})" in "\n".join(
+        backends_markdown({"model": "m", "settings": [], "peer": without}))
+    measured = {"openvino": "2024.4.0-16579", "threads": 1, "batch": 1, "contenders": {
+        "plain": {"median_ms": 16.0, "min_ms": 15.0, "max_ms": 17.0, "vs_plain": 1.0},
+        "openvino-xai recipro": {"median_ms": 24.0, "min_ms": 23.0, "max_ms": 25.0, "vs_plain": 1.5}}}
+    text = "\n".join(backends_markdown({"model": "m", "settings": [], "peer": measured}))
+    assert "OpenVINO 2024.4.0 (its own pin)" in text
+    assert "| openvino-xai recipro | 24.00 (23.00–25.00) | 1.50× |" in text

@@ -4,12 +4,18 @@ For each setting (threads, batch): torch (traced + frozen, what `camstream run` 
 (f32), each plain (the model and its preprocessing alone) and explained (Grad-CAM and Recipro-CAM inside the
 graph). Ratios: explained / plain within a backend, and every figure / torch-frozen plain. All take the same
 uint8 frames at the model's size, so preprocessing is inside every figure.
+
+The peer, openvino-xai's Recipro-CAM, pins an older OpenVINO; where CAMSTREAM_XAI_PYTHON names the Python of an
+environment that has it, `openvino_xai_peer.py` times it there beside the plain graph and camstream's graphs on
+that one OpenVINO (1 thread, batch 1: its insertion fails at batch > 1).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
+import subprocess
 import tempfile
 from collections.abc import Callable
 
@@ -43,7 +49,33 @@ def bench_backends(video: str, model: str = "efficientnet_lite0", settings=SETTI
             results["settings"].append(_one_setting(frames, threads, batch, model, plain_graph, graphs, rounds))
     finally:
         torch.set_num_threads(threads_before)
+    results["peer"] = openvino_xai_peer(plain_graph, graphs, frames_of=lambda: real_frames(video, 1, (224, 224)),
+                                        rounds=rounds, progress=progress)
     return results
+
+
+def openvino_xai_peer(plain_graph: str, graphs: dict[str, str], frames_of: Callable[[], list[np.ndarray]],
+                      rounds: int, progress: Callable[[str], None] | None = None,
+                      python: str | None = None) -> dict:
+    """openvino-xai's Recipro-CAM against the plain graph and camstream's graphs, run by `python` (default
+    $CAMSTREAM_XAI_PYTHON) on its own OpenVINO; {"skipped": why} when there is no such Python or it fails."""
+    python = python or os.environ.get("CAMSTREAM_XAI_PYTHON")
+    if not python:
+        return {"skipped": "set CAMSTREAM_XAI_PYTHON to the Python of an environment with openvino-xai"}
+    if progress:
+        progress("backends: the openvino-xai peer")
+    frames_path = os.path.join(os.path.dirname(plain_graph), "peer-frames.npy")
+    np.save(frames_path, np.stack(frames_of()))
+    script = os.path.join(os.path.dirname(__file__), "openvino_xai_peer.py")
+    ours = [f"{method}={path}" for method, path in graphs.items()]
+    try:
+        done = subprocess.run([python, script, plain_graph, frames_path, "--rounds", str(rounds), "--ours", *ours],
+                              capture_output=True, text=True, timeout=600)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return {"skipped": f"{python}: {exc}"}
+    if done.returncode != 0:
+        return {"skipped": (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1][:300]}
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def _one_setting(frames: list[np.ndarray], threads: int, batch: int, model: str, plain_graph: str,
@@ -92,6 +124,18 @@ def markdown(results: dict) -> list[str]:
             lines.append(f"| {setting['threads']}, {setting['batch']} | {name} | {row['ms']:.2f} "
                          f"({row['min_ms']:.2f}–{row['max_ms']:.2f}) | {row['ratio_to_own_plain']:.2f}× | "
                          f"{row['ratio_to_torch_frozen_plain']:.2f}× |")
+    return lines + _peer_markdown(results.get("peer") or {})
+
+
+def _peer_markdown(peer: dict) -> list[str]:
+    if "contenders" not in peer:
+        return [f"\nPeer openvino-xai: not measured ({peer.get('skipped', 'not run')}).\n"]
+    lines = [f"\nPeer: openvino-xai's Recipro-CAM on OpenVINO {peer['openvino'].split('-')[0]} (its own pin), "
+             f"{peer['threads']} thread, batch {peer['batch']}, beside camstream's graphs on that OpenVINO:\n",
+             "| run | ms/frame | vs plain |", "|---|---|---|"]
+    for name, row in peer["contenders"].items():
+        lines.append(f"| {name} | {row['median_ms']:.2f} ({row['min_ms']:.2f}–{row['max_ms']:.2f}) | "
+                     f"{row['vs_plain']:.2f}× |")
     return lines
 
 
