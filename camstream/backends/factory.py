@@ -6,7 +6,7 @@ import hashlib
 import os
 
 from camstream.backends.base import Backend
-from camstream.catalog import BACKENDS
+from camstream.catalog import BACKENDS, EXPORT_FORMAT
 from camstream.errors import CamstreamError
 
 
@@ -50,7 +50,7 @@ def exported_copy(model: str, method: str | None, weights: str | None, layer: st
     from camstream.export import export_model
 
     method = method or "gradcam"
-    key = [model, method, layer or "", str(weights and os.path.getmtime(weights)), weights or ""]
+    key = [model, method, layer or "", str(weights and os.path.getmtime(weights)), weights or "", str(EXPORT_FORMAT)]
     if os.path.isfile(model):
         key.append(str(os.path.getmtime(model)))
     digest = hashlib.sha256("|".join(key).encode()).hexdigest()[:16]
