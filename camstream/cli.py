@@ -13,6 +13,7 @@ from typing import NoReturn
 
 from camstream import __version__
 from camstream.errors import CamstreamError, OutputError, StageError
+from camstream.redaction import redact
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -433,7 +434,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code."""
     for signum in (signal.SIGINT, signal.SIGTERM):  # until a run starts there is nothing to save: leave at once
         signal.signal(signum, _exit_interrupted)
-    warnings.showwarning = lambda message, *_rest, **_kw: print(f"camstream: warning: {message}",
+    warnings.showwarning = lambda message, *_rest, **_kw: print(f"camstream: warning: {redact(str(message))}",
                                                                   file=sys.stderr)
     try:
         parser = build_parser()
@@ -444,7 +445,7 @@ def main(argv: list[str] | None = None) -> int:
             return _explain(args)
         return args.handler(args)
     except CamstreamError as exc:
-        print(f"camstream: error: {exc}", file=sys.stderr)
+        print(f"camstream: error: {redact(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except ModuleNotFoundError as exc:  # an optional part not installed: name the extra that brings it
         from camstream.catalog import missing_extra_message

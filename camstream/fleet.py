@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from camstream.errors import CamstreamError
+from camstream.redaction import redact
 from camstream.report_file import write_json_atomic
 from camstream.stream.config import PipelineConfig
 from camstream.stream.pipeline import Pipeline
@@ -80,13 +81,14 @@ def _import_ray():
 def _stream_entries(group: list[tuple[int, str]], actor: int, out_dir: str, report: dict) -> list[dict]:
     """One summary line per stream of an actor's report (or its error)."""
     if report.get("build_failed") or "streams" not in report:
-        return [{"stream": number, "source": source, "actor": actor, "error": report.get("error", "no report"),
+        return [{"stream": number, "source": redact(source), "actor": actor,
+                 "error": redact(str(report.get("error", "no report"))),
                  "frames_in": 0, "frames_out": 0, "dropped": 0, "fps": 0.0, "latency_p95_ms": None,
                  "out_dir": out_dir} for number, source in group]
     reports = report["streams"]
     entries = []
     for (number, source), stream in zip(group, reports, strict=False):  # a report cut short lists fewer
-        entries.append({"stream": number, "source": source, "actor": actor,
+        entries.append({"stream": number, "source": redact(source), "actor": actor,
                         "error": stream["error"] or (report.get("error") if len(reports) == 1 else None),
                         "frames_in": stream["frames_in"], "frames_out": stream["frames_out"],
                         "dropped": stream["dropped"], "fps": stream["fps"],

@@ -172,3 +172,28 @@ def test_credentials_never_reach_logs_or_report(tmp_path, dashcam_clip):
     for text in (report_text, good.stdout, good.stderr, bad.stdout, bad.stderr):
         assert "hunter2" not in text and "wrong-pass" not in text
     assert bad.returncode == 2 and "rtsp://***@127.0.0.1" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_a_password_holding_at_or_slash_is_never_printed(tmp_path, dashcam_clip):
+    """Issue 16, defect 2: the authority is read as FFmpeg reads it (the last @ before the host), so a password
+    with an unencoded @ authenticates and is redacted whole; one with a / (FFmpeg then fails to authenticate) is
+    redacted too, in the error line as everywhere else."""
+    secured = RtspServer(dashcam_clip, free_port(), "admin:Hunter2@Secret").start()
+    try:
+        good = subprocess.run([sys.executable, "-m", "camstream", "run", "--source",
+                               f"rtsp://admin:Hunter2@Secret@127.0.0.1:{secured.port}/live", "--out",
+                               str(tmp_path / "ok"), "--max-frames", "8", "--sink", "null", "--status-every", "0.2"],
+                              capture_output=True, text=True, timeout=120)
+        slashed = subprocess.run([sys.executable, "-m", "camstream", "run", "--source",
+                                  f"rtsp://admin:sl/ash@127.0.0.1:{secured.port}/live", "--out",
+                                  str(tmp_path / "bad"), "--sink", "null"], capture_output=True, text=True,
+                                 timeout=120)
+    finally:
+        secured.kill()
+    assert good.returncode == 0, good.stderr
+    report_text = (tmp_path / "ok" / "report.json").read_text()
+    assert one_stream(json.loads(report_text))["frames_in"] == 8
+    assert f"rtsp://***@127.0.0.1:{secured.port}/live" in report_text
+    for text in (report_text, good.stdout, good.stderr, slashed.stdout, slashed.stderr):
+        assert "Hunter2" not in text and "Secret" not in text and "sl/ash" not in text and "ash@" not in text
+    assert slashed.returncode == 2 and "rtsp://***@127.0.0.1" in slashed.stderr

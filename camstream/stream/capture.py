@@ -19,17 +19,12 @@ from fractions import Fraction
 import numpy as np
 
 from camstream.errors import InputError
+from camstream.redaction import redact
 from camstream.stream.records import SourceInfo
 from camstream.stream.ring import FrameRing
 from camstream.stream.telemetry import Telemetry
 
 _URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
-_CREDENTIALS = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@]*@")
-
-
-def redact(source: str) -> str:
-    """`source` with any user:password in a URL replaced by ***."""
-    return _CREDENTIALS.sub(r"\1***@", source)
 
 
 @dataclass

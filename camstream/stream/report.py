@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from camstream.backends import Backend
+from camstream.redaction import redact
 from camstream.stream.config import PipelineConfig
 from camstream.stream.streams import Stream
 
@@ -45,7 +46,7 @@ def stream_report(stream: Stream, stuck: list[str], sink_errors: list[str]) -> d
         "queue_max_depth": stream.ring.max_depth,
         "out_of_order": stream.render.out_of_order,
         "sequence_gaps": stream.render.seq_gaps,
-        "error": None if error is None else str(error),
+        "error": None if error is None else redact(str(error)),
         "sink_errors": sink_errors,
         "stuck_threads": stuck,
     }
