@@ -458,6 +458,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("camstream: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # whoever read our output left (`camstream run | head -1`): the files are written
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at interpreter exit
+        return 141  # as a shell reports a process ended by SIGPIPE
 
 
 if __name__ == "__main__":

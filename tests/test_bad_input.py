@@ -161,3 +161,19 @@ def test_a_write_that_fails_mid_run_is_one_line_exit_4_and_keeps_what_was_writte
     report = one_stream(json.loads((tmp_path / "report.json").read_text()))
     assert "No space left on device" in report["error"]
     assert count_frames(str(tmp_path / "overlay.mp4")) == 5
+
+
+def test_a_reader_that_leaves_early_costs_no_traceback_and_no_output(tmp_path):
+    """`camstream run | head -1`: the summary's second line meets a closed pipe. The run's files are written
+    first; the process ends with 141 (as a shell reports SIGPIPE), without a traceback."""
+    import subprocess
+    import sys
+
+    process = subprocess.Popen([sys.executable, "-m", "camstream", "run", "--max-frames", "4", "--out",
+                                str(tmp_path), "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process.stdout.close()  # the reader is gone before the summary is printed
+    stderr = process.stderr.read()
+    assert process.wait(timeout=300) == 141, stderr
+    assert "Traceback" not in stderr and "BrokenPipeError" not in stderr, stderr
+    assert one_stream(json.loads((tmp_path / "report.json").read_text()))["frames_out"] == 4
+    assert count_frames(str(tmp_path / "overlay.mp4")) == 4
