@@ -389,7 +389,9 @@ def _print_summary(report: dict, report_path: str) -> None:
     stream = report["streams"][0]
     stages = ", ".join(f"{name} {values['p50_ms']:.1f}" for name, values in stream["stages"].items()
                        if values["count"])
-    print(f"{stream['frames_out']} of {stream['frames_in']} frames out, {stream['dropped']} dropped, "
+    damaged = stream.get("undecodable_packets", 0)
+    skipped = f", {damaged} damaged packet{'s' * (damaged != 1)} skipped" if damaged else ""
+    print(f"{stream['frames_out']} of {stream['frames_in']} frames out, {stream['dropped']} dropped{skipped}, "
           f"{stream['fps']:.1f} fps{interrupted}")
     print(f"p50 ms per frame: {stages}; end-to-end p50 {stream['latency_ms']['p50']:.1f} / p95 "
           f"{stream['latency_ms']['p95']:.1f} ms; peak RSS {stream['rss_peak_mb']:.0f} MB")

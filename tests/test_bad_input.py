@@ -177,3 +177,37 @@ def test_a_reader_that_leaves_early_costs_no_traceback_and_no_output(tmp_path):
     assert "Traceback" not in stderr and "BrokenPipeError" not in stderr, stderr
     assert one_stream(json.loads((tmp_path / "report.json").read_text()))["frames_out"] == 4
     assert count_frames(str(tmp_path / "overlay.mp4")) == 4
+
+
+def damaged_in_the_middle(path) -> tuple[str, int, int]:
+    """An H.264 MP4 of 20 frames whose 11th packet is overwritten with garbage; returns it with the frames and
+    the damaged packets PyAV finds when it skips what it cannot decode (the expected figures, read here)."""
+    source = write_video(path.with_name("whole.mp4"), "libx264", "yuv420p", (320, 240), 20)
+    with av.open(source) as container:
+        positions = [packet.pos for packet in container.demux(video=0) if packet.size]
+    data = bytearray(path.with_name("whole.mp4").read_bytes())
+    for offset in range(positions[10] + 40, positions[10] + 400):
+        data[offset] = (data[offset] * 7 + 13) % 256
+    path.write_bytes(bytes(data))
+    frames = damaged = 0
+    with av.open(str(path)) as container:
+        for packet in container.demux(video=0):
+            try:
+                frames += len(packet.decode())
+            except av.error.InvalidDataError:
+                damaged += 1
+    return str(path), frames, damaged
+
+
+def test_a_damaged_packet_is_skipped_counted_and_every_decoded_frame_kept(tmp_path):
+    """Issue 16, defect 5: decoding used to stop at the first bad packet and drop frames already decoded
+    (frames_in 8, frames_out 4, dropped 0, exit 2)."""
+    source, frames, damaged = damaged_in_the_middle(tmp_path / "damaged.mp4")
+    assert damaged >= 1 and frames >= 12  # the damage is real, and most of the clip decodes around it
+    result = camstream("run", "--source", source, "--out", tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    report = one_stream(json.loads((tmp_path / "out" / "report.json").read_text()))
+    assert report["frames_in"] == report["frames_out"] == frames and report["dropped"] == 0
+    assert report["undecodable_packets"] == damaged
+    assert f"{damaged} damaged packet" in result.stdout
+    assert count_frames(str(tmp_path / "out" / "overlay.mp4")) == frames

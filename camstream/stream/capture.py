@@ -78,6 +78,7 @@ class Source:
     info: SourceInfo
     reconnects = 0
     outage_s = 0.0
+    undecodable_packets = 0  # packets the decoder refused: skipped, the frames around them kept
 
     def interrupt(self) -> None:
         """Stop waiting (reconnect back-off); callable from any thread."""
@@ -199,10 +200,17 @@ class PyAVSource(Source):
             return
 
     def _decode(self, container, stream) -> Iterator[DecodedFrame]:
+        import av
+
         height, width = self._model_size
         index = 0
         for packet in container.demux(stream):
-            for frame in packet.decode():
+            try:
+                frames = packet.decode()
+            except av.error.InvalidDataError:  # one damaged packet: skip it, keep decoding the rest
+                self.undecodable_packets += 1
+                continue
+            for frame in frames:
                 image = frame.to_ndarray(format="bgr24")
                 small = frame.reformat(width=width, height=height, format="rgb24",
                                        interpolation="AREA").to_ndarray()

@@ -121,9 +121,8 @@ class Pipeline:
                 self._stop_requested.wait(tick_s)
                 for sink in pumped:
                     sink.pump()
-                # one stream: its capture failing ends the run; several: only that stream ends
-                failed = self.infer.error is not None or (len(self.streams) == 1 and self.capture.error is not None)
-                if self._stop_requested.is_set() or failed:
+                # a capture that fails closes its ring: the frames it delivered are still explained and written
+                if self._stop_requested.is_set() or self.infer.error is not None:
                     if stop_deadline is None:
                         stop_deadline = time.perf_counter() + JOIN_TIMEOUT_S
                         self.request_stop()

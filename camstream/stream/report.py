@@ -43,6 +43,7 @@ def stream_report(stream: Stream, stuck: list[str], sink_errors: list[str]) -> d
         "sinks": [sink.describe() for sink in stream.sinks],
         **stream.telemetry.report(),
         "dropped": stream.ring.dropped,
+        "undecodable_packets": stream.source.undecodable_packets,
         "queue_max_depth": stream.ring.max_depth,
         "out_of_order": stream.render.out_of_order,
         "sequence_gaps": stream.render.seq_gaps,
