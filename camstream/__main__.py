@@ -1,5 +1,3 @@
-import sys
+from camstream.cli import console
 
-from camstream.cli import main
-
-sys.exit(main())
+console()
