@@ -197,3 +197,84 @@ def test_a_password_holding_at_or_slash_is_never_printed(tmp_path, dashcam_clip)
     for text in (report_text, good.stdout, good.stderr, slashed.stdout, slashed.stderr):
         assert "Hunter2" not in text and "Secret" not in text and "sl/ash" not in text and "ash@" not in text
     assert slashed.returncode == 2 and "rtsp://***@127.0.0.1" in slashed.stderr
+
+
+class _StatusWatcher:
+    """Reads a run's stderr on a thread: keeps its lines, and when the input frame count of its status lines
+    (`frames OUT/IN | …`) last grew: the arrival of the last frame, as seen from outside."""
+
+    def __init__(self, stream) -> None:
+        self.lines: list[tuple[float, str]] = []
+        self.last_frame_at = time.monotonic()
+        self._frames_in = -1
+        self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _read(self, stream) -> None:
+        for line in stream:
+            now = time.monotonic()
+            self.lines.append((now, line))
+            if line.startswith("frames "):
+                frames_in = int(line.split()[1].split("/")[1])
+                if frames_in != self._frames_in:
+                    self._frames_in, self.last_frame_at = frames_in, now
+
+    def wait_for(self, wanted, timeout: float, what: str) -> float:
+        """The time the first line for which `wanted(line)` holds was read."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for at, line in list(self.lines):
+                if wanted(line):
+                    return at
+            time.sleep(0.05)
+        pytest.fail(f"timed out after {timeout} s waiting for {what}")
+
+
+def _flowing(line: str) -> bool:
+    return line.startswith("frames ") and not line.startswith("frames 0/")
+
+
+def test_a_stalled_server_is_given_up_on_in_the_stated_time_and_the_outage_matches_the_clock(tmp_path, server):
+    """Issue 16, defect 7: a server stopped with its socket open (SIGSTOP). With --max-outage 3 the run ends about
+    3 s after the last frame came (it took 10.9 s, reporting 3.3 s); the report's outage is the wall-clock one."""
+    out = tmp_path / "run"
+    process = subprocess.Popen([sys.executable, "-m", "camstream", "run", "--source", server.url, "--out", str(out),
+                                "--max-outage", "3", "--status-every", "0.1", "--sink", "null"],
+                               stderr=subprocess.PIPE, text=True)
+    watcher = _StatusWatcher(process.stderr)
+    try:
+        watcher.wait_for(_flowing, 90, "frames to flow")
+        server.process.send_signal(signal.SIGSTOP)
+        assert process.wait(timeout=60) == 3
+        ended = time.monotonic()
+    finally:
+        server.process.send_signal(signal.SIGCONT)
+        process.kill()
+    without_frames = ended - watcher.last_frame_at  # frames buffered before the stop still came in first
+    assert without_frames <= 3.0 + 2.0, without_frames  # the bound, plus the status line's period and shutdown
+    report = one_stream(json.loads((out / "report.json").read_text()))
+    assert 3.0 <= report["outage_s"] <= without_frames + 0.5, (report["outage_s"], without_frames)
+
+
+def test_a_stall_is_noticed_within_the_read_timeout_and_ctrl_c_during_it_reports_it(tmp_path, server):
+    """Without --max-outage a stall is noticed within the 5 s read timeout of the last frame (it went unnoticed for
+    15 s), and a Ctrl-C during the outage reports the outage so far (it reported 0.0)."""
+    out = tmp_path / "run"
+    process = subprocess.Popen([sys.executable, "-m", "camstream", "run", "--source", server.url, "--out", str(out),
+                                "--status-every", "0.1", "--sink", "null"], stderr=subprocess.PIPE, text=True)
+    watcher = _StatusWatcher(process.stderr)
+    try:
+        watcher.wait_for(_flowing, 90, "frames to flow")
+        server.process.send_signal(signal.SIGSTOP)
+        noticed_at = watcher.wait_for(lambda line: "no data for 5 s; reconnecting" in line, 30, "the stall noticed")
+        noticed = noticed_at - watcher.last_frame_at
+        time.sleep(1.0)
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=40) == 130
+        without_frames = time.monotonic() - watcher.last_frame_at
+    finally:
+        server.process.send_signal(signal.SIGCONT)
+        process.kill()
+    assert noticed <= 5.0 + 1.0, noticed
+    report = one_stream(json.loads((out / "report.json").read_text()))
+    assert noticed <= report["outage_s"] <= without_frames + 0.5, (report["outage_s"], noticed, without_frames)

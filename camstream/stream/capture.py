@@ -90,13 +90,20 @@ class Source:
         raise NotImplementedError
 
 
+READ_TIMEOUT_S = 5.0  # a network source that answers nothing for this long is taken as stalled
+
+
 class PyAVSource(Source):
     """Video files and RTSP/HTTP URLs decoded by PyAV (FFmpeg).
 
-    A network stream that drops or stalls is reopened with capped exponential backoff (0.25 s doubling
-    to 5 s) for as long as `max_outage_s` allows (None: forever); timestamps keep increasing across the
-    gap, so a file written from it stays continuous and playable.
+    An HTTP(S) URL whose container has a duration (a file served over the net) is finite: its end is the end.
+    A live stream that drops, or stalls for `READ_TIMEOUT_S`, is reopened with capped exponential back-off
+    (0.25 s doubling to 5 s; it starts again from 0.25 s only once frames have flowed for `STEADY_S`) for as
+    long as `max_outage_s` allows (None: forever), counted from the last frame that came. Timestamps keep
+    increasing across the gap, so a file written from it stays continuous and playable.
     """
+
+    STEADY_S = 5.0
 
     def __init__(self, location: str, model_size: tuple[int, int], open_timeout_s: float = 10.0,
                  max_outage_s: float | None = None) -> None:
@@ -105,6 +112,11 @@ class PyAVSource(Source):
         self._max_outage_s = max_outage_s
         self._timeout_s = open_timeout_s if max_outage_s is None else max(0.5, min(open_timeout_s, max_outage_s))
         self._stopping = threading.Event()
+        self._delay = 0.25  # the next reconnect's back-off
+        self._outage_began: float | None = None  # monotonic time of the last frame before a drop
+        self._outage_done = 0.0  # seconds of outages that have ended
+        self._connected_at = time.monotonic()
+        self._last_frame_at = time.monotonic()
         url = bool(_URL.match(location))
         name = redact(location)
         if not url:
@@ -115,24 +127,35 @@ class PyAVSource(Source):
             if os.path.getsize(location) == 0:
                 raise InputError(f"{location} is empty (0 bytes)")
         self.info = SourceInfo(name, 0, 0, 25.0, Fraction(1, 25), None, url)
-        self._container = self._connect()
+        self._container = self._connect(self._timeout_s)
         self._stream = self._container.streams.video[0]
         context = self._stream.codec_context
         rate = self._stream.average_rate or self._stream.guessed_rate or Fraction(25)
         time_base = self._stream.time_base or Fraction(1, int(round(rate)) or 25)
+        # a file served over HTTP(S) has a duration and ends; RTSP is live even when its server gives a range
+        served_file = location.startswith(("http://", "https://")) and self._container.duration is not None
+        live = url and not served_file
         self.info = SourceInfo(name, context.width, context.height, float(rate), time_base,
-                               self._stream.frames or None, url)
+                               self._stream.frames or None, live)
         self.reconnects = 0
-        self.outage_s = 0.0
         self._closed = False
 
-    def _connect(self):
+    @property
+    def outage_s(self) -> float:  # type: ignore[override]
+        """Seconds without frames so far: ended outages, and the one going on (from the last frame), if any."""
+        ongoing = 0.0 if self._outage_began is None else time.monotonic() - self._outage_began
+        return self._outage_done + ongoing
+
+    def _connect(self, timeout_s: float):
         import av
 
         name = self.info.name
         options = {"rtsp_transport": "tcp"} if self._location.startswith(("rtsp://", "rtsps://")) else {}
+        read_timeout_s = min(timeout_s, READ_TIMEOUT_S)
         try:
-            container = av.open(self._location, options=options, timeout=(self._timeout_s, self._timeout_s))
+            container = av.open(self._location, options=options, timeout=(timeout_s, read_timeout_s))
+        except av.error.ExitError:  # FFmpeg's interrupt: our timeout ran out before the server answered
+            raise InputError(f"cannot open {name}: no answer within {timeout_s:g} s") from None
         except av.error.FFmpegError as exc:
             raise InputError(f"cannot open {name}: {_ffmpeg_reason(exc)}") from None
         except OSError as exc:
@@ -158,6 +181,7 @@ class PyAVSource(Source):
                 for decoded in self._decode(self._container, self._stream):
                     clock.stamp(decoded)
                     total += 1
+                    self._frame_came()
                     yield decoded
                 reason = "the stream ended"
             except av.error.FFmpegError as exc:
@@ -166,7 +190,8 @@ class PyAVSource(Source):
                 if not self.info.live:
                     raise InputError(f"{self.info.name}: decoding stopped after {total} frames: "
                                      f"{_ffmpeg_reason(exc)}") from None
-                reason = _ffmpeg_reason(exc)
+                stalled = isinstance(exc, av.error.ExitError)
+                reason = f"no data for {READ_TIMEOUT_S:g} s" if stalled else _ffmpeg_reason(exc)
             if self._closed:
                 return
             if not self.info.live:
@@ -175,29 +200,44 @@ class PyAVSource(Source):
                 return
             self._reconnect(reason)
 
+    def _frame_came(self) -> None:
+        """Book a frame's arrival: it ends an outage, and once frames have flowed steadily the back-off is reset."""
+        now = time.monotonic()
+        if self._outage_began is not None:
+            self._outage_done += now - self._outage_began
+            self._outage_began = None
+        if now - self._connected_at >= self.STEADY_S:
+            self._delay = 0.25
+        self._last_frame_at = now
+
     def _reconnect(self, reason: str) -> None:
-        began = time.monotonic()
-        delay = 0.25
+        if self._outage_began is None:
+            self._outage_began = self._last_frame_at  # the outage runs from the last frame, not from noticing it
         with contextlib.suppress(Exception):  # a broken connection may fail to close; it is dropped anyway
             self._container.close()
         print(f"camstream: {self.info.name}: {reason}; reconnecting", file=sys.stderr, flush=True)
         while True:
-            waited = time.monotonic() - began
-            if self._max_outage_s is not None and waited >= self._max_outage_s:
-                self.outage_s += waited
-                raise SourceLost(f"no frames from {self.info.name} for {waited:.1f} s "
-                                 f"(--max-outage {self._max_outage_s:g}): stopping")
-            if self._stopping.wait(delay):
+            if self._stopping.wait(min(self._delay, self._time_left())):
                 raise SourceLost("stopped while reconnecting")
-            delay = min(delay * 2, 5.0)
+            self._delay = min(self._delay * 2, 5.0)
             try:
-                self._container = self._connect()
+                self._container = self._connect(max(0.2, min(self._timeout_s, self._time_left())))
             except InputError:
                 continue
             self._stream = self._container.streams.video[0]
             self.reconnects += 1
-            self.outage_s += time.monotonic() - began
+            self._connected_at = time.monotonic()
             return
+
+    def _time_left(self) -> float:
+        """Seconds the outage may still last (--max-outage); a SourceLost once none is left."""
+        if self._max_outage_s is None:
+            return float("inf")
+        without = time.monotonic() - (self._outage_began or time.monotonic())
+        if without >= self._max_outage_s:
+            raise SourceLost(f"no frames from {self.info.name} for {without:.1f} s "
+                             f"(--max-outage {self._max_outage_s:g}): stopping")
+        return self._max_outage_s - without
 
     def _decode(self, container, stream) -> Iterator[DecodedFrame]:
         import av

@@ -42,6 +42,9 @@ def stream_report(stream: Stream, stuck: list[str], sink_errors: list[str]) -> d
         "policy": stream.policy,
         "sinks": [sink.describe() for sink in stream.sinks],
         **stream.telemetry.report(),
+        # from the source itself: a capture still reconnecting when the run ends has not copied its latest figures
+        "reconnects": stream.source.reconnects,
+        "outage_s": round(stream.source.outage_s, 3),
         "dropped": stream.ring.dropped,
         "undecodable_packets": stream.source.undecodable_packets,
         "queue_max_depth": stream.ring.max_depth,
