@@ -13,7 +13,7 @@ import warnings
 from typing import NoReturn
 
 from camstream import __version__
-from camstream.errors import CamstreamError, OutputError, StageError
+from camstream.errors import CamstreamError, OutputError, StageError, StreamsFailed
 from camstream.redaction import redact
 
 
@@ -351,6 +351,7 @@ def _raise_stage_error(pipeline) -> None:
     failed = next((stage for stage in pipeline.stages if stage.error is not None), None)
     if failed is None:
         return
+    _raise_if_some_streams_failed(pipeline)
     error, stage = failed.error, failed.name.removeprefix("camstream-")
     if isinstance(error, CamstreamError):
         raise error
@@ -358,6 +359,20 @@ def _raise_stage_error(pipeline) -> None:
         raise OutputError(f"writing the output failed: {error.strerror or error}; what was written is kept and "
                           f"the report says so ({pipeline.report_path})")
     raise StageError(f"the {stage} stage failed: {type(error).__name__}: {error} ({pipeline.report_path})")
+
+
+def _raise_if_some_streams_failed(pipeline) -> None:
+    """With several streams, captures that failed while the model and the other streams ran: exit 3, naming
+    each failed stream (their errors are also in the report)."""
+    streams = pipeline.streams
+    if len(streams) < 2 or pipeline.infer.error is not None:
+        return
+    if any(isinstance(s.render.error, OSError) for s in streams):
+        return  # a write that failed is said as such (exit 4)
+    failed = [s for s in streams if s.capture.error is not None and not isinstance(s.capture.error, KeyboardInterrupt)]
+    if failed and len(failed) < len(streams):
+        named = "; ".join(f"stream {s.index} ({s.source.info.name}): {s.capture.error}" for s in failed)
+        raise StreamsFailed(f"{len(failed)} of {len(streams)} streams failed: {named}")
 
 
 def _exit_interrupted(*_args) -> None:

@@ -26,3 +26,10 @@ class StageError(CamstreamError):
     """A pipeline stage stopped on an error that is not the user's input; the report names it."""
 
     exit_code = 1
+
+
+class StreamsFailed(CamstreamError):
+    """Some streams of a several-stream run failed (a source that could not be opened or was lost) while the
+    others ran to their end; the report has each one's error."""
+
+    exit_code = 3

@@ -66,5 +66,8 @@ def test_ctrl_c_stops_every_actor_in_order_and_keeps_their_output(tmp_path, dash
         folder = tmp_path / "fleet" / pathlib.Path(stream["out_dir"]).name
         report = one_stream(json.loads((folder / "report.json").read_text()))
         assert report["interrupted"] is True
-        assert count_frames(stream["out_dir"] + "/overlay.mp4") == report["frames_out"]  # playable, nothing lost
+        video = pathlib.Path(stream["out_dir"]) / "overlay.mp4"
+        if report["frames_out"] == 0 and not video.exists():
+            continue  # on a loaded machine an actor can be stopped before its first frame: nothing to lose
+        assert count_frames(str(video)) == report["frames_out"]  # playable, nothing lost
     assert fleet["streams"][0]["frames_out"] < count_frames(str(dashcam_clip))  # it really stopped early

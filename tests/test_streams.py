@@ -53,8 +53,11 @@ def test_sources_file_errors_and_window_with_several_streams(tmp_path, demo_clip
                           "cannot read sources file")
     assert_one_line_error(camstream("run", "--source", demo_clip, "--source", demo_clip, "--sink", "window",
                                     "--out", tmp_path), "the window sink shows one stream")
-    assert_one_line_error(camstream("run", "--source", demo_clip, "--source", tmp_path / "nope.mp4",
-                                    "--out", tmp_path), "nope.mp4")
+    # one missing file among several sources fails alone (exit 3), the others run
+    partly = camstream("run", "--source", demo_clip, "--source", tmp_path / "nope.mp4", "--out", tmp_path / "out",
+                       "--max-frames", "5", "--quiet")
+    assert partly.returncode == 3 and "1 of 2 streams failed: stream 1" in partly.stderr, partly.stderr
+    assert "nope.mp4" in partly.stderr and "Traceback" not in partly.stderr
 
 
 def test_sources_file_skips_comments_and_blank_lines(tmp_path):
@@ -67,3 +70,27 @@ def test_stream_folder_names_are_safe_and_never_carry_credentials():
     assert stream_folder_name(0, "/data/clips/cam one.mp4") == "0-cam_one"
     name = stream_folder_name(3, "rtsp://admin:secret@10.0.0.7:554/live?token=abc")
     assert name.startswith("3-") and "secret" not in name and "admin" not in name and "abc" not in name
+
+
+def test_a_dead_camera_at_start_ends_alone_and_the_other_streams_run(tmp_path, demo_clip):
+    """Issue 16, defect 6: a sources file with a dead camera and a good file used to stop at start (rc 2) and
+    the good stream never ran. Now the dead one is reported failed, the good one runs to its end, exit 3."""
+    listing = tmp_path / "sources.txt"
+    listing.write_text(f"41\n{demo_clip}\n")
+    result = camstream("run", "--sources", listing, "--out", tmp_path / "out", "--max-frames", "12", "--quiet")
+    assert result.returncode == 3, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("camstream: error:")]
+    assert len(errors) == 1 and "1 of 2 streams failed" in errors[0] and "camera 41" in errors[0], result.stderr
+    assert "Traceback" not in result.stderr
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    dead, good = report["streams"]
+    assert "camera 41 cannot be opened" in dead["error"] and dead["frames_in"] == 0
+    assert good["error"] is None and good["frames_out"] == 12
+    assert report["total"]["failed_streams"] == [0]
+    assert count_frames(str(tmp_path / "out" / "1-street_bikes" / "overlay.mp4")) == 12
+
+
+def test_when_every_stream_fails_at_start_it_is_one_line_and_exit_2(tmp_path):
+    listing = tmp_path / "sources.txt"
+    listing.write_text("41\n42\n")
+    assert_one_line_error(camstream("run", "--sources", listing, "--out", tmp_path / "out"), "camera 41")

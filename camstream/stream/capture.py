@@ -93,6 +93,22 @@ class Source:
 READ_TIMEOUT_S = 5.0  # a network source that answers nothing for this long is taken as stalled
 
 
+class UnavailableSource(Source):
+    """A source of a several-stream run that could not be opened: it delivers nothing, and its capture stops at
+    once on the error, so that stream is reported failed while the others run."""
+
+    def __init__(self, location: str, error: InputError) -> None:
+        self.info = SourceInfo(redact(location), 0, 0, 25.0, Fraction(1, 25), None, True)
+        self.error = error
+
+    def frames(self) -> Iterator[DecodedFrame]:
+        raise self.error
+        yield  # a generator, like every source's frames()
+
+    def close(self) -> None:
+        pass
+
+
 class PyAVSource(Source):
     """Video files and RTSP/HTTP URLs decoded by PyAV (FFmpeg).
 

@@ -10,7 +10,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from camstream.backends import make_backend
+from camstream.errors import InputError
 from camstream.report_file import write_json_atomic
+from camstream.stream.capture import UnavailableSource
 from camstream.stream.config import PipelineConfig
 from camstream.stream.infer import InferenceStage
 from camstream.stream.render import HeatmapPainter
@@ -59,7 +61,10 @@ class Pipeline:
             for index, name in enumerate(sources):
                 out_dir = config.out_dir if len(sources) == 1 else os.path.join(config.out_dir,
                                                                                  stream_folder_name(index, name))
-                self.streams.append(Stream(index, name, config, self.backend, out_dir, condition, self.request_stop))
+                self.streams.append(self._open_stream(index, name, out_dir, condition))
+            unavailable = [s.source.error for s in self.streams if isinstance(s.source, UnavailableSource)]
+            if len(unavailable) == len(self.streams) > 1:
+                raise unavailable[0]  # nothing at all to run: one line, exit 2, as for one source
             for stream in self.streams:
                 stream.open_sinks()
         except BaseException:
@@ -76,6 +81,17 @@ class Pipeline:
         self.interrupted = False
         self._stop_requested = threading.Event()
         self.report: dict = {}
+
+    def _open_stream(self, index: int, name: str, out_dir: str, condition: threading.Condition) -> Stream:
+        """One source's stream; with several sources, one that cannot be opened becomes a failed stream of its
+        own (an `UnavailableSource`) and the others run."""
+        try:
+            return Stream(index, name, self.config, self.backend, out_dir, condition, self.request_stop)
+        except InputError as exc:
+            if len(self.config.all_sources) == 1:
+                raise
+            return Stream(index, name, self.config, self.backend, out_dir, condition, self.request_stop,
+                          UnavailableSource(name, exc))
 
     # The single-stream view, as `camstream run` with one source has always had it.
     source = property(lambda self: self.streams[0].source)

@@ -10,7 +10,7 @@ import queue
 import threading
 
 from camstream.backends import Backend
-from camstream.stream.capture import CaptureStage, open_source
+from camstream.stream.capture import CaptureStage, Source, UnavailableSource, open_source
 from camstream.stream.config import PipelineConfig
 from camstream.stream.records import FrameSlot
 from camstream.stream.render import HeatmapPainter, RenderStage
@@ -32,11 +32,11 @@ class Stream:
     The model and the inference thread are the pipeline's, shared by every stream."""
 
     def __init__(self, index: int, source_name: str, config: PipelineConfig, backend: Backend, out_dir: str,
-                 condition: threading.Condition, on_quit) -> None:
+                 condition: threading.Condition, on_quit, source: Source | None = None) -> None:
         self.index = index
         self.out_dir = out_dir
         self.config = config
-        self.source = open_source(source_name, backend.input_size, config.max_outage_s)
+        self.source = source or open_source(source_name, backend.input_size, config.max_outage_s)
         info = self.source.info
         self.policy = config.policy or ("live" if info.live else "lossless")
         self.realtime = config.realtime if config.realtime is not None else (self.policy == "live" and not info.live)
@@ -57,6 +57,8 @@ class Stream:
     def _make_sinks(self, on_quit) -> list[Sink]:
         config = self.config
         sinks: list[Sink] = []
+        if isinstance(self.source, UnavailableSource):  # nothing will come: nothing to write
+            return [NullSink()]
         for name in dict.fromkeys(config.sinks):
             if name == "file":
                 sinks.append(FileSink(os.path.join(self.out_dir, "overlay.mp4")))
