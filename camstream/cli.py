@@ -405,12 +405,15 @@ def _print_summary(report: dict, report_path: str) -> None:
     stream = report["streams"][0]
     stages = ", ".join(f"{name} {values['p50_ms']:.1f}" for name, values in stream["stages"].items()
                        if values["count"])
-    damaged = stream.get("undecodable_packets", 0)
+    damaged = stream["input"]["undecodable_packets"]
     skipped = f", {damaged} damaged packet{'s' * (damaged != 1)} skipped" if damaged else ""
     print(f"{stream['frames_out']} of {stream['frames_in']} frames out, {stream['dropped']} dropped{skipped}, "
           f"{stream['fps']:.1f} fps{interrupted}")
     print(f"p50 ms per frame: {stages}; end-to-end p50 {stream['latency_ms']['p50']:.1f} / p95 "
           f"{stream['latency_ms']['p95']:.1f} ms; peak RSS {stream['rss_peak_mb']:.0f} MB")
+    ended = stream["input"]["ended_early"]
+    if ended:
+        print(f"input ended early: {ended['frames']} of the {ended['declared']} frames the file declares")
     for sink in stream["sinks"]:
         if sink["type"] == "file":
             print(f"video: {sink['path']}")

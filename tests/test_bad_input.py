@@ -208,6 +208,110 @@ def test_a_damaged_packet_is_skipped_counted_and_every_decoded_frame_kept(tmp_pa
     assert result.returncode == 0, result.stderr
     report = one_stream(json.loads((tmp_path / "out" / "report.json").read_text()))
     assert report["frames_in"] == report["frames_out"] == frames and report["dropped"] == 0
-    assert report["undecodable_packets"] == damaged
+    assert report["input"]["undecodable_packets"] == damaged
     assert f"{damaged} damaged packet" in result.stdout
     assert count_frames(str(tmp_path / "out" / "overlay.mp4")) == frames
+
+
+def _halves_video(path, segments: list[tuple[int, int, int]], fmt: str = "mpegts") -> str:
+    """A clip whose left half is black and right half white; `segments` of (width, height, frames) are
+    concatenated, so the frame size may change mid-stream (MPEG-TS allows it)."""
+    data = b""
+    start = 0
+    for index, (width, height, frames) in enumerate(segments):
+        part = path.with_name(f"{path.stem}-{index}.ts")
+        with av.open(str(part), "w", format=fmt) as container:
+            stream = container.add_stream("libx264", rate=Fraction(25))
+            stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+            image = np.zeros((height, width, 3), np.uint8)
+            image[:, width // 2:] = 255
+            for number in range(frames):
+                frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+                frame.pts = start + number
+                for packet in stream.encode(frame):
+                    container.mux(packet)
+            for packet in stream.encode(None):
+                container.mux(packet)
+        start += frames
+        data += part.read_bytes()
+    path.write_bytes(data)
+    return str(path)
+
+
+def _output_frames(path) -> list[np.ndarray]:
+    with av.open(str(path)) as container:
+        return [frame.to_ndarray(format="gray") for frame in container.decode(video=0)]
+
+
+def test_a_size_change_mid_stream_is_followed_not_cropped(tmp_path):
+    """Issue 16, defect 3: 320×240 → 640×480 mid-stream used to crop every later frame to its top-left corner.
+    Now later frames are scaled to the output's size (the video keeps one size), and the report counts it."""
+    source = _halves_video(tmp_path / "sizes.ts", [(320, 240, 10), (640, 480, 10)])
+    result = camstream("run", "--source", source, "--out", tmp_path / "out", "--alpha", "0", "--no-hud")
+    assert result.returncode == 0, result.stderr
+    report = one_stream(json.loads((tmp_path / "out" / "report.json").read_text()))
+    assert report["frames_out"] == 20 and report["input"]["size_changes"] == 1
+    assert "changed size" in result.stderr
+    frames = _output_frames(tmp_path / "out" / "overlay.mp4")
+    assert len(frames) == 20 and all(frame.shape == (240, 320) for frame in frames)
+    for frame in frames:  # black left, white right, in every frame (a crop of the 640×480 ones is all black)
+        assert frame[:, :140].mean() < 40 and frame[:, 180:].mean() > 215
+
+
+def test_a_rotated_video_is_shown_and_explained_upright(tmp_path):
+    """A display matrix (a phone held upright) used to be ignored: the model saw the video sideways."""
+    import struct
+
+    with av.open(str(tmp_path / "flat.mp4"), "w") as container:
+        stream = container.add_stream("libx264", rate=Fraction(25))
+        stream.width, stream.height, stream.pix_fmt = 320, 240, "yuv420p"
+        image = np.zeros((240, 320, 3), np.uint8)
+        image[:, 160:] = 255  # stored: right half white
+        for number in range(6):
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts = number
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    identity = struct.pack(">9I", 0x10000, 0, 0, 0, 0x10000, 0, 0, 0, 0x40000000)
+    turned = struct.pack(">9I", 0, 0x10000, 0, 0xFFFF0000, 0, 0, 0, 0, 0x40000000)  # display 90° clockwise
+    raw = bytearray((tmp_path / "flat.mp4").read_bytes())
+    at = raw.find(identity, raw.find(b"tkhd"))
+    raw[at:at + 36] = turned
+    (tmp_path / "upright.mp4").write_bytes(bytes(raw))
+    with av.open(str(tmp_path / "upright.mp4")) as container:
+        assert next(container.decode(video=0)).rotation == -90  # the file really says: turn it
+    result = camstream("run", "--source", tmp_path / "upright.mp4", "--out", tmp_path / "out", "--alpha", "0",
+                       "--no-hud")
+    assert result.returncode == 0, result.stderr
+    report = one_stream(json.loads((tmp_path / "out" / "report.json").read_text()))
+    assert (report["source"]["width"], report["source"]["height"]) == (240, 320)
+    assert report["input"]["rotation"] == 90
+    for frame in _output_frames(tmp_path / "out" / "overlay.mp4"):  # right half turned clockwise: the bottom
+        assert frame.shape == (320, 240) and frame[:140].mean() < 40 and frame[180:].mean() > 215
+
+
+def test_a_file_that_ends_before_its_declared_frames_says_so(tmp_path):
+    """A file truncated at 40 % with its index at the front used to process a few frames and say nothing."""
+    source = tmp_path / "whole.mp4"
+    with av.open(str(source), "w", options={"movflags": "faststart"}) as container:
+        stream = container.add_stream("libx264", rate=Fraction(25))
+        stream.width, stream.height, stream.pix_fmt = 320, 240, "yuv420p"
+        generator = np.random.default_rng(0)
+        for number in range(38):
+            frame = av.VideoFrame.from_ndarray(generator.integers(0, 255, (240, 320, 3), np.uint8), format="rgb24")
+            frame.pts = number
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    data = source.read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: int(len(data) * 0.4)])
+    result = camstream("run", "--source", cut, "--out", tmp_path / "out")
+    report = one_stream(json.loads((tmp_path / "out" / "report.json").read_text()))
+    ended = report["input"]["ended_early"]
+    assert ended is not None and ended["declared"] == 38 and 0 < ended["frames"] < 38
+    assert report["frames_out"] == ended["frames"]
+    assert f"input ended early: {ended['frames']} of the 38 frames" in result.stdout

@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 import threading
+import time
 
 import av
 import cv2
@@ -176,3 +177,39 @@ def test_soak_2000_frames_rss_growth_below_2_percent(tmp_path, long_clip):
     assert report["rss_growth_after_warmup_pct"] < 2.0, report
     assert report["threads_end"] <= report["threads_start"]  # every stage thread is gone
     assert report["fds_end"] <= report["fds_start"] + 2  # no descriptor leak (the report file may be open)
+
+
+def test_mjpeg_server_bounds_its_clients_and_drops_idle_ones(tmp_path):
+    """Issue 16, defect 8: 200 slow clients held 215 threads and +68 MB. Now at most `max_clients` are served at
+    once (the next gets 503 at once, no thread), and a client that sends nothing is dropped after the idle
+    timeout; a real client is served again afterwards."""
+    import socket
+    from fractions import Fraction
+
+    from camstream.stream.records import FrameMeta, SourceInfo
+    from camstream.stream.sinks import MjpegSink
+
+    sink = MjpegSink(port=0, max_clients=8, idle_timeout_s=1.0)
+    sink.open(SourceInfo("test", 64, 48, 25.0, Fraction(1, 25), None, False))
+    threads_before = threading.active_count()
+    idle = []
+    try:
+        sink.write(np.zeros((48, 64, 3), np.uint8), FrameMeta())
+        for _ in range(40):
+            idle.append(socket.create_connection(("127.0.0.1", sink.port), timeout=5))
+        refused = idle[-1].recv(200)  # beyond the bound: answered at once
+        assert refused.startswith(b"HTTP/1.1 503"), refused
+        assert threading.active_count() <= threads_before + 8 + 1
+        for client in idle[:8]:  # the served ones sent nothing: dropped after the idle timeout
+            assert client.recv(200) == b""
+        deadline = time.monotonic() + 10
+        while threading.active_count() > threads_before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert threading.active_count() <= threads_before
+        connection = http.client.HTTPConnection("127.0.0.1", sink.port, timeout=10)
+        connection.request("GET", "/frame.jpg")
+        assert connection.getresponse().status == 200
+    finally:
+        for client in idle:
+            client.close()
+        sink.close()

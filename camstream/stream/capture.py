@@ -7,6 +7,7 @@ input size (far cheaper than resizing the full-resolution BGR frame). Local came
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import re
 import sys
@@ -79,6 +80,14 @@ class Source:
     reconnects = 0
     outage_s = 0.0
     undecodable_packets = 0  # packets the decoder refused: skipped, the frames around them kept
+    rotation = 0  # degrees clockwise the frames are turned to be shown upright (the file's display matrix)
+    size_changes = 0  # times the decoded frame size changed mid-stream (later sizes are scaled to the first)
+    ended_early: dict | None = None  # a file that ended before the frames it declares: {"frames", "declared"}
+
+    def input_facts(self) -> dict:
+        """What the report says of the input beyond its frames."""
+        return {"undecodable_packets": self.undecodable_packets, "rotation": self.rotation,
+                "size_changes": self.size_changes, "ended_early": self.ended_early}
 
     def interrupt(self) -> None:
         """Stop waiting (reconnect back-off); callable from any thread."""
@@ -151,10 +160,27 @@ class PyAVSource(Source):
         # a file served over HTTP(S) has a duration and ends; RTSP is live even when its server gives a range
         served_file = location.startswith(("http://", "https://")) and self._container.duration is not None
         live = url and not served_file
-        self.info = SourceInfo(name, context.width, context.height, float(rate), time_base,
-                               self._stream.frames or None, live)
+        # the first frame says how frames are shown: its size, and the display matrix's quarter turns
+        self._pending = self._raw_frames(self._container, self._stream)
+        self._first = self._peek_first_frame()
+        stored = (self._first.width, self._first.height) if self._first is not None else (context.width,
+                                                                                           context.height)
+        self._quarter_turns = (self._first.rotation // 90) % 4 if self._first is not None else 0  # counter-clockwise
+        self.rotation = (-90 * self._quarter_turns) % 360
+        self._stored_size = self._last_size = stored
+        shown = stored[::-1] if self._quarter_turns % 2 else stored
+        self.info = SourceInfo(name, shown[0], shown[1], float(rate), time_base, self._stream.frames or None, live)
         self.reconnects = 0
         self._closed = False
+
+    def _peek_first_frame(self):
+        import av
+
+        try:
+            return next(self._pending, None)
+        except av.error.FFmpegError as exc:
+            self._container.close()
+            raise InputError(f"{self.info.name}: cannot decode a first frame: {_ffmpeg_reason(exc)}") from None
 
     @property
     def outage_s(self) -> float:  # type: ignore[override]
@@ -191,10 +217,16 @@ class PyAVSource(Source):
 
         clock = _ForwardClock(self.info.time_base)
         total = 0
+        first_connection = True
         while True:
             clock.reconnected()
             try:
-                for decoded in self._decode(self._container, self._stream):
+                if first_connection:  # the frame peeked at open, then the rest of that connection
+                    first_connection = False
+                    raw = itertools.chain([self._first] if self._first is not None else [], self._pending)
+                else:
+                    raw = self._raw_frames(self._container, self._stream)
+                for decoded in self._decode(raw):
                     clock.stamp(decoded)
                     total += 1
                     self._frame_came()
@@ -213,8 +245,17 @@ class PyAVSource(Source):
             if not self.info.live:
                 if total == 0:
                     raise InputError(f"{self.info.name}: no video frame could be decoded")
+                self._check_declared(total)
                 return
             self._reconnect(reason)
+
+    def _check_declared(self, total: int) -> None:
+        """A file that ends before the frames its container declares (truncated) is said, not passed over."""
+        declared = self.info.frames
+        if declared and total + self.undecodable_packets < declared:
+            self.ended_early = {"frames": total, "declared": declared}
+            print(f"camstream: warning: {self.info.name} ended after {total} of the {declared} frames it declares "
+                  "(truncated?)", file=sys.stderr, flush=True)
 
     def _frame_came(self) -> None:
         """Book a frame's arrival: it ends an outage, and once frames have flowed steadily the back-off is reset."""
@@ -255,27 +296,46 @@ class PyAVSource(Source):
                              f"(--max-outage {self._max_outage_s:g}): stopping")
         return self._max_outage_s - without
 
-    def _decode(self, container, stream) -> Iterator[DecodedFrame]:
+    def _raw_frames(self, container, stream):
+        """The decoded frames of one connection; a damaged packet is skipped and counted."""
         import av
 
-        height, width = self._model_size
-        index = 0
         for packet in container.demux(stream):
             try:
                 frames = packet.decode()
             except av.error.InvalidDataError:  # one damaged packet: skip it, keep decoding the rest
                 self.undecodable_packets += 1
                 continue
-            for frame in frames:
-                image = frame.to_ndarray(format="bgr24")
-                small = frame.reformat(width=width, height=height, format="rgb24",
-                                       interpolation="AREA").to_ndarray()
-                if frame.pts is not None and frame.time_base is not None:
-                    time_s = float(frame.pts * frame.time_base)
-                else:
-                    time_s = index / self.info.fps
-                index += 1
-                yield DecodedFrame(image, small, frame.pts, time_s)
+            yield from frames
+
+    def _decode(self, raw) -> Iterator[DecodedFrame]:
+        """Display image (BGR, at the first frame's size, turned upright) and model input of each raw frame."""
+        height, width = self._model_size
+        turns = self._quarter_turns
+        model_w, model_h = (height, width) if turns % 2 else (width, height)  # before turning
+        stored_w, stored_h = self._stored_size
+        for index, frame in enumerate(raw):
+            self._note_size(frame)
+            image = frame.to_ndarray(width=stored_w, height=stored_h, format="bgr24")  # scaled if it changed size
+            small = frame.reformat(width=model_w, height=model_h, format="rgb24", interpolation="AREA").to_ndarray()
+            if turns:
+                image = np.ascontiguousarray(np.rot90(image, turns))
+                small = np.ascontiguousarray(np.rot90(small, turns))
+            if frame.pts is not None and frame.time_base is not None:
+                time_s = float(frame.pts * frame.time_base)
+            else:
+                time_s = index / self.info.fps
+            yield DecodedFrame(image, small, frame.pts, time_s)
+
+    def _note_size(self, frame) -> None:
+        size = (frame.width, frame.height)
+        if size != self._last_size:
+            self.size_changes += 1
+            if self.size_changes == 1:
+                print(f"camstream: warning: {self.info.name} changed size from {self._last_size[0]}×"
+                      f"{self._last_size[1]} to {size[0]}×{size[1]} mid-stream; frames are scaled to "
+                      f"{self._stored_size[0]}×{self._stored_size[1]}, the output's size", file=sys.stderr, flush=True)
+            self._last_size = size
 
     def interrupt(self) -> None:
         self._stopping.set()

@@ -46,7 +46,7 @@ def stream_report(stream: Stream, stuck: list[str], sink_errors: list[str]) -> d
         "reconnects": stream.source.reconnects,
         "outage_s": round(stream.source.outage_s, 3),
         "dropped": stream.ring.dropped,
-        "undecodable_packets": stream.source.undecodable_packets,
+        "input": stream.source.input_facts(),
         "queue_max_depth": stream.ring.max_depth,
         "out_of_order": stream.render.out_of_order,
         "sequence_gaps": stream.render.seq_gaps,

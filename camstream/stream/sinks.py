@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import html
 import http.server
 import os
@@ -289,15 +290,26 @@ class _MjpegHandler(http.server.BaseHTTPRequestHandler):
             self.server.clients -= 1
 
 
+_BUSY = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+
+
 class _MjpegServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    """One thread per connection, at most `max_clients` of them (the next is answered 503 at once, with no
+    thread); a connection that sends nothing for `idle_timeout_s`, or stops reading, is dropped."""
+
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 128  # the kernel queues a burst of connections; beyond the bound each gets a quick 503
 
-    def __init__(self, address: tuple[str, int], token: str | None) -> None:
-        super().__init__(address, _MjpegHandler)
+    def __init__(self, address: tuple[str, int], token: str | None, max_clients: int = 32,
+                 idle_timeout_s: float = 10.0) -> None:
+        handler = type("_Handler", (_MjpegHandler,), {"timeout": idle_timeout_s})  # socket timeout per connection
+        super().__init__(address, handler)
         self.token = token
         self.stopping = False
-        self.clients = 0
+        self.clients = 0  # watching /stream.mjpg
+        self.max_clients = max_clients
+        self._connections = threading.BoundedSemaphore(max_clients)
         self._cond = threading.Condition()
         self._jpeg: bytes | None = None
         self._number = -1
@@ -320,6 +332,21 @@ class _MjpegServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
     def handle_error(self, request, client_address) -> None:  # a broken client never kills the server
         pass
 
+    def process_request(self, request, client_address) -> None:
+        if not self._connections.acquire(blocking=False):
+            with contextlib.suppress(OSError):
+                request.settimeout(1.0)
+                request.sendall(_BUSY)
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request, client_address) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._connections.release()
+
 
 class MjpegSink(Sink):
     """An HTTP page (`/`) with a live MJPEG stream (`/stream.mjpg`) and the newest frame (`/frame.jpg`).
@@ -331,18 +358,20 @@ class MjpegSink(Sink):
     displays = True
 
     def __init__(self, bind: str = "127.0.0.1", port: int = 8080, token: str | None = None,
-                 quality: int = 80) -> None:
+                 quality: int = 80, max_clients: int = 32, idle_timeout_s: float = 10.0) -> None:
         self.bind = bind
         self.port = port
         self.token = token
         self.quality = quality
+        self.max_clients = max_clients
+        self.idle_timeout_s = idle_timeout_s
         self._server: _MjpegServer | None = None
         self._thread: threading.Thread | None = None
         self._encoded_at = 0.0
 
     def open(self, info: SourceInfo) -> None:
         try:
-            self._server = _MjpegServer((self.bind, self.port), self.token)
+            self._server = _MjpegServer((self.bind, self.port), self.token, self.max_clients, self.idle_timeout_s)
         except OSError as exc:
             raise CamstreamError(f"cannot serve MJPEG on {self.bind}:{self.port}: {exc.strerror or exc}") from None
         self.port = self._server.server_address[1]
