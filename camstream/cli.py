@@ -56,7 +56,7 @@ class _OneLineErrorParser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (imports torch, numba and OpenCV to list models, methods and colormaps)."""
-    from camstream.catalog import BACKENDS, CLIP_METHODS, DEFAULT_MODEL, EXPORTABLE_METHODS, IMAGE_METHODS
+    from camstream.catalog import BACKENDS, CLIP_METHODS, DEFAULT_MODEL, EXPORTABLE_METHODS, HUD_PLACES, IMAGE_METHODS
     from camstream.kernels.colormap import COLORMAPS
     from camstream.stream.sinks import SINKS
 
@@ -126,7 +126,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--threads", type=int, metavar="N", help="torch CPU threads (default: torch's choice)")
     run.add_argument("--alpha", type=float, default=0.45, help="heatmap opacity in [0, 1] (default 0.45)")
     run.add_argument("--colormap", default="jet", choices=sorted(COLORMAPS), help="heatmap colours (default jet)")
-    run.add_argument("--no-hud", dest="hud", action="store_false", help="no text overlay")
+    run.add_argument("--hud", choices=HUD_PLACES, default="top",
+                     help="where the text overlay goes: top, bottom or off; it is sized to the frame and never "
+                          "covers more than a tenth of it (default top)")
+    run.add_argument("--no-hud", dest="hud", action="store_const", const="off", help="same as --hud off")
     run.add_argument("--no-freeze", dest="freeze", action="store_false",
                      help="run the model eagerly instead of traced + frozen (slower; for models that trace wrong)")
     run.add_argument("--bind", default="127.0.0.1", metavar="ADDR",

@@ -315,3 +315,35 @@ def test_a_file_that_ends_before_its_declared_frames_says_so(tmp_path):
     assert ended is not None and ended["declared"] == 38 and 0 < ended["frames"] < 38
     assert report["frames_out"] == ended["frames"]
     assert f"input ended early: {ended['frames']} of the 38 frames" in result.stdout
+
+
+PREFLIGHT_RUN = """
+import json, sys
+from camstream.cli import main
+rc = main(sys.argv[1:])
+print(json.dumps({"rc": rc, "torch": "torch" in sys.modules}))
+"""
+
+
+def test_outputs_that_cannot_work_are_said_before_the_model_loads(tmp_path, monkeypatch):
+    """Issue 18: a missing display was reported only after the model had loaded (seconds). The window's display,
+    a busy MJPEG port and a video path that is a directory are checked first: torch is never even imported."""
+    import socket
+    import subprocess
+    import sys
+
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    (tmp_path / "taken" / "overlay.mp4").mkdir(parents=True)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        cases = {"needs a display": ["--sink", "window"],
+                 f"cannot serve MJPEG on 127.0.0.1:{port}": ["--sink", "mjpeg", "--port", str(port)],
+                 "it is a directory": ["--out", str(tmp_path / "taken")]}
+        for message, options in cases.items():
+            result = subprocess.run([sys.executable, "-c", PREFLIGHT_RUN, "run", "--out", str(tmp_path / "o"),
+                                     *options], capture_output=True, text=True, timeout=120)
+            assert json.loads(result.stdout.strip().splitlines()[-1]) == {"rc": 2, "torch": False}, result.stderr
+            assert message in result.stderr and "Traceback" not in result.stderr

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import queue
 
+import numpy as np
+import pytest
+
 from camstream.kernels import ThresholdSpec
 from camstream.stream.render import HeatmapPainter, RenderStage
 from camstream.stream.ring import FrameRing
@@ -19,3 +22,58 @@ def test_hud_shows_the_process_memory_as_the_readme_says():
     assert "gradcam" in top and "fps" in top
     assert telemetry.rss_latest_mb > 10
     assert f"rss {telemetry.rss_latest_mb:.0f} MB" in bottom
+
+
+def _hud_on_white(height: int, width: int, where: str) -> np.ndarray:
+    telemetry = Telemetry()
+    render = RenderStage(queue.Queue(), FrameRing(2), [], HeatmapPainter(ThresholdSpec(dynamic=True)), telemetry,
+                         lambda class_id: "a rather long class name, as ImageNet has them", "gradcam", hud=where)
+    canvas = np.full((height, width, 3), 255, np.uint8)
+    slot = FrameRing(2).slots[0]
+    if render.hud != "off":
+        render._draw_hud(canvas, slot)
+    return canvas
+
+
+@pytest.mark.parametrize("size", [(144, 176), (272, 640), (720, 1280), (1080, 1920)])
+@pytest.mark.parametrize("where", ["top", "bottom"])
+def test_hud_is_sized_to_the_frame_and_never_cut_off(size, where):
+    """Issue 18: the HUD covered 11–25 % of the picture and ran off the right of a 176×144 frame."""
+    height, width = size
+    canvas = _hud_on_white(height, width, where)
+    rows = np.where((canvas < 255).any(axis=(1, 2)))[0]
+    band = rows.max() - rows.min() + 1
+    assert band <= 0.10 * height + 1, (band, height)  # never more than a tenth of the picture
+    assert band >= 10  # one legible line at least
+    assert (rows.min() == 0) if where == "top" else (rows.max() == height - 1)
+    text = canvas[rows.min():rows.max() + 1]
+    assert (text[:, -3:] == 0).all(), "the text runs into the right edge: cut off"
+    assert (text > 128).any(), "no text drawn"
+
+
+def test_hud_off_draws_nothing_and_the_cli_takes_top_bottom_off():
+    assert (_hud_on_white(144, 176, "off") == 255).all()
+    from camstream.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["run", "--hud", "bottom"]).hud == "bottom"
+    assert parser.parse_args(["run", "--no-hud"]).hud == "off"
+    assert parser.parse_args(["run"]).hud == "top"
+
+
+def test_status_line_gives_total_percent_and_eta_when_the_length_is_known(monkeypatch):
+    telemetry = Telemetry()
+    telemetry.frames_out, telemetry.frames_in = 50, 52
+    monkeypatch.setattr(telemetry, "fps", lambda: 10.0)
+    line = telemetry.live_line(depth=2, dropped=0, total=250)
+    assert line.startswith("frames 50/52 of 250 (20 %, ETA 0:20) | 10.0 fps")
+    assert telemetry.live_line(depth=2, dropped=0).startswith("frames 50/52 | ")  # a camera: no total
+
+
+def test_a_file_run_prints_its_total_and_eta_in_plain_lines(tmp_path):
+    from .cli import camstream
+
+    result = camstream("run", "--max-frames", "30", "--out", tmp_path, "--status-every", "0.2")
+    assert result.returncode == 0, result.stderr
+    statuses = [line for line in result.stderr.splitlines() if line.startswith("frames ")]
+    assert statuses and all(" of 30 (" in line for line in statuses), result.stderr

@@ -11,7 +11,7 @@ import argparse
 from dataclasses import dataclass, field, fields
 from importlib import resources
 
-from camstream.catalog import BACKENDS, DEFAULT_MODEL, DEVICES
+from camstream.catalog import BACKENDS, DEFAULT_MODEL, DEVICES, HUD_PLACES
 from camstream.errors import CamstreamError
 from camstream.kernels import ThresholdSpec
 from camstream.stream.ring import POLICIES
@@ -64,7 +64,7 @@ class PipelineConfig:
     threads: int | None = None
     alpha: float = 0.45
     colormap: str = "jet"
-    hud: bool = True
+    hud: str = "top"  # where the HUD is drawn: top, bottom or off
     freeze: bool = True  # trace + freeze the model (≈1.3× faster on CPU); eager when tracing fails
     clip_model: str | None = None  # a temporal model file: its step importance is drawn as the HUD's timeline
     clip_steps: int = 16
@@ -91,6 +91,7 @@ class PipelineConfig:
             ("max_outage_s", self.max_outage_s is None or self.max_outage_s > 0, "must be > 0"),
             ("port", 0 <= self.port <= 65535, "must be in 0..65535 (0: any free port)"),
             ("policy", self.policy is None or self.policy in POLICIES, f"must be one of {', '.join(POLICIES)}"),
+            ("hud", self.hud in HUD_PLACES, f"must be one of {', '.join(HUD_PLACES)}"),
         )
         for name, ok, problem in checks:
             if not ok:
@@ -110,7 +111,7 @@ class PipelineConfig:
 
 # The fields `camstream run` sets through an option of another name; every other option is named as its field.
 DEST_OF_FIELD = {"out_dir": "out", "max_outage_s": "max_outage", "sinks": "sink"}
-OPTION_OF_FIELD = {**DEST_OF_FIELD, "hud": "no_hud", "freeze": "no_freeze", "policy": "lossless/--live"}
+OPTION_OF_FIELD = {**DEST_OF_FIELD, "freeze": "no_freeze", "policy": "lossless/--live"}
 NOT_OPTIONS = ("realtime", "slots")  # library-only settings: the policy decides them for the CLI
 
 

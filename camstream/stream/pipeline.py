@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import threading
 import time
 from typing import TYPE_CHECKING
@@ -10,7 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from camstream.backends import make_backend
-from camstream.errors import InputError
+from camstream.errors import CamstreamError, InputError
 from camstream.report_file import write_json_atomic
 from camstream.stream.capture import UnavailableSource
 from camstream.stream.config import PipelineConfig
@@ -18,6 +19,7 @@ from camstream.stream.infer import InferenceStage
 from camstream.stream.render import HeatmapPainter
 from camstream.stream.report import RunFacts, run_report, stream_report
 from camstream.stream.ring import FairReader, FrameReader
+from camstream.stream.sinks import check_display_available
 from camstream.stream.streams import Stream, stream_folder_name
 
 if TYPE_CHECKING:
@@ -30,6 +32,26 @@ RENDER_GRACE_S = 10.0  # beyond that, still wait this long before giving up on f
 PUMP_INTERVAL_S = 0.005  # how often a GUI sink's event loop runs on the main thread
 
 
+def preflight(config: PipelineConfig) -> None:
+    """The outputs a run needs, checked in a moment before the model loads (seconds): a window needs a display
+    and a GUI-capable OpenCV, the MJPEG port must be free, and the video path must not be a directory."""
+    if "window" in config.sinks:
+        check_display_available()
+    if "mjpeg" in config.sinks and config.port:
+        for index in range(len(config.all_sources)):
+            with socket.socket() as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    probe.bind((config.bind, config.port + index))
+                except OSError as exc:
+                    raise CamstreamError(f"cannot serve MJPEG on {config.bind}:{config.port + index}: "
+                                         f"{exc.strerror or exc}") from None
+    if "file" in config.sinks and len(config.all_sources) == 1:
+        video = os.path.join(config.out_dir, "overlay.mp4")
+        if os.path.isdir(video):
+            raise InputError(f"cannot write {video}: it is a directory")
+
+
 class Pipeline:
     """Build with a config (opens the sources and model, so bad input fails here), then `run()` once.
 
@@ -40,6 +62,7 @@ class Pipeline:
 
     def __init__(self, config: PipelineConfig) -> None:
         config.validate()
+        preflight(config)  # what can be checked without the model is checked before it loads
         self.config = config
         sources = config.all_sources
         condition = threading.Condition()
@@ -156,7 +179,9 @@ class Pipeline:
 
     def _live_line(self) -> str:
         if len(self.streams) == 1:
-            return self.telemetry.live_line(self.ring.depth, self.ring.dropped)
+            info, limit = self.source.info, self.config.max_frames
+            total = min(n for n in (info.frames, limit) if n) if (info.frames and not info.live) or limit else None
+            return self.telemetry.live_line(self.ring.depth, self.ring.dropped, total)
         elapsed = max(time.perf_counter() - self.started, 1e-9)
         parts = " ".join(f"#{s.index} {s.telemetry.frames_out}" for s in self.streams)
         total = sum(s.telemetry.frames_out for s in self.streams)

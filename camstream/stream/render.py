@@ -6,10 +6,12 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
+from camstream.catalog import HUD_PLACES
 from camstream.explain.result import Explanation
 from camstream.kernels import (
     ThresholdSpec,
@@ -59,7 +61,7 @@ class RenderStage(threading.Thread):
 
     def __init__(self, results: queue.Queue, ring: FrameRing, sinks: list[Sink], painter: HeatmapPainter,
                  telemetry: Telemetry, label: Callable[[int], str], method: str, target_fps: float = 60.0,
-                 hud: bool = True) -> None:
+                 hud: str = "top") -> None:
         super().__init__(name="camstream-render", daemon=True)
         self.results = results
         self.ring = ring
@@ -69,6 +71,8 @@ class RenderStage(threading.Thread):
         self.label = label
         self.method = method
         self.frame_interval = 1.0 / target_fps if target_fps > 0 and any(s.displays for s in sinks) else 0.0
+        if hud not in HUD_PLACES:
+            raise ValueError(f"hud must be one of {', '.join(HUD_PLACES)}")
         self.hud = hud
         self.error: BaseException | None = None
         self.last_seq = -1  # order check: sequence numbers must only grow, by one in lossless mode
@@ -128,7 +132,7 @@ class RenderStage(threading.Thread):
             self._steps_threshold = threshold_value(self._step_map, self.painter.spec)
         if self._cam is not None:
             self.painter.paint(slot.image, self._cam, slot.image)
-        if self.hud:
+        if self.hud != "off":
             self._draw_hud(slot.image, slot)
         return slot.image
 
@@ -152,12 +156,61 @@ class RenderStage(threading.Thread):
         return top, bottom
 
     def _draw_hud(self, canvas: np.ndarray, slot: FrameSlot) -> None:
-        top, bottom = self.hud_lines(slot)
         if self._steps is not None:
             draw_timeline(canvas, self._step_map, self._steps_threshold, self.painter.lut)
-        scale = max(0.35, min(canvas.shape[1] / 1600.0, 0.8))
-        line = int(22 * scale / 0.5)
-        cv2.rectangle(canvas, (0, 0), (canvas.shape[1], 2 * line + 6), (0, 0, 0), thickness=-1)
-        for row, text in enumerate((top, bottom)):
-            cv2.putText(canvas, text, (6, line * (row + 1)), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255),
-                        1, cv2.LINE_AA)
+        height, width = canvas.shape[:2]
+        layout = hud_layout(self.hud_lines(slot), width, height)
+        band = layout.band
+        first = 0 if self.hud == "top" else height - band
+        cv2.rectangle(canvas, (0, first), (width - 1, first + band - 1), (0, 0, 0), thickness=-1)
+        for row, text in enumerate(layout.texts):
+            baseline = first + HUD_PAD + layout.line * (row + 1) - layout.descent
+            cv2.putText(canvas, text, (HUD_PAD, baseline), _FONT, layout.scale, (255, 255, 255), 1, cv2.LINE_AA)
+
+
+HUD_PAD = 2  # pixels around the text
+HUD_SHARE = 0.10  # the most of the picture's height the HUD may cover
+_FONT = cv2.FONT_HERSHEY_SIMPLEX
+_LEGIBLE_SCALE = 0.3  # below this Hershey text is not readable
+
+
+@dataclass(frozen=True)
+class HudLayout:
+    """How the HUD is drawn on one frame size: font scale, line height and descent (px), the band's height and
+    the lines that fit."""
+
+    scale: float
+    line: int
+    descent: int
+    band: int
+    texts: tuple[str, ...]
+
+
+def hud_layout(lines: tuple[str, ...], width: int, height: int) -> HudLayout:
+    """The largest font (up to 0.8, about width/1600) at which the HUD stays within a tenth of the picture's
+    height; the second line goes first when two do not fit at a legible size, and each line is shortened ('..')
+    to the frame's width, so nothing is cut off."""
+    budget = max(HUD_SHARE * height, 0.0)
+    for count in (len(lines), 1):
+        scale = max(_LEGIBLE_SCALE, min(width / 1600.0, 0.8))
+        while scale >= _LEGIBLE_SCALE:
+            (_, ascent), descent = cv2.getTextSize("Ag", _FONT, scale, 1)
+            line = ascent + descent + 1
+            band = count * line + 2 * HUD_PAD
+            if band <= budget:
+                texts = tuple(_fit(text, width - 2 * HUD_PAD - 2, scale) for text in lines[:count])
+                return HudLayout(scale, line, descent + 1, band, texts)
+            scale = round(scale - 0.05, 2)
+    (_, ascent), descent = cv2.getTextSize("Ag", _FONT, _LEGIBLE_SCALE, 1)  # a tiny frame: one line, legible
+    line = ascent + descent + 1
+    return HudLayout(_LEGIBLE_SCALE, line, descent + 1, line + 2 * HUD_PAD,
+                     (_fit(lines[0], width - 2 * HUD_PAD - 2, _LEGIBLE_SCALE),))
+
+
+def _fit(text: str, room: int, scale: float) -> str:
+    """`text`, shortened with '..' until it is at most `room` pixels wide at `scale`."""
+    if cv2.getTextSize(text, _FONT, scale, 1)[0][0] <= room:
+        return text
+    while text and cv2.getTextSize(text + "..", _FONT, scale, 1)[0][0] > room:
+        text = text[:-1]
+    return text.rstrip() + ".."

@@ -140,12 +140,22 @@ class Telemetry:
         self.finished = time.perf_counter()
         self.sample_memory()
 
-    def live_line(self, depth: int, dropped: int) -> str:
-        """One compact status line."""
+    def live_line(self, depth: int, dropped: int, total: int | None = None) -> str:
+        """One compact status line: frames out/in (of `total`, with percent and ETA, when the input's length is
+        known), fps, drops, queue, per-stage ms and memory."""
         parts = " ".join(f"{name} {h.recent_ms:.1f}" for name, h in self.stages.items() if h.count)
         outage = f" | reconnects {self.reconnects} ({self.outage_s:.1f} s out)" if self.reconnects else ""
-        return (f"frames {self.frames_out}/{self.frames_in}{outage} | {self.fps():.1f} fps | dropped {dropped} | "
-                f"queue {depth} | ms: {parts} | rss {self.sample_memory():.0f} MB")
+        return (f"frames {self.frames_out}/{self.frames_in}{self._progress(total)}{outage} | {self.fps():.1f} fps | "
+                f"dropped {dropped} | queue {depth} | ms: {parts} | rss {self.sample_memory():.0f} MB")
+
+    def _progress(self, total: int | None) -> str:
+        """' of N (P %, ETA m:ss)' once the frame rate is known; '' for an input of unknown length."""
+        if not total:
+            return ""
+        done = min(self.frames_out, total)
+        fps = self.fps()
+        eta = f", ETA {int((total - done) / fps) // 60}:{int((total - done) / fps) % 60:02d}" if fps > 0 else ""
+        return f" of {total} ({100 * done // total} %{eta})"
 
     def report(self) -> dict:
         """The telemetry part of report.json."""
