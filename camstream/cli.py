@@ -19,7 +19,7 @@ from camstream.redaction import redact
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
     from camstream.catalog import BACKENDS, DEFAULT_MODEL, DEVICES, IMAGE_METHODS, MODEL_NAMES
-    from camstream.kernels import parse_threshold
+    from camstream.threshold_spec import parse_threshold
 
     parser.add_argument("--model", default=DEFAULT_MODEL,
                         help=f"{', '.join(MODEL_NAMES)}, a TorchScript / pickled nn.Module file, or a graph "
@@ -56,9 +56,16 @@ class _OneLineErrorParser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (imports torch, numba and OpenCV to list models, methods and colormaps)."""
-    from camstream.catalog import BACKENDS, CLIP_METHODS, DEFAULT_MODEL, EXPORTABLE_METHODS, HUD_PLACES, IMAGE_METHODS
-    from camstream.kernels.colormap import COLORMAPS
-    from camstream.stream.sinks import SINKS
+    from camstream.catalog import (
+        BACKENDS,
+        CLIP_METHODS,
+        COLORMAPS,
+        DEFAULT_MODEL,
+        EXPORTABLE_METHODS,
+        HUD_PLACES,
+        IMAGE_METHODS,
+        SINKS,
+    )
 
     parser = _OneLineErrorParser(prog="camstream", description="Live class-activation heatmaps over video: "
                                      "see why an image model decides what it decides.")
@@ -226,8 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _eval(args: argparse.Namespace) -> int:
     from camstream.eval.suite import EvalPlan, run_eval
     from camstream.explain.baselines import EXPLAINERS
-    from camstream.kernels import parse_threshold
     from camstream.stream.config import demo_clip
+    from camstream.threshold_spec import parse_threshold
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = [m for m in methods if m not in EXPLAINERS]

