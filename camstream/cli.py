@@ -22,9 +22,9 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     from camstream.threshold_spec import parse_threshold
 
     parser.add_argument("--model", default=DEFAULT_MODEL,
-                        help=f"{', '.join(MODEL_NAMES)}, a TorchScript / pickled nn.Module file, or a graph "
-                             f"written by camstream export (.onnx) (default {DEFAULT_MODEL}, ImageNet weights "
-                             "bundled)")
+                        help=f"{', '.join(MODEL_NAMES)}, a pickled nn.Module file (torch.save(model); a "
+                             "TorchScript file is refused: its layers cannot be hooked), or a graph written by "
+                             f"camstream export (.onnx) (default {DEFAULT_MODEL}, ImageNet weights bundled)")
     parser.add_argument("--backend", choices=BACKENDS,
                         help="runtime that explains: torch (any model and method), onnxruntime or openvino (the "
                              "explanation inside one exported graph; a model name is exported once to "
@@ -32,6 +32,8 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", choices=DEVICES, default="auto",
                         help="where the model runs: cpu, cuda (an NVIDIA GPU: torch, or onnxruntime-gpu), or auto "
                              "(cuda where the backend sees one, else cpu) (default auto)")
+    parser.add_argument("--labels", metavar="FILE", help="class names, one per line (line N names class N), in "
+                        "place of the model's own (ImageNet's for the bundled models)")
     parser.add_argument("--weights", metavar="FILE", help="state-dict file for the model (torchvision models "
                         "without it get random weights: fine for speed tests only)")
     parser.add_argument("--layer", metavar="NAME", help="target layer (default: the last spatial feature layer; "
@@ -434,7 +436,7 @@ def _explain(args: argparse.Namespace) -> int:
     from camstream.explain_image import explain_image
 
     summary = explain_image(args.image, args.out, args.model, args.method, args.threshold, args.class_id,
-                            args.weights, args.layer, args.backend, args.device)
+                            args.weights, args.layer, args.backend, args.device, args.labels)
     if args.json:
         print(json.dumps(summary))
     else:

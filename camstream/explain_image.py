@@ -29,13 +29,15 @@ def read_image(path: str) -> np.ndarray:
 
 def explain_image(path: str, out: str, model: str = "efficientnet_lite0", method: str | None = None,
                   threshold: ThresholdSpec | None = None, class_id: int | None = None, weights: str | None = None,
-                  layer: str | None = None, backend: str | None = None, device: str = "auto") -> dict:
+                  layer: str | None = None, backend: str | None = None, device: str = "auto",
+                  labels: str | None = None) -> dict:
     """Explain the image at `path`, write the overlay (input size) to `out`, return the summary."""
     image = read_image(path)
     if os.path.splitext(out)[1].lower() not in (".png", ".jpg", ".jpeg", ".bmp", ".webp"):
         raise InputError(f"cannot write {out}: use a .png or .jpg name")
     painter = HeatmapPainter(threshold or ThresholdSpec(dynamic=True))
-    explainer = make_backend(backend, model, method, weights, layer, max_batch=1, freeze=False, device=device)
+    explainer = make_backend(backend, model, method, weights, layer, max_batch=1, freeze=False, device=device,
+                             labels=labels)
     try:
         rgb = resize_to_rgb(image, explainer.input_size)
         start = time.perf_counter()

@@ -6,7 +6,22 @@ from typing import ClassVar
 
 import numpy as np
 
+from camstream.errors import InputError
 from camstream.explain.result import Explanation
+
+
+def read_labels(path: str) -> tuple[str, ...]:
+    """Class names from a text file, one per line (line N names class N; blank lines keep their place)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            labels = tuple(line.strip() for line in handle.read().splitlines())
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read labels file {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    while labels and not labels[-1]:
+        labels = labels[:-1]
+    if not labels:
+        raise InputError(f"labels file {path} has no labels (one class name per line)")
+    return labels
 
 
 class Backend:

@@ -5,17 +5,27 @@ from __future__ import annotations
 import hashlib
 import os
 
-from camstream.backends.base import Backend
+from camstream.backends.base import Backend, read_labels
 from camstream.catalog import BACKENDS, EXPORT_FORMAT
 from camstream.errors import CamstreamError
 
 
 def make_backend(backend: str | None, model: str, method: str | None = None, weights: str | None = None,
                  layer: str | None = None, max_batch: int = 4, freeze: bool = True,
-                 threads: int | None = None, device: str = "auto") -> Backend:
+                 threads: int | None = None, device: str = "auto", labels: str | None = None) -> Backend:
     """The backend called `backend` for `model`: a model name or file, or an exported .onnx file (which runs on
     ONNX Runtime unless told otherwise). A runtime backend given a torch model exports it once to a cache.
-    `device` (auto, cpu, cuda) is resolved by each runtime (`camstream.backends.devices`)."""
+    `device` (auto, cpu, cuda) is resolved by each runtime (`camstream.backends.devices`); `labels` (a file, one
+    class name per line) replaces the model's own class names."""
+    names = read_labels(labels) if labels else None  # a bad file is said before the model loads
+    backend_made = _make(backend, model, method, weights, layer, max_batch, freeze, threads, device)
+    if names is not None:
+        backend_made.labels = names
+    return backend_made
+
+
+def _make(backend: str | None, model: str, method: str | None, weights: str | None, layer: str | None,
+          max_batch: int, freeze: bool, threads: int | None, device: str) -> Backend:
     is_graph = model.endswith(".onnx")
     backend = backend or ("onnxruntime" if is_graph else "torch")
     if backend not in BACKENDS:

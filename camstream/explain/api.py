@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from camstream.errors import ModelError
-from camstream.explain.base import spatial_layers
+from camstream.explain.base import SCRIPTED_MODEL, spatial_layers
 from camstream.explain.registry import (
     DEFAULT_METHOD,
     REGISTRY,
@@ -77,6 +77,8 @@ def explain(model: nn.Module, inputs, method: str | None = None, threshold: str 
 
     The model is left in the mode it came in (a training model stays training) and gets no `.grad`.
     """
+    if isinstance(model, torch.jit.ScriptModule):
+        raise ModelError(SCRIPTED_MODEL)
     kind = model_kind(model, inputs)
     method = method or DEFAULT_METHOD[kind]
     if method not in REGISTRY[kind]:

@@ -21,6 +21,10 @@ from torch import nn
 from camstream.errors import ModelError
 from camstream.explain.result import Explanation, ModelKind, evaluation_mode
 
+SCRIPTED_MODEL = ("a TorchScript model cannot be explained: its layers cannot be hooked. Give the nn.Module "
+                  "itself (torch.save(model) → --model FILE; in Python, the module object), or a torchvision name "
+                  "with --weights STATE_DICT")
+
 _POOLING = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.LPPool2d)
 
 
@@ -146,8 +150,7 @@ class HookedModel(HookedNetwork):
     def __init__(self, model: nn.Module, input_shape: tuple[int, int, int] = (3, 224, 224),
                  target_layer: str | None = None) -> None:
         if isinstance(model, torch.jit.ScriptModule):
-            raise ModelError("TorchScript models cannot be hooked; give the nn.Module itself (torch.save(model)) "
-                             "or a torchvision name with --weights")
+            raise ModelError(SCRIPTED_MODEL)
         example = torch.zeros(1, *input_shape, device=model_device(model))
         if target_layer is None:
             target_layer = locate_target_layer(model, example)

@@ -44,6 +44,7 @@ class PipelineConfig:
     backend: str | None = None  # torch, onnxruntime or openvino; None: torch, or onnxruntime for a .onnx model
     device: str = "auto"  # auto, cpu or cuda: where the backend runs (auto: a CUDA GPU where the backend sees one)
     weights: str | None = None
+    labels: str | None = None  # a file of class names, one per line, in place of the model's own
     layer: str | None = None
     method: str | None = None  # None: the default of the model's kind (gradcam for CNNs, vit-recipro for ViTs)
     threshold: ThresholdSpec = field(default_factory=lambda: ThresholdSpec(dynamic=True))
