@@ -76,7 +76,8 @@ def test_localisation_ranks_perfect_over_random_over_inverted():
     scores = {name: IoU()(top_fraction_masks(m, keep), truth).mean() for name, m in maps.items()}
     assert scores["perfect"] == pytest.approx(1.0) and scores["inverted"] == 0.0
     assert scores["inverted"] < scores["random"] < scores["perfect"]
-    points = {name: PointingGame()(m, truth).mean() for name, m in maps.items()}
+    # 15 px of tolerance would cover half of this 32-px picture: the tolerance-free game ranks these maps
+    points = {name: PointingGame(tolerance=0)(m, truth).mean() for name, m in maps.items()}
     assert points["perfect"] == 1.0 and points["inverted"] == 0.0
 
 
@@ -186,7 +187,11 @@ def test_max_sensitivity_is_zero_for_a_steady_map_and_the_relative_change_otherw
     maps = RNG.random((3, SIZE, SIZE))
     metric = MaxSensitivity(radius=0.02, samples=3)
     np.testing.assert_allclose(metric(maps, [maps.copy(), maps.copy()]), 0.0)
-    np.testing.assert_allclose(metric(maps, [maps * 1.05, maps * 1.1]), 0.1, rtol=1e-9)
+    # unnormalised, as Yeh et al. define it: the largest L2 change, here 0.1 · ‖Φ(x)‖
+    norms = np.linalg.norm(maps.reshape(3, -1), axis=1)
+    np.testing.assert_allclose(metric(maps, [maps * 1.05, maps * 1.1]), 0.1 * norms, rtol=1e-9)
+    relative = MaxSensitivity(radius=0.02, samples=3, normalise=True)
+    np.testing.assert_allclose(relative(maps, [maps * 1.05, maps * 1.1]), 0.1, rtol=1e-9)
     images = torch.full((2, 3, 8, 8), 0.99)
     noisy = metric.noisy_inputs(images)
     assert len(noisy) == 3 and all(float(n.max()) <= 1.0 for n in noisy)
@@ -213,3 +218,52 @@ def test_precision_recall_curve_of_a_perfect_map():
     assert curve["precision"][:4] == [1.0, 1.0, 1.0, 1.0]  # the square is 14 % of the image
     assert curve["recall"][-1] == 1.0 and curve["recall"] == sorted(curve["recall"])
     assert curve["precision"][-1] == pytest.approx(144 / 1024, abs=1e-4)
+
+
+def test_pointing_game_hits_within_the_papers_15_pixel_tolerance():
+    """Zhang et al.: a hit when the maximum lies within 15 px of the annotation. Truth: a box at rows and columns
+    40..59 of a 100×100 image; peaks 11 px right of it (hit), 21 px right (miss), inside (hit)."""
+    from camstream.eval.localisation import PointingGame
+
+    truth = np.zeros((3, 100, 100), bool)
+    truth[:, 40:60, 40:60] = True
+    maps = np.zeros((3, 100, 100))
+    maps[0, 50, 70] = 1.0  # column 70: 11 px from column 59
+    maps[1, 50, 80] = 1.0  # 21 px
+    maps[2, 45, 45] = 1.0  # inside
+    assert PointingGame()(maps, truth).tolist() == [1.0, 0.0, 1.0]
+    assert PointingGame(tolerance=0)(maps, truth).tolist() == [0.0, 0.0, 1.0]  # the old, tolerance-free game
+
+
+def test_boundary_f1_outline_is_4_connected_and_ignores_the_image_edge():
+    from camstream.eval.boundary import BoundaryF1, outline
+
+    inside = np.zeros((30, 30), bool)
+    inside[10:20, 10:20] = True
+    assert outline(inside).sum() == 36  # the 10×10 square's perimeter
+    corner = np.zeros((30, 30), bool)
+    corner[0:10, 0:10] = True  # runs off the top and the left: only row 9 and column 9 are a boundary
+    assert outline(corner).sum() == 19
+    assert not outline(np.ones((30, 30), bool)).any()  # the whole picture has no boundary at all
+    diamond = np.zeros((5, 5), bool)
+    diamond[2, 1:4] = diamond[1:4, 2] = True  # a plus sign: only its centre has all four neighbours
+    assert outline(diamond).sum() == 4
+    # a map equal to a truth that touches the edge scores 1; shifted 5 px (beyond the 2 px tolerance) it scores 0
+    shifted = np.zeros((30, 30), bool)
+    shifted[0:10, 0:15] = True
+    assert BoundaryF1()(corner[None], corner[None])[0] == 1.0
+    assert BoundaryF1()(shifted[None], corner[None])[0] < 0.6
+
+
+def test_insertion_starts_from_petsiuks_blur():
+    """RISE's insertion baseline: Gaussian blur, kernel 11, σ = 5. An impulse spreads over 11×11 pixels, no more."""
+    from camstream.eval.faithfulness import InsertionAUC
+
+    image = torch.zeros(1, 3, 31, 31)
+    image[0, :, 15, 15] = 1.0
+    blurred, original = InsertionAUC(4).endpoints(image)
+    assert original is image
+    support = (blurred[0, 0] > 0).nonzero()
+    assert support[:, 0].min() == 10 and support[:, 0].max() == 20  # ±5 px: kernel 11
+    centre, one_sigma = float(blurred[0, 0, 15, 15]), float(blurred[0, 0, 15, 20])
+    assert one_sigma / centre == pytest.approx(np.exp(-25 / (2 * 25)), rel=1e-3)  # exp(−d²/2σ²), d = 5 = σ

@@ -64,13 +64,17 @@ class _PixelCurve(Metric):
 
 
 class InsertionAUC(_PixelCurve):
-    """Pixels are inserted, most salient first, into a blurred copy: a faithful map makes the score rise fast."""
+    """Pixels are inserted, most salient first, into a blurred copy: a faithful map makes the score rise fast.
+
+    The blurred start is Petsiuk et al.'s (2018, "RISE", BMVC): a Gaussian of kernel 11 and σ = 5 px."""
 
     name = "insertion_auc"
     higher_is_better = True
+    blur_kernel, blur_sigma = 11, 5.0
 
     def endpoints(self, images):
-        return gaussian_blur(images, kernel_size=[31, 31], sigma=[10.0, 10.0]), images
+        blurred = gaussian_blur(images, kernel_size=[self.blur_kernel] * 2, sigma=[self.blur_sigma] * 2)
+        return blurred, images
 
 
 class DeletionAUC(_PixelCurve):

@@ -13,15 +13,17 @@ from camstream.eval.metric import Metric
 
 
 class MaxSensitivity(Metric):
-    """max_j ‖Φ(x + δ_j) − Φ(x)‖ / ‖Φ(x)‖ over `samples` draws δ_j ~ U[−r, r] per pixel (images in [0, 1])."""
+    """Max-sensitivity (Yeh et al. 2019, "On the (in)fidelity and sensitivity of explanations", NeurIPS):
+    max_j ‖Φ(x + δ_j) − Φ(x)‖₂ over `samples` Monte-Carlo draws δ_j ~ U[−r, r] per pixel (images in [0, 1]),
+    unnormalised as in the paper; `normalise` divides by ‖Φ(x)‖₂ (a relative change, comparable across sizes)."""
 
     name = "max_sensitivity"
     higher_is_better = False
     category = "robustness"
     value_range = (0.0, float("inf"))
 
-    def __init__(self, radius: float = 0.02, samples: int = 4, seed: int = 0) -> None:
-        self.radius, self.samples, self.seed = radius, samples, seed
+    def __init__(self, radius: float = 0.02, samples: int = 4, seed: int = 0, normalise: bool = False) -> None:
+        self.radius, self.samples, self.seed, self.normalise = radius, samples, seed, normalise
 
     def noisy_inputs(self, images: torch.Tensor) -> list[torch.Tensor]:
         """The perturbed copies of `images` (the same draws on every call), clipped to [0, 1]."""
@@ -35,6 +37,8 @@ class MaxSensitivity(Metric):
         clean = maps.reshape(batch, -1).astype(np.float64)
         norm = np.linalg.norm(clean, axis=1)
         change = np.stack([np.linalg.norm(m.reshape(batch, -1) - clean, axis=1) for m in noisy_maps]).max(0)
+        if not self.normalise:
+            return change
         return np.divide(change, norm, out=np.zeros(batch), where=norm > 1e-12)
 
 
