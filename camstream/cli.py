@@ -311,6 +311,8 @@ def _bench(args: argparse.Namespace) -> int:
         print(summary.read())
     met = sum(check["met"] for check in results["targets"])
     print(f"{met} of {len(results['targets'])} targets met; wrote {args.out}/bench.json and {args.out}/bench.md")
+    for warning in results["trust"]["warnings"]:
+        print(f"camstream: warning: bench not trustworthy: {warning}", file=sys.stderr)
     return 0
 
 

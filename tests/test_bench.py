@@ -74,3 +74,32 @@ def test_the_openvino_xai_peer_is_run_in_its_own_environment_or_its_absence_said
     text = "\n".join(backends_markdown({"model": "m", "settings": [], "peer": measured}))
     assert "OpenVINO 2024.4.0 (its own pin)" in text
     assert "| openvino-xai recipro | 24.00 (23.00–25.00) | 1.50× |" in text
+
+
+def test_a_run_on_a_busy_machine_or_with_impossible_figures_is_flagged_not_trusted():
+    """Issue 19: bench printed "fraction of ceiling 4.95" and Grad-CAM at 0.72× plain without a word."""
+    from camstream.bench.trust import verdict
+
+    quiet = {"system": {"cores": 2, "load_before": 0.3, "load_after": 0.6},
+             "explainers": [{"model": "m", "batch": 4,
+                             "methods": {"gradcam": {"ms": 10.3, "ratio_to_plain": 1.03}}}],
+             "pipeline": {"720p_null": {"fraction_of_ceiling": 0.93}},
+             "backends": {"settings": [{"threads": 1, "batch": 1, "ms_per_frame": {
+                 "openvino plain": {"ratio_to_own_plain": 1.0}, "openvino gradcam": {"ratio_to_own_plain": 1.02}}}]}}
+    assert verdict(quiet) == {"valid": True, "warnings": []}
+    busy = {**quiet, "system": {"cores": 2, "load_before": 1.8, "load_after": 0.4}}
+    assert verdict(busy)["valid"] is False and "load average 1.80 on 2 cores" in verdict(busy)["warnings"][0]
+    impossible = {**quiet,
+                  "explainers": [{"model": "m", "batch": 4,
+                                  "methods": {"gradcam": {"ms": 7.2, "ratio_to_plain": 0.72}}}],
+                  "pipeline": {"720p_null": {"fraction_of_ceiling": 4.95}},
+                  "backends": {"settings": [{"threads": 2, "batch": 8, "ms_per_frame": {
+                      "openvino plain": {"ratio_to_own_plain": 1.0},
+                      "openvino gradcam": {"ratio_to_own_plain": 0.74}}}]}}
+    found = verdict(impossible)
+    assert found["valid"] is False and len(found["warnings"]) == 3
+    assert any("0.72×" in w for w in found["warnings"]) and any("4.95" in w for w in found["warnings"])
+    from camstream.bench.trust import markdown as trust_markdown
+
+    text = "\n".join(trust_markdown(found))
+    assert "not trustworthy" in text and "0.74×" in text

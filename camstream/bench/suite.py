@@ -20,6 +20,8 @@ from camstream.bench.extensions import markdown as extensions_markdown
 from camstream.bench.kernels import bench_kernels
 from camstream.bench.malloc_probe import compare as compare_malloc
 from camstream.bench.pipeline import bench_pipeline, bench_streams
+from camstream.bench.trust import load_average, verdict
+from camstream.bench.trust import markdown as trust_markdown
 from camstream.report_file import write_json_atomic
 from camstream.stream.config import demo_clip
 
@@ -81,7 +83,7 @@ def run_bench(plan: BenchPlan, out_dir: str, footage: str | None = None,
     results: dict = {
         "system": {"cpu": cpu_model(), "cores": os.cpu_count(), "torch": torch.__version__,
                    "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
-                   "machine": platform.machine()},
+                   "machine": platform.machine(), "load_before": load_average()},
         "plan": plan.__dict__, "explainers": [], "pipeline": {}, "kernels": {}, "edge": [], "malloc": {},
     }
     for model in plan.models:
@@ -112,6 +114,8 @@ def run_bench(plan: BenchPlan, out_dir: str, footage: str | None = None,
     results["malloc"] = compare_malloc()
     results["targets"] = check_targets(results)
     results["elapsed_s"] = round(time.perf_counter() - started, 1)
+    results["system"]["load_after"] = load_average()
+    results["trust"] = verdict(results)
     write_json_atomic(os.path.join(out_dir, "bench.json"), results)
     with open(os.path.join(out_dir, "bench.md"), "w") as handle:
         handle.write(markdown(results))
@@ -169,7 +173,9 @@ def markdown(results: dict) -> str:
     """The results as Markdown tables, one section after another."""
     system = results["system"]
     lines = [f"# camstream bench\n\n{system['cpu']}, {system['cores']} cores, torch {system['torch']} "
-             f"({system['torch_threads']} threads), Python {system['python']}; {results['elapsed_s']} s.\n"]
+             f"({system['torch_threads']} threads), Python {system['python']}; {results['elapsed_s']} s; load "
+             f"average {system.get('load_before')} before, {system.get('load_after')} after.\n"]
+    lines += trust_markdown(results.get("trust") or verdict(results))
     for section in (_explainer_tables, _pipeline_table, _streams_table, _kernel_tables, _edge_table,
                     _backends_table, _extensions_and_allocator, _targets_table):
         lines += section(results)
