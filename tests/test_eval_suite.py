@@ -31,6 +31,10 @@ def test_eval_writes_json_markdown_and_plots_with_every_metric(tmp_path):
             assert 0.0 <= values["adcc"] <= 1.0 and values["max_sensitivity"] >= 0.0
             assert -1.0 <= values["insertion_correlation"] <= 1.0
         assert entry["variants"]["10"]["recall"] <= entry["variants"]["none"]["recall"]  # less shown, less found
+        kept, full = entry["variants"]["10"], entry["variants"]["none"]
+        assert "pointing_game" not in kept["retained"] and "insertion_correlation" not in kept["retained"]
+        assert kept["change"]["insertion_correlation"] == round(kept["insertion_correlation"]
+                                                                - full["insertion_correlation"], 4)
         assert "t_p" in entry["statistics"]["10"]["insertion_auc"]
         assert entry["precision_recall"]["recall"][-1] == 1.0  # the whole map covers the whole balloon
         temporal = entry["temporal"]

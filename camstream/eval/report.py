@@ -21,12 +21,16 @@ def _table(results: dict, columns: tuple[tuple[str, str], ...]) -> list[str]:
 
 
 def _retained(results: dict) -> list[str]:
-    keys = ("insertion_auc", "insertion_correlation", "adcc", "pointing_game", "iou", "boundary_f1")
-    lines = ["| method | threshold | " + " | ".join(keys) + " |", "|---|---|" + "---|" * len(keys)]
+    """Ratios to the full map for scores ≥ 0; differences for the signed correlations."""
+    ratios = ("insertion_auc", "adcc", "iou", "dice", "boundary_f1")
+    changes = ("insertion_correlation", "deletion_correlation")
+    lines = ["| method | threshold | " + " | ".join(f"{k} ×" for k in ratios) + " | "
+             + " | ".join(f"{k} ±" for k in changes) + " |", "|---|---|" + "---|" * (len(ratios) + len(changes))]
     for method, entry in results["methods"].items():
         for label, values in entry["variants"].items():
             if "retained" in values:
-                cells = [f"{values['retained'][k]:.2f}" if k in values["retained"] else "n/a" for k in keys]
+                cells = [f"{values['retained'][k]:.2f}" if k in values["retained"] else "n/a" for k in ratios]
+                cells += [f"{values['change'][k]:+.3f}" if k in values.get("change", {}) else "n/a" for k in changes]
                 lines.append(f"| {method} | {label} | " + " | ".join(cells) + " |")
     return lines
 
@@ -90,7 +94,9 @@ def markdown(results: dict) -> str:
              f"{results['max_sensitivity']['radius']}] noise.\n", "## Faithfulness and robustness\n",
              *_table(results, FAITHFULNESS), "\n## Localisation against the ground truth\n",
              *_table(results, LOCALISATION),
-             "\n## What each threshold keeps, as a fraction of the full map's score\n", *_retained(results),
+             "\n## What each threshold keeps: × a fraction of the full map's score, ± a difference from it (signed "
+             "scores); the pointing game is left out, a threshold keeps the map's maximum by construction\n",
+             *_retained(results),
              "\n## Cost\n", "| method | ms per image | peak RSS above start (MB) | not computed |", "|---|---|---|---|"]
     for method, entry in results["methods"].items():
         lines.append(f"| {method} | {entry['ms_per_image']:.1f} | {entry['peak_rss_mb']:.1f} | "
