@@ -57,10 +57,11 @@ class _OneLineErrorParser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser (imports torch, numba and OpenCV to list models, methods and colormaps)."""
+    """The argument parser; it reads the framework-free catalog only, so --help loads no torch, JIT or OpenCV."""
     from camstream.catalog import (
         BACKENDS,
         CLIP_METHODS,
+        CNN_METHODS,
         COLORMAPS,
         DEFAULT_MODEL,
         EXPORTABLE_METHODS,
@@ -229,7 +230,58 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     evaluate.add_argument("--out", default="eval-out", metavar="DIR", help="where to write (default eval-out)")
     evaluate.set_defaults(handler=_eval)
+
+    sanity = commands.add_parser("sanity", help="do the methods pass Adebayo et al.'s sanity checks on this model?",
+                                 description="Adebayo et al. (2018) sanity checks for each CNN method on the model: "
+                                 "class sensitivity (the top-1 map against another class's map) and model-parameter "
+                                 "randomisation (against the map of the model with a random classifier), as Spearman "
+                                 "correlations; a method passes both below 0.5. Images: --data, or frames of the demo "
+                                 "clip.")
+    sanity.add_argument("--model", default=DEFAULT_MODEL, help=f"as for run (default {DEFAULT_MODEL})")
+    sanity.add_argument("--methods", default=",".join(CNN_METHODS), help="comma-separated (default: all CNN methods)")
+    sanity.add_argument("--data", metavar="DIR", help="folder of images (default: frames of the demo clip)")
+    sanity.add_argument("--frames", type=int, default=8, metavar="N", help="images to check on (default 8)")
+    sanity.add_argument("--json", action="store_true", help="print one JSON object")
+    sanity.set_defaults(handler=_sanity)
     return parser
+
+
+def _sanity(args: argparse.Namespace) -> int:
+    from camstream.catalog import CNN_METHODS
+    from camstream.eval.sanity import sanity_checks
+
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = [m for m in methods if m not in CNN_METHODS]
+    if unknown or not methods:
+        raise CamstreamError(f"unknown method {(unknown or [''])[0]!r} (choose from {', '.join(CNN_METHODS)})")
+    if args.frames < 2:
+        raise CamstreamError("--frames must be at least 2")
+    results = sanity_checks(_sanity_images(args.data, args.frames), methods, args.model)
+    if args.json:
+        print(json.dumps(results))
+        return 0
+    print(f"{results['model']}, {results['images']} images; Spearman of the maps, pass below {results['pass_below']}:")
+    for method, row in results["methods"].items():
+        verdict = "pass" if row["passed"] else "FAIL: the map barely depends on the class or on the model"
+        print(f"  {method:10s} class {row['class_sensitivity_spearman']:+.2f}  randomised model "
+              f"{row['randomisation_spearman']:+.2f}  {verdict}")
+    return 0
+
+
+def _sanity_images(folder: str | None, count: int) -> list:
+    """`count` images of `folder`, or `count` frames spread over the demo clip."""
+    if folder is not None:
+        from camstream.export import read_image_folder
+
+        return [frame[..., ::-1].copy() for frame in read_image_folder(folder, (224, 224))[:count]]
+    import av
+
+    from camstream.stream.config import demo_clip
+
+    with av.open(demo_clip()) as container:
+        frames = [frame.to_ndarray(format="bgr24") for frame in container.decode(video=0)]
+    step = max(1, len(frames) // count)
+    return frames[::step][:count]
 
 
 def _eval(args: argparse.Namespace) -> int:

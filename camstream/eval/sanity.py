@@ -1,0 +1,80 @@
+"""Sanity checks for saliency methods (Adebayo et al. 2018, "Sanity checks for saliency maps", NeurIPS).
+
+A map that explains the model's decision must change when the decision's inputs change:
+- **class sensitivity**: the map for the top-1 class against the map for another class (here the class 500 ids
+  away) on the same image;
+- **model-parameter randomisation**: the map against the map of the same model whose classifier (its last linear
+  layer, the first step of Adebayo et al.'s cascading randomisation) has random weights.
+Similarity is the Spearman rank correlation of the two maps, averaged over the images; a method passes a check
+when it stays below `PASS_BELOW` (an edge detector, blind to the model, scores near 1 on both).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import torch
+from scipy import stats
+from torch import nn
+
+from camstream.explain import hook_model, make_method
+from camstream.models import load_model
+from camstream.preprocess import Normaliser, resize_to_rgb
+
+PASS_BELOW = 0.5
+OTHER_CLASS_OFFSET = 500
+
+
+def _maps(model: nn.Module, method: str, inputs: torch.Tensor, input_shape: tuple[int, int, int],
+          class_ids: torch.Tensor | None) -> tuple[np.ndarray, torch.Tensor, int]:
+    """The maps (copied out of the method's buffer), the explained classes and the number of classes."""
+    with hook_model(model, input_shape) as hooked:
+        explanation = make_method(method, hooked)(inputs, class_ids)
+        return np.asarray(explanation.maps).copy(), explanation.class_ids.clone(), explanation.logits.shape[1]
+
+
+def _spearman(first: np.ndarray, second: np.ndarray) -> float:
+    values = []
+    for a, b in zip(first, second, strict=True):
+        if np.ptp(a) == 0 or np.ptp(b) == 0:  # a flat map carries no ranking: as different as can be
+            values.append(0.0)
+            continue
+        values.append(float(stats.spearmanr(a.ravel(), b.ravel()).statistic))
+    return float(np.mean(values))
+
+
+def randomised_classifier(model: nn.Module, seed: int = 0) -> nn.Module:
+    """A copy of `model` whose last linear layer has fresh random weights (the rest untouched)."""
+    copied = copy.deepcopy(model)
+    linears = [module for module in copied.modules() if isinstance(module, nn.Linear)]
+    if not linears:
+        raise ValueError("the model has no linear classifier to randomise")
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        linears[-1].weight.copy_(torch.randn(linears[-1].weight.shape, generator=generator) * 0.05)
+        if linears[-1].bias is not None:
+            linears[-1].bias.zero_()
+    return copied
+
+
+def sanity_checks(frames_bgr: list[np.ndarray], methods: list[str], model: str = "efficientnet_lite0") -> dict:
+    """Per method: the class-sensitivity and randomisation correlations on `frames_bgr`, and pass / fail."""
+    spec = load_model(model)
+    height, width = spec.input_size
+    pixels = torch.from_numpy(np.stack([resize_to_rgb(f, (height, width)) for f in frames_bgr])).permute(0, 3, 1, 2)
+    inputs = Normaliser(spec)(pixels.float() / 255.0)
+    shape = (3, height, width)
+    randomised = randomised_classifier(spec.module)
+    results = {}
+    for method in methods:
+        top_maps, targets, classes = _maps(spec.module, method, inputs, shape, None)
+        other_maps, _, _ = _maps(spec.module, method, inputs, shape, (targets + OTHER_CLASS_OFFSET) % classes)
+        random_maps, _, _ = _maps(randomised, method, inputs, shape, targets)
+        class_rho, random_rho = _spearman(top_maps, other_maps), _spearman(top_maps, random_maps)
+        results[method] = {"class_sensitivity_spearman": round(class_rho, 3),
+                           "randomisation_spearman": round(random_rho, 3),
+                           "passes_class_sensitivity": class_rho < PASS_BELOW,
+                           "passes_randomisation": random_rho < PASS_BELOW,
+                           "passed": class_rho < PASS_BELOW and random_rho < PASS_BELOW}
+    return {"model": spec.name, "images": len(frames_bgr), "pass_below": PASS_BELOW, "methods": results}
