@@ -204,7 +204,9 @@ def test_eval_on_a_runtime_backend_scores_the_same_maps_as_torch(tmp_path):
         assert results["backend"] == backend
         figures[backend] = results["methods"]["gradcam"]["variants"]["none"]
     for metric, value in figures["torch"].items():
-        assert figures["onnxruntime"][metric] == pytest.approx(value, abs=2e-3), metric
+        # max-sensitivity's noisy copies reach the graph as uint8 frames (±0.5/255 of rounding on ±0.02 of noise)
+        tolerance = {"rel": 1e-2} if metric == "max_sensitivity" else {"abs": 2e-3}
+        assert figures["onnxruntime"][metric] == pytest.approx(value, **tolerance), metric
 
 
 NO_TORCH_RUN = """
