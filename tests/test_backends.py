@@ -199,7 +199,8 @@ def test_eval_on_a_runtime_backend_scores_the_same_maps_as_torch(tmp_path):
         (data / photo.name).write_bytes(photo.read_bytes())
     figures = {}
     for backend in ("torch", "onnxruntime"):
-        plan = EvalPlan(methods=["gradcam"], thresholds=["dynamic"], backend=backend, video=None, plots=False)
+        plan = EvalPlan(methods=["gradcam"], thresholds=["dynamic"], backend=backend, steps=4, video=None,
+                        plots=False)
         results = run_eval(str(data), str(tmp_path / backend), plan, progress=lambda _message: None)
         assert results["backend"] == backend
         figures[backend] = results["methods"]["gradcam"]["variants"]["none"]

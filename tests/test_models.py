@@ -73,7 +73,7 @@ def test_torchscript_file_loads_but_cannot_be_hooked(tmp_path):
     torch.jit.save(torch.jit.script(small_cnn()), str(path))
     spec = load_model(str(path))
     assert spec.module(torch.rand(1, 3, 224, 224)).shape == (1, 5)
-    with pytest.raises(ModelError, match="TorchScript models cannot be hooked"):
+    with pytest.raises(ModelError, match="a TorchScript model cannot be explained"):
         HookedModel(spec.module)
 
 

@@ -73,7 +73,7 @@ def test_status_line_gives_total_percent_and_eta_when_the_length_is_known(monkey
 def test_a_file_run_prints_its_total_and_eta_in_plain_lines(tmp_path):
     from .cli import camstream
 
-    result = camstream("run", "--max-frames", "30", "--out", tmp_path, "--status-every", "0.2")
+    result = camstream("run", "--max-frames", "12", "--out", tmp_path, "--status-every", "0.2")
     assert result.returncode == 0, result.stderr
     statuses = [line for line in result.stderr.splitlines() if line.startswith("frames ")]
-    assert statuses and all(" of 30 (" in line for line in statuses), result.stderr
+    assert statuses and all(" of 12 (" in line for line in statuses), result.stderr
