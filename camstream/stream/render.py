@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import queue
 import threading
 import time
@@ -190,27 +191,35 @@ def hud_layout(lines: tuple[str, ...], width: int, height: int) -> HudLayout:
     """The largest font (up to 0.8, about width/1600) at which the HUD stays within a tenth of the picture's
     height; the second line goes first when two do not fit at a legible size, and each line is shortened ('..')
     to the frame's width, so nothing is cut off."""
-    budget = max(HUD_SHARE * height, 0.0)
-    for count in (len(lines), 1):
+    scale, line, descent, count = _hud_font(width, height, len(lines))
+    texts = tuple(_fit(text, width - 2 * HUD_PAD - 2, scale) for text in lines[:count])
+    return HudLayout(scale, line, descent, count * line + 2 * HUD_PAD, texts)
+
+
+@functools.lru_cache(maxsize=16)
+def _hud_font(width: int, height: int, lines: int) -> tuple[float, int, int, int]:
+    """(scale, line height, descent, lines drawn) for a frame size: worked out once per size, not per frame."""
+    budget = HUD_SHARE * height
+    for count in (lines, 1):
         scale = max(_LEGIBLE_SCALE, min(width / 1600.0, 0.8))
         while scale >= _LEGIBLE_SCALE:
             (_, ascent), descent = cv2.getTextSize("Ag", _FONT, scale, 1)
-            line = ascent + descent + 1
-            band = count * line + 2 * HUD_PAD
-            if band <= budget:
-                texts = tuple(_fit(text, width - 2 * HUD_PAD - 2, scale) for text in lines[:count])
-                return HudLayout(scale, line, descent + 1, band, texts)
+            if count * (ascent + descent + 1) + 2 * HUD_PAD <= budget:
+                return scale, ascent + descent + 1, descent + 1, count
             scale = round(scale - 0.05, 2)
-    (_, ascent), descent = cv2.getTextSize("Ag", _FONT, _LEGIBLE_SCALE, 1)  # a tiny frame: one line, legible
-    line = ascent + descent + 1
-    return HudLayout(_LEGIBLE_SCALE, line, descent + 1, line + 2 * HUD_PAD,
-                     (_fit(lines[0], width - 2 * HUD_PAD - 2, _LEGIBLE_SCALE),))
+    (_, ascent), descent = cv2.getTextSize("Ag", _FONT, _LEGIBLE_SCALE, 1)  # a tiny frame: one legible line
+    return _LEGIBLE_SCALE, ascent + descent + 1, descent + 1, 1
 
 
 def _fit(text: str, room: int, scale: float) -> str:
-    """`text`, shortened with '..' until it is at most `room` pixels wide at `scale`."""
-    if cv2.getTextSize(text, _FONT, scale, 1)[0][0] <= room:
+    """`text`, shortened with '..' until it is at most `room` pixels wide at `scale` (binary search on length)."""
+    def width(candidate: str) -> int:
+        return cv2.getTextSize(candidate, _FONT, scale, 1)[0][0]
+
+    if width(text) <= room:
         return text
-    while text and cv2.getTextSize(text + "..", _FONT, scale, 1)[0][0] > room:
-        text = text[:-1]
-    return text.rstrip() + ".."
+    low, high = 0, len(text)  # text[:low] + ".." fits; text[:high] + ".." does not
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (middle, high) if width(text[:middle] + "..") <= room else (low, middle)
+    return text[:low].rstrip() + ".."
