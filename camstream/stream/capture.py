@@ -180,7 +180,9 @@ class PyAVSource(Source):
             return next(self._pending, None)
         except av.error.FFmpegError as exc:
             self._container.close()
-            raise InputError(f"{self.info.name}: cannot decode a first frame: {_ffmpeg_reason(exc)}") from None
+            stalled = isinstance(exc, av.error.ExitError)  # the read timeout ran out
+            reason = f"no frame within {min(self._timeout_s, READ_TIMEOUT_S):g} s" if stalled else _ffmpeg_reason(exc)
+            raise InputError(f"{self.info.name}: cannot decode a first frame: {reason}") from None
 
     @property
     def outage_s(self) -> float:  # type: ignore[override]
