@@ -82,6 +82,14 @@ class EvalExplainer:
         self._restore.close()
 
 
+def at_input_size(cams, pixels: torch.Tensor) -> np.ndarray:
+    """Feature-size maps (a tensor or an array, (B, h, w)) upsampled by the overlay's kernel to the size of
+    `pixels` (B, 3, H, W)."""
+    height, width = pixels.shape[2:]
+    values = np.asarray(cams, dtype=np.float32)
+    return np.stack([upsample_bilinear(np.ascontiguousarray(cam), (height, width)) for cam in values])
+
+
 class OwnMethod(EvalExplainer):
     """One of camstream's streaming methods (`cam`, `gradcam`, `gradcam++`, `recipro`; on a ViT
     `vit-recipro`, `vit-rollout`)."""
@@ -96,9 +104,7 @@ class OwnMethod(EvalExplainer):
 
     def explain(self, pixels, class_id):
         explanation = self.method(self.normalise(pixels), class_id)
-        height, width = pixels.shape[2:]
-        maps = np.stack([upsample_bilinear(cam, (height, width)) for cam in explanation.maps.numpy()])
-        return maps, explanation.class_ids.clone()
+        return at_input_size(explanation.maps, pixels), explanation.class_ids.clone()
 
     def release(self) -> None:
         self.hooked.close()
@@ -122,10 +128,8 @@ class BackendMethod(EvalExplainer):
         frames = list((pixels * 255.0).round().byte().permute(0, 2, 3, 1).contiguous().numpy())
         wanted = class_id.tolist() if isinstance(class_id, torch.Tensor) else class_id
         explanation = self.backend.explain(frames, wanted)
-        height, width = pixels.shape[2:]
-        cams = np.asarray(explanation.maps, dtype=np.float32)
-        maps = np.stack([upsample_bilinear(np.ascontiguousarray(cam), (height, width)) for cam in cams])
-        return maps, torch.as_tensor(np.asarray(explanation.class_ids), dtype=torch.long)
+        return at_input_size(explanation.maps, pixels), torch.as_tensor(np.asarray(explanation.class_ids),
+                                                                        dtype=torch.long)
 
     def release(self) -> None:
         self.backend.close()
