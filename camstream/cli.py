@@ -19,6 +19,7 @@ from camstream.redaction import redact
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
     from camstream.catalog import BACKENDS, DEFAULT_MODEL, DEVICES, IMAGE_METHODS, MODEL_NAMES
+    from camstream.model_card import RESIZE_MODES
     from camstream.threshold_spec import parse_threshold
 
     parser.add_argument("--model", default=DEFAULT_MODEL,
@@ -34,6 +35,17 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
                              "(cuda where the backend sees one, else cpu) (default auto)")
     parser.add_argument("--labels", metavar="FILE", help="class names, one per line (line N names class N), in "
                         "place of the model's own (ImageNet's for the bundled models)")
+    parser.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"),
+                        help="the model's input height and width (default: its model card's, else 224 224)")
+    parser.add_argument("--mean", type=float, nargs=3, metavar=("R", "G", "B"),
+                        help="per-channel mean of RGB pixels in [0, 1] (default: the model card's, else ImageNet's)")
+    parser.add_argument("--std", type=float, nargs=3, metavar=("R", "G", "B"),
+                        help="per-channel standard deviation, as --mean")
+    parser.add_argument("--resize", choices=RESIZE_MODES,
+                        help="how a frame becomes the model input: stretch (to the input size), letterbox (keep the "
+                             "aspect ratio, pad with black) or crop (keep the aspect ratio, cut the centre out) "
+                             "(default: the model card's, else stretch). A model card is a sidecar JSON beside the "
+                             "model file (MODEL.camstream.json): see the README, 'Your own model'")
     parser.add_argument("--weights", metavar="FILE", help="state-dict file for the model (torchvision models "
                         "without it get random weights: fine for speed tests only)")
     parser.add_argument("--layer", metavar="NAME", help="target layer (default: the last spatial feature layer; "
@@ -488,9 +500,11 @@ def _print_summary(report: dict, report_path: str) -> None:
 
 def _explain(args: argparse.Namespace) -> int:
     from camstream.explain_image import explain_image
+    from camstream.model_card import options_card
 
+    card = options_card(args.input_size, args.mean, args.std, args.resize)
     summary = explain_image(args.image, args.out, args.model, args.method, args.threshold, args.class_id,
-                            args.weights, args.layer, args.backend, args.device, args.labels)
+                            args.weights, args.layer, args.backend, args.device, args.labels, card)
     if args.json:
         print(json.dumps(summary))
     else:

@@ -11,6 +11,7 @@ import numpy as np
 from camstream.backends import make_backend
 from camstream.errors import InputError
 from camstream.kernels import ThresholdSpec
+from camstream.model_card import ModelCard
 from camstream.preprocess import resize_to_rgb
 from camstream.stream.render import HeatmapPainter
 
@@ -30,16 +31,18 @@ def read_image(path: str) -> np.ndarray:
 def explain_image(path: str, out: str, model: str = "efficientnet_lite0", method: str | None = None,
                   threshold: ThresholdSpec | None = None, class_id: int | None = None, weights: str | None = None,
                   layer: str | None = None, backend: str | None = None, device: str = "auto",
-                  labels: str | None = None) -> dict:
-    """Explain the image at `path`, write the overlay (input size) to `out`, return the summary."""
+                  labels: str | None = None, card: ModelCard | None = None) -> dict:
+    """Explain the image at `path`, write the overlay (at the image's size) to `out`, return the summary.
+    `card` holds the model facts the options give (`camstream.model_card`)."""
     image = read_image(path)
     if os.path.splitext(out)[1].lower() not in (".png", ".jpg", ".jpeg", ".bmp", ".webp"):
         raise InputError(f"cannot write {out}: use a .png or .jpg name")
-    painter = HeatmapPainter(threshold or ThresholdSpec(dynamic=True))
     explainer = make_backend(backend, model, method, weights, layer, max_batch=1, freeze=False, device=device,
-                             labels=labels)
+                             labels=labels, card=card)
+    painter = HeatmapPainter(threshold or ThresholdSpec(dynamic=True), model_size=explainer.input_size,
+                             resize=explainer.resize)
     try:
-        rgb = resize_to_rgb(image, explainer.input_size)
+        rgb = resize_to_rgb(image, explainer.input_size, explainer.resize)
         start = time.perf_counter()
         result = explainer.explain([rgb], class_id)
         elapsed_ms = (time.perf_counter() - start) * 1e3
@@ -55,4 +58,5 @@ def explain_image(path: str, out: str, model: str = "efficientnet_lite0", method
     target = int(result.class_ids[0])
     return {"class_id": target, "label": explainer.label(target), "score": round(float(result.scores[0]), 6),
             "method": explainer.method, "layer": explainer.layer, "backend": explainer.name,
-            "cam_shape": list(cam.shape), "threshold": str(painter.spec), "ms": round(elapsed_ms, 3), "out": out}
+            "cam_shape": list(cam.shape), "input_size": list(explainer.input_size), "resize": explainer.resize,
+            "threshold": str(painter.spec), "ms": round(elapsed_ms, 3), "out": out}

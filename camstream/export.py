@@ -29,6 +29,7 @@ from camstream.catalog import EXPORT_METADATA_PREFIX, EXPORTABLE_METHODS
 from camstream.errors import CamstreamError, ModelError
 from camstream.explain import HookedModel
 from camstream.explain.cnn import gaussian_cell_masks
+from camstream.model_card import ModelCard
 from camstream.models import ModelSpec, load_model
 
 _ACTIVATIONS = {  # φ and φ' of the activations a GAP + linear head may start with (torch's backward rules)
@@ -167,23 +168,28 @@ def _export(module: nn.Module, example: tuple[torch.Tensor, ...], out: str, inpu
                           output_names=outputs, dynamic_axes={name: {0: "batch"} for name in inputs + outputs})
 
 
-def export_model(out: str, model: str = "efficientnet_lite0", method: str = "gradcam", weights: str | None = None,
-                 layer: str | None = None, input_size: tuple[int, int] | None = None) -> dict:
-    """Write the explained graph of `model` + `method` to `out` (.onnx); returns what it wrote."""
+def export_model(out: str, model: str = "efficientnet_lite0", method: str | None = "gradcam",
+                 weights: str | None = None, layer: str | None = None, input_size: tuple[int, int] | None = None,
+                 card: ModelCard | None = None) -> dict:
+    """Write the explained graph of `model` + `method` (None: the model card's, else gradcam) to `out` (.onnx);
+    returns what it wrote. The input size, mean and std of the model card are baked into the graph; its labels
+    and resize mode are stored with it."""
     if not out.endswith(".onnx"):
         raise CamstreamError(f"the exported file must end in .onnx: {out}")
-    spec = load_model(model, weights)
+    spec = load_model(model, weights, card)
     if input_size is not None:
         spec.input_size = input_size
+    method = method or spec.method or "gradcam"
     height, width = spec.input_size
-    with HookedModel(spec.module, (3, height, width), layer) as hooked:
+    with HookedModel(spec.module, (3, height, width), layer or spec.layer) as hooked:
         graph = ExplainedGraph(spec, hooked, analyse_head(hooked), method).eval()
         frames = torch.zeros(1, height, width, 3, dtype=torch.uint8)
         class_ids = torch.full((1,), -1, dtype=torch.int64)
         partial = out + ".partial"
         _export(graph, (frames, class_ids), partial, ["frames", "class_ids"], ["logits", "class_id", "score", "cam"])
         metadata = {"model": spec.name, "method": method, "layer": hooked.layer_name,
-                    "input_size": [height, width], "labels": list(spec.labels)}
+                    "input_size": [height, width], "labels": list(spec.labels), "mean": list(spec.mean),
+                    "std": list(spec.std), "resize": spec.resize}
     _write_metadata(partial, metadata)
     os.replace(partial, out)
     return {"out": out, **{k: v for k, v in metadata.items() if k != "labels"}, "bytes": os.path.getsize(out)}

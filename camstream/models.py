@@ -1,17 +1,19 @@
-"""Model loading: a network plus the preprocessing spec (size, mean, std) and labels that travel with it."""
+"""Model loading: a network plus the preprocessing spec (size, mean, std, resize mode), labels, target layer and
+method that travel with it (its `ModelCard`: built in, saved in the checkpoint, a sidecar, the options)."""
 
 from __future__ import annotations
 
 import os
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from functools import lru_cache
 
 import torch
 from torch import nn
 
 from camstream.catalog import DEFAULT_MODEL, MODEL_NAMES, TIMM_MODELS, TORCHVISION_MODELS
-from camstream.errors import ModelError
+from camstream.errors import InputError, ModelError
+from camstream.model_card import CARD_KEY, ModelCard, card_from_dict, files_card
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -30,7 +32,9 @@ def imagenet_labels() -> tuple[str, ...]:
 class ModelSpec:
     """A classifier in eval mode and what its inputs must look like.
 
-    `input_size` is (height, width); pixels are scaled to [0, 1] then normalised as (x - mean) / std.
+    `input_size` is (height, width); a frame is scaled to it by `resize` (stretch, letterbox or crop:
+    `camstream.preprocess.Placement`), its pixels to [0, 1], then normalised as (x - mean) / std. `layer` and
+    `method` are the model's own defaults (None: camstream's choice).
     """
 
     name: str
@@ -39,6 +43,14 @@ class ModelSpec:
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     labels: tuple[str, ...] = field(default_factory=imagenet_labels)
+    resize: str = "stretch"
+    layer: str | None = None
+    method: str | None = None
+
+    def with_card(self, card: ModelCard) -> ModelSpec:
+        """This spec with what `card` says in place of its own."""
+        return replace(self, **{f.name: getattr(card, f.name) for f in fields(card)
+                                if getattr(card, f.name) is not None})
 
     def label(self, class_id: int) -> str:
         """Human-readable name of `class_id`, or `class <id>` when the model has no label for it."""
@@ -71,60 +83,80 @@ def _efficientnet_lite0() -> nn.Module:
     return model
 
 
-def _with_weights(name: str, model: nn.Module, weights: str | None) -> nn.Module:
-    """`model` with the state dict in `weights`, or as built (random) with a warning."""
-    if weights is None:
-        warnings.warn(f"{name}: no --weights given, using random weights (fine for speed tests only)", stacklevel=3)
-        return model
-    return _load_state_dict(model, weights)
+def _architecture(name: str, classes: int) -> nn.Module:
+    """The torchvision or timm architecture `name` (efficientnet_lite0: timm's tf_efficientnet_lite0) with
+    `classes` outputs, randomly initialised."""
+    if name in TORCHVISION_MODELS:
+        import torchvision
 
-
-def _torchvision(name: str, weights: str | None) -> nn.Module:
-    import torchvision
-
-    return _with_weights(name, torchvision.models.get_model(name, weights=None), weights)
-
-
-def _timm(name: str, weights: str | None) -> nn.Module:
+        return torchvision.models.get_model(name, weights=None, num_classes=classes)
     import timm
 
-    return _with_weights(name, timm.create_model(TIMM_MODELS[name], pretrained=False), weights)
+    return timm.create_model(TIMM_MODELS.get(name, "tf_efficientnet_lite0"), pretrained=False, num_classes=classes)
 
 
-def _load_state_dict(model: nn.Module, path: str) -> nn.Module:
+def _read_weights(path: str) -> tuple[object, ModelCard]:
+    """The state dict in `path` (a plain one, or a dict holding one under "state_dict") and the card saved
+    beside it under "camstream" (empty when there is none)."""
     if not os.path.isfile(path):
         raise ModelError(f"weights file not found: {path}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise ModelError(f"cannot read weights file {path}: {exc.__class__.__name__}") from exc
+    card = ModelCard()
+    if isinstance(state, dict) and CARD_KEY in state:
+        state = dict(state)
+        card = _embedded_card(state.pop(CARD_KEY), path)
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]
+    return state, card
+
+
+def _fit_weights(model: nn.Module, state: object, path: str) -> nn.Module:
     try:
-        model.load_state_dict(state)
+        model.load_state_dict(state)  # type: ignore[arg-type]
     except (RuntimeError, TypeError, AttributeError) as exc:
         first = str(exc).strip().splitlines()[0]
         raise ModelError(f"weights file {path} does not fit the model: {first}") from exc
     return model
 
 
+def _embedded_card(values: object, path: str) -> ModelCard:
+    try:
+        return card_from_dict(values, f"{path} [{CARD_KEY!r}]", os.path.dirname(path) or ".")
+    except InputError as exc:
+        raise ModelError(str(exc)) from None
+
+
 def load_module(path: str) -> nn.Module:
     """A TorchScript archive or a pickled `nn.Module` (trusted file: unpickling runs code)."""
+    return _load_module_and_card(path)[0]
+
+
+def _load_module_and_card(path: str) -> tuple[nn.Module, ModelCard]:
+    """The module in `path` (TorchScript, a pickled nn.Module, or a dict holding one under "model") and the card
+    saved with it under "camstream"."""
     if not os.path.isfile(path):
         raise ModelError(f"no such model file: {path}")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # jit deprecation notice
-            return torch.jit.load(path, map_location="cpu")
+            return torch.jit.load(path, map_location="cpu"), ModelCard()
     except (RuntimeError, ValueError):
         pass
     try:
         module = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:
         raise ModelError(f"{path} is neither TorchScript nor a pickled nn.Module ({exc.__class__.__name__})") from exc
+    card = ModelCard()
+    if isinstance(module, dict) and isinstance(module.get("model"), nn.Module):
+        card = _embedded_card(module[CARD_KEY], path) if CARD_KEY in module else card
+        module = module["model"]
     if not isinstance(module, nn.Module):
-        raise ModelError(f"{path} holds a {type(module).__name__}, not an nn.Module (use --weights for state dicts)")
-    return module
+        raise ModelError(f"{path} holds a {type(module).__name__}, not an nn.Module (use --weights for state dicts, "
+                         'or save {"model": module, "camstream": {...}})')
+    return module, card
 
 
 def model_names() -> tuple[str, ...]:
@@ -132,19 +164,55 @@ def model_names() -> tuple[str, ...]:
     return MODEL_NAMES
 
 
-def load_model(name: str = DEFAULT_MODEL, weights: str | None = None) -> ModelSpec:
-    """Build the named model in eval mode; `name` may also be a path to a TorchScript / pickled module."""
-    if name == DEFAULT_MODEL:
-        module = _efficientnet_lite0() if weights is None else _load_state_dict(_efficientnet_lite0(), weights)
-        spec = ModelSpec(name, module, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
-    elif name in TORCHVISION_MODELS:
-        spec = ModelSpec(name, _torchvision(name, weights))
-    elif name in TIMM_MODELS:
-        spec = ModelSpec(name, _timm(name, weights))
+def load_model(name: str = DEFAULT_MODEL, weights: str | None = None, card: ModelCard | None = None) -> ModelSpec:
+    """Build the named model in eval mode; `name` may also be a path to a TorchScript / pickled module.
+
+    What travels with it is taken, later ones winning, from the model's built-in defaults, the card saved in the
+    checkpoint, the sidecars beside the model and weights files (`camstream.model_card`) and `card`.
+    """
+    state, embedded = (None, ModelCard()) if weights is None else _read_weights(weights)
+    if name == DEFAULT_MODEL and weights is None:
+        spec = ModelSpec(name, _efficientnet_lite0(), mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+    elif name in MODEL_NAMES:
+        # a fine-tuned architecture has as many outputs as its class names
+        names = (card or ModelCard()).over(files_card(name, weights)).over(embedded).labels
+        spec = ModelSpec(name, _architecture(name, len(names) if names else 1000))
+        if name == DEFAULT_MODEL:
+            spec = replace(spec, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+        elif weights is None:
+            warnings.warn(f"{name}: no --weights given, using random weights (fine for speed tests only)",
+                          stacklevel=2)
     elif os.path.isfile(name):
-        module = load_module(name)
-        spec = ModelSpec(os.path.basename(name), module if weights is None else _load_state_dict(module, weights))
+        module, saved = _load_module_and_card(name)
+        embedded = embedded.over(saved)
+        spec = ModelSpec(os.path.basename(name), module)
     else:
         raise ModelError(f"unknown model '{name}' (choose from {', '.join(model_names())}, or give a model file)")
+    if weights is not None:
+        _fit_weights(spec.module, state, weights)
+    spec = spec.with_card((card or ModelCard()).over(files_card(name, weights)).over(embedded))
     spec.module.eval()
-    return spec
+    return _with_fitting_labels(spec)
+
+
+def _with_fitting_labels(spec: ModelSpec) -> ModelSpec:
+    """`spec`, checked on one zero input of its size: class names given for the model must be as many as its
+    outputs; ImageNet's names are dropped ("class N") for a model that does not have 1,000 outputs."""
+    if isinstance(spec.module, torch.jit.ScriptModule):
+        return spec  # refused where it would be hooked, with what to give instead
+    height, width = spec.input_size
+    try:
+        with torch.no_grad():
+            logits = spec.module(torch.zeros(1, 3, height, width))
+    except Exception as exc:  # noqa: BLE001 - whatever the user's forward raises on a wrong size
+        raise ModelError(f"{spec.name} does not take a 3×{height}×{width} input ({type(exc).__name__}: "
+                         f"{str(exc).strip().splitlines()[0][:120] if str(exc).strip() else '?'}): give its size "
+                         "with --input-size H W or in its model card") from None
+    if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
+        return spec
+    classes = logits.shape[1]
+    if len(spec.labels) == classes:
+        return spec
+    if spec.labels is imagenet_labels():
+        return replace(spec, labels=())
+    raise ModelError(f"{spec.name} has {classes} outputs but {len(spec.labels)} class names were given")

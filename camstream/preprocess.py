@@ -1,12 +1,17 @@
-"""Model input: a BGR image → uint8 RGB at the model's size (`resize_to_rgb`) → normalised (`Normaliser` for
-[0, 1] tensors, `Preprocessor` for a preallocated, channels-last batch of uint8 frames). The one home of both."""
+"""Model input: a BGR image → uint8 RGB at the model's size, stretched, letterboxed or centre-cropped
+(`Placement`, `resize_to_rgb`) → normalised (`Normaliser` for [0, 1] tensors, `Preprocessor` for a
+preallocated, channels-last batch of uint8 frames). The one home of all three."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
+
+from camstream.model_card import RESIZE_MODES
 
 if TYPE_CHECKING:  # torch is imported by the classes that use it: resize_to_rgb serves torch-free runs too
     import torch
@@ -14,10 +19,85 @@ if TYPE_CHECKING:  # torch is imported by the classes that use it: resize_to_rgb
     from camstream.models import ModelSpec
 
 
-def resize_to_rgb(image_bgr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """`image_bgr` (H×W×3 uint8) resized by area to `size` (height, width) and turned RGB, as models take it."""
-    height, width = size
-    return cv2.cvtColor(cv2.resize(image_bgr, (width, height), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
+@dataclass(frozen=True)
+class Placement:
+    """How a frame of `frame_size` becomes a model input of `model_size` (both (height, width)) under `mode`.
+
+    The frame is scaled to `scaled` (height, width) and put at `offset` (top, left) in the model input:
+    stretch scales each axis to fit; letterbox scales by min(H/h, W/w), keeping the aspect ratio, and pads with
+    black (a positive offset); crop scales by max(H/h, W/w) and keeps the centre (a negative offset).
+    `frame_window` is the part of the frame the model sees, `model_window` the part of the model input that
+    shows the frame: a map over the model input is drawn over the frame through them.
+    """
+
+    frame_size: tuple[int, int]
+    model_size: tuple[int, int]
+    mode: str
+    scaled: tuple[int, int]
+    offset: tuple[int, int]
+
+    @staticmethod
+    @lru_cache(maxsize=64)
+    def of(frame_size: tuple[int, int], model_size: tuple[int, int], mode: str = "stretch") -> Placement:
+        """The placement of a `frame_size` frame into a `model_size` input by `mode` (see the class)."""
+        if mode not in RESIZE_MODES:
+            raise ValueError(f"resize mode must be one of {', '.join(RESIZE_MODES)}, not {mode!r}")
+        (frame_h, frame_w), (model_h, model_w) = frame_size, model_size
+        if mode == "stretch" or (frame_h * model_w == frame_w * model_h):
+            return Placement(frame_size, model_size, mode, model_size, (0, 0))
+        pick = min if mode == "letterbox" else max
+        scale = pick(model_h / frame_h, model_w / frame_w)
+        scaled_h, scaled_w = (max(1, round(frame_h * scale)), max(1, round(frame_w * scale)))
+        if mode == "letterbox":
+            scaled_h, scaled_w = min(scaled_h, model_h), min(scaled_w, model_w)
+        else:
+            scaled_h, scaled_w = max(scaled_h, model_h), max(scaled_w, model_w)
+        offset = ((model_h - scaled_h) // 2, (model_w - scaled_w) // 2) if mode == "letterbox" else (
+            -((scaled_h - model_h) // 2), -((scaled_w - model_w) // 2))
+        return Placement(frame_size, model_size, mode, (scaled_h, scaled_w), offset)
+
+    @property
+    def whole(self) -> bool:
+        """True when the whole frame fills the whole model input (stretch, or equal aspect ratios)."""
+        return self.offset == (0, 0) and self.scaled == self.model_size
+
+    def model_input(self, scaled: np.ndarray) -> np.ndarray:
+        """The model input made of `scaled` (the frame already scaled to `self.scaled`, H×W×C): padded with
+        black (letterbox) or centre-cropped (crop); `scaled` itself when it already is the model input."""
+        if self.whole:
+            return scaled
+        (model_h, model_w), (top, left) = self.model_size, self.offset
+        if top >= 0 and left >= 0:
+            canvas = np.zeros((model_h, model_w, *scaled.shape[2:]), dtype=scaled.dtype)
+            canvas[top:top + scaled.shape[0], left:left + scaled.shape[1]] = scaled
+            return canvas
+        return np.ascontiguousarray(scaled[-top:-top + model_h, -left:-left + model_w])
+
+    def model_window(self) -> tuple[slice, slice]:
+        """Rows and columns of the model input that show the frame."""
+        top, left = max(self.offset[0], 0), max(self.offset[1], 0)
+        return (slice(top, top + min(self.scaled[0], self.model_size[0])),
+                slice(left, left + min(self.scaled[1], self.model_size[1])))
+
+    def frame_window(self) -> tuple[slice, slice]:
+        """Rows and columns of the frame that the model sees."""
+        windows = []
+        for frame, model, scaled, offset in zip(self.frame_size, self.model_size, self.scaled, self.offset,
+                                                strict=True):
+            if offset >= 0:
+                windows.append(slice(0, frame))
+            else:
+                windows.append(slice(round(-offset * frame / scaled), round((model - offset) * frame / scaled)))
+        return windows[0], windows[1]
+
+
+def resize_to_rgb(image_bgr: np.ndarray, size: tuple[int, int], mode: str = "stretch") -> np.ndarray:
+    """`image_bgr` (H×W×3 uint8) resized by area to the model input `size` (height, width) by `mode`
+    (stretch, letterbox or crop: `Placement`) and turned RGB, as models take it."""
+    placement = Placement.of(image_bgr.shape[:2], tuple(size), mode)
+    height, width = placement.scaled
+    scaled = cv2.cvtColor(cv2.resize(image_bgr, (width, height), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
+    return placement.model_input(scaled)
 
 
 class Normaliser:

@@ -6,22 +6,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from camstream.errors import InputError
 from camstream.explain.result import Explanation
-
-
-def read_labels(path: str) -> tuple[str, ...]:
-    """Class names from a text file, one per line (line N names class N; blank lines keep their place)."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            labels = tuple(line.strip() for line in handle.read().splitlines())
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read labels file {path}: {getattr(exc, 'strerror', None) or exc}") from None
-    while labels and not labels[-1]:
-        labels = labels[:-1]
-    if not labels:
-        raise InputError(f"labels file {path} has no labels (one class name per line)")
-    return labels
 
 
 class Backend:
@@ -40,6 +25,7 @@ class Backend:
     provider: str = "cpu"
     device: str = "cpu"  # cpu or cuda: where the model runs (frames come in, and results go out, in host memory)
     frozen: bool = False  # torch only: the traced + frozen model runs
+    resize: str = "stretch"  # how a frame becomes the model input (camstream.preprocess.Placement)
 
     def __init__(self) -> None:
         self.forward_ms = 0.0

@@ -3,29 +3,29 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+from dataclasses import replace
 
-from camstream.backends.base import Backend, read_labels
+from camstream.backends.base import Backend
 from camstream.catalog import BACKENDS, EXPORT_FORMAT
-from camstream.errors import CamstreamError
+from camstream.errors import CamstreamError, ModelError
+from camstream.model_card import ModelCard, files_card, read_labels
 
 
 def make_backend(backend: str | None, model: str, method: str | None = None, weights: str | None = None,
                  layer: str | None = None, max_batch: int = 4, freeze: bool = True,
-                 threads: int | None = None, device: str = "auto", labels: str | None = None) -> Backend:
+                 threads: int | None = None, device: str = "auto", labels: str | None = None,
+                 card: ModelCard | None = None) -> Backend:
     """The backend called `backend` for `model`: a model name or file, or an exported .onnx file (which runs on
     ONNX Runtime unless told otherwise). A runtime backend given a torch model exports it once to a cache.
-    `device` (auto, cpu, cuda) is resolved by each runtime (`camstream.backends.devices`); `labels` (a file, one
-    class name per line) replaces the model's own class names."""
-    names = read_labels(labels) if labels else None  # a bad file is said before the model loads
-    backend_made = _make(backend, model, method, weights, layer, max_batch, freeze, threads, device)
-    if names is not None:
-        backend_made.labels = names
-    return backend_made
-
-
-def _make(backend: str | None, model: str, method: str | None, weights: str | None, layer: str | None,
-          max_batch: int, freeze: bool, threads: int | None, device: str) -> Backend:
+    `device` (auto, cpu, cuda) is resolved by each runtime (`camstream.backends.devices`). `card` (the
+    options' model facts) and `labels` (a file, one class name per line) win over the model's own card
+    (`camstream.model_card`): sidecar files, the checkpoint's, the built-in defaults."""
+    given = card or ModelCard()
+    if labels:
+        given = replace(given, labels=read_labels(labels))
+    beside = files_card(model, weights)  # a bad file or sidecar is said before the model loads
     is_graph = model.endswith(".onnx")
     backend = backend or ("onnxruntime" if is_graph else "torch")
     if backend not in BACKENDS:
@@ -35,18 +35,33 @@ def _make(backend: str | None, model: str, method: str | None, weights: str | No
             raise CamstreamError(f"{model} is an exported graph: run it with --backend onnxruntime or openvino")
         from camstream.backends.torch_backend import TorchBackend
 
-        return TorchBackend(model, method, weights, layer, max_batch, freeze, threads, device)
+        return TorchBackend(model, method, weights, layer, max_batch, freeze, threads, device, given)
     from camstream.backends.devices import openvino_device
     from camstream.backends.graph import GRAPH_BACKENDS
 
     if backend == "openvino":
         openvino_device(device)  # a device OpenVINO cannot use is said before any export
-    path = model if is_graph else exported_copy(model, method, weights, layer)
+    path = model if is_graph else exported_copy(model, method, weights, layer, given)
     graph_backend = GRAPH_BACKENDS[backend](path, threads, device)
     if method is not None and method != graph_backend.method:
         raise CamstreamError(f"{path} explains with {graph_backend.method}, not {method}: export it again with "
                              f"--method {method}")
+    _adopt_card(graph_backend, given.over(beside) if is_graph else given)
     return graph_backend
+
+
+def _adopt_card(graph_backend: Backend, card: ModelCard) -> None:
+    """Labels and resize mode from `card`; the facts baked into the graph at export must agree with it."""
+    for key, fixed in (("input_size", graph_backend.input_size), ("mean", graph_backend.mean),
+                       ("std", graph_backend.std)):
+        wanted = getattr(card, key)
+        if wanted is not None and fixed is not None and tuple(wanted) != tuple(fixed):
+            raise ModelError(f"{graph_backend.path} was exported with {key} {list(fixed)}, not {list(wanted)}: "
+                             "export it again with that model card")
+    if card.labels is not None:
+        graph_backend.labels = card.labels
+    if card.resize is not None:
+        graph_backend.resize = card.resize
 
 
 def cache_folder() -> str:
@@ -55,17 +70,21 @@ def cache_folder() -> str:
     return os.environ.get("CAMSTREAM_CACHE") or os.path.join(base, "camstream")
 
 
-def exported_copy(model: str, method: str | None, weights: str | None, layer: str | None) -> str:
-    """The graph of `model` + `method` exported once and kept in `cache_folder()`, keyed by what makes it."""
+def exported_copy(model: str, method: str | None, weights: str | None, layer: str | None,
+                  card: ModelCard | None = None) -> str:
+    """The graph of `model` + `method` exported once and kept in `cache_folder()`, keyed by what makes it
+    (the files, their model cards and the options')."""
     from camstream.export import export_model
 
-    method = method or "gradcam"
-    key = [model, method, layer or "", str(weights and os.path.getmtime(weights)), weights or "", str(EXPORT_FORMAT)]
+    card = card or ModelCard()
+    said = {**files_card(model, weights).said(), **card.said()}
+    key = [model, method or "", layer or "", str(weights and os.path.getmtime(weights)), weights or "",
+           str(EXPORT_FORMAT), json.dumps(said, sort_keys=True)]
     if os.path.isfile(model):
         key.append(str(os.path.getmtime(model)))
     digest = hashlib.sha256("|".join(key).encode()).hexdigest()[:16]
     stem = os.path.splitext(os.path.basename(model))[0]
-    path = os.path.join(cache_folder(), "exports", f"{stem}-{method}-{digest}.onnx")
+    path = os.path.join(cache_folder(), "exports", f"{stem}-{method or card.method or 'default'}-{digest}.onnx")
     if not os.path.exists(path):
-        export_model(path, model, method, weights, layer)
+        export_model(path, model, method, weights, layer, card=card)
     return path

@@ -97,6 +97,9 @@ class GraphBackend(Backend):
         self.model_name, self.method, self.layer = metadata["model"], metadata["method"], metadata["layer"]
         self.input_size = tuple(metadata["input_size"])
         self.labels = tuple(metadata["labels"])
+        self.mean = tuple(metadata["mean"]) if "mean" in metadata else None  # baked into the graph at export
+        self.std = tuple(metadata["std"]) if "std" in metadata else None
+        self.resize = metadata.get("resize", "stretch")
 
     def open(self, path: str, threads: int | None, device: str) -> dict:
         """Load the graph on the runtime and `device`; returns camstream's settings stored in it (`settings_of`)."""

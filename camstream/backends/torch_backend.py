@@ -13,6 +13,7 @@ from camstream.backends.base import Backend
 from camstream.backends.devices import torch_device
 from camstream.explain import hook_model, make_method
 from camstream.explain.result import Explanation
+from camstream.model_card import ModelCard
 from camstream.models import load_model
 from camstream.preprocess import Preprocessor
 
@@ -23,7 +24,8 @@ class TorchBackend(Backend):
     name = "torch"
 
     def __init__(self, model: str, method: str | None = None, weights: str | None = None, layer: str | None = None,
-                 max_batch: int = 4, freeze: bool = True, threads: int | None = None, device: str = "auto") -> None:
+                 max_batch: int = 4, freeze: bool = True, threads: int | None = None, device: str = "auto",
+                 card: ModelCard | None = None) -> None:
         super().__init__()
         from camstream.runtime import tune_glibc_malloc
 
@@ -31,14 +33,15 @@ class TorchBackend(Backend):
         self.device = torch_device(device)
         if threads:
             torch.set_num_threads(threads)
-        self.spec = load_model(model, weights)
+        self.spec = load_model(model, weights, card)
         self.model_name, self.input_size, self.labels = self.spec.name, self.spec.input_size, self.spec.labels
+        self.resize = self.spec.resize
         self.spec.module.to(self.device, memory_format=torch.channels_last)
-        self.hooked = hook_model(self.spec.module, (3, *self.input_size), layer)
+        self.hooked = hook_model(self.spec.module, (3, *self.input_size), layer or self.spec.layer)
         try:
             self.preprocessor = Preprocessor(self.spec, max_batch, self.device)
             self.frozen = freeze and self.hooked.freeze(self.preprocessor.batch.clone())
-            self._method = make_method(method, self.hooked)
+            self._method = make_method(method or self.spec.method, self.hooked)
         except BaseException:
             self.hooked.close()
             raise

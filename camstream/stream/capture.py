@@ -20,6 +20,7 @@ from fractions import Fraction
 import numpy as np
 
 from camstream.errors import InputError
+from camstream.preprocess import Placement, resize_to_rgb
 from camstream.redaction import redact
 from camstream.stream.records import SourceInfo
 from camstream.stream.ring import FrameRing
@@ -131,9 +132,10 @@ class PyAVSource(Source):
     STEADY_S = 5.0
 
     def __init__(self, location: str, model_size: tuple[int, int], open_timeout_s: float = 10.0,
-                 max_outage_s: float | None = None) -> None:
+                 max_outage_s: float | None = None, resize: str = "stretch") -> None:
         self._location = location
         self._model_size = model_size
+        self._resize = resize
         self._max_outage_s = max_outage_s
         self._timeout_s = open_timeout_s if max_outage_s is None else max(0.5, min(open_timeout_s, max_outage_s))
         self._stopping = threading.Event()
@@ -311,18 +313,22 @@ class PyAVSource(Source):
             yield from frames
 
     def _decode(self, raw) -> Iterator[DecodedFrame]:
-        """Display image (BGR, at the first frame's size, turned upright) and model input of each raw frame."""
-        height, width = self._model_size
+        """Display image (BGR, at the first frame's size, turned upright) and model input of each raw frame
+        (scaled by area and placed by the resize mode: `Placement`)."""
         turns = self._quarter_turns
-        model_w, model_h = (height, width) if turns % 2 else (width, height)  # before turning
         stored_w, stored_h = self._stored_size
+        upright = (stored_w, stored_h) if turns % 2 else (stored_h, stored_w)  # (height, width) as shown
+        placement = Placement.of(upright, self._model_size, self._resize)
+        scaled_h, scaled_w = placement.scaled
+        scaled_w, scaled_h = (scaled_h, scaled_w) if turns % 2 else (scaled_w, scaled_h)  # before turning
         for index, frame in enumerate(raw):
             self._note_size(frame)
             image = frame.to_ndarray(width=stored_w, height=stored_h, format="bgr24")  # scaled if it changed size
-            small = frame.reformat(width=model_w, height=model_h, format="rgb24", interpolation="AREA").to_ndarray()
+            small = frame.reformat(width=scaled_w, height=scaled_h, format="rgb24", interpolation="AREA").to_ndarray()
             if turns:
                 image = np.ascontiguousarray(np.rot90(image, turns))
                 small = np.ascontiguousarray(np.rot90(small, turns))
+            small = placement.model_input(small)
             if frame.pts is not None and frame.time_base is not None:
                 time_s = float(frame.pts * frame.time_base)
             else:
@@ -351,11 +357,12 @@ class PyAVSource(Source):
 class CameraSource(Source):
     """A local camera by index, through OpenCV."""
 
-    def __init__(self, index: int, model_size: tuple[int, int]) -> None:
+    def __init__(self, index: int, model_size: tuple[int, int], resize: str = "stretch") -> None:
         import cv2
 
         self._cv2 = cv2
         self._model_size = model_size
+        self._resize = resize
         missing = InputError(f"camera {index} cannot be opened (no such device, or it is busy)")
         if sys.platform.startswith("linux") and not os.path.exists(f"/dev/video{index}"):
             raise missing
@@ -374,9 +381,6 @@ class CameraSource(Source):
         self._closed = False
 
     def frames(self) -> Iterator[DecodedFrame]:
-        from camstream.preprocess import resize_to_rgb
-
-        height, width = self._model_size
         start = time.perf_counter()
         while not self._closed:
             ok, image = self._capture.read()
@@ -384,7 +388,7 @@ class CameraSource(Source):
                 if not self._closed:
                     raise InputError(f"{self.info.name} stopped delivering frames")
                 return
-            small = resize_to_rgb(image, (height, width))
+            small = resize_to_rgb(image, self._model_size, self._resize)
             elapsed = time.perf_counter() - start
             yield DecodedFrame(image, small, int(elapsed * 1000), elapsed)
 
@@ -398,11 +402,12 @@ def _ffmpeg_reason(exc: Exception) -> str:
     return text.split(":")[0].strip() if text else exc.__class__.__name__
 
 
-def open_source(location: str, model_size: tuple[int, int], max_outage_s: float | None = None) -> Source:
+def open_source(location: str, model_size: tuple[int, int], max_outage_s: float | None = None,
+                resize: str = "stretch") -> Source:
     """A camera for an integer (`0`), else a file path or URL for PyAV."""
     if location.isdigit():
-        return CameraSource(int(location), model_size)
-    return PyAVSource(location, model_size, max_outage_s=max_outage_s)
+        return CameraSource(int(location), model_size, resize)
+    return PyAVSource(location, model_size, max_outage_s=max_outage_s, resize=resize)
 
 
 class CaptureStage(threading.Thread):

@@ -14,6 +14,7 @@ from importlib import resources
 from camstream.catalog import BACKENDS, DEFAULT_MODEL, DEVICES, HUD_PLACES
 from camstream.errors import CamstreamError
 from camstream.kernels import ThresholdSpec
+from camstream.model_card import RESIZE_MODES, ModelCard, number_problem, options_card
 from camstream.stream.ring import POLICIES
 from camstream.stream.sinks import SINKS
 
@@ -45,6 +46,10 @@ class PipelineConfig:
     device: str = "auto"  # auto, cpu or cuda: where the backend runs (auto: a CUDA GPU where the backend sees one)
     weights: str | None = None
     labels: str | None = None  # a file of class names, one per line, in place of the model's own
+    input_size: tuple[int, int] | None = None  # (height, width); None: the model card's, else 224×224
+    mean: tuple[float, float, float] | None = None  # None: the model card's (ImageNet's for most models)
+    std: tuple[float, float, float] | None = None
+    resize: str | None = None  # stretch, letterbox or crop; None: the model card's, else stretch
     layer: str | None = None
     method: str | None = None  # None: the default of the model's kind (gradcam for CNNs, vit-recipro for ViTs)
     threshold: ThresholdSpec = field(default_factory=lambda: ThresholdSpec(dynamic=True))
@@ -72,6 +77,11 @@ class PipelineConfig:
     clip_method: str = "step-occlusion"
 
     @property
+    def model_card(self) -> ModelCard:
+        """The model facts the options give (they win over the model's own card)."""
+        return options_card(self.input_size, self.mean, self.std, self.resize)
+
+    @property
     def all_sources(self) -> tuple[str, ...]:
         """The sources to run, in stream order."""
         return self.sources or (self.source,)
@@ -97,6 +107,7 @@ class PipelineConfig:
         for name, ok, problem in checks:
             if not ok:
                 raise ConfigError(name, problem)
+        self._validate_model_facts()
         unknown = [name for name in self.sinks if name not in SINKS]
         if unknown:
             raise ConfigError("sinks", f"has unknown '{unknown[0]}' (choose from {', '.join(SINKS)})")
@@ -108,6 +119,15 @@ class PipelineConfig:
             raise CamstreamError("a clip model runs on the torch backend only (it shares torch's preprocessed frames)")
         if len(self.all_sources) > 1 and "window" in self.sinks:
             raise CamstreamError("the window sink shows one stream; use the mjpeg sink (one port per stream) or file")
+
+
+    def _validate_model_facts(self) -> None:
+        if self.resize is not None and self.resize not in RESIZE_MODES:
+            raise ConfigError("resize", f"must be one of {', '.join(RESIZE_MODES)}")
+        for name in ("input_size", "std"):
+            problem = None if getattr(self, name) is None else number_problem(name, tuple(getattr(self, name)))
+            if problem:
+                raise ConfigError(name, problem)
 
 
 # The fields `camstream run` sets through an option of another name; every other option is named as its field.

@@ -70,7 +70,8 @@ class Pipeline:
         self.clip_tracker: ClipTracker | None = None  # a temporal model over each stream's frames (torch)
         # the model is ready before any source opens: a live source's frames are not left waiting on it
         self.backend = make_backend(config.backend, config.model, config.method, config.weights, config.layer,
-                                    config.max_batch, config.freeze, config.threads, config.device, config.labels)
+                                    config.max_batch, config.freeze, config.threads, config.device, config.labels,
+                                    config.model_card)
         self.method_name = self.backend.method  # the name the model kind resolved to, for the HUD and the report
         try:
             HeatmapPainter(config.threshold, config.colormap, config.alpha).paint(  # compile / load the kernels

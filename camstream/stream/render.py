@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import functools
 import queue
 import threading
@@ -21,6 +22,7 @@ from camstream.kernels import (
     threshold_value,
     upsample_bilinear,
 )
+from camstream.preprocess import Placement
 from camstream.stream.records import END_OF_STREAM, FrameSlot
 from camstream.stream.ring import FrameRing
 from camstream.stream.sinks import Sink
@@ -31,14 +33,22 @@ PROXY_SIDE = 64  # percentiles are taken on a 64×64 bilinear upsample: same dis
 
 
 class HeatmapPainter:
-    """Threshold a CAM by `spec` and blend it over a frame; owns its lookup table and scratch buffers."""
+    """Threshold a CAM by `spec` and blend it over a frame; owns its lookup table and scratch buffers.
 
-    def __init__(self, spec: ThresholdSpec, colormap: str = "jet", alpha: float = 0.45) -> None:
+    A map over a `model_size` input that was letterboxed or cropped from the frame (`resize`) is drawn through
+    the frame's `Placement`: over the part of the frame the model saw, from the part of the map that shows it.
+    """
+
+    def __init__(self, spec: ThresholdSpec, colormap: str = "jet", alpha: float = 0.45,
+                 model_size: tuple[int, int] | None = None, resize: str = "stretch") -> None:
         self.spec = spec
         self.alpha = alpha
         self.lut = colormap_lut(colormap)
+        self.model_size = model_size
+        self.resize = resize
         self._proxy = np.empty((PROXY_SIDE, PROXY_SIDE), dtype=np.float32)
         self._scratch = np.empty(PROXY_SIDE * PROXY_SIDE, dtype=np.float64)
+        self._model_map: np.ndarray | None = None
 
     def threshold(self, cam: np.ndarray) -> float:
         """The map value above which the heatmap is drawn (-inf: everywhere)."""
@@ -49,8 +59,21 @@ class HeatmapPainter:
 
     def paint(self, frame: np.ndarray, cam: np.ndarray, out: np.ndarray) -> float:
         """Write frame + heatmap into `out`; returns the threshold used."""
-        threshold = self.threshold(cam)
-        overlay(frame, cam, threshold, self.lut, self.alpha, out)
+        placement = None
+        if self.resize != "stretch" and self.model_size is not None:
+            placement = Placement.of(frame.shape[:2], self.model_size, self.resize)
+        if placement is None or placement.whole:
+            threshold = self.threshold(cam)
+            overlay(frame, cam, threshold, self.lut, self.alpha, out)
+            return threshold
+        if self._model_map is None or self._model_map.shape != placement.model_size:
+            self._model_map = np.empty(placement.model_size, np.float32)
+        seen = upsample_bilinear(cam, placement.model_size, self._model_map)[placement.model_window()]
+        if out is not frame:
+            np.copyto(out, frame)
+        window = out[placement.frame_window()]
+        threshold = self.threshold(seen)
+        overlay(window, seen, threshold, self.lut, self.alpha, window)
         return threshold
 
 
@@ -81,6 +104,7 @@ class RenderStage(threading.Thread):
         self.out_of_order = 0
         self._cam: np.ndarray | None = None
         self._cam_meta = (-1, 0.0, -1, 0.0)  # class id, score, seq, made at
+        self.class_frames: collections.Counter[int] = collections.Counter()  # explained frames per class id
         self._steps: Explanation | None = None  # the clip model's newest reading, when one runs
         self._step_map = np.empty(0, np.float32)  # its step importance (T,), read once per reading
         self._steps_threshold = 0.0  # its threshold under the painter's spec
@@ -126,6 +150,7 @@ class RenderStage(threading.Thread):
             if self._cam is None or self._cam.shape != slot.explained.cam.shape:
                 self._cam = np.empty_like(slot.explained.cam)
             np.copyto(self._cam, slot.explained.cam)
+            self.class_frames[slot.explained.class_id] += 1
             self._cam_meta = (slot.explained.class_id, slot.explained.score, slot.meta.seq, slot.meta.time_s)
         if slot.explained.steps is not None and slot.explained.steps is not self._steps:
             self._steps = slot.explained.steps
@@ -136,6 +161,11 @@ class RenderStage(threading.Thread):
         if self.hud != "off":
             self._draw_hud(slot.image, slot)
         return slot.image
+
+    def top_classes(self, count: int = 5) -> list[dict]:
+        """The classes explained most often, with their names and frame counts (most first)."""
+        return [{"class_id": int(class_id), "label": self.label(class_id), "frames": frames}
+                for class_id, frames in self.class_frames.most_common(count)]
 
     def hud_lines(self, slot: FrameSlot) -> tuple[str, str]:
         """The HUD's two lines for `slot`: class, score, method, threshold and fps; per-stage ms, heatmap age,

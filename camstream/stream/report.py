@@ -47,6 +47,7 @@ def stream_report(stream: Stream, stuck: list[str], sink_errors: list[str]) -> d
         "outage_s": round(stream.source.outage_s, 3),
         "dropped": stream.ring.dropped,
         "input": stream.source.input_facts(),
+        "top_classes": stream.render.top_classes(),
         "queue_max_depth": stream.ring.max_depth,
         "out_of_order": stream.render.out_of_order,
         "sequence_gaps": stream.render.seq_gaps,
@@ -74,6 +75,8 @@ def run_report(facts: RunFacts, stream_reports: list[dict]) -> dict:
              "rss_peak_mb": max(r["rss_peak_mb"] for r in stream_reports)}
     return {
         "model": facts.backend.model_name, "layer": facts.backend.layer, "method": facts.method,
+        "model_input": {"size": list(facts.backend.input_size), "resize": facts.backend.resize,
+                        "classes_named": len(facts.backend.labels)},
         "backend": facts.backend.describe(), "frozen": facts.backend.frozen,
         "threshold": str(config.threshold), "max_batch": config.max_batch,
         "smooth": config.smooth, "reuse_cam": config.reuse_cam,

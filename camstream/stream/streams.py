@@ -36,14 +36,16 @@ class Stream:
         self.index = index
         self.out_dir = out_dir
         self.config = config
-        self.source = source or open_source(source_name, backend.input_size, config.max_outage_s)
+        self.source = source or open_source(source_name, backend.input_size, config.max_outage_s,
+                                                    backend.resize)
         info = self.source.info
         self.policy = config.policy or ("live" if info.live else "lossless")
         self.realtime = config.realtime if config.realtime is not None else (self.policy == "live" and not info.live)
         self.telemetry = Telemetry()
         self.ring = FrameRing(config.slots or 2 * config.max_batch + 4, self.policy, index, condition)
         self.results: queue.Queue[FrameSlot] = queue.Queue()
-        self.painter = HeatmapPainter(config.threshold, config.colormap, config.alpha)
+        self.painter = HeatmapPainter(config.threshold, config.colormap, config.alpha, backend.input_size,
+                                      backend.resize)
         try:
             self.sinks = self._make_sinks(on_quit)
         except BaseException:
