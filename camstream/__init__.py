@@ -6,18 +6,24 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
-__all__ = ["Explanation", "ModelKind", "__version__", "explain"]
+__all__ = ["Explanation", "ModelCard", "ModelKind", "__version__", "explain", "overlay"]
 
 if TYPE_CHECKING:  # for type checkers; at run time these load on first use, so the CLI starts without torch
-    from camstream.explain import explain
+    from camstream.explain.api import explain
+    from camstream.explain.drawing import overlay
     from camstream.explain.result import Explanation, ModelKind
+    from camstream.model_card import ModelCard
 
 
-def __getattr__(name: str):
-    if name in ("explain", "Explanation", "ModelKind"):
+def __getattr__(name: str) -> object:
+    if name in ("explain", "overlay", "Explanation", "ModelKind"):
         import camstream.explain as package
 
         return package if name == "explain" else getattr(package, name)
+    if name == "ModelCard":
+        from camstream.model_card import ModelCard
+
+        return ModelCard
     raise AttributeError(f"module 'camstream' has no attribute '{name}'")
 
 

@@ -30,6 +30,8 @@ from typing import Any
 from camstream.errors import InputError
 
 RESIZE_MODES = ("stretch", "letterbox", "crop")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)  # of RGB pixels in [0, 1]: most torchvision and timm models' inputs
+IMAGENET_STD = (0.229, 0.224, 0.225)
 SIDECAR_SUFFIX = ".camstream.json"
 CARD_KEY = "camstream"  # the key of the card inside a checkpoint dict
 

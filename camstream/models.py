@@ -13,10 +13,7 @@ from torch import nn
 
 from camstream.catalog import DEFAULT_MODEL, MODEL_NAMES, TIMM_MODELS, TORCHVISION_MODELS
 from camstream.errors import InputError, ModelError
-from camstream.model_card import CARD_KEY, ModelCard, card_from_dict, files_card
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from camstream.model_card import CARD_KEY, IMAGENET_MEAN, IMAGENET_STD, ModelCard, card_from_dict, files_card
 
 
 @lru_cache(maxsize=1)

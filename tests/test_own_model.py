@@ -75,7 +75,7 @@ def test_the_public_api_lists_its_names_and_ships_its_types():
 
     import camstream as api
 
-    assert set(api.__all__) == {"explain", "Explanation", "ModelKind", "__version__"}
+    assert set(api.__all__) == {"explain", "overlay", "Explanation", "ModelCard", "ModelKind", "__version__"}
     assert set(api.__all__) <= set(dir(api))
     assert callable(api.explain) and api.Explanation.__name__ == "Explanation"
     assert importlib.resources.files("camstream").joinpath("py.typed").is_file()

@@ -5,7 +5,8 @@ keyed by `ModelKind`, and `explain(model, inputs)` that picks the method by arch
 - `base.py`: the hooked models' shared lifetime, the CNN hooked model, the CAM method base class
 - `cnn.py`, `vit.py`, `temporal.py`, `graph.py`: the methods of each kind, each a short subclass
 - `registry.py`: which methods exist, each kind's default, `hook_model` / `make_method`
-- `api.py`: `explain()`; `baselines.py`: the peer methods eval compares against (RISE, Score-CAM, …)
+- `api.py`: `explain()`; `inputs.py`: NumPy / PIL pictures into a batch; `drawing.py`: `overlay()`
+- `baselines.py`: the peer methods eval compares against (RISE, Score-CAM, …)
 
 The package is itself callable, so `camstream.explain(model, inputs)` works as it always has.
 """
@@ -17,7 +18,7 @@ import types
 # Where each public name lives; imported on first use, so that `camstream.explain.result` (the result type a
 # torch-free run on an exported graph uses) does not pull every method, and torch, in with it.
 _HOMES = {
-    "explain": "api", "model_kind": "api",
+    "explain": "api", "model_kind": "api", "overlay": "drawing",
     "CamMethod": "base", "HookedModel": "base", "HookedNetwork": "base", "locate_target_layer": "base",
     "Cam": "cnn", "GradCam": "cnn", "GradCamPlusPlus": "cnn", "ReciproCam": "cnn",
     "CAM_METHODS": "registry", "DEFAULT_METHOD": "registry", "REGISTRY": "registry", "hook_model": "registry",

@@ -8,20 +8,29 @@ The kind is read off the model and the inputs:
 - vit: images (B, C, H, W) and a patch embedding + token blocks (`find_token_layout`) → rollout / ViT Recipro-CAM;
 - cnn: images (B, C, H, W) and a layer with a spatial feature map → Grad-CAM and the other CAM methods.
 
+Images may also be NumPy arrays (H×W×3 RGB, or a B×H×W×3 stack) or PIL images, one or a list: they are
+normalised with `mean` and `std` (ImageNet's by default) and resized to `input_size` when given
+(`camstream.explain.inputs`).
+
 Example::
 
     found = explain(model, images, threshold="10")
     found.maps            # (B, h, w) for images, (B, T) for clips, (1, N) for a graph
     found.kept            # the same shape, True where the top 10 % is kept
+    found.upsampled((224, 224))   # (B, 224, 224) NumPy maps, bilinear as the stream draws them
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
 from camstream.errors import ModelError
-from camstream.explain.base import SCRIPTED_MODEL, spatial_layers
+from camstream.explain.base import SCRIPTED_MODEL, model_device, spatial_layers
+from camstream.explain.inputs import is_picture, picture_batch
 from camstream.explain.registry import (
     DEFAULT_METHOD,
     REGISTRY,
@@ -32,6 +41,7 @@ from camstream.explain.registry import (
 from camstream.explain.result import Explanation, ModelKind
 from camstream.explain.vit import find_token_layout
 from camstream.kernels import ThresholdSpec, parse_threshold
+from camstream.model_card import IMAGENET_MEAN, IMAGENET_STD
 
 
 def graph_inputs(inputs) -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -54,7 +64,8 @@ def model_kind(model: nn.Module, inputs) -> ModelKind:
         raise ModelError("explain(): a pair of inputs (or a graph object with .x and .edge_index) is read as a "
                          "graph (x, edge_index) with edge_index a (2, E) integer tensor; this one is not")
     if not isinstance(inputs, torch.Tensor):
-        raise ModelError(f"explain(): inputs must be a tensor or an (x, edge_index) pair, got {type(inputs).__name__}")
+        raise ModelError(f"explain(): inputs must be a tensor, an (x, edge_index) pair, or pictures (H×W×3 NumPy "
+                         f"arrays, PIL images), got {type(inputs).__name__}")
     recurrent = any(isinstance(m, nn.RNNBase) for m in model.modules())
     if inputs.dim() == 5 and recurrent:
         return ModelKind.TEMPORAL
@@ -70,15 +81,24 @@ def model_kind(model: nn.Module, inputs) -> ModelKind:
                      "feature map) with (B, C, H, W) images")
 
 
-def explain(model: nn.Module, inputs, method: str | None = None, threshold: str | ThresholdSpec = "dynamic",
-            class_ids: torch.Tensor | int | None = None, layer: str | None = None) -> Explanation:
+def explain(model: nn.Module, inputs: Any, method: str | None = None, threshold: str | ThresholdSpec = "dynamic",
+            class_ids: torch.Tensor | Sequence[int] | int | None = None, layer: str | None = None,
+            mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
+            input_size: tuple[int, int] | None = None) -> Explanation:
     """Explain `model` on `inputs` with the method fitting its kind (`DEFAULT_METHOD`, or `method`),
     thresholded by `threshold` ("dynamic", "none", a keep-percentage like "10", or a ThresholdSpec).
 
-    The model is left in the mode it came in (a training model stays training) and gets no `.grad`.
+    `inputs` is a normalised tensor, an (x, edge_index) graph, or pictures: NumPy RGB arrays or PIL images,
+    normalised here by `mean` / `std` and resized to `input_size` (height, width) when given. `class_ids`:
+    one class for all samples, one per sample, or None (each sample's top-1). The model is left in the mode it
+    came in (a training model stays training) and gets no `.grad`.
     """
     if isinstance(model, torch.jit.ScriptModule):
         raise ModelError(SCRIPTED_MODEL)
+    if is_picture(inputs):
+        inputs = picture_batch(inputs, mean, std, input_size, model_device(model))
+    if isinstance(class_ids, (list, tuple)):
+        class_ids = torch.tensor(class_ids, dtype=torch.int64)
     kind = model_kind(model, inputs)
     method = method or DEFAULT_METHOD[kind]
     if method not in REGISTRY[kind]:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from camstream.kernels import ThresholdSpec, threshold_value
+from camstream.kernels import ThresholdSpec, threshold_value, upsample_bilinear
 
 if TYPE_CHECKING:  # no framework at import: a run on an exported graph loads no torch
     import torch
@@ -58,6 +58,23 @@ class Explanation:
     thresholds: list[float] | None = None
     kept_edges: np.ndarray | None = None
 
+    def upsampled(self, size: tuple[int, int]) -> np.ndarray:
+        """The image maps (cnn, vit) bilinearly resized to `size` (height, width): (B, H, W) float32 NumPy, by the
+        kernel the stream draws with (`camstream.kernels.upsample_bilinear`, as cv2.resize INTER_LINEAR)."""
+        if self.kind not in (ModelKind.CNN, ModelKind.VIT):
+            cells = "time steps" if self.kind == ModelKind.TEMPORAL else "graph nodes"
+            raise ValueError(f"upsampled(): {self.kind} maps are over {cells}, not image cells")
+        maps = np.asarray(_host(self.maps), dtype=np.float32)
+        out = np.empty((maps.shape[0], *size), np.float32)
+        for index, one in enumerate(maps):
+            upsample_bilinear(one, size, out[index])
+        return out
+
+    def to_numpy(self) -> Explanation:
+        """A copy whose every array field is a NumPy array (torch methods give tensors, runtimes arrays)."""
+        return replace(self, **{name: None if getattr(self, name) is None else np.array(_host(getattr(self, name)))
+                                for name in ("class_ids", "scores", "maps", "logits", "edge_maps")})
+
     def threshold(self, spec: ThresholdSpec) -> Explanation:
         """A copy whose maps are detached and whose `kept` marks what `spec` keeps of each map."""
         maps = _owned(self.maps)
@@ -65,6 +82,11 @@ class Explanation:
         edges = None if self.edge_maps is None else _owned(self.edge_maps)
         kept_edges = None if edges is None else _keep(edges, spec)[0]
         return replace(self, maps=maps, edge_maps=edges, kept=kept, thresholds=thresholds, kept_edges=kept_edges)
+
+
+def _host(values: Any) -> np.ndarray:
+    """A tensor as a NumPy array (detached, on the CPU), or the array as it is."""
+    return values.detach().cpu().numpy() if hasattr(values, "detach") else np.asarray(values)
 
 
 def _owned(values: Any) -> Any:
