@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import signal
@@ -19,7 +20,6 @@ from camstream.redaction import redact
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
     from camstream.catalog import BACKENDS, DEFAULT_MODEL, DEVICES, IMAGE_METHODS, MODEL_NAMES
-    from camstream.model_card import RESIZE_MODES
     from camstream.threshold_spec import parse_threshold
 
     parser.add_argument("--model", default=DEFAULT_MODEL,
@@ -33,6 +33,23 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", choices=DEVICES, default="auto",
                         help="where the model runs: cpu, cuda (an NVIDIA GPU: torch, or onnxruntime-gpu), or auto "
                              "(cuda where the backend sees one, else cpu) (default auto)")
+    _add_model_card_options(parser)
+    parser.add_argument("--weights", metavar="FILE", help="state-dict file for the model (torchvision models "
+                        "without it get random weights: fine for speed tests only)")
+    parser.add_argument("--layer", metavar="NAME", help="target layer (default: the last spatial feature layer; "
+                        "for a ViT the tokens entering its last block)")
+    parser.add_argument("--method", choices=IMAGE_METHODS,
+                        help="explanation method (default: gradcam for CNNs, vit-recipro for vision transformers "
+                             "such as vit_b_16 and deit_tiny; vit-rollout is the fast ViT choice)")
+    parser.add_argument("--threshold", default="dynamic", type=parse_threshold, metavar="P|dynamic|none",
+                        help="show the top P %% of the map, the seed paper's dynamic threshold, or all of it "
+                             "(default dynamic: min coverage 5 %%, max threshold 0.5, step 0.05)")
+
+
+def _add_model_card_options(parser: argparse.ArgumentParser) -> None:
+    """The options that say what a model is fed and what its classes are called (they win over its model card)."""
+    from camstream.model_card import RESIZE_MODES
+
     parser.add_argument("--labels", metavar="FILE", help="class names, one per line (line N names class N), in "
                         "place of the model's own (ImageNet's for the bundled models)")
     parser.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"),
@@ -46,16 +63,6 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
                              "aspect ratio, pad with black) or crop (keep the aspect ratio, cut the centre out) "
                              "(default: the model card's, else stretch). A model card is a sidecar JSON beside the "
                              "model file (MODEL.camstream.json): see the README, 'Your own model'")
-    parser.add_argument("--weights", metavar="FILE", help="state-dict file for the model (torchvision models "
-                        "without it get random weights: fine for speed tests only)")
-    parser.add_argument("--layer", metavar="NAME", help="target layer (default: the last spatial feature layer; "
-                        "for a ViT the tokens entering its last block)")
-    parser.add_argument("--method", choices=IMAGE_METHODS,
-                        help="explanation method (default: gradcam for CNNs, vit-recipro for vision transformers "
-                             "such as vit_b_16 and deit_tiny; vit-rollout is the fast ViT choice)")
-    parser.add_argument("--threshold", default="dynamic", type=parse_threshold, metavar="P|dynamic|none",
-                        help="show the top P %% of the map, the seed paper's dynamic threshold, or all of it "
-                             "(default dynamic: min coverage 5 %%, max threshold 0.5, step 0.05)")
 
 
 class _OneLineErrorParser(argparse.ArgumentParser):
@@ -79,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
         EXPORTABLE_METHODS,
         HUD_PLACES,
         IMAGE_METHODS,
+        MODEL_NAMES,
         SINKS,
     )
 
@@ -255,7 +263,36 @@ def build_parser() -> argparse.ArgumentParser:
     sanity.add_argument("--frames", type=int, default=8, metavar="N", help="images to check on (default 8)")
     sanity.add_argument("--json", action="store_true", help="print one JSON object")
     sanity.set_defaults(handler=_sanity)
+
+    inspect = commands.add_parser("inspect", help="what camstream will do with a model: input, classes, layers, "
+                                  "methods and their cost here",
+                                  description="Load MODEL (a name, or your model file with its model card) and "
+                                  "print its kind, the input it is fed (size, resize mode, mean, std), its class "
+                                  "names, the candidate target layers, and each method that applies timed on one "
+                                  "frame on this machine beside the plain forward.")
+    inspect.add_argument("model", help=f"{', '.join(MODEL_NAMES)} or a model file (pickled nn.Module)")
+    inspect.add_argument("--weights", metavar="FILE", help="state-dict file for the model")
+    _add_model_card_options(inspect)
+    inspect.add_argument("--layer", metavar="NAME", help="target layer to time the methods on (default: the last "
+                         "spatial feature layer)")
+    inspect.add_argument("--rounds", type=int, default=5, metavar="N", help="timed runs per method (default 5)")
+    inspect.add_argument("--json", action="store_true", help="print one JSON object")
+    inspect.set_defaults(handler=_inspect)
     return parser
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from camstream.inspect_model import inspect_model, inspect_text
+    from camstream.model_card import options_card, read_labels
+
+    if args.rounds < 1:
+        raise CamstreamError("--rounds must be at least 1")
+    card = options_card(args.input_size, args.mean, args.std, args.resize)
+    if args.labels:
+        card = dataclasses.replace(card, labels=read_labels(args.labels))
+    facts = inspect_model(args.model, args.weights, card, args.layer, args.rounds)
+    print(json.dumps(facts) if args.json else inspect_text(facts))
+    return 0
 
 
 def _sanity(args: argparse.Namespace) -> int:

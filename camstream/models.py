@@ -183,6 +183,8 @@ def load_model(name: str = DEFAULT_MODEL, weights: str | None = None, card: Mode
         module, saved = _load_module_and_card(name)
         embedded = embedded.over(saved)
         spec = ModelSpec(os.path.basename(name), module)
+    elif os.sep in name or os.path.splitext(name)[1]:
+        raise ModelError(f"no such model file: {name}")
     else:
         raise ModelError(f"unknown model '{name}' (choose from {', '.join(model_names())}, or give a model file)")
     if weights is not None:

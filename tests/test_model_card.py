@@ -126,6 +126,24 @@ def test_a_bad_model_card_is_one_line_naming_the_file_and_key(tmp_path):
                                     "--std", "0.2", "0", "0.2"), "--std must be positive")
 
 
+def test_inspect_says_what_camstream_will_do_with_a_model(tmp_path):
+    torch.save(small_cnn(), tmp_path / "model.pt")
+    (tmp_path / "model.camstream.json").write_text(json.dumps({"labels": LABELS, "input_size": [48, 64],
+                                                              "resize": "letterbox", "method": "recipro"}))
+    result = camstream("inspect", tmp_path / "model.pt", "--rounds", "2", "--json")
+    assert result.returncode == 0, result.stderr
+    facts = json.loads(result.stdout)
+    assert facts["kind"] == "cnn" and facts["input"]["size"] == [48, 64] and facts["input"]["resize"] == "letterbox"
+    assert facts["classes"] == 3 and facts["labels"] == LABELS and facts["default_method"] == "recipro"
+    assert facts["model_cards"] == [str(tmp_path / "model.camstream.json")]
+    assert [layer["name"] for layer in facts["layers"] if layer["default"]] == ["3"]  # the last conv block's ReLU
+    assert {cost["method"] for cost in facts["methods"]} == {"gradcam", "gradcam++", "cam", "recipro"}
+    assert all(cost["ms_min"] <= cost["ms"] <= cost["ms_max"] and cost["ms"] > 0 for cost in facts["methods"])
+    text = camstream("inspect", tmp_path / "model.pt", "--rounds", "1", "--input-size", "32", "32")
+    assert text.returncode == 0 and "32×32 RGB, letterbox" in text.stdout and "recipro" in text.stdout
+    assert_one_line_error(camstream("inspect", tmp_path / "none.pt"), "no such model file")
+
+
 def test_a_model_fed_the_wrong_input_size_says_to_give_its_size(tmp_path):
     fixed = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 32 * 32, 2))
     torch.save(fixed, tmp_path / "fixed.pt")
