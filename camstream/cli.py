@@ -181,6 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
                                  "'camstream[onnx]'.")
     export.add_argument("--model", default=DEFAULT_MODEL, help=f"model name or file (default {DEFAULT_MODEL})")
     export.add_argument("--weights", metavar="FILE", help="state-dict file for the model")
+    _add_model_card_options(export)
     export.add_argument("--layer", metavar="NAME", help="target layer (default: the last spatial feature layer)")
     export.add_argument("--method", choices=EXPORTABLE_METHODS, help="explanation method (default gradcam)")
     export.add_argument("--out", required=True, metavar="FILE.onnx", help="where to write the graph")
@@ -281,15 +282,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _options_card(args: argparse.Namespace):
+    """The model card that the model-card options give (`_add_model_card_options`), checked."""
+    from camstream.model_card import options_card, read_labels
+
+    card = options_card(args.input_size, args.mean, args.std, args.resize)
+    return dataclasses.replace(card, labels=read_labels(args.labels)) if args.labels else card
+
+
 def _inspect(args: argparse.Namespace) -> int:
     from camstream.inspect_model import inspect_model, inspect_text
-    from camstream.model_card import options_card, read_labels
 
     if args.rounds < 1:
         raise CamstreamError("--rounds must be at least 1")
-    card = options_card(args.input_size, args.mean, args.std, args.resize)
-    if args.labels:
-        card = dataclasses.replace(card, labels=read_labels(args.labels))
+    card = _options_card(args)
     facts = inspect_model(args.model, args.weights, card, args.layer, args.rounds)
     print(json.dumps(facts) if args.json else inspect_text(facts))
     return 0
@@ -537,11 +543,9 @@ def _print_summary(report: dict, report_path: str) -> None:
 
 def _explain(args: argparse.Namespace) -> int:
     from camstream.explain_image import explain_image
-    from camstream.model_card import options_card
 
-    card = options_card(args.input_size, args.mean, args.std, args.resize)
     summary = explain_image(args.image, args.out, args.model, args.method, args.threshold, args.class_id,
-                            args.weights, args.layer, args.backend, args.device, args.labels, card)
+                            args.weights, args.layer, args.backend, args.device, card=_options_card(args))
     if args.json:
         print(json.dumps(summary))
     else:
@@ -554,7 +558,8 @@ def _explain(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from camstream.export import export_model
 
-    written = export_model(args.out, args.model, args.method or "gradcam", args.weights, args.layer)
+    card = _options_card(args)
+    written = export_model(args.out, args.model, args.method, args.weights, args.layer, card=card)
     print(f"{written['model']} {written['method']} on {written['layer']}, input {written['input_size'][0]}×"
           f"{written['input_size'][1]} → {written['out']} ({written['bytes'] / 1e6:.1f} MB)")
     if args.int8:

@@ -201,3 +201,23 @@ def test_the_hud_names_the_fine_tuned_class(trained_model, tmp_path):
     pipeline.run()
     top, _bottom = pipeline.render.hud_lines(pipeline.ring.slots[0])
     assert top.startswith("road "), top
+
+
+def test_the_model_card_travels_into_the_exported_graph(trained_model, tmp_path, monkeypatch):
+    folder, _accuracy = trained_model
+    monkeypatch.setenv("CAMSTREAM_CACHE", str(tmp_path / "cache"))
+    result = camstream("run", "--backend", "onnxruntime", "--source",
+                       shared_file("video", "dashcam_solidWhiteRight.mp4"), "--model", folder / "scenes.pt",
+                       "--max-frames", "12", "--out", tmp_path / "out", "--quiet")
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["backend"]["name"] == "onnxruntime"
+    assert report["model_input"] == {"size": [48, 64], "resize": "letterbox", "classes_named": 3}
+    assert report["streams"][0]["top_classes"][0]["label"] == "road"
+    exported = camstream("export", "--model", folder / "scenes.pt", "--out", tmp_path / "scenes.onnx")
+    assert exported.returncode == 0, exported.stderr
+    from camstream.backends.graph import read_metadata
+
+    metadata = read_metadata(str(tmp_path / "scenes.onnx"))
+    assert (metadata["labels"], metadata["input_size"], metadata["resize"], metadata["std"]) == (
+        LABELS, [48, 64], "letterbox", [0.25] * 3)
