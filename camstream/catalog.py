@@ -17,7 +17,7 @@ EXPORTABLE_METHODS = CNN_METHODS  # inside one exported graph (`camstream export
 
 BACKENDS = ("torch", "onnxruntime", "openvino")
 HUD_PLACES = ("top", "bottom", "off")
-SINKS = ("file", "mjpeg", "window", "null")
+SINKS = ("file", "web", "mjpeg", "window", "null")
 COLORMAPS = ("jet", "turbo", "inferno", "viridis", "hot")  # where the HUD is drawn on each frame
 DEVICES = ("auto", "cpu", "cuda")  # auto: cuda where the backend sees a CUDA device, else cpu
 EXPORT_FORMAT = 2  # raised whenever the exported graph changes, so cached exports are made again

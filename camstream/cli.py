@@ -116,8 +116,10 @@ def build_parser() -> argparse.ArgumentParser:
                           "fairly, and each stream writes OUT/<n>-<name>/")
     run.add_argument("--sources", metavar="FILE", help="a file listing sources, one per line (# comments)")
     run.add_argument("--sink", action="append", choices=SINKS, metavar="SINK",
-                     help="file (OUT/overlay.mp4), mjpeg (HTTP page + MJPEG stream), window, null; repeat for "
-                          "several (default file)")
+                     help="file (OUT/overlay.mp4), web (a live dashboard in the browser: every stream's video, "
+                          "charts of fps, latency and memory, the last classes, and controls that change the "
+                          "running pipeline), mjpeg (the bare MJPEG stream), window, null; repeat for several "
+                          "(default file)")
     run.add_argument("--out", default="camstream-out", metavar="DIR",
                      help="folder for overlay.mp4 and report.json (default camstream-out)")
     _add_model_options(run)
@@ -141,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="explain only the newest frame of each batch and overlay the newest heatmap on every "
                           "frame: display keeps the source rate, heatmaps refresh at inference rate")
     run.add_argument("--target-fps", type=float, default=60.0, metavar="FPS",
-                     help="pace window/mjpeg output to at most FPS (default 60; 0: unpaced); file and null sinks "
+                     help="pace window/web/mjpeg output to at most FPS (default 60; 0: unpaced); file and null sinks "
                           "are never paced")
     run.add_argument("--clip-model", metavar="FILE",
                      help="a temporal model too (pickled nn.Module with features(clips) and classify(features), "
@@ -163,9 +165,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-freeze", dest="freeze", action="store_false",
                      help="run the model eagerly instead of traced + frozen (slower; for models that trace wrong)")
     run.add_argument("--bind", default="127.0.0.1", metavar="ADDR",
-                     help="mjpeg sink address (default 127.0.0.1: this machine only)")
-    run.add_argument("--port", type=int, default=8080, help="mjpeg sink port (default 8080; 0: any free port)")
-    run.add_argument("--token", metavar="SECRET", help="mjpeg sink: require ?token=SECRET on every request")
+                     help="web/mjpeg sink address (default 127.0.0.1: this machine only)")
+    run.add_argument("--port", type=int, default=8080,
+                     help="web/mjpeg sink port (default 8080; mjpeg: one port per stream from it; 0: any free port)")
+    run.add_argument("--token", metavar="SECRET",
+                     help="web/mjpeg sink: require ?token=SECRET (or a Bearer header) on every request")
     run.add_argument("--quiet", action="store_true", help="no live status line")
     run.add_argument("--status-every", type=float, metavar="S",
                      help="seconds between status lines (default 1 on a terminal, 5 otherwise)")
@@ -452,13 +456,16 @@ def _run(args: argparse.Namespace) -> int:
     pipeline = _build_pipeline(args)
     for signum in (signal.SIGINT, signal.SIGTERM):  # from now on a stop goes through every stage in order
         signal.signal(signum, lambda *_args: pipeline.interrupt())
+    if pipeline.dashboard is not None:
+        print(f"camstream: dashboard at {pipeline.dashboard.url}", file=sys.stderr, flush=True)
     for sink in pipeline.sinks:
         if sink.name == "mjpeg":
             print(f"camstream: serving {sink.describe()['url']}", file=sys.stderr, flush=True)
-    report = pipeline.run(on_progress=None if args.quiet else _progress_printer(),
-                          progress_every_s=args.status_every or (1.0 if sys.stderr.isatty() else 5.0))
-    if not args.quiet and sys.stderr.isatty():
-        print(file=sys.stderr)
+    progress = None if args.quiet else _Progress(pipeline)
+    report = pipeline.run(on_progress=progress, progress_every_s=args.status_every or (
+        0.5 if sys.stderr.isatty() else 5.0))
+    if progress is not None:
+        progress.close()
     _print_summary(report, pipeline.report_path)
     if pipeline.interrupted:
         return 130
@@ -501,13 +508,46 @@ def _exit_interrupted(*_args) -> None:
     os._exit(130)
 
 
-def _progress_printer():
-    tty = sys.stderr.isatty()
+class _Progress:
+    """The run's progress on stderr: on a terminal, a tqdm bar (frames done of the total, fps, ETA, and the
+    drops, queue and memory beside it) when the length is known, else the status line redrawn in place; in a
+    pipe or a log, one plain status line every interval."""
 
-    def show(line: str) -> None:
-        print(("\r" + line[:200] + "\x1b[K") if tty else line, end="" if tty else "\n", file=sys.stderr, flush=True)
+    def __init__(self, pipeline) -> None:
+        self.pipeline = pipeline
+        self.tty = sys.stderr.isatty()
+        self.bar = None
+        total = pipeline.progress()[1]
+        if self.tty and total:
+            from tqdm import tqdm
 
-    return show
+            try:  # a terminal that reports no size (a bare pty) gets 100 columns; tqdm would print nothing
+                sized = os.get_terminal_size(sys.stderr.fileno()).columns > 0
+            except OSError:
+                sized = False
+            self.bar = tqdm(total=total, unit="frame", file=sys.stderr, dynamic_ncols=sized,
+                            ncols=None if sized else 100, nrows=None if sized else 20, smoothing=0.3,
+                            bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}]"
+                                       "{postfix}")
+
+    def __call__(self, line: str) -> None:
+        if self.bar is not None:
+            done = min(self.pipeline.progress()[0], self.bar.total)
+            self.bar.update(done - self.bar.n)
+            kept = [part for part in line.split(" | ") if part.startswith(("dropped", "queue", "rss", "reconnects"))]
+            self.bar.set_postfix_str(" | ".join(kept), refresh=True)
+        elif self.tty:
+            print("\r" + line[:200] + "\x1b[K", end="", file=sys.stderr, flush=True)
+        else:
+            print(line, file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        """End the bar (or the redrawn line) so what follows starts on its own line."""
+        if self.bar is not None:
+            self(self.pipeline.status_line())
+            self.bar.close()
+        elif self.tty:
+            print(file=sys.stderr)
 
 
 def _print_summary(report: dict, report_path: str) -> None:

@@ -189,7 +189,7 @@ def export_model(out: str, model: str = "efficientnet_lite0", method: str | None
         _export(graph, (frames, class_ids), partial, ["frames", "class_ids"], ["logits", "class_id", "score", "cam"])
         metadata = {"model": spec.name, "method": method, "layer": hooked.layer_name,
                     "input_size": [height, width], "labels": list(spec.labels), "mean": list(spec.mean),
-                    "std": list(spec.std), "resize": spec.resize}
+                    "std": list(spec.std), "resize": spec.resize, "classes": spec.classes}
     _write_metadata(partial, metadata)
     os.replace(partial, out)
     return {"out": out, **{k: v for k, v in metadata.items() if k != "labels"}, "bytes": os.path.getsize(out)}

@@ -43,6 +43,7 @@ class ModelSpec:
     resize: str = "stretch"
     layer: str | None = None
     method: str | None = None
+    classes: int | None = None  # the model's outputs, once seen (`load_model` runs it once)
 
     def with_card(self, card: ModelCard) -> ModelSpec:
         """This spec with what `card` says in place of its own."""
@@ -209,7 +210,8 @@ def _with_fitting_labels(spec: ModelSpec) -> ModelSpec:
                          "with --input-size H W or in its model card") from None
     if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
         return spec
-    classes = logits.shape[1]
+    classes = int(logits.shape[1])
+    spec = replace(spec, classes=classes)
     if len(spec.labels) == classes:
         return spec
     if spec.labels is imagenet_labels():

@@ -77,3 +77,30 @@ def test_a_file_run_prints_its_total_and_eta_in_plain_lines(tmp_path):
     assert result.returncode == 0, result.stderr
     statuses = [line for line in result.stderr.splitlines() if line.startswith("frames ")]
     assert statuses and all(" of 12 (" in line for line in statuses), result.stderr
+
+
+def test_a_terminal_gets_a_progress_bar_with_the_total_the_rate_and_the_eta(tmp_path):
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    controller, terminal = pty.openpty()
+    process = subprocess.Popen([sys.executable, "-m", "camstream", "run", "--max-frames", "24", "--sink", "null",
+                                "--out", str(tmp_path)], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                               stderr=terminal)
+    os.close(terminal)
+    written = b""
+    while True:
+        try:
+            chunk = os.read(controller, 4096)
+        except OSError:  # the run closed its end of the terminal
+            break
+        if not chunk:
+            break
+        written += chunk
+    assert process.wait(timeout=120) == 0
+    os.close(controller)
+    shown = written.decode(errors="replace")
+    assert "24/24" in shown and "100%" in shown and "frame/s" in shown and "rss" in shown, shown[-600:]
+    assert "camstream: loading efficientnet_lite0" in shown  # the first line, said before the model loads

@@ -26,6 +26,7 @@ class Backend:
     device: str = "cpu"  # cpu or cuda: where the model runs (frames come in, and results go out, in host memory)
     frozen: bool = False  # torch only: the traced + frozen model runs
     resize: str = "stretch"  # how a frame becomes the model input (camstream.preprocess.Placement)
+    classes: int | None = None  # the model's outputs (None: not known)
 
     def __init__(self) -> None:
         self.forward_ms = 0.0
@@ -35,6 +36,16 @@ class Backend:
         """The explanation of `frames` for `class_id`: one class for all, one per frame, or None (each frame's
         top-1)."""
         raise NotImplementedError
+
+    def methods(self) -> list[str]:
+        """The methods this backend can switch to while it runs (`set_method`)."""
+        return [self.method]
+
+    def set_method(self, name: str) -> None:
+        """Explain the next batches with `name`; a ValueError when this backend cannot."""
+        if name != self.method:
+            raise ValueError(f"the {self.name} backend explains with {self.method} only: the method is part of "
+                             "the exported graph (export another, or run on torch)")
 
     def label(self, class_id: int) -> str:
         """Human-readable name of `class_id`, or `class <id>` when the model has no label for it."""

@@ -100,6 +100,7 @@ class GraphBackend(Backend):
         self.mean = tuple(metadata["mean"]) if "mean" in metadata else None  # baked into the graph at export
         self.std = tuple(metadata["std"]) if "std" in metadata else None
         self.resize = metadata.get("resize", "stretch")
+        self.classes = metadata.get("classes") or len(self.labels) or None
 
     def open(self, path: str, threads: int | None, device: str) -> dict:
         """Load the graph on the runtime and `device`; returns camstream's settings stored in it (`settings_of`)."""

@@ -11,7 +11,7 @@ import torch
 
 from camstream.backends.base import Backend
 from camstream.backends.devices import torch_device
-from camstream.explain import hook_model, make_method
+from camstream.explain import hook_model, make_method, methods_for
 from camstream.explain.result import Explanation
 from camstream.model_card import ModelCard
 from camstream.models import load_model
@@ -35,7 +35,7 @@ class TorchBackend(Backend):
             torch.set_num_threads(threads)
         self.spec = load_model(model, weights, card)
         self.model_name, self.input_size, self.labels = self.spec.name, self.spec.input_size, self.spec.labels
-        self.resize = self.spec.resize
+        self.resize, self.classes = self.spec.resize, self.spec.classes
         self.spec.module.to(self.device, memory_format=torch.channels_last)
         self.hooked = hook_model(self.spec.module, (3, *self.input_size), layer or self.spec.layer)
         try:
@@ -46,11 +46,15 @@ class TorchBackend(Backend):
             self.hooked.close()
             raise
         self.method, self.layer = self._method.name, self.hooked.layer_name
+        self._switch_to: str | None = None  # a method asked for by `set_method`, taken by the next batch
         self.provider = (f"cpu, {torch.get_num_threads()} threads" if self.device == "cpu"
                          else f"cuda: {torch.cuda.get_device_name()}")
         self.last_inputs: torch.Tensor | None = None  # the normalised batch, for a clip model that shares it
 
     def explain(self, frames: list[np.ndarray], class_id: int | list[int] | None = None) -> Explanation:
+        if self._switch_to is not None and self._switch_to != self._method.name:
+            self._method = make_method(self._switch_to, self.hooked)
+        self._switch_to = None
         began = time.perf_counter()
         self.last_inputs = self.preprocessor(frames)
         self.preprocess_ms = (time.perf_counter() - began) * 1e3
@@ -58,6 +62,15 @@ class TorchBackend(Backend):
         explanation = self._method(self.last_inputs, wanted)
         self.forward_ms = self._method.forward_ms
         return to_host(explanation)
+
+    def methods(self) -> list[str]:
+        return methods_for(self.hooked.kind)
+
+    def set_method(self, name: str) -> None:
+        if name not in self.methods():
+            raise ValueError(f"method must be one of {', '.join(self.methods())}")
+        self._switch_to = name  # made by the inference thread before its next batch, never beside a running one
+        self.method = name
 
     def close(self) -> None:
         self.hooked.close()

@@ -117,8 +117,14 @@ class PipelineConfig:
             raise ConfigError("device", f"must be one of {', '.join(DEVICES)}")
         if self.clip_model is not None and (self.backend or "torch") != "torch":
             raise CamstreamError("a clip model runs on the torch backend only (it shares torch's preprocessed frames)")
+        self._validate_sink_mix()
+
+    def _validate_sink_mix(self) -> None:
+        if "web" in self.sinks and "mjpeg" in self.sinks:
+            raise CamstreamError("the web sink already serves each stream's MJPEG video (/stream/N.mjpg): give "
+                                 "--sink web or --sink mjpeg, not both")
         if len(self.all_sources) > 1 and "window" in self.sinks:
-            raise CamstreamError("the window sink shows one stream; use the mjpeg sink (one port per stream) or file")
+            raise CamstreamError("the window sink shows one stream; use the web sink (one page for all) or file")
 
 
     def _validate_model_facts(self) -> None:

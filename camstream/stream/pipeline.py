@@ -15,6 +15,7 @@ from camstream.errors import CamstreamError, InputError
 from camstream.report_file import write_json_atomic
 from camstream.stream.capture import UnavailableSource
 from camstream.stream.config import PipelineConfig
+from camstream.stream.controls import LiveControls
 from camstream.stream.infer import InferenceStage
 from camstream.stream.render import HeatmapPainter
 from camstream.stream.report import RunFacts, run_report, stream_report
@@ -23,6 +24,7 @@ from camstream.stream.sinks import check_display_available
 from camstream.stream.streams import Stream, stream_folder_name
 
 if TYPE_CHECKING:
+    from camstream.stream.dashboard import Dashboard
     from camstream.stream.timeline import ClipTracker
 
 __all__ = ["Pipeline", "PipelineConfig"]
@@ -34,22 +36,37 @@ PUMP_INTERVAL_S = 0.005  # how often a GUI sink's event loop runs on the main th
 
 def preflight(config: PipelineConfig) -> None:
     """The outputs a run needs, checked in a moment before the model loads (seconds): a window needs a display
-    and a GUI-capable OpenCV, the MJPEG port must be free, and the video path must not be a directory."""
+    and a GUI-capable OpenCV, the dashboard's and MJPEG ports must be free, and the video path must not be a
+    directory."""
     if "window" in config.sinks:
         check_display_available()
+    if "web" in config.sinks and config.port:
+        _check_port_free(config.bind, config.port, "the dashboard")
     if "mjpeg" in config.sinks and config.port:
         for index in range(len(config.all_sources)):
-            with socket.socket() as probe:
-                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                try:
-                    probe.bind((config.bind, config.port + index))
-                except OSError as exc:
-                    raise CamstreamError(f"cannot serve MJPEG on {config.bind}:{config.port + index}: "
-                                         f"{exc.strerror or exc}") from None
+            _check_port_free(config.bind, config.port + index, "MJPEG")
     if "file" in config.sinks and len(config.all_sources) == 1:
         video = os.path.join(config.out_dir, "overlay.mp4")
         if os.path.isdir(video):
             raise InputError(f"cannot write {video}: it is a directory")
+
+
+def _check_port_free(bind: str, port: int, what: str) -> None:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((bind, port))
+        except OSError as exc:
+            raise CamstreamError(f"cannot serve {what} on {bind}:{port}: {exc.strerror or exc}") from None
+
+
+def _dashboard_for(config: PipelineConfig) -> Dashboard | None:
+    """The `--sink web` server of a run (bound when the pipeline is ready), or None."""
+    if "web" not in config.sinks:
+        return None
+    from camstream.stream.dashboard import Dashboard
+
+    return Dashboard(config.bind, config.port, config.token, len(config.all_sources))
 
 
 class Pipeline:
@@ -65,9 +82,9 @@ class Pipeline:
         preflight(config)  # what can be checked without the model is checked before it loads
         self.config = config
         sources = config.all_sources
-        condition = threading.Condition()
         self.streams: list[Stream] = []
         self.clip_tracker: ClipTracker | None = None  # a temporal model over each stream's frames (torch)
+        self.dashboard = _dashboard_for(config)  # `--sink web`: one page for every stream
         # the model is ready before any source opens: a live source's frames are not left waiting on it
         self.backend = make_backend(config.backend, config.model, config.method, config.weights, config.layer,
                                     config.max_batch, config.freeze, config.threads, config.device, config.labels,
@@ -82,40 +99,48 @@ class Pipeline:
 
                 clip_model = load_module(config.clip_model).to(self.backend.device)
                 self.clip_tracker = ClipTracker(clip_model, config.clip_steps, config.clip_method, len(sources))
-            for index, name in enumerate(sources):
-                out_dir = config.out_dir if len(sources) == 1 else os.path.join(config.out_dir,
-                                                                                 stream_folder_name(index, name))
-                self.streams.append(self._open_stream(index, name, out_dir, condition))
-            unavailable = [s.source.error for s in self.streams if isinstance(s.source, UnavailableSource)]
-            if len(unavailable) == len(self.streams) > 1:
-                raise unavailable[0]  # nothing at all to run: one line, exit 2, as for one source
-            for stream in self.streams:
-                stream.open_sinks()
+            self._open_streams(sources, threading.Condition())
+            rings = [stream.ring for stream in self.streams]
+            self.reader: FrameReader = rings[0] if len(rings) == 1 else FairReader(rings)
+            self.infer = InferenceStage(self.reader, [s.results for s in self.streams], self.backend,
+                                        [s.telemetry for s in self.streams], config.max_batch, config.max_wait_ms,
+                                        config.smooth, config.reuse_cam, config.class_id, self.clip_tracker)
+            self.controls = LiveControls(self.streams, self.infer, self.backend)
+            if self.dashboard is not None:
+                self.dashboard.start(self.controls.stats, self.controls.apply)
         except BaseException:
             for stream in self.streams:
                 stream.close_sinks()
                 stream.source.close()
             self._close_models()
             raise
-        rings = [stream.ring for stream in self.streams]
-        self.reader: FrameReader = rings[0] if len(rings) == 1 else FairReader(rings)
-        self.infer = InferenceStage(self.reader, [s.results for s in self.streams], self.backend,
-                                    [s.telemetry for s in self.streams], config.max_batch, config.max_wait_ms,
-                                    config.smooth, config.reuse_cam, config.class_id, self.clip_tracker)
         self.interrupted = False
         self._stop_requested = threading.Event()
         self.report: dict = {}
+
+    def _open_streams(self, sources: tuple[str, ...], condition: threading.Condition) -> None:
+        """Open every source's stream and its sinks; several sources that all fail are one error."""
+        for index, name in enumerate(sources):
+            out_dir = self.config.out_dir if len(sources) == 1 else os.path.join(self.config.out_dir,
+                                                                                  stream_folder_name(index, name))
+            self.streams.append(self._open_stream(index, name, out_dir, condition))
+        unavailable = [s.source.error for s in self.streams if isinstance(s.source, UnavailableSource)]
+        if len(unavailable) == len(self.streams) > 1:
+            raise unavailable[0]  # nothing at all to run: one line, exit 2, as for one source
+        for stream in self.streams:
+            stream.open_sinks()
 
     def _open_stream(self, index: int, name: str, out_dir: str, condition: threading.Condition) -> Stream:
         """One source's stream; with several sources, one that cannot be opened becomes a failed stream of its
         own (an `UnavailableSource`) and the others run."""
         try:
-            return Stream(index, name, self.config, self.backend, out_dir, condition, self.request_stop)
+            return Stream(index, name, self.config, self.backend, out_dir, condition, self.request_stop,
+                          dashboard=self.dashboard)
         except InputError as exc:
             if len(self.config.all_sources) == 1:
                 raise
             return Stream(index, name, self.config, self.backend, out_dir, condition, self.request_stop,
-                          UnavailableSource(name, exc))
+                          UnavailableSource(name, exc), self.dashboard)
 
     # The single-stream view, as `camstream run` with one source has always had it.
     source = property(lambda self: self.streams[0].source)
@@ -170,7 +195,7 @@ class Pipeline:
                         break  # a stage ignores the stop: `_shutdown` waits its grace, reports it, writes the report
                 if on_progress is not None and time.perf_counter() - last >= progress_every_s:
                     last = time.perf_counter()
-                    on_progress(self._live_line())
+                    on_progress(self.status_line())
         except KeyboardInterrupt:
             self.interrupted = True
             self.request_stop()
@@ -178,11 +203,18 @@ class Pipeline:
             self._shutdown()
         return self.report
 
-    def _live_line(self) -> str:
+    def progress(self) -> tuple[int, int | None]:
+        """Frames written so far (all streams) and how many there will be (one file, or --max-frames), or None."""
+        done = sum(stream.telemetry.frames_out for stream in self.streams)
+        if len(self.streams) != 1:
+            return done, None
+        info, limit = self.source.info, self.config.max_frames
+        return done, min(n for n in (info.frames, limit) if n) if (info.frames and not info.live) or limit else None
+
+    def status_line(self) -> str:
+        """The one-line status of the run: frames, fps, drops, queue, per-stage ms and memory."""
         if len(self.streams) == 1:
-            info, limit = self.source.info, self.config.max_frames
-            total = min(n for n in (info.frames, limit) if n) if (info.frames and not info.live) or limit else None
-            return self.telemetry.live_line(self.ring.depth, self.ring.dropped, total)
+            return self.telemetry.live_line(self.ring.depth, self.ring.dropped, self.progress()[1])
         elapsed = max(time.perf_counter() - self.started, 1e-9)
         parts = " ".join(f"#{s.index} {s.telemetry.frames_out}" for s in self.streams)
         total = sum(s.telemetry.frames_out for s in self.streams)
@@ -213,6 +245,9 @@ class Pipeline:
                          self.infer.batches, list(getattr(self.reader, "max_skipped", [0] * len(self.streams))))
         self.report = run_report(facts, stream_reports)
         self.report_path = write_json_atomic(os.path.join(self.config.out_dir, "report.json"), self.report)
+        self.controls.running = False
+        if self.dashboard is not None:
+            self.dashboard.stop()  # the page gets the end and the last figures; its last frame stays shown
 
     def _close_models(self) -> None:
         """Release the backend's model and give it and the clip model back their own modes."""

@@ -105,6 +105,7 @@ class RenderStage(threading.Thread):
         self._cam: np.ndarray | None = None
         self._cam_meta = (-1, 0.0, -1, 0.0)  # class id, score, seq, made at
         self.class_frames: collections.Counter[int] = collections.Counter()  # explained frames per class id
+        self.recent_classes: collections.deque[tuple[int, int, float]] = collections.deque(maxlen=24)  # seq, id, score
         self._steps: Explanation | None = None  # the clip model's newest reading, when one runs
         self._step_map = np.empty(0, np.float32)  # its step importance (T,), read once per reading
         self._steps_threshold = 0.0  # its threshold under the painter's spec
@@ -151,6 +152,7 @@ class RenderStage(threading.Thread):
                 self._cam = np.empty_like(slot.explained.cam)
             np.copyto(self._cam, slot.explained.cam)
             self.class_frames[slot.explained.class_id] += 1
+            self.recent_classes.append((slot.meta.seq, slot.explained.class_id, slot.explained.score))
             self._cam_meta = (slot.explained.class_id, slot.explained.score, slot.meta.seq, slot.meta.time_s)
         if slot.explained.steps is not None and slot.explained.steps is not self._steps:
             self._steps = slot.explained.steps

@@ -347,14 +347,59 @@ class _MjpegServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
             self._connections.release()
 
 
-class MjpegSink(Sink):
+class JpegSink(Sink):
+    """A sink that serves frames as JPEG: every frame while someone watches the video, 2 a second otherwise
+    (enough to keep the newest frame fresh). Subclasses say who watches and where a JPEG goes."""
+
+    displays = True
+    quality = 80
+
+    _encoded_at = 0.0
+
+    def watching(self) -> bool:
+        """True while a client is reading the video."""
+        raise NotImplementedError
+
+    def publish(self, jpeg: bytes) -> None:
+        """Hand one encoded frame to the clients."""
+        raise NotImplementedError
+
+    def write(self, frame: np.ndarray, meta: FrameMeta) -> None:
+        now = time.monotonic()
+        if not self.watching() and now - self._encoded_at < 0.5:
+            return
+        self._encoded_at = now
+        ok, jpeg = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
+        if ok:
+            self.publish(jpeg.tobytes())
+
+
+class WebSink(JpegSink):
+    """One stream's frames for the run's dashboard (`camstream.stream.dashboard`), which serves them."""
+
+    name = "web"
+
+    def __init__(self, dashboard, index: int) -> None:
+        self.dashboard = dashboard
+        self.index = index
+
+    def watching(self) -> bool:
+        return self.dashboard.watchers[self.index] > 0
+
+    def publish(self, jpeg: bytes) -> None:
+        self.dashboard.publish(self.index, jpeg)
+
+    def describe(self) -> dict:
+        return {"type": self.name, "url": self.dashboard.url, "video": f"{self.dashboard.url}stream/{self.index}.mjpg"}
+
+
+class MjpegSink(JpegSink):
     """An HTTP page (`/`) with a live MJPEG stream (`/stream.mjpg`) and the newest frame (`/frame.jpg`).
 
     Binds 127.0.0.1 unless told otherwise; with a token, every request needs `?token=` or a Bearer header.
     """
 
     name = "mjpeg"
-    displays = True
 
     def __init__(self, bind: str = "127.0.0.1", port: int = 8080, token: str | None = None,
                  quality: int = 80, max_clients: int = 32, idle_timeout_s: float = 10.0) -> None:
@@ -366,7 +411,6 @@ class MjpegSink(Sink):
         self.idle_timeout_s = idle_timeout_s
         self._server: _MjpegServer | None = None
         self._thread: threading.Thread | None = None
-        self._encoded_at = 0.0
 
     def open(self, info: SourceInfo) -> None:
         try:
@@ -378,17 +422,13 @@ class MjpegSink(Sink):
                                         name="camstream-mjpeg", daemon=True)
         self._thread.start()
 
-    def write(self, frame: np.ndarray, meta: FrameMeta) -> None:
+    def watching(self) -> bool:
+        return self._server is not None and self._server.clients > 0
+
+    def publish(self, jpeg: bytes) -> None:
         server = self._server
-        if server is None:
-            return
-        now = time.monotonic()
-        if server.clients == 0 and now - self._encoded_at < 0.5:
-            return  # nobody is watching the stream: keep /frame.jpg fresh at 2 fps only
-        self._encoded_at = now
-        ok, jpeg = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
-        if ok:
-            server.publish(jpeg.tobytes())
+        if server is not None:
+            server.publish(jpeg)
 
     def close(self) -> None:
         if self._server is None:

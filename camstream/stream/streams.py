@@ -15,7 +15,7 @@ from camstream.stream.config import PipelineConfig
 from camstream.stream.records import FrameSlot
 from camstream.stream.render import HeatmapPainter, RenderStage
 from camstream.stream.ring import FrameRing
-from camstream.stream.sinks import FileSink, MjpegSink, NullSink, Sink, WindowSink
+from camstream.stream.sinks import FileSink, MjpegSink, NullSink, Sink, WebSink, WindowSink
 from camstream.stream.telemetry import Telemetry
 
 
@@ -32,10 +32,11 @@ class Stream:
     The model and the inference thread are the pipeline's, shared by every stream."""
 
     def __init__(self, index: int, source_name: str, config: PipelineConfig, backend: Backend, out_dir: str,
-                 condition: threading.Condition, on_quit, source: Source | None = None) -> None:
+                 condition: threading.Condition, on_quit, source: Source | None = None, dashboard=None) -> None:
         self.index = index
         self.out_dir = out_dir
         self.config = config
+        self.dashboard = dashboard  # the run's `--sink web` server, shared by every stream
         self.source = source or open_source(source_name, backend.input_size, config.max_outage_s,
                                                     backend.resize)
         info = self.source.info
@@ -64,6 +65,8 @@ class Stream:
         for name in dict.fromkeys(config.sinks):
             if name == "file":
                 sinks.append(FileSink(os.path.join(self.out_dir, "overlay.mp4")))
+            elif name == "web":
+                sinks.append(WebSink(self.dashboard, self.index))
             elif name == "mjpeg":
                 port = config.port + self.index if config.port else 0
                 sinks.append(MjpegSink(config.bind, port, config.token))

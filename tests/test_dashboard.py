@@ -1,0 +1,177 @@
+"""`--sink web` in a real headless browser (Debian's chromium, driven by Selenium through chromedriver): the page
+loads, the video and the charts update at the measured rate, and a threshold chosen in the page changes the next
+frames, measured on the pixels. Also the server on its own: /stats, /control, the token and the client bound.
+
+Needs Debian's chromium and chromium-driver (`.ci/run` installs them); the browser test skips with that reason
+elsewhere. Set CAMSTREAM_DASHBOARD_PNG=PATH to keep the page's screenshot (the README's picture is made so).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pytest
+
+from .conftest import shared_file
+
+DEADLINE_S = 120  # model load and tracing on a busy CI machine come before the dashboard answers
+
+
+@pytest.fixture(scope="module")
+def minute_clip(tmp_path_factory) -> Path:
+    """The shared dashcam clip at 320×180, looped to a minute at 15 fps: a run played at source speed (--live)
+    outlasts the browser's checks."""
+    frames = []
+    with av.open(str(shared_file("video", "dashcam_solidWhiteRight.mp4"))) as source:
+        for frame in source.decode(video=0):
+            frames.append(frame.to_ndarray(width=320, height=180, format="rgb24"))
+    path = tmp_path_factory.mktemp("clip") / "minute.mp4"
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=15, options={"preset": "ultrafast"})
+        stream.width, stream.height, stream.pix_fmt = 320, 180, "yuv420p"
+        for index in range(900):
+            rgb = frames[index % len(frames)]
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
+        out.mux(stream.encode(None))
+    return path
+
+
+class Run:
+    """`camstream run --sink web` in a subprocess, its dashboard's address read from its first line."""
+
+    def __init__(self, clip: Path, out: Path, *extra: str) -> None:
+        self.process = subprocess.Popen([sys.executable, "-m", "camstream", "run", "--source", str(clip), "--sink",
+                                         "web", "--port", "0", "--live", "--out", str(out), "--quiet", *extra],
+                                        stderr=subprocess.PIPE, text=True)
+        self.url = ""
+        began = time.monotonic()
+        for line in self.process.stderr:
+            if "dashboard at " in line:
+                self.url = line.split("dashboard at ")[1].strip()
+                break
+            assert time.monotonic() - began < DEADLINE_S, "no dashboard address"
+        assert self.url, f"the run ended before serving (exit {self.process.wait()})"
+
+    def get(self, path: str, data: dict | None = None, headers: dict | None = None) -> tuple[int, bytes]:
+        body = None if data is None else json.dumps(data).encode()
+        request = urllib.request.Request(self.url + path, body, headers or {}, method="POST" if body else "GET")
+        try:
+            with urllib.request.urlopen(request, timeout=10) as answer:
+                return answer.status, answer.read()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read()
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+        code = self.process.wait(timeout=60)
+        self.process.stderr.close()
+        return code
+
+
+def test_stats_controls_and_the_token_on_the_server(minute_clip, tmp_path):
+    run = Run(minute_clip, tmp_path / "out", "--token", "s3cret")
+    try:
+        assert run.get("stats")[0] == 403 and run.get("stream/0.mjpg")[0] == 403
+        status, body = run.get("stats?token=s3cret")
+        stats = json.loads(body)
+        assert status == 200 and stats["running"] and stats["streams"][0]["source"].endswith("minute.mp4")
+        assert {"gradcam", "recipro"} <= set(stats["controls"]["methods"])
+        status, body = run.get("control", {"threshold": "10", "method": "recipro", "hud": "off", "smooth": 0.5},
+                               {"Authorization": "Bearer s3cret"})
+        state = json.loads(body)
+        assert status == 200 and (state["threshold"], state["method"], state["hud"], state["smooth"]) == (
+            "10%", "recipro", "off", 0.5)
+        status, body = run.get("control?token=s3cret", {"alpha": 2, "hud": "top"})
+        assert status == 400 and "alpha must be in [0, 1]" in json.loads(body)["error"]
+        assert json.loads(run.get("stats?token=s3cret")[1])["controls"]["hud"] == "off"  # nothing half-applied
+        assert run.get("control?token=s3cret", {"class_id": 5000})[0] == 400  # the model has 1,000 classes
+    finally:
+        assert run.stop() == 130
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["interrupted"] and report["streams"][0]["sinks"][0]["type"] == "web"
+
+
+def _browser(size: tuple[int, int] = (1280, 860)):
+    missing = [tool for tool in ("chromium", "chromedriver") if shutil.which(tool) is None]
+    if missing:
+        pytest.skip(f"needs {', '.join(missing)} (Debian's chromium and chromium-driver; .ci/run installs them)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium")
+    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                     f"--window-size={size[0]},{size[1]}"):
+        options.add_argument(argument)
+    return webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+
+
+def _saturated_share(png: bytes) -> float:
+    """The share of pixels whose HSV saturation is above 60 %: the heatmap's colours, not the road's greys."""
+    image = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
+    return float((cv2.cvtColor(image, cv2.COLOR_BGR2HSV)[..., 1] > 153).mean())
+
+
+def test_the_dashboard_in_a_real_browser(minute_clip, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    browser = _browser()
+    run = Run(minute_clip, tmp_path / "out")
+    try:
+        browser.get(run.url)
+        wait = WebDriverWait(browser, 30, poll_frequency=0.1)
+        wait.until(lambda b: b.find_element(By.ID, "status").text == "live", "the page never went live")
+        video = browser.find_element(By.ID, "video-0")
+        wait.until(lambda b: video.size["height"] > 50, "no video shown")
+        first = video.screenshot_as_png
+        wait.until(lambda b: video.screenshot_as_png != first, "the video does not move")  # the video moves
+        chart = "return document.getElementById('chart-fps-0').toDataURL()"
+        drawn = browser.execute_script(chart)
+        wait.until(lambda b: b.execute_script(chart) != drawn, "the chart does not move")
+
+        # the update rate, measured in the page: figures received per second over at least 4 s
+        start_count, start_time = browser.execute_script("return window.camstreamUpdates"), time.monotonic()
+        wait.until(lambda b: b.execute_script("return window.camstreamUpdates") >= start_count + 8,
+                   "fewer than 8 updates in 30 s")
+        rate = (browser.execute_script("return window.camstreamUpdates") - start_count) / (time.monotonic()
+                                                                                             - start_time)
+        assert 1.0 <= rate <= 4.0, rate  # pushed every 0.5 s
+        frames = browser.find_element(By.ID, "frames-0").text
+        assert frames.endswith("/ 900") and int(frames.split()[0]) > 0
+
+        # a threshold chosen in the page changes the next frames: at full opacity, all of the map is colour
+        browser.execute_script("const a = document.getElementById('control-alpha'); a.value = 1;"
+                               "a.dispatchEvent(new Event('change'));")
+        Select(browser.find_element(By.ID, "control-threshold")).select_by_value("1")
+        wait.until(lambda b: _saturated_share(video.screenshot_as_png) < 0.3, "top 1 % still colours much")
+        sparse = _saturated_share(video.screenshot_as_png)
+        Select(browser.find_element(By.ID, "control-threshold")).select_by_value("none")
+        wait.until(lambda b: _saturated_share(video.screenshot_as_png) > 0.8, "'none' does not colour all")
+        assert browser.find_element(By.ID, "message").text == ""
+        Select(browser.find_element(By.ID, "control-threshold")).select_by_value("dynamic")
+        chips = browser.execute_script("return [...document.querySelectorAll('#classes-0 .chip')]"
+                                       ".map((chip) => chip.textContent)")  # redrawn with every update
+        assert chips and all(float(chip.rsplit(" ", 1)[1]) <= 1.0 for chip in chips)
+        screenshot = os.environ.get("CAMSTREAM_DASHBOARD_PNG") or str(tmp_path / "dashboard.png")
+        wait.until(lambda b: _saturated_share(video.screenshot_as_png) < 0.8, "dynamic still colours all")
+        browser.save_screenshot(screenshot)
+        assert sparse < 0.3 and Path(screenshot).stat().st_size > 10_000
+        assert run.stop() == 130
+        wait.until(lambda b: b.find_element(By.ID, "status").text == "run ended", "the page missed the end")
+    finally:
+        browser.quit()
+        run.stop()
