@@ -227,3 +227,39 @@ def test_without_the_torch_extra_a_torch_command_names_the_extra(tmp_path, comma
                             cwd=tmp_path, timeout=120)
     assert_one_line_error(result, "pip install 'camstream[torch]'")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_frozen_graphs_are_cached_between_runs_and_a_damaged_entry_is_traced_again(tmp_path, monkeypatch,
+                                                                                        chelsea_rgb):
+    from camstream.backends.torch_backend import TorchBackend
+    from camstream.explain.base import HookedModel
+    from camstream.preprocess import resize_to_rgb
+
+    monkeypatch.setenv("CAMSTREAM_CACHE", str(tmp_path))
+    frame = resize_to_rgb(np.ascontiguousarray(chelsea_rgb[..., ::-1]), (224, 224))
+    first = TorchBackend("efficientnet_lite0", max_batch=2)
+    expected = np.array(first.explain([frame]).maps)
+    first.close()
+    cached = sorted(p.name for p in (tmp_path / "traces").iterdir())
+    assert len(cached) == 2 and cached[0].endswith(".head.pt") and cached[1].endswith(".logits.pt")
+
+    def no_tracing(*_args):
+        raise AssertionError("traced although the graphs were cached")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(HookedModel, "_trace_frozen", no_tracing)
+        second = TorchBackend("efficientnet_lite0", max_batch=2)
+    assert second.frozen
+    assert np.abs(np.array(second.explain([frame]).maps) - expected).max() < 1e-5
+    second.close()
+    (tmp_path / "traces" / cached[1]).write_bytes(b"not a graph")
+    third = TorchBackend("efficientnet_lite0", max_batch=2)
+    assert third.frozen and (tmp_path / "traces" / cached[1]).stat().st_size > 1000  # traced and written again
+    third.close()
+
+
+def test_random_weights_are_never_cached_as_a_frozen_graph():
+    from camstream.backends.torch_backend import trace_cache
+
+    assert trace_cache("resnet18", None, "layer4", torch.zeros(1, 3, 224, 224), "cpu") is None  # new each run
+    assert trace_cache("efficientnet_lite0", None, "bn2", torch.zeros(1, 3, 224, 224), "cpu") is not None

