@@ -42,8 +42,12 @@ def test_bench_markdown_has_every_section_and_the_figures():
         "edge": [{"input": [224, 224], "plain_ms": 14.0, "methods": {"gradcam": {"ms": 14.5, "ratio_to_plain": 1.04}}}],
         "extensions": None, "malloc": {"untuned_ms": 20.0, "tuned_ms": 11.0, "speedup": 1.82},
         "targets": [{"target": "gradcam ≤ 1.05× plain", "value": 1.04, "met": True}],
+        "startup": {"help_s": {"min": 0.14, "median": 0.15, "max": 0.2, "runs": 2},
+                    "torch": {"cold_s": {"min": 15.5, "median": 15.8, "max": 16.1, "runs": 2},
+                              "warm_s": {"min": 9.1, "median": 10.0, "max": 11.3, "runs": 2}}},
     }
     text = markdown(results)
+    assert "## Start-up" in text and "| first frame, torch, cache warm | 9.1 s | 10.0 s | 11.3 s |" in text
     for heading in ("# camstream bench", "## Explainers", "## Pipeline", "## Kernels", "## Edge profile",
                     "## Allocator tuning", "## Targets"):
         assert heading in text
@@ -103,3 +107,11 @@ def test_a_run_on_a_busy_machine_or_with_impossible_figures_is_flagged_not_trust
 
     text = "\n".join(trust_markdown(found))
     assert "not trustworthy" in text and "0.74×" in text
+
+
+def test_startup_is_measured_in_fresh_processes():
+    from camstream.bench.startup import bench_startup
+
+    figures = bench_startup(rounds=2, backends=(), progress=lambda _line: None)
+    help_s = figures["help_s"]
+    assert help_s["runs"] == 2 and 0 < help_s["min"] <= help_s["median"] <= help_s["max"]

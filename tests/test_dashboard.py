@@ -82,12 +82,16 @@ class Run:
 
 
 def test_stats_controls_and_the_token_on_the_server(minute_clip, tmp_path):
-    run = Run(minute_clip, tmp_path / "out", "--token", "s3cret")
+    run = Run(minute_clip, tmp_path / "out", "--source", minute_clip, "--token", "s3cret")  # two streams, one page
     try:
         assert run.get("stats")[0] == 403 and run.get("stream/0.mjpg")[0] == 403
         status, body = run.get("stats?token=s3cret")
         stats = json.loads(body)
-        assert status == 200 and stats["running"] and stats["streams"][0]["source"].endswith("minute.mp4")
+        assert status == 200 and stats["running"] and len(stats["streams"]) == 2
+        assert all(stream["source"].endswith("minute.mp4") for stream in stats["streams"])
+        with urllib.request.urlopen(run.url + "stream/1.mjpg?token=s3cret", timeout=DEADLINE_S) as video:
+            assert video.read(64).startswith(b"--frame\r\nContent-Type: image/jpeg")  # the second stream's video
+        assert run.get("frame/1.jpg?token=s3cret")[0] == 200 and run.get("frame/2.jpg?token=s3cret")[0] == 404
         assert {"gradcam", "recipro"} <= set(stats["controls"]["methods"])
         status, body = run.get("control", {"threshold": "10", "method": "recipro", "hud": "off", "smooth": 0.5},
                                {"Authorization": "Bearer s3cret"})
@@ -101,7 +105,7 @@ def test_stats_controls_and_the_token_on_the_server(minute_clip, tmp_path):
     finally:
         assert run.stop() == 130
     report = json.loads((tmp_path / "out" / "report.json").read_text())
-    assert report["interrupted"] and report["streams"][0]["sinks"][0]["type"] == "web"
+    assert report["interrupted"] and [s["sinks"][0]["type"] for s in report["streams"]] == ["web", "web"]
 
 
 def _browser(size: tuple[int, int] = (1280, 860)):

@@ -20,6 +20,8 @@ from camstream.bench.extensions import markdown as extensions_markdown
 from camstream.bench.kernels import bench_kernels
 from camstream.bench.malloc_probe import compare as compare_malloc
 from camstream.bench.pipeline import bench_pipeline, bench_streams
+from camstream.bench.startup import bench_startup
+from camstream.bench.startup import markdown as startup_markdown
 from camstream.bench.trust import load_average, verdict
 from camstream.bench.trust import markdown as trust_markdown
 from camstream.report_file import write_json_atomic
@@ -43,11 +45,12 @@ class BenchPlan:
     stream_counts: tuple[int, ...] = (1, 2, 4)
     extension_rounds: int = 10
     extension_quick: bool = False  # True leaves vit_b_16 out
+    startup_rounds: int = 2
 
     @classmethod
     def quick(cls) -> BenchPlan:
         return cls(models=("efficientnet_lite0",), rounds=20, pipeline_sizes=("720p",), pipeline_frames=300,
-                   edge_rounds=8, stream_counts=(1, 2), extension_rounds=5, extension_quick=True)
+                   edge_rounds=8, stream_counts=(1, 2), extension_rounds=5, extension_quick=True, startup_rounds=1)
 
 
 PIPELINE_SIZES = {"720p": (1280, 720), "1080p": (1920, 1080)}
@@ -109,6 +112,7 @@ def run_bench(plan: BenchPlan, out_dir: str, footage: str | None = None,
     finally:
         torch.set_num_threads(threads)
     results["backends"] = _bench_backends_if_installed(frames_video, plan.rounds, progress)
+    results["startup"] = bench_startup(plan.startup_rounds, progress=progress)
     results["extensions"] = bench_extensions(plan.extension_rounds, quick=plan.extension_quick, progress=progress)
     progress("allocator: tuned vs untuned child processes")
     results["malloc"] = compare_malloc()
@@ -177,7 +181,7 @@ def markdown(results: dict) -> str:
              f"average {system.get('load_before')} before, {system.get('load_after')} after.\n"]
     lines += trust_markdown(results.get("trust") or verdict(results))
     for section in (_explainer_tables, _pipeline_table, _streams_table, _kernel_tables, _edge_table,
-                    _backends_table, _extensions_and_allocator, _targets_table):
+                    _backends_table, _startup_table, _extensions_and_allocator, _targets_table):
         lines += section(results)
     return "\n".join(lines) + "\n"
 
@@ -268,6 +272,13 @@ def _backends_table(results: dict) -> list[str]:
 
     return ["", "## Runtime backends (plain vs explained inside the exported graph)\n",
             *backends_markdown(results["backends"])]
+
+
+def _startup_table(results: dict) -> list[str]:
+    if not results.get("startup"):
+        return []
+    return ["", "## Start-up (fresh processes; first frame = process start to the first frame out)\n",
+            *startup_markdown(results["startup"])]
 
 
 def _extensions_and_allocator(results: dict) -> list[str]:
