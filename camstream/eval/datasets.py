@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -16,11 +16,13 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 
 @dataclass
 class Sample:
-    """One image (BGR) and its ground-truth mask (bool, same size; None when there is none)."""
+    """One image (BGR), its ground-truth mask (bool, same size; None when there is none) and, for box files, its
+    labelled boxes (label, left, top, right, bottom) in pixels."""
 
     name: str
     image: np.ndarray
     truth: np.ndarray | None
+    boxes: list[tuple[str, int, int, int, int]] = field(default_factory=list)
 
 
 def _read(path: str) -> np.ndarray:
@@ -61,6 +63,7 @@ def load_samples(folder: str, limit: int | None = None) -> list[Sample]:
     for name in names[:limit]:
         image = _read(os.path.join(image_dir, name))
         truth = None
+        labelled: list[tuple[str, int, int, int, int]] = []
         stem = os.path.splitext(name)[0]
         boxes = os.path.join(folder, "ground-truth", stem + ".txt")
         mask_png = os.path.join(image_dir, stem + "_mask.png")
@@ -76,10 +79,11 @@ def load_samples(folder: str, limit: int | None = None) -> list[Sample]:
                     if len(parts) >= 5:
                         left, top, right, bottom = (int(float(v)) for v in parts[-4:])
                         truth[top:bottom + 1, left:right + 1] = 1
+                        labelled.append((" ".join(parts[:-4]), left, top, right, bottom))
         elif os.path.exists(mask_png):
             mask = cv2.imread(mask_png, cv2.IMREAD_GRAYSCALE)
             truth = None if mask is None else (mask > 0).astype(np.uint8)
-        samples.append(Sample(name, image, None if truth is None else truth.astype(bool)))
+        samples.append(Sample(name, image, None if truth is None else truth.astype(bool), labelled))
     return samples
 
 

@@ -84,6 +84,26 @@ def _temporal(results: dict) -> list[str]:
     return lines
 
 
+def _label_aware(results: dict) -> list[str]:
+    aware = results.get("label_aware")
+    if not aware or not aware["pairs"]:
+        return []
+    columns = (("pointing_game", "pointing ↑"), ("energy_in_box", "energy in box ↑"), ("iou", "IoU (dynamic) ↑"),
+               ("precision", "precision (dynamic) ↑"))
+    skipped = ", ".join(f"{label} ({n})" for label, n in aware["skipped_labels"].items()) or "none"
+    lines = [f"\n## Localisation per box label ({aware['pairs']} image–label pairs on {aware['images']} images)\n",
+             "Each label's boxes against the map of that label's own ImageNet class (the best-scoring of the ids it "
+             f"maps to). The boxes cover **{aware['coverage']:.1%}** of an image on average: a map that lights "
+             "everything scores about that, and the random and centred maps below are what a method must beat. "
+             f"Labels with no ImageNet counterpart, skipped (boxes): {skipped}.\n",
+             "| map | " + " | ".join(title for _, title in columns) + " |", "|---|" + "---|" * len(columns)]
+    rows = [(method, entry["label_aware"]) for method, entry in results["methods"].items() if "label_aware" in entry]
+    rows += [(f"*{kind} baseline*", scores) for kind, scores in aware["baselines"].items()]
+    for name, scores in rows:
+        lines.append(f"| {name} | " + " | ".join(f"{scores[key]:.3f}" for key, _ in columns) + " |")
+    return lines
+
+
 def markdown(results: dict) -> str:
     """The whole report."""
     lines = [f"# camstream eval\n\n{results['images']} images ({results['with_truth']} with ground truth) from "
@@ -92,8 +112,9 @@ def markdown(results: dict) -> str:
              f"{results['elapsed_s']} s. Insertion/deletion in {results['insertion_deletion_steps']} steps; "
              f"max-sensitivity: {results['max_sensitivity']['samples']} draws of U[±"
              f"{results['max_sensitivity']['radius']}] noise.\n", "## Faithfulness and robustness\n",
-             *_table(results, FAITHFULNESS), "\n## Localisation against the ground truth\n",
-             *_table(results, LOCALISATION),
+             *_table(results, FAITHFULNESS), "\n## Localisation against the ground truth (all boxes or masks "
+             "together, against the explained class)\n",
+             *_table(results, LOCALISATION), *_label_aware(results),
              "\n## What each threshold keeps: × a fraction of the full map's score, ± a difference from it (signed "
              "scores); the pointing game is left out, a threshold keeps the map's maximum by construction\n",
              *_retained(results),

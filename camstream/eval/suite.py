@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import time
 import warnings
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -25,6 +26,7 @@ from camstream.eval.faithfulness import (
     InsertionAUC,
     InsertionCorrelation,
 )
+from camstream.eval.labelled import baseline_maps, best_classes, labelled_boxes, localisation_scores
 from camstream.eval.localisation import (
     Dice,
     IoU,
@@ -121,6 +123,8 @@ class _Images:
         self.truth = np.stack([cv2.resize(s.truth.astype(np.uint8), (width, height),
                                           interpolation=cv2.INTER_NEAREST).astype(bool)
                                if s.truth is not None else np.zeros((height, width), bool) for s in samples])
+        self.pairs = labelled_boxes(samples, (height, width))  # box labels mapped to ImageNet classes
+        self.pair_classes: torch.Tensor | None = None  # each pair's class, once the scorer is ready
         self.batch = plan.batch
         self.normalise = Normaliser(self.spec)
         example = self.normalise(self.pixels[:plan.batch])
@@ -128,6 +132,21 @@ class _Images:
             warnings.simplefilter("ignore")
             self.frozen = torch.jit.freeze(torch.jit.trace(self.spec.module, example))
         self._unmodified: torch.Tensor | None = None
+        if len(self.pairs.labels):
+            self.pair_classes = best_classes(self.predict(self.pixels), self.pairs)
+
+    def label_aware(self) -> dict | None:
+        """What the label-aware localisation is scored on, with its coverage and both baselines; None without
+        labelled boxes."""
+        pairs = self.pairs
+        if not len(pairs.labels) and not pairs.skipped:
+            return None
+        count = len(pairs.labels)
+        return {"pairs": count, "images": len(set(pairs.image_index.tolist())), "coverage": round(pairs.coverage, 4),
+                "labels": dict(Counter(pairs.labels).most_common()),
+                "skipped_labels": dict(pairs.skipped.most_common()),
+                "baselines": {kind: localisation_scores(baseline_maps(kind, count, self.size), pairs.truth)
+                              for kind in ("random", "centre")} if count else {}}
 
     def predict(self, images: torch.Tensor) -> torch.Tensor:
         """Class probabilities of images in [0, 1]; the untouched images are scored once, not per metric."""
@@ -161,7 +180,7 @@ def run_eval(data: str, out_dir: str, plan: EvalPlan | None = None,
                                               "smooth": plan.smooth},
                      "metrics": [m.describe() for m in (*faithfulness, Adcc(), sensitivity, *LOCALISATION,
                                                         TemporalStability())],
-                     "methods": {}, "skipped": {}}
+                     "label_aware": images.label_aware(), "methods": {}, "skipped": {}}
     examples: dict[str, np.ndarray] = {}
     for method in plan.methods:
         progress(f"{method}: explaining {len(images.names)} images")
@@ -236,6 +255,11 @@ def _evaluate_method(method: str, images: _Images, plan: EvalPlan, thresholds: d
                                           for name in _TESTED if name in per_sample[label]}
         if images.has_truth.any():
             entry["precision_recall"] = precision_recall_curve(maps[images.has_truth], images.truth[images.has_truth])
+        if images.pair_classes is not None:
+            progress(f"{method}: each labelled box against the map of its own class")
+            own, _ = explain_all(explainer, pixels[torch.from_numpy(images.pairs.image_index)], images.pair_classes,
+                                 batch)
+            entry["label_aware"] = localisation_scores(own, images.pairs.truth)
         if frames is not None and affordable:
             progress(f"{method}: temporal stability on {len(frames)} frames")
             entry["temporal"] = _temporal(explainer, frames, plan, batch)
