@@ -239,7 +239,10 @@ def build_parser() -> argparse.ArgumentParser:
                           "captum-lime (pip install 'camstream[baselines]')")
     evaluate.add_argument("--thresholds", default="1,5,10,20,dynamic",
                           help="comma-separated keep-percentages and/or dynamic (default 1,5,10,20,dynamic)")
-    evaluate.add_argument("--class-id", type=int, metavar="N", help="explain class N (default: each top-1)")
+    evaluate.add_argument("--class-id", type=int, metavar="N",
+                          help="explain class N on the photos (default: each photo's top-1)")
+    evaluate.add_argument("--video-class-id", type=int, metavar="N",
+                          help="explain class N on the video (default: each frame's own top-1)")
     evaluate.add_argument("--model", default=DEFAULT_MODEL, help=f"as for run (default {DEFAULT_MODEL})")
     evaluate.add_argument("--backend", choices=BACKENDS, default="torch",
                           help="runtime of camstream's own methods: torch, or onnxruntime / openvino (the "
@@ -368,7 +371,8 @@ def _eval(args: argparse.Namespace) -> int:
     def progress(message: str) -> None:
         print(f"[{time.perf_counter() - started:6.1f} s] {message}", file=sys.stderr, flush=True)
 
-    plan = EvalPlan(methods=methods, thresholds=thresholds, class_id=args.class_id, model=args.model,
+    plan = EvalPlan(methods=methods, thresholds=thresholds, class_id=args.class_id,
+                    video_class_id=args.video_class_id, model=args.model,
                     backend=args.backend, limit=args.limit, steps=args.steps, video=video,
                     video_frames=args.video_frames, smooth=args.smooth, plots=not args.no_plots)
     run_eval(args.data, args.out, plan, progress=progress)

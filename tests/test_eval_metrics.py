@@ -267,3 +267,22 @@ def test_insertion_starts_from_petsiuks_blur():
     assert support[:, 0].min() == 10 and support[:, 0].max() == 20  # ±5 px: kernel 11
     centre, one_sigma = float(blurred[0, 0, 15, 15]), float(blurred[0, 0, 15, 20])
     assert one_sigma / centre == pytest.approx(np.exp(-25 / (2 * 25)), rel=1e-3)  # exp(−d²/2σ²), d = 5 = σ
+
+
+def test_temporal_lag_finds_the_offset_a_smoothed_map_trails_by():
+    from camstream.eval.robustness import TemporalLag
+    from camstream.stream.infer import CamSmoother
+
+    rng = np.random.default_rng(0)
+    raw = rng.random((60, 8, 8)).astype(np.float32)
+    delayed = np.concatenate([raw[:3], raw[:-3]])  # each map three frames late
+    lag = TemporalLag(max_lag=8, side=8)
+    assert lag(raw, raw)["lag_frames"] == pytest.approx(0.0, abs=0.02)
+    assert lag(raw, delayed)["lag_frames"] == pytest.approx(3.0, abs=0.02)
+    smoothed = raw.copy()
+    smoother = CamSmoother(0.6)
+    for cam in smoothed:
+        smoother(cam)
+    # α / (1 − α) = 1.5 frames; the weights beyond 8 frames (0.6⁹ of the total) are cut off
+    expected = sum(k * 0.4 * 0.6**k for k in range(9)) / sum(0.4 * 0.6**k for k in range(9))
+    assert lag(raw, smoothed)["lag_frames"] == pytest.approx(expected, abs=0.05)

@@ -40,11 +40,15 @@ def test_eval_writes_json_markdown_and_plots_with_every_metric(tmp_path):
         temporal = entry["temporal"]
         # the EMA can only calm the map down between frames
         assert temporal["smoothed"]["map_change"] < temporal["raw"]["map_change"]
+        assert temporal["smoothed"]["lag_frames"] > 0.5 and temporal["class"] is None  # each frame's own top-1
+        assert temporal["constant"]["temporal_instability"] == 0.0  # perfectly steady …
+        for kind in ("raw", "smoothed", "constant"):
+            assert 0.0 <= temporal[kind]["insertion_auc"] <= 1.0  # … and scored for faithfulness beside it
         assert len(entry["curves"]["none"]["insertion"]) == 5
     assert "captum-lrp cannot run on efficientnet_lite0" in report["skipped"]["captum-lrp"]
     assert "recipro" in report["between_methods"]
     markdown = (tmp_path / "eval.md").read_text()
-    assert "| gradcam | 10 |" in markdown and "Temporal stability" in markdown
+    assert "| gradcam | 10 |" in markdown and "Temporal stability" in markdown and "*constant map*" in markdown
     for plot in ("pr_curves.png", "insertion_deletion.png", "heatmaps.png"):
         image = cv2.imread(str(tmp_path / plot))
         assert image is not None and image.shape[0] > 200 and image.std() > 10  # a real picture, not blank

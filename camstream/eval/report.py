@@ -72,15 +72,24 @@ def _temporal(results: dict) -> list[str]:
     if not rows:
         return []
     video = results["video"]
+    video_class = results.get("video_class_id")
     lines = [f"\n## Temporal stability on {video['frames']} frames of `{video['path']}`\n",
-             "Map change per unit of image change between consecutive frames (lower is steadier); "
-             f"smoothed = the pipeline's `--smooth {video['smooth']}`; departure = mean |smoothed − raw|.\n",
-             "| method | raw | smoothed | raw map change | smoothed map change | departure |",
-             "|---|---|---|---|---|---|"]
+             "Map change per unit of image change between consecutive frames (lower is steadier), paired with "
+             "insertion AUC on the same clip (higher is more faithful) and the lag the smoothing adds, so that "
+             "steadiness bought by lagging, or by a map that never moves, shows. Each frame explained for "
+             f"{'class ' + str(video_class) if video_class is not None else 'its own top-1'}; smoothed = the "
+             f"pipeline's `--smooth {video['smooth']}`; departure = mean |smoothed − raw|.\n",
+             "| method | instability raw | smoothed | insertion AUC raw | smoothed | lag (frames) | departure |",
+             "|---|---|---|---|---|---|---|"]
     for method, t in rows:
         lines.append(f"| {method} | {t['raw']['temporal_instability']:.3f} | "
-                     f"{t['smoothed']['temporal_instability']:.3f} | {t['raw']['map_change']:.4f} | "
-                     f"{t['smoothed']['map_change']:.4f} | {t['smoothing_departure']:.4f} |")
+                     f"{t['smoothed']['temporal_instability']:.3f} | {t['raw'].get('insertion_auc', 0):.3f} | "
+                     f"{t['smoothed'].get('insertion_auc', 0):.3f} | {t['smoothed'].get('lag_frames', 'n/a')} | "
+                     f"{t['smoothing_departure']:.4f} |")
+    constant = rows[0][1].get("constant")
+    if constant:
+        lines.append(f"| *constant map* | {constant['temporal_instability']:.3f} | | "
+                     f"{constant['insertion_auc']:.3f} | | | |")
     return lines
 
 

@@ -42,6 +42,44 @@ class MaxSensitivity(Metric):
         return np.divide(change, norm, out=np.zeros(batch), where=norm > 1e-12)
 
 
+class TemporalLag(Metric):
+    """How many frames a smoothed map trails the raw ones: smoothed map t is fitted as a weighted sum of raw maps
+    t, t − 1, …, t − `max_lag` (least squares with a small ridge, maps reduced to 28×28 first), and the lag is the
+    centroid Σ k·w_k / Σ w_k of the (non-negative) weights. An exponential moving average of weight α trails by
+    α / (1 − α) frames (1.5 at α = 0.6), a copy by 0, a copy k frames late by k."""
+
+    name = "lag_frames"
+    higher_is_better = False
+    category = "robustness"
+    value_range = (0.0, float("inf"))
+
+    def __init__(self, max_lag: int = 8, side: int = 28) -> None:
+        self.max_lag, self.side = max_lag, side
+
+    def __call__(self, raw: np.ndarray, smoothed: np.ndarray) -> dict:
+        """raw and smoothed maps (T, H, W) → the lag in frames and the fitted weights w_0 … w_K."""
+        import cv2
+
+        count = len(raw)
+        reach = min(self.max_lag, count - 2)
+        if reach < 1:
+            return {self.name: 0.0, "weights": []}
+
+        def reduced(maps: np.ndarray) -> np.ndarray:
+            return np.stack([cv2.resize(m.astype(np.float32), (self.side, self.side), interpolation=cv2.INTER_AREA)
+                             for m in maps]).reshape(count, -1).astype(np.float64)
+
+        small_raw, small_smoothed = reduced(raw), reduced(smoothed)
+        columns = [small_raw[reach - k:count - k].ravel() for k in range(reach + 1)]
+        design = np.stack([*columns, np.ones_like(columns[0])], axis=1)  # and an intercept for the maps' level
+        target = small_smoothed[reach:].ravel()
+        gram = design.T @ design
+        ridge = 1e-3 * np.trace(gram) / len(gram)
+        weights = np.linalg.solve(gram + ridge * np.eye(len(gram)), design.T @ target)[:-1].clip(min=0)
+        lag = float((np.arange(reach + 1) * weights).sum() / weights.sum()) if weights.sum() > 1e-12 else 0.0
+        return {self.name: round(lag, 3), "weights": [round(float(w), 4) for w in weights]}
+
+
 class TemporalStability(Metric):
     """Mean over consecutive frames of mean|M_t − M_{t−1}| / mean|I_t − I_{t−1}|: map change per unit of
     image change (maps and images in [0, 1]); lower is steadier. Transitions with no image change are skipped."""

@@ -36,7 +36,7 @@ from camstream.eval.localisation import (
     precision_recall_curve,
 )
 from camstream.eval.report import markdown
-from camstream.eval.robustness import MaxSensitivity, TemporalStability
+from camstream.eval.robustness import MaxSensitivity, TemporalLag, TemporalStability
 from camstream.explain.baselines import EvalExplainer, make_explainer
 from camstream.explain.result import evaluation_mode
 from camstream.kernels import ThresholdSpec, parse_threshold, simplify, threshold_value
@@ -59,7 +59,8 @@ class EvalPlan:
 
     methods: list[str] = field(default_factory=lambda: ["cam", "gradcam", "gradcam++", "recipro"])
     thresholds: list[str] = field(default_factory=lambda: ["1", "5", "10", "20", "dynamic"])
-    class_id: int | None = None
+    class_id: int | None = None  # the photos' class (None: each photo's top-1)
+    video_class_id: int | None = None  # the video's class (None: each frame's own top-1)
     model: str = "efficientnet_lite0"
     backend: str = "torch"  # what runs camstream's own methods (the baselines and the scoring model: torch)
     limit: int | None = None
@@ -174,12 +175,13 @@ def run_eval(data: str, out_dir: str, plan: EvalPlan | None = None,
     frames = load_clip_frames(plan.video, plan.video_frames, images.size) if plan.video else None
     results: dict = {"data": os.path.abspath(data), "images": len(images.names),
                      "with_truth": int(images.has_truth.sum()), "model": images.spec.name, "backend": plan.backend,
-                     "class_id": plan.class_id, "insertion_deletion_steps": plan.steps,
+                     "class_id": plan.class_id, "video_class_id": plan.video_class_id,
+                     "insertion_deletion_steps": plan.steps,
                      "max_sensitivity": {"radius": sensitivity.radius, "samples": sensitivity.samples},
                      "video": plan.video and {"path": os.path.abspath(plan.video), "frames": len(frames),
                                               "smooth": plan.smooth},
                      "metrics": [m.describe() for m in (*faithfulness, Adcc(), sensitivity, *LOCALISATION,
-                                                        TemporalStability())],
+                                                        TemporalStability(), TemporalLag())],
                      "label_aware": images.label_aware(), "methods": {}, "skipped": {}}
     examples: dict[str, np.ndarray] = {}
     for method in plan.methods:
@@ -262,7 +264,7 @@ def _evaluate_method(method: str, images: _Images, plan: EvalPlan, thresholds: d
             entry["label_aware"] = localisation_scores(own, images.pairs.truth)
         if frames is not None and affordable:
             progress(f"{method}: temporal stability on {len(frames)} frames")
-            entry["temporal"] = _temporal(explainer, frames, plan, batch)
+            entry["temporal"] = _temporal(explainer, frames, plan, batch, images.predict)
         entry["per_image"] = {name: values.round(4).tolist() for name, values in per_sample["none"].items()}
         return entry, maps[:4].copy()
     finally:
@@ -277,17 +279,36 @@ _CHANGED = ("insertion_correlation", "deletion_correlation")
 _TESTED = ("insertion_auc", "deletion_auc", "adcc", "iou")
 
 
-def _temporal(explainer: EvalExplainer, frames: np.ndarray, plan: EvalPlan, batch: int) -> dict:
-    """Frame-to-frame map change per unit of image change, raw and with the pipeline's EMA smoothing."""
+VIDEO_FAITHFULNESS_FRAMES = 12  # frames of the clip whose insertion AUC is measured (evenly spread)
+
+
+def _temporal(explainer: EvalExplainer, frames: np.ndarray, plan: EvalPlan, batch: int,
+              predict: Callable[[torch.Tensor], torch.Tensor]) -> dict:
+    """On the clip, each frame explained for its own top-1 (or `plan.video_class_id`), raw and with the
+    pipeline's EMA: map change per unit of image change, the lag the smoothing adds, and — on the same frames,
+    so that steadiness bought by lagging or by a map that never moves shows — insertion AUC per frame. A
+    constant map is scored beside them: perfectly steady, and no better than chance at insertion."""
     pixels = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255.0
-    raw, _ = explain_all(explainer, pixels, plan.class_id, batch)
+    raw, targets = explain_all(explainer, pixels, plan.video_class_id, batch)
     smoothed = raw.copy()
     smoother = CamSmoother(plan.smooth)
     for cam in smoothed:
         smoother(cam)
     stability = TemporalStability()
     images = frames.astype(np.float32) / 255.0
-    return {"raw": stability(images, raw), "smoothed": stability(images, smoothed), "alpha": plan.smooth,
+    picked = np.unique(np.linspace(0, len(frames) - 1, VIDEO_FAITHFULNESS_FRAMES).round().astype(int))
+    insertion = InsertionAUC(plan.steps)
+    constant = np.full_like(raw[picked], 0.5)
+
+    def per_frame(maps: np.ndarray) -> float:
+        return round(float(insertion(predict, pixels[picked], maps, targets[picked]).mean()), 4)
+
+    return {"raw": {**stability(images, raw), "insertion_auc": per_frame(raw[picked])},
+            "smoothed": {**stability(images, smoothed), "insertion_auc": per_frame(smoothed[picked]),
+                         **TemporalLag()(raw, smoothed)},
+            "constant": {**stability(images, np.repeat(constant[:1], len(frames), 0)),
+                         "insertion_auc": per_frame(constant)},
+            "alpha": plan.smooth, "class": plan.video_class_id, "faithfulness_frames": picked.tolist(),
             "smoothing_departure": round(float(np.abs(smoothed - raw).mean()), 4)}
 
 
