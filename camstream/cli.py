@@ -311,6 +311,7 @@ def _inspect(args: argparse.Namespace) -> int:
 def _sanity(args: argparse.Namespace) -> int:
     from camstream.catalog import CNN_METHODS
     from camstream.eval.sanity import sanity_checks
+    from camstream.sanity_record import record_verdicts
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = [m for m in methods if m not in CNN_METHODS]
@@ -319,6 +320,7 @@ def _sanity(args: argparse.Namespace) -> int:
     if args.frames < 2:
         raise CamstreamError("--frames must be at least 2")
     results = sanity_checks(_sanity_images(args.data, args.frames), methods, args.model)
+    record_verdicts(args.model, results)  # run and explain then warn when the chosen method failed here
     if args.json:
         print(json.dumps(results))
         return 0

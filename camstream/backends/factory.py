@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from dataclasses import replace
 
 from camstream.backends.base import Backend
@@ -26,6 +27,7 @@ def make_backend(backend: str | None, model: str, method: str | None = None, wei
     if labels:
         given = replace(given, labels=read_labels(labels))
     beside = files_card(model, weights)  # a bad file or sidecar is said before the model loads
+    _warn_if_insane(model, method or given.over(beside).method)
     is_graph = model.endswith(".onnx")
     backend = backend or ("onnxruntime" if is_graph else "torch")
     if backend not in BACKENDS:
@@ -48,6 +50,15 @@ def make_backend(backend: str | None, model: str, method: str | None = None, wei
                              f"--method {method}")
     _adopt_card(graph_backend, given.over(beside) if is_graph else given)
     return graph_backend
+
+
+def _warn_if_insane(model: str, method: str | None) -> None:
+    """One warning when `camstream sanity` found the method failing on this model (`camstream.sanity_record`)."""
+    from camstream.sanity_record import failed_sanity
+
+    said = failed_sanity(model, method or "gradcam")
+    if said:
+        warnings.warn(said, stacklevel=3)
 
 
 def _adopt_card(graph_backend: Backend, card: ModelCard) -> None:

@@ -1,0 +1,56 @@
+"""What `camstream sanity` found, kept between runs, so that `run` and `explain` can say once that the chosen
+method failed Adebayo et al.'s checks on the chosen model (`camstream.eval.sanity`). Torch-free: a JSON file
+in the cache folder (`$CAMSTREAM_CACHE`, else ~/.cache/camstream), keyed by the model's name, or by a model
+file's path, size and modification time."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+
+
+def _path() -> str:
+    from camstream.backends.factory import cache_folder
+
+    return os.path.join(cache_folder(), "sanity.json")
+
+
+def model_key(model: str) -> str:
+    """The model as the record names it: its name, or a file's absolute path with its size and mtime."""
+    if os.path.isfile(model):
+        return f"{os.path.abspath(model)}|{os.path.getsize(model)}|{os.path.getmtime(model):.0f}"
+    return model
+
+
+def _read() -> dict:
+    try:
+        with open(_path(), encoding="utf-8") as handle:
+            found = json.load(handle)
+        return found if isinstance(found, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def record_verdicts(model: str, results: dict) -> None:
+    """Keep `sanity_checks`' per-method results for `model` (a failed write only loses the warning)."""
+    records = _read()
+    records[model_key(model)] = {method: {"passed": row["passed"], "class": row["class_sensitivity_spearman"],
+                                          "randomised": row["randomisation_spearman"]}
+                                 for method, row in results["methods"].items()}
+    with contextlib.suppress(OSError):
+        os.makedirs(os.path.dirname(_path()), exist_ok=True)
+        partial = _path() + ".partial"
+        with open(partial, "w", encoding="utf-8") as handle:
+            json.dump(records, handle)
+        os.replace(partial, _path())
+
+
+def failed_sanity(model: str, method: str) -> str | None:
+    """One sentence when `camstream sanity` found `method` failing on `model`, else None (passed, or not run)."""
+    row = _read().get(model_key(model), {}).get(method)
+    if not row or row.get("passed", True):
+        return None
+    return (f"{method} failed the sanity checks on {os.path.basename(model)} (Spearman to another class's map "
+            f"{row['class']:+.2f}, to a randomised model's {row['randomised']:+.2f}; pass below 0.5): its map "
+            "barely depends on the class or the model, so read it as where the network looks, not why it decides")
