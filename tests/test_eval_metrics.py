@@ -286,3 +286,19 @@ def test_temporal_lag_finds_the_offset_a_smoothed_map_trails_by():
     # α / (1 − α) = 1.5 frames; the weights beyond 8 frames (0.6⁹ of the total) are cut off
     expected = sum(k * 0.4 * 0.6**k for k in range(9)) / sum(0.4 * 0.6**k for k in range(9))
     assert lag(raw, smoothed)["lag_frames"] == pytest.approx(expected, abs=0.05)
+
+
+def test_normalised_auc_is_the_auc_over_the_whole_images_score():
+    from camstream.eval import DeletionAUCNormalised, InsertionAUCNormalised
+
+    class Constant(torch.nn.Module):  # class 0 always at 0.4, whatever the pixels: every curve is flat at 0.4
+        def forward(self, images):
+            return torch.tensor([[0.4, 0.6]]).repeat(len(images), 1)
+
+    images, maps = torch.rand(3, 3, 16, 16), np.random.default_rng(0).random((3, 16, 16)).astype(np.float32)
+    targets = torch.zeros(3, dtype=torch.long)
+    insertion, deletion = InsertionAUC(steps=4), DeletionAUC(steps=4)
+    assert np.allclose(insertion(Constant(), images, maps, targets), 0.4)
+    assert np.allclose(InsertionAUCNormalised(insertion)(Constant(), images, maps, targets), 1.0)  # 0.4 / 0.4
+    assert np.allclose(DeletionAUCNormalised(deletion)(Constant(), images, maps, targets), 1.0)
+    assert InsertionAUCNormalised.higher_is_better and not DeletionAUCNormalised.higher_is_better

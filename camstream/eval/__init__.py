@@ -10,9 +10,11 @@ from camstream.eval.faithfulness import (
     Adcc,
     AverageDrop,
     DeletionAUC,
+    DeletionAUCNormalised,
     DeletionCorrelation,
     IncreaseInConfidence,
     InsertionAUC,
+    InsertionAUCNormalised,
     InsertionCorrelation,
 )
 from camstream.eval.localisation import (
@@ -26,6 +28,7 @@ from camstream.eval.localisation import (
 from camstream.eval.metric import Metric
 from camstream.eval.robustness import MaxSensitivity, TemporalStability
 
-__all__ = ["Adcc", "AverageDrop", "BoundaryF1", "DeletionAUC", "DeletionCorrelation", "Dice", "IncreaseInConfidence",
-           "InsertionAUC", "InsertionCorrelation", "IoU", "MaxSensitivity", "Metric", "PointingGame", "Precision",
-           "Recall", "TemporalStability", "precision_recall_curve"]
+__all__ = ["Adcc", "AverageDrop", "BoundaryF1", "DeletionAUC", "DeletionAUCNormalised", "DeletionCorrelation", "Dice",
+           "IncreaseInConfidence", "InsertionAUC", "InsertionAUCNormalised", "InsertionCorrelation", "IoU",
+           "MaxSensitivity", "Metric", "PointingGame", "Precision", "Recall", "TemporalStability",
+           "precision_recall_curve"]

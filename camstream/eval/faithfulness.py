@@ -126,6 +126,40 @@ class DeletionCorrelation(_CurveCorrelation):
     higher_is_better = False
 
 
+class _NormalisedCurve(Metric):
+    """The AUC of a pixel curve divided by the target's score on the unmodified image, p(x): the curve as a share
+    of what the model gave the whole image, so images the model is unsure of weigh as much as the sure ones (a
+    common variant of Petsiuk et al.'s raw-probability AUC; may exceed 1 when a partial image scores above the
+    whole). Reuses the curve of the same maps when it was just drawn."""
+
+    category = "faithfulness"
+    value_range = (0.0, float("inf"))
+
+    def __init__(self, curve: _PixelCurve) -> None:
+        self.curve = curve
+
+    def __call__(self, predict: Predict, images: torch.Tensor, maps: np.ndarray, targets: torch.Tensor) -> np.ndarray:
+        if self.curve.last_maps is not maps:
+            self.curve(predict, images, maps, targets)
+        whole = target_scores(predict, images, targets)
+        auc = np.trapezoid(self.curve.curves, dx=1.0 / self.curve.steps, axis=1)
+        return auc / np.maximum(whole, 1e-12)
+
+
+class InsertionAUCNormalised(_NormalisedCurve):
+    """Insertion AUC / p(x)."""
+
+    name = "insertion_auc_normalised"
+    higher_is_better = True
+
+
+class DeletionAUCNormalised(_NormalisedCurve):
+    """Deletion AUC / p(x)."""
+
+    name = "deletion_auc_normalised"
+    higher_is_better = False
+
+
 class _MaskedScore(Metric):
     """Compares Y, the target score on the image, with O, the score on the image multiplied by the map."""
 

@@ -3,7 +3,8 @@ measured numbers and every method/threshold shown (nothing picked)."""
 
 from __future__ import annotations
 
-FAITHFULNESS = (("insertion_auc", "IAUC ↑"), ("deletion_auc", "DAUC ↓"), ("insertion_correlation", "IC ↑"),
+FAITHFULNESS = (("insertion_auc", "IAUC ↑"), ("deletion_auc", "DAUC ↓"), ("insertion_auc_normalised", "IAUC/p ↑"),
+                ("deletion_auc_normalised", "DAUC/p ↓"), ("insertion_correlation", "IC ↑"),
                 ("deletion_correlation", "DC ↓"), ("average_drop", "AD ↓"), ("increase_in_confidence", "IIC ↑"),
                 ("adcc", "ADCC ↑"), ("max_sensitivity", "max-sens ↓"))
 LOCALISATION = (("pointing_game", "pointing ↑"), ("iou", "IoU ↑"), ("dice", "Dice ↑"), ("precision", "precision ↑"),

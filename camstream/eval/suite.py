@@ -21,9 +21,11 @@ from camstream.eval.faithfulness import (
     Adcc,
     AverageDrop,
     DeletionAUC,
+    DeletionAUCNormalised,
     DeletionCorrelation,
     IncreaseInConfidence,
     InsertionAUC,
+    InsertionAUCNormalised,
     InsertionCorrelation,
 )
 from camstream.eval.labelled import baseline_maps, best_classes, labelled_boxes, localisation_scores
@@ -65,7 +67,7 @@ class EvalPlan:
     backend: str = "torch"  # what runs camstream's own methods (the baselines and the scoring model: torch)
     limit: int | None = None
     batch: int = 8
-    steps: int = 8
+    steps: int = 16  # 8 moved deletion AUC by up to 0.03 per image (0.011 on the mean) against 224 steps; 16 by 0.004
     video: str | None = None  # clip for temporal stability; None: skip
     video_frames: int = 96
     smooth: float = 0.6
@@ -170,7 +172,8 @@ def run_eval(data: str, out_dir: str, plan: EvalPlan | None = None,
     thresholds = {name: parse_threshold(name) for name in ["none", *plan.thresholds]}
     insertion, deletion = InsertionAUC(plan.steps), DeletionAUC(plan.steps)
     faithfulness = (insertion, deletion, InsertionCorrelation(insertion), DeletionCorrelation(deletion),
-                    AverageDrop(), IncreaseInConfidence())
+                    InsertionAUCNormalised(insertion), DeletionAUCNormalised(deletion), AverageDrop(),
+                    IncreaseInConfidence())
     sensitivity = MaxSensitivity()
     frames = load_clip_frames(plan.video, plan.video_frames, images.size) if plan.video else None
     results: dict = {"data": os.path.abspath(data), "images": len(images.names),
