@@ -157,7 +157,7 @@ def test_curve_correlation_reuses_the_curve_just_drawn_for_the_same_maps(faithfu
     InsertionCorrelation(insertion)(counting, images, maps["perfect"], targets)
     assert len(calls) == drawn  # no second curve
     InsertionCorrelation(insertion)(counting, images, maps["random"], targets)
-    assert len(calls) == 2 * drawn  # other maps: a new curve
+    assert len(calls) == 2 * drawn - 2  # other maps: a new curve, but its first and last images are remembered
     np.testing.assert_allclose(insertion.step_mass.sum(1), maps["random"].reshape(6, -1).sum(1), rtol=1e-9)
 
 
@@ -302,3 +302,18 @@ def test_normalised_auc_is_the_auc_over_the_whole_images_score():
     assert np.allclose(InsertionAUCNormalised(insertion)(Constant(), images, maps, targets), 1.0)  # 0.4 / 0.4
     assert np.allclose(DeletionAUCNormalised(deletion)(Constant(), images, maps, targets), 1.0)
     assert InsertionAUCNormalised.higher_is_better and not DeletionAUCNormalised.higher_is_better
+
+
+def test_a_perturbed_image_is_scored_once_across_thresholded_variants(faithfulness_case):
+    from camstream.eval.suite import simplified
+    from camstream.kernels import parse_threshold
+
+    model, images, maps, targets = faithfulness_case
+    memo, fresh = InsertionAUC(steps=16), InsertionAUC(steps=16)
+    for label in ("none", "10", "20"):
+        variant = simplified(maps["random"], parse_threshold(label))
+        remembered = memo(model, images, variant, targets)
+        np.testing.assert_allclose(remembered, InsertionAUC(steps=16)(model, images, variant, targets))
+        fresh.scored += 17 * len(images)
+    # the blurred and whole images once for all three; a 20 % map shares 3 more steps with the full map, 10 % 1
+    assert memo.scored == fresh.scored - len(images) * (2 * 2 + 3 + 1)
