@@ -71,3 +71,5 @@ def test_eval_on_the_indoor_photos_scores_each_box_label_with_coverage_and_basel
     markdown = (tmp_path / "eval.md").read_text()
     assert "## Localisation per box label" in markdown and "*random baseline*" in markdown
     assert f"{aware['coverage']:.1%}" in markdown
+    summary = markdown.split("## Summary")[1].split("\n## ")[0]  # the one screen that opens the report
+    assert "| gradcam |" in summary and "*random map*" in summary and "*centre map*" in summary and " ± " in summary

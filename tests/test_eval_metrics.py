@@ -317,3 +317,11 @@ def test_a_perturbed_image_is_scored_once_across_thresholded_variants(faithfulne
         fresh.scored += 17 * len(images)
     # the blurred and whole images once for all three; a 20 % map shares 3 more steps with the full map, 10 % 1
     assert memo.scored == fresh.scored - len(images) * (2 * 2 + 3 + 1)
+
+
+def test_the_summary_interval_is_students_t_on_the_images():
+    from camstream.eval.report import mean_interval
+
+    mean, half = mean_interval([1.0, 2.0, 3.0, 4.0])
+    assert mean == 2.5 and half == pytest.approx(3.182446 * np.std([1, 2, 3, 4], ddof=1) / 2, rel=1e-5)
+    assert mean_interval([0.7]) == (0.7, None)

@@ -3,12 +3,58 @@ measured numbers and every method/threshold shown (nothing picked)."""
 
 from __future__ import annotations
 
+import numpy as np
+
 FAITHFULNESS = (("insertion_auc", "IAUC ↑"), ("deletion_auc", "DAUC ↓"), ("insertion_auc_normalised", "IAUC/p ↑"),
                 ("deletion_auc_normalised", "DAUC/p ↓"), ("insertion_correlation", "IC ↑"),
                 ("deletion_correlation", "DC ↓"), ("average_drop", "AD ↓"), ("increase_in_confidence", "IIC ↑"),
                 ("adcc", "ADCC ↑"), ("max_sensitivity", "max-sens ↓"))
 LOCALISATION = (("pointing_game", "pointing ↑"), ("iou", "IoU ↑"), ("dice", "Dice ↑"), ("precision", "precision ↑"),
                 ("recall", "recall ↑"), ("boundary_f1", "boundary F1 ↑"))
+
+
+SUMMARY = (("insertion_auc", "insertion AUC ↑"), ("deletion_auc", "deletion AUC ↓"), ("pointing_game", "pointing ↑"),
+           ("max_sensitivity", "max-sensitivity ↓"))
+
+
+def mean_interval(values: list[float]) -> tuple[float, float | None]:
+    """The mean and the half-width of its 95 % confidence interval (Student's t; None for fewer than 2 values)."""
+    data = np.asarray(values, dtype=np.float64)
+    if len(data) < 2:
+        return float(data.mean()) if len(data) else float("nan"), None
+    from scipy import stats
+
+    return float(data.mean()), float(stats.t.ppf(0.975, len(data) - 1) * data.std(ddof=1) / np.sqrt(len(data)))
+
+
+def _summary(results: dict) -> list[str]:
+    """One screen: per method, the full map's figures that matter with 95 % intervals over the images, and the
+    label-aware pointing game beside the random and centred maps."""
+    aware = results.get("label_aware") or {}
+    own = bool(aware.get("pairs"))
+    lines = ["## Summary (full maps; mean ± 95 % CI over the images)\n",
+             "| method | " + " | ".join(title for _, title in SUMMARY)
+             + (" | pointing, own class ↑" if own else "") + " | ms / image |",
+             "|---|" + "---|" * (len(SUMMARY) + 1 + own)]
+    for method, entry in results["methods"].items():
+        cells = []
+        for key, _title in SUMMARY:
+            values = entry.get("per_image", {}).get(key)
+            if not values:
+                cells.append("n/a")
+                continue
+            mean, half = mean_interval(values)
+            cells.append(f"{mean:.3f}" + ("" if half is None else f" ± {half:.3f}"))
+        if own:
+            cells.append(f"{entry['label_aware']['pointing_game']:.3f}" if "label_aware" in entry else "n/a")
+        lines.append(f"| {method} | " + " | ".join(cells) + f" | {entry['ms_per_image']:.1f} |")
+    if own:
+        for kind, scores in aware["baselines"].items():
+            blanks = " | ".join("" for _ in SUMMARY)
+            lines.append(f"| *{kind} map* | {blanks} | {scores['pointing_game']:.3f} | |")
+        lines.append(f"\nOwn-class pointing: {aware['pairs']} image–label pairs, boxes covering "
+                     f"{aware['coverage']:.1%} of an image.")
+    return lines
 
 
 def _table(results: dict, columns: tuple[tuple[str, str], ...]) -> list[str]:
@@ -121,7 +167,8 @@ def markdown(results: dict) -> str:
              f"class {results['class_id'] or 'top-1'}; "
              f"{results['elapsed_s']} s. Insertion/deletion in {results['insertion_deletion_steps']} steps; "
              f"max-sensitivity: {results['max_sensitivity']['samples']} draws of U[±"
-             f"{results['max_sensitivity']['radius']}] noise.\n", "## Faithfulness and robustness\n",
+             f"{results['max_sensitivity']['radius']}] noise.\n", *_summary(results),
+             "\n## Faithfulness and robustness\n",
              *_table(results, FAITHFULNESS), "\n## Localisation against the ground truth (all boxes or masks "
              "together, against the explained class)\n",
              *_table(results, LOCALISATION), *_label_aware(results),

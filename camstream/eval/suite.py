@@ -121,6 +121,7 @@ class _Images:
         height, width = self.size = self.spec.input_size
         rgb = [resize_to_rgb(s.image, (height, width)) for s in samples]
         self.names = [s.name for s in samples]
+        self.shapes = [s.image.shape[:2] for s in samples]  # the originals' (height, width), for the plots
         self.pixels = torch.from_numpy(np.stack(rgb)).permute(0, 3, 1, 2).float() / 255.0
         self.has_truth = np.array([s.truth is not None for s in samples])
         self.truth = np.stack([cv2.resize(s.truth.astype(np.uint8), (width, height),
@@ -337,7 +338,7 @@ def _plots(results: dict, examples: dict[str, np.ndarray], images: _Images, out_
         results["plots_skipped"] = "matplotlib is not installed: pip install 'camstream[plots]'"
         return []
     shown = images.pixels[:4].permute(0, 2, 3, 1).numpy()
-    return write_plots(results, examples, shown, images.names[:4], out_dir)
+    return write_plots(results, examples, shown, images.names[:4], out_dir, images.shapes[:4])
 
 
 def _plain(value):
