@@ -341,6 +341,8 @@ def test_outputs_that_cannot_work_are_said_before_the_model_loads(tmp_path, monk
         port = busy.getsockname()[1]
         cases = {"needs a display": ["--sink", "window"],
                  f"cannot serve MJPEG on 127.0.0.1:{port}": ["--sink", "mjpeg", "--port", str(port)],
+                 f"cannot serve the dashboard on 127.0.0.1:{port}": ["--sink", "web", "--port", str(port)],
+                 "not both": ["--sink", "web", "--sink", "mjpeg"],
                  "it is a directory": ["--out", str(tmp_path / "taken")]}
         for message, options in cases.items():
             result = subprocess.run([sys.executable, "-c", PREFLIGHT_RUN, "run", "--out", str(tmp_path / "o"),

@@ -68,9 +68,9 @@ class Dashboard:
             self._loop = loop
             try:
                 loop.run_until_complete(self._open())
-            except OSError as exc:
-                failure.append(CamstreamError(f"cannot serve the dashboard on {self.bind}:{self.port}: "
-                                              f"{exc.strerror or exc}"))
+            except Exception as exc:  # noqa: BLE001 - whatever stops the bind is said by the caller, in one line
+                reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+                failure.append(CamstreamError(f"cannot serve the dashboard on {self.bind}:{self.port}: {reason}"))
                 ready.set()
                 loop.close()
                 return
