@@ -185,7 +185,7 @@ def export_model(out: str, model: str = "efficientnet_lite0", method: str | None
         graph = ExplainedGraph(spec, hooked, analyse_head(hooked), method).eval()
         frames = torch.zeros(1, height, width, 3, dtype=torch.uint8)
         class_ids = torch.full((1,), -1, dtype=torch.int64)
-        partial = out + ".partial"
+        partial = f"{out}.{os.getpid()}.partial"  # two exports of one graph (a shared cache) never mix
         _export(graph, (frames, class_ids), partial, ["frames", "class_ids"], ["logits", "class_id", "score", "cam"])
         metadata = {"model": spec.name, "method": method, "layer": hooked.layer_name,
                     "input_size": [height, width], "labels": list(spec.labels), "mean": list(spec.mean),

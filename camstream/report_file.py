@@ -15,7 +15,7 @@ def write_json_atomic(path: str, data: Any, default: Callable[[Any], Any] | None
     """
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    partial = f"{path}.tmp"
+    partial = f"{path}.{os.getpid()}.tmp"
     try:
         with open(partial, "w") as handle:
             json.dump(data, handle, indent=2, default=default)

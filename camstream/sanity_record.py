@@ -40,7 +40,7 @@ def record_verdicts(model: str, results: dict) -> None:
                                  for method, row in results["methods"].items()}
     with contextlib.suppress(OSError):
         os.makedirs(os.path.dirname(_path()), exist_ok=True)
-        partial = _path() + ".partial"
+        partial = f"{_path()}.{os.getpid()}.partial"  # two processes never write one partial file
         with open(partial, "w", encoding="utf-8") as handle:
             json.dump(records, handle)
         os.replace(partial, _path())

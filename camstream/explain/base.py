@@ -224,8 +224,9 @@ class HookedModel(HookedNetwork):
             warnings.simplefilter("ignore")
             os.makedirs(os.path.dirname(cache) or ".", exist_ok=True)
             for graph, suffix in ((self._frozen, ".logits.pt"), (self._frozen_head, ".head.pt")):
-                torch.jit.save(graph, cache + suffix + ".partial")
-                os.replace(cache + suffix + ".partial", cache + suffix)
+                partial = f"{cache}{suffix}.{os.getpid()}.partial"  # processes sharing the cache never mix
+                torch.jit.save(graph, partial)
+                os.replace(partial, cache + suffix)
 
     @staticmethod
     def _warm_frozen(traced, head, example: torch.Tensor, activation: torch.Tensor) -> None:

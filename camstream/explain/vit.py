@@ -182,8 +182,8 @@ class TokenHookedModel(HookedNetwork):
             self.attention = AttentionTaps(self.blocks)
         return self.attention
 
-    def freeze(self, example: torch.Tensor) -> bool:
-        """ViTs stay eager: always False."""
+    def freeze(self, example: torch.Tensor, cache: str | None = None) -> bool:
+        """ViTs stay eager: always False (nothing is cached)."""
         return False
 
     def forward(self, x: torch.Tensor, open_graph: bool = False) -> torch.Tensor:
