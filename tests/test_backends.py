@@ -263,3 +263,22 @@ def test_random_weights_are_never_cached_as_a_frozen_graph():
 
     assert trace_cache("resnet18", None, "layer4", torch.zeros(1, 3, 224, 224), "cpu") is None  # new each run
     assert trace_cache("efficientnet_lite0", None, "bn2", torch.zeros(1, 3, 224, 224), "cpu") is not None
+
+
+def test_a_run_on_a_cached_export_loads_no_torch(graphs, tmp_path, demo_clip, monkeypatch):
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    from camstream.backends.factory import exported_path
+
+    monkeypatch.setenv("CAMSTREAM_CACHE", str(tmp_path / "cache"))
+    target = Path(exported_path("efficientnet_lite0", None, None, None))  # where a run will look for the graph
+    target.parent.mkdir(parents=True)
+    shutil.copy(graphs["efficientnet_lite0", "gradcam"], target)
+    probe = ("import sys; from camstream.stream.pipeline import Pipeline, PipelineConfig; "
+             f"p = Pipeline(PipelineConfig(source={str(demo_clip)!r}, backend='onnxruntime', sinks=('null',), "
+             f"max_frames=4, out_dir={str(tmp_path / 'out')!r})); p.run(); "
+             "print(p.report['total']['frames_out'], 'torch' in sys.modules)")
+    ran = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert ran.stdout.split() == ["4", "False"], ran.stderr  # was importing torch (and timm) for nothing

@@ -81,12 +81,10 @@ def cache_folder() -> str:
     return os.environ.get("CAMSTREAM_CACHE") or os.path.join(base, "camstream")
 
 
-def exported_copy(model: str, method: str | None, weights: str | None, layer: str | None,
+def exported_path(model: str, method: str | None, weights: str | None, layer: str | None,
                   card: ModelCard | None = None) -> str:
-    """The graph of `model` + `method` exported once and kept in `cache_folder()`, keyed by what makes it
-    (the files, their model cards and the options')."""
-    from camstream.export import export_model
-
+    """Where `exported_copy` keeps the graph of `model` + `method`: in `cache_folder()`, named by a digest of
+    what makes it (the files and their times, their model cards and the options')."""
     card = card or ModelCard()
     said = {**files_card(model, weights).said(), **card.said()}
     key = [model, method or "", layer or "", str(weights and os.path.getmtime(weights)), weights or "",
@@ -95,7 +93,16 @@ def exported_copy(model: str, method: str | None, weights: str | None, layer: st
         key.append(str(os.path.getmtime(model)))
     digest = hashlib.sha256("|".join(key).encode()).hexdigest()[:16]
     stem = os.path.splitext(os.path.basename(model))[0]
-    path = os.path.join(cache_folder(), "exports", f"{stem}-{method or card.method or 'default'}-{digest}.onnx")
+    return os.path.join(cache_folder(), "exports", f"{stem}-{method or card.method or 'default'}-{digest}.onnx")
+
+
+def exported_copy(model: str, method: str | None, weights: str | None, layer: str | None,
+                  card: ModelCard | None = None) -> str:
+    """The graph of `model` + `method`, exported once to `exported_path`. Torch is imported only when the graph
+    must be made: a run on a cached graph loads no torch."""
+    path = exported_path(model, method, weights, layer, card)
     if not os.path.exists(path):
+        from camstream.export import export_model
+
         export_model(path, model, method, weights, layer, card=card)
     return path
