@@ -31,14 +31,14 @@ def read_image(path: str) -> np.ndarray:
 def explain_image(path: str, out: str, model: str = "efficientnet_lite0", method: str | None = None,
                   threshold: ThresholdSpec | None = None, class_id: int | None = None, weights: str | None = None,
                   layer: str | None = None, backend: str | None = None, device: str = "auto",
-                  labels: str | None = None, card: ModelCard | None = None) -> dict:
+                  card: ModelCard | None = None) -> dict:
     """Explain the image at `path`, write the overlay (at the image's size) to `out`, return the summary.
     `card` holds the model facts the options give (`camstream.model_card`)."""
     image = read_image(path)
     if os.path.splitext(out)[1].lower() not in (".png", ".jpg", ".jpeg", ".bmp", ".webp"):
         raise InputError(f"cannot write {out}: use a .png or .jpg name")
     explainer = make_backend(backend, model, method, weights, layer, max_batch=1, freeze=False, device=device,
-                             labels=labels, card=card)
+                             card=card)
     painter = HeatmapPainter(threshold or ThresholdSpec(dynamic=True), model_size=explainer.input_size,
                              resize=explainer.resize)
     try:

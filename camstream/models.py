@@ -169,11 +169,12 @@ def load_model(name: str = DEFAULT_MODEL, weights: str | None = None, card: Mode
     checkpoint, the sidecars beside the model and weights files (`camstream.model_card`) and `card`.
     """
     state, embedded = (None, ModelCard()) if weights is None else _read_weights(weights)
+    outside = (card or ModelCard()).over(files_card(name, weights))  # the options over the sidecars
     if name == DEFAULT_MODEL and weights is None:
         spec = ModelSpec(name, _efficientnet_lite0(), mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
     elif name in MODEL_NAMES:
         # a fine-tuned architecture has as many outputs as its class names
-        names = (card or ModelCard()).over(files_card(name, weights)).over(embedded).labels
+        names = outside.over(embedded).labels
         spec = ModelSpec(name, _architecture(name, len(names) if names else 1000))
         if name == DEFAULT_MODEL:
             spec = replace(spec, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
@@ -190,7 +191,7 @@ def load_model(name: str = DEFAULT_MODEL, weights: str | None = None, card: Mode
         raise ModelError(f"unknown model '{name}' (choose from {', '.join(model_names())}, or give a model file)")
     if weights is not None:
         _fit_weights(spec.module, state, weights)
-    spec = spec.with_card((card or ModelCard()).over(files_card(name, weights)).over(embedded))
+    spec = spec.with_card(outside.over(embedded))
     spec.module.eval()
     return _with_fitting_labels(spec)
 

@@ -16,6 +16,7 @@ from camstream.model_card import RESIZE_MODES
 if TYPE_CHECKING:  # torch is imported by the classes that use it: resize_to_rgb serves torch-free runs too
     import torch
 
+    from camstream.model_card import ModelCard
     from camstream.models import ModelSpec
 
 
@@ -101,9 +102,10 @@ def resize_to_rgb(image_bgr: np.ndarray, size: tuple[int, int], mode: str = "str
 
 
 class Normaliser:
-    """x = (pixels − mean) / std for (B, 3, H, W) pixels in [0, 1], with the model's mean and std."""
+    """x = (pixels − mean) / std for (B, 3, H, W) pixels in [0, 1], with the mean and std of `spec` (a model's
+    spec, or a `ModelCard` that gives both)."""
 
-    def __init__(self, spec: ModelSpec) -> None:
+    def __init__(self, spec: ModelSpec | ModelCard) -> None:
         import torch
 
         self.mean = torch.tensor(spec.mean, dtype=torch.float32).view(1, 3, 1, 1)

@@ -12,7 +12,8 @@ import numpy as np
 import torch
 
 from camstream.errors import ModelError
-from camstream.model_card import IMAGENET_MEAN, IMAGENET_STD
+from camstream.model_card import IMAGENET_MEAN, IMAGENET_STD, ModelCard
+from camstream.preprocess import Normaliser
 
 
 def is_picture(value: Any) -> bool:
@@ -41,6 +42,5 @@ def picture_batch(pictures: Any, mean: Sequence[float] = IMAGENET_MEAN, std: Seq
     stacked = np.stack(arrays)
     pixels = torch.from_numpy(stacked.astype(np.float32) / 255.0 if stacked.dtype == np.uint8
                               else stacked.astype(np.float32)).permute(0, 3, 1, 2)
-    mean_t = torch.tensor(tuple(mean), dtype=torch.float32).view(1, 3, 1, 1)
-    std_t = torch.tensor(tuple(std), dtype=torch.float32).view(1, 3, 1, 1)
-    return ((pixels - mean_t) / std_t).contiguous().to(device)
+    normalise = Normaliser(ModelCard(mean=tuple(mean), std=tuple(std)))
+    return normalise(pixels).contiguous().to(device)
