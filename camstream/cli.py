@@ -245,9 +245,14 @@ def build_parser() -> argparse.ArgumentParser:
                           help="explain class N on the video (default: each frame's own top-1)")
     evaluate.add_argument("--model", default=DEFAULT_MODEL, help=f"as for run (default {DEFAULT_MODEL})")
     evaluate.add_argument("--backend", choices=BACKENDS, default="torch",
-                          help="runtime of camstream's own methods: torch, or onnxruntime / openvino (the "
+                          help="backend of camstream's own methods: torch, or onnxruntime / openvino (the "
                                "explanation inside the exported graph, fed uint8 frames as a stream would); the "
-                               "baselines and the scoring model run on torch (default torch)")
+                               "baselines run on torch (default torch)")
+    evaluate.add_argument("--runtime", choices=("auto", "torch", "openvino", "onnxruntime"), default="auto",
+                          help="what computes the model's passes: the scoring of every perturbed image and, with "
+                               "--backend torch, torch's methods through an exported graph that gives the same maps "
+                               "(auto: OpenVINO, else ONNX Runtime, else torch; a head the graph cannot reproduce "
+                               "stays on torch; default auto)")
     evaluate.add_argument("--limit", type=int, metavar="N", help="first N images only")
     evaluate.add_argument("--steps", type=int, default=16,
                           help="insertion/deletion steps (default 16: the mean AUC within 0.004 of 224 steps on the "
@@ -377,7 +382,7 @@ def _eval(args: argparse.Namespace) -> int:
 
     plan = EvalPlan(methods=methods, thresholds=thresholds, class_id=args.class_id,
                     video_class_id=args.video_class_id, model=args.model,
-                    backend=args.backend, limit=args.limit, steps=args.steps, video=video,
+                    backend=args.backend, runtime=args.runtime, limit=args.limit, steps=args.steps, video=video,
                     video_frames=args.video_frames, smooth=args.smooth, plots=not args.no_plots)
     run_eval(args.data, args.out, plan, progress=progress)
     with open(os.path.join(args.out, "eval.md")) as summary:

@@ -69,29 +69,43 @@ def analyse_head(hooked: HookedModel) -> GapLinearHead:
                      "(--layer) or run this model on --backend torch")
 
 
+PIXEL_LAYOUTS = ("frames", "pixels")  # uint8 (B, H, W, 3) RGB as decoded; float (B, 3, H, W) in [0, 1]
+
+
 class PlainGraph(nn.Module):
     """The model and its preprocessing alone, as the explained graph has them: the baseline a runtime's
-    explanation is measured against (`camstream bench`)."""
+    explanation is measured against (`camstream bench`), and the scorer of `camstream eval`.
 
-    def __init__(self, spec: ModelSpec) -> None:
+    `layout` "frames" takes the uint8 frames a stream decodes; "pixels" takes float (B, 3, H, W) images in
+    [0, 1], as `camstream eval` perturbs them. Both normalise as (x − mean) / std inside the graph."""
+
+    def __init__(self, spec: ModelSpec, layout: str = "frames") -> None:
         super().__init__()
+        if layout not in PIXEL_LAYOUTS:
+            raise CamstreamError(f"unknown input layout '{layout}' (choose from {', '.join(PIXEL_LAYOUTS)})")
         self.model = spec.module
+        self.takes_frames = layout == "frames"
         std = torch.tensor(spec.std, dtype=torch.float32).view(1, 3, 1, 1)
+        self.register_buffer("mean", torch.tensor(spec.mean, dtype=torch.float32).view(1, 3, 1, 1))
+        self.register_buffer("std", std)
         self.register_buffer("scale", 1.0 / (255.0 * std))
-        self.register_buffer("shift", -torch.tensor(spec.mean, dtype=torch.float32).view(1, 3, 1, 1) / std)
+        self.register_buffer("shift", -self.mean / std)
 
-    def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        return self.model(frames.permute(0, 3, 1, 2).float() * self.scale + self.shift)
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if self.takes_frames:
+            return self.model(images.permute(0, 3, 1, 2).float() * self.scale + self.shift)
+        return self.model((images - self.mean) / self.std)  # as camstream.preprocess.Normaliser
 
 
 class ExplainedGraph(nn.Module):
     """The model, its preprocessing and one CAM method as one traceable module (see the module docstring)."""
 
-    def __init__(self, spec: ModelSpec, hooked: HookedModel, head: GapLinearHead, method: str) -> None:
+    def __init__(self, spec: ModelSpec, hooked: HookedModel, head: GapLinearHead, method: str,
+                 layout: str = "frames") -> None:
         super().__init__()
         if method not in EXPORTABLE_METHODS:
             raise CamstreamError(f"method '{method}' cannot be exported (choose from {', '.join(EXPORTABLE_METHODS)})")
-        self.plain = PlainGraph(spec)  # preprocessing and the model, as the plain graph has them
+        self.plain = PlainGraph(spec, layout)  # preprocessing and the model, as the plain graph has them
         self.hooked = hooked
         self.method = method
         self.phi, self.dphi = _ACTIVATIONS[head.activation]
@@ -105,7 +119,7 @@ class ExplainedGraph(nn.Module):
         self.register_buffer("masks", gaussian_cell_masks(height, width).clone())
 
     def forward(self, frames: torch.Tensor, class_ids: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        logits = self.plain(frames)
+        logits = self.plain(frames)  # frames, or pixels (see PlainGraph)
         activation = self.hooked.activation  # what the head sees (after any in-place activation)
         top = logits.argmax(1)
         target = torch.where(class_ids >= 0, class_ids, top)
@@ -155,6 +169,25 @@ def export_plain(out: str, model: str = "efficientnet_lite0", weights: str | Non
     height, width = spec.input_size
     _export(PlainGraph(spec).eval(), (torch.zeros(1, height, width, 3, dtype=torch.uint8),), out,
             ["frames"], ["logits"])
+    return out
+
+
+def export_pixels_graph(out: str, spec: ModelSpec, method: str | None = None) -> str:
+    """Write `spec`'s model as `camstream eval` runs it on a runtime to `out`: float `pixels` (B, 3, H, W) in
+    [0, 1] in; with `method` None the plain graph (`logits` out), else the explained graph (`class_ids` in too,
+    −1 for top-1; `logits`, `class_id`, `score`, `cam` out) on the model card's target layer. Returns `out`;
+    a ModelError when the head cannot be exported (`analyse_head`)."""
+    height, width = spec.input_size
+    pixels = torch.zeros(1, 3, height, width)
+    partial = f"{out}.{os.getpid()}.partial"  # two evals sharing a cache never mix their files
+    if method is None:
+        _export(PlainGraph(spec, "pixels").eval(), (pixels,), partial, ["pixels"], ["logits"])
+    else:
+        with HookedModel(spec.module, (3, height, width), spec.layer) as hooked:
+            graph = ExplainedGraph(spec, hooked, analyse_head(hooked), method, "pixels").eval()
+            _export(graph, (pixels, torch.full((1,), -1, dtype=torch.int64)), partial, ["pixels", "class_ids"],
+                    ["logits", "class_id", "score", "cam"])
+    os.replace(partial, out)
     return out
 
 

@@ -7,11 +7,16 @@ import json
 import os
 import warnings
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from camstream.backends.base import Backend
 from camstream.catalog import BACKENDS, EXPORT_FORMAT
 from camstream.errors import CamstreamError, ModelError
 from camstream.model_card import ModelCard, files_card, read_labels
+
+if TYPE_CHECKING:
+    from camstream.backends.graph import CompiledGraph
+    from camstream.models import ModelSpec
 
 
 def make_backend(backend: str | None, model: str, method: str | None = None, weights: str | None = None,
@@ -106,3 +111,25 @@ def exported_copy(model: str, method: str | None, weights: str | None, layer: st
 
         export_model(path, model, method, weights, layer, card=card)
     return path
+
+
+def pixels_graph(spec: ModelSpec, method: str | None, runtime: str) -> CompiledGraph:
+    """`spec`'s model as `camstream eval` runs it on `runtime`: the float pixels graph
+    (`camstream.export.export_pixels_graph`; plain when `method` is None), exported once to `cache_folder()` and
+    compiled (`CompiledGraph`). The file is named by a digest of the weights themselves and of what else the
+    graph bakes in, so a model with fresh random weights never meets another's graph. A ModelError when its
+    head cannot be exported."""
+    from camstream.backends.graph import CompiledGraph
+
+    digest = hashlib.sha256()
+    for name, tensor in spec.module.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    digest.update(json.dumps([method, spec.layer, list(spec.input_size), list(spec.mean), list(spec.std),
+                              EXPORT_FORMAT]).encode())
+    path = os.path.join(cache_folder(), "exports", f"eval-{method or 'plain'}-{digest.hexdigest()[:16]}.onnx")
+    if not os.path.exists(path):
+        from camstream.export import export_pixels_graph
+
+        export_pixels_graph(path, spec, method)
+    return CompiledGraph(path, runtime)

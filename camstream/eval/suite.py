@@ -14,6 +14,8 @@ import cv2
 import numpy as np
 import torch
 
+from camstream.backends.factory import pixels_graph
+from camstream.backends.graph import resolve_runtime
 from camstream.errors import CamstreamError
 from camstream.eval.boundary import BoundaryF1
 from camstream.eval.datasets import load_clip_frames, load_samples
@@ -64,7 +66,8 @@ class EvalPlan:
     class_id: int | None = None  # the photos' class (None: each photo's top-1)
     video_class_id: int | None = None  # the video's class (None: each frame's own top-1)
     model: str = "efficientnet_lite0"
-    backend: str = "torch"  # what runs camstream's own methods (the baselines and the scoring model: torch)
+    backend: str = "torch"  # what runs camstream's own methods as a stream would (the baselines: torch)
+    runtime: str = "auto"  # what computes the scorer and torch's methods (exported graphs; see resolve_runtime)
     limit: int | None = None
     batch: int = 8
     steps: int = 16  # 8 moved deletion AUC by up to 0.03 per image (0.011 on the mean) against 224 steps; 16 by 0.004
@@ -113,7 +116,8 @@ def explain_all(explainer: EvalExplainer, pixels: torch.Tensor, class_id,
 
 
 class _Images:
-    """The evaluated images at the model's input size, their ground truth, and a frozen scorer."""
+    """The evaluated images at the model's input size, their ground truth, and the scorer: the model on the
+    plan's runtime (an exported graph), or frozen torch."""
 
     def __init__(self, data: str, plan: EvalPlan) -> None:
         samples = load_samples(data, plan.limit)
@@ -130,14 +134,24 @@ class _Images:
         self.pairs = labelled_boxes(samples, (height, width))  # box labels mapped to ImageNet classes
         self.pair_classes: torch.Tensor | None = None  # each pair's class, once the scorer is ready
         self.batch = plan.batch
-        self.normalise = Normaliser(self.spec)
-        example = self.normalise(self.pixels[:plan.batch])
-        with torch.no_grad(), warnings.catch_warnings(), evaluation_mode(self.spec.module):
-            warnings.simplefilter("ignore")
-            self.frozen = torch.jit.freeze(torch.jit.trace(self.spec.module, example))
+        self.runtime = resolve_runtime(plan.runtime)
+        self.logits = self._scorer()
+        # images per scoring call: OpenVINO runs Lite0 at 7.3 ms an image in 16s, 9.2 in 4s; torch is best at 8
+        self.score_batch = plan.batch if self.runtime == "torch" else 2 * plan.batch
         self._unmodified: torch.Tensor | None = None
         if len(self.pairs.labels):
             self.pair_classes = best_classes(self.predict(self.pixels), self.pairs)
+
+    def _scorer(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        """Logits of pixels in [0, 1]: the plain graph on the runtime, or the frozen torch model."""
+        if self.runtime != "torch":
+            graph = pixels_graph(self.spec, None, self.runtime)
+            return lambda pixels: torch.from_numpy(graph(pixels.contiguous().numpy())[0])
+        normalise = Normaliser(self.spec)
+        with torch.no_grad(), warnings.catch_warnings(), evaluation_mode(self.spec.module):
+            warnings.simplefilter("ignore")
+            frozen = torch.jit.freeze(torch.jit.trace(self.spec.module, normalise(self.pixels[:self.batch])))
+        return lambda pixels: frozen(normalise(pixels))
 
     def label_aware(self) -> dict | None:
         """What the label-aware localisation is scored on, with its coverage and both baselines; None without
@@ -157,8 +171,8 @@ class _Images:
         if images is self.pixels and self._unmodified is not None:
             return self._unmodified
         with torch.inference_mode():
-            scores = torch.cat([torch.softmax(self.frozen(self.normalise(chunk)), 1)
-                                for chunk in images.split(self.batch)])
+            chunks = torch.tensor_split(images, -(-len(images) // self.score_batch))  # even: no runt batch
+            scores = torch.cat([torch.softmax(self.logits(chunk), 1) for chunk in chunks])
         if images is self.pixels:
             self._unmodified = scores
         return scores
@@ -176,13 +190,14 @@ def run_eval(data: str, out_dir: str, plan: EvalPlan | None = None,
                     InsertionAUCNormalised(insertion), DeletionAUCNormalised(deletion), AverageDrop(),
                     IncreaseInConfidence())
     sensitivity = MaxSensitivity()
-    frames = load_clip_frames(plan.video, plan.video_frames, images.size) if plan.video else None
+    clip = _Clip(load_clip_frames(plan.video, plan.video_frames, images.size), plan.steps) if plan.video else None
     results: dict = {"data": os.path.abspath(data), "images": len(images.names),
                      "with_truth": int(images.has_truth.sum()), "model": images.spec.name, "backend": plan.backend,
+                     "runtime": images.runtime,
                      "class_id": plan.class_id, "video_class_id": plan.video_class_id,
                      "insertion_deletion_steps": plan.steps,
                      "max_sensitivity": {"radius": sensitivity.radius, "samples": sensitivity.samples},
-                     "video": plan.video and {"path": os.path.abspath(plan.video), "frames": len(frames),
+                     "video": plan.video and {"path": os.path.abspath(plan.video), "frames": len(clip),
                                               "smooth": plan.smooth},
                      "metrics": [m.describe() for m in (*faithfulness, Adcc(), sensitivity, *LOCALISATION,
                                                         TemporalStability(), TemporalLag())],
@@ -192,7 +207,7 @@ def run_eval(data: str, out_dir: str, plan: EvalPlan | None = None,
         progress(f"{method}: explaining {len(images.names)} images")
         try:
             entry, example_maps = _evaluate_method(method, images, plan, thresholds, faithfulness, sensitivity,
-                                                   frames, progress)
+                                                   clip, progress)
         except CamstreamError as exc:
             reason = str(exc).split(". ")[0]
             progress(f"{method}: skipped: {reason}")
@@ -213,11 +228,11 @@ def run_eval(data: str, out_dir: str, plan: EvalPlan | None = None,
 
 
 def _evaluate_method(method: str, images: _Images, plan: EvalPlan, thresholds: dict[str, ThresholdSpec],
-                     faithfulness: tuple, sensitivity: MaxSensitivity, frames: np.ndarray | None,
+                     faithfulness: tuple, sensitivity: MaxSensitivity, clip: _Clip | None,
                      progress: Callable[[str], None]) -> tuple[dict, np.ndarray]:
     """Everything measured for one method; also returns a few full maps for the example grid."""
     pixels, batch = images.pixels, images.batch
-    explainer = make_explainer(method, images.spec, images.predict, plan.backend, plan.model)
+    explainer = make_explainer(method, images.spec, images.predict, plan.backend, plan.model, images.runtime)
     try:
         explainer(pixels[:1], plan.class_id)  # warm-up: first-call compilation is not a per-image cost
         release_free_memory()
@@ -228,7 +243,7 @@ def _evaluate_method(method: str, images: _Images, plan: EvalPlan, thresholds: d
         affordable = method not in EXPENSIVE
         noisy = [explain_all(explainer, noisy_pixels, targets, batch)[0]
                  for noisy_pixels in sensitivity.noisy_inputs(pixels)] if affordable else []
-        entry: dict = {"ms_per_image": round(seconds * 1e3 / len(pixels), 3),
+        entry: dict = {"computed_by": explainer.computed_by, "ms_per_image": round(seconds * 1e3 / len(pixels), 3),
                        "peak_rss_mb": round(memory.peak_mb, 1), "variants": {}, "curves": {}, "statistics": {}}
         if not affordable:
             entry["not_computed"] = ("adcc, max_sensitivity and temporal stability: each needs another "
@@ -266,9 +281,9 @@ def _evaluate_method(method: str, images: _Images, plan: EvalPlan, thresholds: d
             own, _ = explain_all(explainer, pixels[torch.from_numpy(images.pairs.image_index)], images.pair_classes,
                                  batch)
             entry["label_aware"] = localisation_scores(own, images.pairs.truth)
-        if frames is not None and affordable:
-            progress(f"{method}: temporal stability on {len(frames)} frames")
-            entry["temporal"] = _temporal(explainer, frames, plan, batch, images.predict)
+        if clip is not None and affordable:
+            progress(f"{method}: temporal stability on {len(clip)} frames")
+            entry["temporal"] = _temporal(explainer, clip, plan, batch, images.predict)
         entry["per_image"] = {name: values.round(4).tolist() for name, values in per_sample["none"].items()}
         return entry, maps[:4].copy()
     finally:
@@ -286,32 +301,47 @@ _TESTED = ("insertion_auc", "deletion_auc", "adcc", "iou")
 VIDEO_FAITHFULNESS_FRAMES = 12  # frames of the clip whose insertion AUC is measured (evenly spread)
 
 
-def _temporal(explainer: EvalExplainer, frames: np.ndarray, plan: EvalPlan, batch: int,
+class _Clip:
+    """The video's frames as pixels, and the evenly spread frames whose insertion AUC is measured; one insertion
+    metric for every method, so a perturbed frame (and the constant map's whole curve) is scored once."""
+
+    def __init__(self, frames: np.ndarray, steps: int) -> None:
+        self.frames = frames
+        self.pixels = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255.0
+        self.images = frames.astype(np.float32) / 255.0
+        self.picked = np.unique(np.linspace(0, len(frames) - 1, VIDEO_FAITHFULNESS_FRAMES).round().astype(int))
+        self.picked_pixels = self.pixels[self.picked]
+        self.insertion = InsertionAUC(steps)
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def insertion_auc(self, predict: Callable[[torch.Tensor], torch.Tensor], maps: np.ndarray,
+                      targets: torch.Tensor) -> float:
+        """Mean insertion AUC of the picked frames under `maps` (one per picked frame)."""
+        return round(float(self.insertion(predict, self.picked_pixels, maps, targets[self.picked]).mean()), 4)
+
+
+def _temporal(explainer: EvalExplainer, clip: _Clip, plan: EvalPlan, batch: int,
               predict: Callable[[torch.Tensor], torch.Tensor]) -> dict:
     """On the clip, each frame explained for its own top-1 (or `plan.video_class_id`), raw and with the
     pipeline's EMA: map change per unit of image change, the lag the smoothing adds, and — on the same frames,
     so that steadiness bought by lagging or by a map that never moves shows — insertion AUC per frame. A
     constant map is scored beside them: perfectly steady, and no better than chance at insertion."""
-    pixels = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255.0
-    raw, targets = explain_all(explainer, pixels, plan.video_class_id, batch)
+    raw, targets = explain_all(explainer, clip.pixels, plan.video_class_id, batch)
     smoothed = raw.copy()
     smoother = CamSmoother(plan.smooth)
     for cam in smoothed:
         smoother(cam)
     stability = TemporalStability()
-    images = frames.astype(np.float32) / 255.0
-    picked = np.unique(np.linspace(0, len(frames) - 1, VIDEO_FAITHFULNESS_FRAMES).round().astype(int))
-    insertion = InsertionAUC(plan.steps)
+    picked = clip.picked
     constant = np.full_like(raw[picked], 0.5)
-
-    def per_frame(maps: np.ndarray) -> float:
-        return round(float(insertion(predict, pixels[picked], maps, targets[picked]).mean()), 4)
-
-    return {"raw": {**stability(images, raw), "insertion_auc": per_frame(raw[picked])},
-            "smoothed": {**stability(images, smoothed), "insertion_auc": per_frame(smoothed[picked]),
+    return {"raw": {**stability(clip.images, raw), "insertion_auc": clip.insertion_auc(predict, raw[picked], targets)},
+            "smoothed": {**stability(clip.images, smoothed),
+                         "insertion_auc": clip.insertion_auc(predict, smoothed[picked], targets),
                          **TemporalLag()(raw, smoothed)},
-            "constant": {**stability(images, np.repeat(constant[:1], len(frames), 0)),
-                         "insertion_auc": per_frame(constant)},
+            "constant": {**stability(clip.images, np.repeat(constant[:1], len(clip), 0)),
+                         "insertion_auc": clip.insertion_auc(predict, constant, targets)},
             "alpha": plan.smooth, "class": plan.video_class_id, "faithfulness_frames": picked.tolist(),
             "smoothing_departure": round(float(np.abs(smoothed - raw).mean()), 4)}
 

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from camstream.catalog import EXPORTABLE_METHODS
 from camstream.errors import CamstreamError, ModelError
 from camstream.explain import CAM_METHODS, HookedModel, hook_model, make_method
 from camstream.explain.result import evaluation_mode
@@ -30,6 +31,7 @@ class EvalExplainer:
     """A method under evaluation. Subclasses implement `maps`; `__call__` picks targets and scales maps."""
 
     name: ClassVar[str]
+    computed_by = "torch"  # what computes the maps, as eval reports it
 
     def __init__(self, spec: ModelSpec, predict: Predict | None = None) -> None:
         self.spec = spec
@@ -99,7 +101,7 @@ class OwnMethod(EvalExplainer):
     def __init__(self, spec: ModelSpec, method: str, predict: Predict | None = None) -> None:
         super().__init__(spec, predict)
         self.name = method
-        self.hooked = hook_model(self.model, (3, *spec.input_size))
+        self.hooked = hook_model(self.model, (3, *spec.input_size), spec.layer)
         self.method = make_method(method, self.hooked)
 
     def explain(self, pixels, class_id):
@@ -108,6 +110,29 @@ class OwnMethod(EvalExplainer):
 
     def release(self) -> None:
         self.hooked.close()
+
+
+class ExportedMethod(EvalExplainer):
+    """One of camstream's CNN CAM methods computed by a runtime from the exported graph that reproduces the torch
+    method (`camstream.export.export_pixels_graph`: float pixels in, the same maps); eval's fast path."""
+
+    name = "own"
+
+    def __init__(self, spec: ModelSpec, method: str, predict: Predict | None = None, runtime: str = "openvino") -> None:
+        from camstream.backends.factory import pixels_graph
+
+        super().__init__(spec, predict)
+        self.name = method
+        self.graph = pixels_graph(spec, method, runtime)
+        self.computed_by = f"{runtime} (exported graph)"
+
+    def explain(self, pixels, class_id):
+        if isinstance(class_id, torch.Tensor):
+            wanted = class_id.long().numpy()
+        else:
+            wanted = np.full(len(pixels), -1 if class_id is None else class_id, np.int64)
+        _, targets, _, cams = self.graph(pixels.float().contiguous().numpy(), wanted)
+        return at_input_size(cams, pixels), torch.from_numpy(targets.astype(np.int64))
 
 
 class BackendMethod(EvalExplainer):
@@ -123,6 +148,7 @@ class BackendMethod(EvalExplainer):
         super().__init__(spec, predict)
         self.name = method
         self.backend = make_backend(backend, model or spec.name, method, max_batch=max_batch, device="cpu")
+        self.computed_by = f"{backend} backend (uint8 frames, as a stream)"
 
     def explain(self, pixels, class_id):
         frames = list((pixels * 255.0).round().byte().permute(0, 2, 3, 1).contiguous().numpy())
@@ -313,14 +339,21 @@ EXPLAINERS = [*CAM_METHODS, *BASELINES]
 
 
 def make_explainer(name: str, spec: ModelSpec, predict: Predict | None = None, backend: str = "torch",
-                   model: str | None = None) -> EvalExplainer:
+                   model: str | None = None, runtime: str = "torch") -> EvalExplainer:
     """The method or baseline called `name` (see `EXPLAINERS`) on `spec`'s model (`model`: the name or file it
     was loaded from); perturbation baselines score their masked images through `predict` when given. camstream's
-    own CAM methods run on `backend` (torch, onnxruntime, openvino); the baselines are references and always run
-    on torch. eval runs on the CPU."""
+    own CAM methods run on `backend` (torch, onnxruntime, openvino: as a stream's backend runs them); torch's
+    methods are computed by `runtime` (openvino, onnxruntime) from an exported graph that reproduces them where
+    the model's head allows, else by torch. The baselines are references and always run on torch. eval runs on
+    the CPU."""
     if name in CAM_METHODS:
         if backend != "torch":
             return BackendMethod(spec, name, predict, backend, model)
+        if runtime != "torch" and name in EXPORTABLE_METHODS:
+            try:
+                return ExportedMethod(spec, name, predict, runtime)
+            except ModelError:  # a head the graph cannot reproduce (analyse_head): torch computes it
+                pass
         return OwnMethod(spec, name, predict)
     if name in BASELINES:
         return BASELINES[name](spec, predict)
