@@ -69,3 +69,13 @@ def test_unknown_names_list_every_method():
     with pytest.raises(CamstreamError, match="unknown method 'magic'") as error:
         make_explainer("magic", None)
     assert all(name in str(error.value) for name in EXPLAINERS)
+
+
+def test_eval_explains_at_the_model_cards_layer_as_a_run_does(effnet):
+    from dataclasses import replace
+
+    explainer = make_explainer("gradcam", replace(effnet, layer="blocks.5"))
+    try:
+        assert explainer.hooked.layer_name == "blocks.5"
+    finally:
+        explainer.close()
