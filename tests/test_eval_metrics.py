@@ -319,6 +319,25 @@ def test_a_perturbed_image_is_scored_once_across_thresholded_variants(faithfulne
     assert memo.scored == fresh.scored - len(images) * (2 * 2 + 3 + 1)
 
 
+def test_a_masked_image_is_scored_once_for_average_drop_increase_and_adcc(faithfulness_case):
+    model, images, maps, targets = faithfulness_case
+    seen: list[torch.Tensor] = []
+
+    def counting(batch: torch.Tensor) -> torch.Tensor:
+        seen.append(batch)
+        return model(batch)
+
+    perfect = maps["perfect"] / maps["perfect"].max(axis=(1, 2), keepdims=True)
+    drop = AverageDrop()(counting, images, perfect, targets)
+    IncreaseInConfidence()(counting, images, perfect, targets)
+    Adcc()(counting, images, perfect, targets, perfect)
+    masked = [batch for batch in seen if not torch.equal(batch, images)]
+    assert len(masked) == 1  # the image × map batch went through the model once, not three times
+    np.testing.assert_allclose(drop, AverageDrop()(model, images, perfect, targets))  # and gave the same scores
+    AverageDrop()(counting, images, maps["random"], targets)  # other maps are scored afresh
+    assert len([batch for batch in seen if not torch.equal(batch, images)]) == 2
+
+
 def test_the_summary_interval_is_students_t_on_the_images():
     from camstream.eval.report import mean_interval
 

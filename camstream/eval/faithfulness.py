@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -185,14 +186,28 @@ class DeletionAUCNormalised(_NormalisedCurve):
 
 
 class _MaskedScore(Metric):
-    """Compares Y, the target score on the image, with O, the score on the image multiplied by the map."""
+    """Compares Y, the target score on the image, with O, the score on the image multiplied by the map.
+
+    O of the last (model, images, maps, targets) is remembered for every masked score, so Average Drop, Increase
+    in Confidence and ADCC's Average Drop run the masked images through the model once."""
 
     category = "faithfulness"
+    _last: ClassVar[list[tuple]] = []  # [(predict, images, maps, targets, O)] of the last call, if any
 
     def __call__(self, predict: Predict, images: torch.Tensor, maps: np.ndarray, targets: torch.Tensor) -> np.ndarray:
-        full = target_scores(predict, images, targets)
-        kept = target_scores(predict, images * torch.from_numpy(maps).float()[:, None], targets)
-        return self.score(full, kept)
+        return self.score(target_scores(predict, images, targets), self.kept(predict, images, maps, targets))
+
+    @staticmethod
+    def kept(predict: Predict, images: torch.Tensor, maps: np.ndarray, targets: torch.Tensor) -> np.ndarray:
+        """O: the target score on images × maps."""
+        if _MaskedScore._last:
+            last_predict, last_images, last_maps, last_targets, scores = _MaskedScore._last[0]
+            if (last_predict is predict and last_images is images and last_maps is maps
+                    and torch.equal(last_targets, targets)):
+                return scores
+        scores = target_scores(predict, images * torch.from_numpy(maps).float()[:, None], targets)
+        _MaskedScore._last[:] = [(predict, images, maps, targets.clone(), scores)]
+        return scores
 
     def score(self, full: np.ndarray, kept: np.ndarray) -> np.ndarray:
         raise NotImplementedError
