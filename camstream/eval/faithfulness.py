@@ -37,7 +37,7 @@ class _PixelCurve(Metric):
 
     category = "faithfulness"
 
-    def __init__(self, steps: int = 16) -> None:
+    def __init__(self, steps: int = 12) -> None:
         self.steps = steps
         self.curves: np.ndarray | None = None  # (B, steps + 1) of the last call, for plots
         self.step_mass: np.ndarray | None = None  # (B, steps): map mass of the pixels moved at each step
