@@ -338,6 +338,14 @@ BASELINES: dict[str, type[EvalExplainer]] = {b.name: b for b in (Rise, ScoreCam,
 EXPLAINERS = [*CAM_METHODS, *BASELINES]
 
 
+def is_vit(spec: ModelSpec) -> bool:
+    """Whether `spec`'s model is a vision transformer (a patch grid of tokens): no exported graph reproduces its
+    CNN methods, so asking for one stays with torch, which says so."""
+    from camstream.explain.vit import find_token_layout
+
+    return find_token_layout(spec.module, (3, *spec.input_size)) is not None
+
+
 def make_explainer(name: str, spec: ModelSpec, predict: Predict | None = None, backend: str = "torch",
                    model: str | None = None, runtime: str = "torch") -> EvalExplainer:
     """The method or baseline called `name` (see `EXPLAINERS`) on `spec`'s model (`model`: the name or file it
@@ -349,7 +357,7 @@ def make_explainer(name: str, spec: ModelSpec, predict: Predict | None = None, b
     if name in CAM_METHODS:
         if backend != "torch":
             return BackendMethod(spec, name, predict, backend, model)
-        if runtime != "torch" and name in EXPORTABLE_METHODS:
+        if runtime != "torch" and name in EXPORTABLE_METHODS and not is_vit(spec):
             try:
                 return ExportedMethod(spec, name, predict, runtime)
             except ModelError:  # a head the graph cannot reproduce (analyse_head): torch computes it
