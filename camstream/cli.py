@@ -244,6 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--video-class-id", type=int, metavar="N",
                           help="explain class N on the video (default: each frame's own top-1)")
     evaluate.add_argument("--model", default=DEFAULT_MODEL, help=f"as for run (default {DEFAULT_MODEL})")
+    evaluate.add_argument("--weights", metavar="FILE", help="as for run: state-dict or checkpoint file for --model")
+    _add_model_card_options(evaluate)
     evaluate.add_argument("--backend", choices=BACKENDS, default="torch",
                           help="backend of camstream's own methods: torch, or onnxruntime / openvino (the "
                                "explanation inside the exported graph, fed uint8 frames as a stream would); the "
@@ -274,6 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
                                  "correlations; a method passes both below 0.5. Images: --data, or frames of the demo "
                                  "clip.")
     sanity.add_argument("--model", default=DEFAULT_MODEL, help=f"as for run (default {DEFAULT_MODEL})")
+    sanity.add_argument("--weights", metavar="FILE", help="as for run: state-dict or checkpoint file for --model")
+    _add_model_card_options(sanity)
     sanity.add_argument("--methods", default=",".join(CNN_METHODS), help="comma-separated (default: all CNN methods)")
     sanity.add_argument("--data", metavar="DIR", help="folder of images (default: frames of the demo clip)")
     sanity.add_argument("--frames", type=int, default=8, metavar="N", help="images to check on (default 8)")
@@ -327,8 +331,9 @@ def _sanity(args: argparse.Namespace) -> int:
         raise CamstreamError(f"unknown method {(unknown or [''])[0]!r} (choose from {', '.join(CNN_METHODS)})")
     if args.frames < 2:
         raise CamstreamError("--frames must be at least 2")
-    results = sanity_checks(_sanity_images(args.data, args.frames), methods, args.model)
-    record_verdicts(args.model, results)  # run and explain then warn when the chosen method failed here
+    results = sanity_checks(_sanity_images(args.data, args.frames), methods, args.model, args.weights,
+                            _options_card(args))
+    record_verdicts(args.model, results, args.weights)  # run and explain then warn when the method failed here
     if args.json:
         print(json.dumps(results))
         return 0
@@ -382,7 +387,8 @@ def _eval(args: argparse.Namespace) -> int:
         print(f"[{time.perf_counter() - started:6.1f} s] {message}", file=sys.stderr, flush=True)
 
     plan = EvalPlan(methods=methods, thresholds=thresholds, class_id=args.class_id,
-                    video_class_id=args.video_class_id, model=args.model,
+                    video_class_id=args.video_class_id, model=args.model, weights=args.weights,
+                    card=_options_card(args),
                     backend=args.backend, runtime=args.runtime, limit=args.limit, steps=args.steps, video=video,
                     video_frames=args.video_frames, smooth=args.smooth, plots=not args.no_plots)
     run_eval(args.data, args.out, plan, progress=progress)

@@ -101,6 +101,15 @@ def resize_to_rgb(image_bgr: np.ndarray, size: tuple[int, int], mode: str = "str
     return placement.model_input(scaled)
 
 
+def resize_mask(mask: np.ndarray, size: tuple[int, int], mode: str = "stretch") -> np.ndarray:
+    """A bool mask over a frame (H×W) placed on the model input of `size` exactly as `resize_to_rgb` places the
+    frame (nearest neighbour; letterbox padding is False, what crop cuts off is gone)."""
+    placement = Placement.of(mask.shape[:2], tuple(size), mode)
+    height, width = placement.scaled
+    scaled = cv2.resize(mask.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST)
+    return placement.model_input(scaled).astype(bool)
+
+
 class Normaliser:
     """x = (pixels − mean) / std for (B, 3, H, W) pixels in [0, 1], with the mean and std of `spec` (a model's
     spec, or a `ModelCard` that gives both)."""

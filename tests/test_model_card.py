@@ -16,7 +16,7 @@ from camstream.errors import ModelError
 from camstream.kernels import ThresholdSpec
 from camstream.model_card import ModelCard, read_sidecar
 from camstream.models import load_model
-from camstream.preprocess import Placement, resize_to_rgb
+from camstream.preprocess import Placement, resize_mask, resize_to_rgb
 from camstream.stream.render import HeatmapPainter
 
 from .cli import assert_one_line_error, camstream
@@ -43,6 +43,70 @@ def test_letterbox_keeps_the_aspect_ratio_and_pads_the_short_side():
     model_input = resize_to_rgb(frame, (50, 50), "letterbox")
     assert model_input.shape == (50, 50, 3)
     assert (model_input[:12] == 0).all() and (model_input[37:] == 0).all() and (model_input[12:37] == 200).all()
+
+
+@pytest.mark.parametrize("mode", ["stretch", "letterbox", "crop"])
+def test_a_truth_mask_lands_where_its_object_lands_in_the_model_input(mode):
+    frame = np.zeros((300, 500, 3), np.uint8)
+    mask = np.zeros((300, 500), bool)
+    frame[40:200, 150:480], mask[40:200, 150:480] = 255, True  # a white object and its ground truth
+    placed_mask = resize_mask(mask, (96, 96), mode)
+    placed_object = resize_to_rgb(frame, (96, 96), mode)[..., 0] > 127
+    assert placed_mask.shape == (96, 96) and placed_mask.dtype == bool
+    overlap = (placed_mask & placed_object).sum() / (placed_mask | placed_object).sum()
+    assert overlap > 0.95, overlap
+    if mode == "letterbox":  # the black bands show nothing, so hold no truth
+        window = Placement.of((300, 500), (96, 96), mode).model_window()
+        outside = np.ones((96, 96), bool)
+        outside[window] = False
+        assert outside.any() and not placed_mask[outside].any()
+
+
+def test_eval_places_photos_and_their_truth_as_the_model_card_says(tmp_path):
+    from camstream.eval.suite import EvalPlan, _Images
+
+    torch.save(small_cnn(3), tmp_path / "model.pt")
+    card = ModelCard(labels=("a", "b", "c"), input_size=(64, 64), resize="letterbox")
+    images = _Images(str(shared_file("images", "balloon", "train")), EvalPlan(model=str(tmp_path / "model.pt"),
+                                                                             card=card, limit=2, runtime="torch"))
+    assert images.pixels.shape == (2, 3, 64, 64) and images.spec.labels == ("a", "b", "c")
+    for pixels, truth, (height, width) in zip(images.pixels, images.truth, images.shapes, strict=True):
+        window = Placement.of((height, width), (64, 64), "letterbox").model_window()
+        outside = np.ones((64, 64), bool)
+        outside[window] = False
+        assert outside.any()  # the photos are not square: there are bands
+        assert (pixels[:, torch.from_numpy(outside)] == 0).all() and not truth[outside].any()
+        assert truth[window].any()
+
+
+def test_eval_and_sanity_take_the_model_card_options(tmp_path, monkeypatch):
+    monkeypatch.setenv("CAMSTREAM_CACHE", str(tmp_path / "cache"))
+    torch.save(small_cnn(3), tmp_path / "model.pt")
+    (tmp_path / "labels.txt").write_text("a\nb\nc\n")
+    card_options = ["--model", tmp_path / "model.pt", "--labels", tmp_path / "labels.txt", "--input-size", "64", "96",
+                    "--resize", "crop"]
+    result = camstream("eval", "--data", shared_file("images", "balloon", "train"), *card_options, "--methods",
+                       "gradcam", "--class-id", "1", "--thresholds", "10", "--limit", "2", "--steps", "2", "--video",
+                       "none", "--no-plots", "--out", tmp_path / "eval")
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "eval" / "eval.json").read_text())
+    assert report["model_input"]["size"] == [64, 96] and report["model_input"]["resize"] == "crop"
+    assert report["methods"]["gradcam"]["computed_by"] == "openvino (exported graph)"  # exported at 64×96
+    result = camstream("sanity", *card_options, "--methods", "gradcam", "--frames", "2", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["methods"]["gradcam"]["randomisation_spearman"] is not None
+
+
+def test_a_sanity_verdict_belongs_to_the_weights_it_was_found_with(tmp_path, monkeypatch):
+    from camstream.sanity_record import failed_sanity, record_verdicts
+
+    monkeypatch.setenv("CAMSTREAM_CACHE", str(tmp_path))
+    (tmp_path / "tuned.pt").write_bytes(b"weights")
+    failing = {"methods": {"gradcam": {"passed": False, "class_sensitivity_spearman": 0.9,
+                                       "randomisation_spearman": 0.8}}}
+    record_verdicts("resnet18", failing, str(tmp_path / "tuned.pt"))
+    assert "gradcam failed the sanity checks" in failed_sanity("resnet18", "gradcam", str(tmp_path / "tuned.pt"))
+    assert failed_sanity("resnet18", "gradcam") is None  # the architecture with other weights was not checked
 
 
 def test_crop_keeps_the_aspect_ratio_and_cuts_the_centre_out():

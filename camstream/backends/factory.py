@@ -32,7 +32,7 @@ def make_backend(backend: str | None, model: str, method: str | None = None, wei
     if labels:
         given = replace(given, labels=read_labels(labels))
     beside = files_card(model, weights)  # a bad file or sidecar is said before the model loads
-    _warn_if_insane(model, method or given.over(beside).method)
+    _warn_if_insane(model, method or given.over(beside).method, weights)
     is_graph = model.endswith(".onnx")
     backend = backend or ("onnxruntime" if is_graph else "torch")
     if backend not in BACKENDS:
@@ -57,11 +57,11 @@ def make_backend(backend: str | None, model: str, method: str | None = None, wei
     return graph_backend
 
 
-def _warn_if_insane(model: str, method: str | None) -> None:
+def _warn_if_insane(model: str, method: str | None, weights: str | None = None) -> None:
     """One warning when `camstream sanity` found the method failing on this model (`camstream.sanity_record`)."""
     from camstream.sanity_record import failed_sanity
 
-    said = failed_sanity(model, method or "gradcam")
+    said = failed_sanity(model, method or "gradcam", weights)
     if said:
         warnings.warn(said, stacklevel=3)
 

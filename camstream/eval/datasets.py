@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 
 from camstream.errors import InputError
+from camstream.preprocess import resize_to_rgb
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 
@@ -87,17 +88,16 @@ def load_samples(folder: str, limit: int | None = None) -> list[Sample]:
     return samples
 
 
-def load_clip_frames(path: str, count: int, size: tuple[int, int]) -> np.ndarray:
-    """The first `count` frames of a video, decoded by PyAV and scaled to `size` (H, W): (T, H, W, 3) RGB."""
+def load_clip_frames(path: str, count: int, size: tuple[int, int], resize: str = "stretch") -> np.ndarray:
+    """The first `count` frames of a video, decoded by PyAV and placed on the model input of `size` (H, W) by
+    `resize` as a stream places them (`resize_to_rgb`): (T, H, W, 3) RGB."""
     import av
 
-    height, width = size
     frames = []
     try:
         with av.open(path) as container:
             for frame in container.decode(video=0):
-                frames.append(frame.reformat(width=width, height=height, format="rgb24",
-                                             interpolation="AREA").to_ndarray())
+                frames.append(resize_to_rgb(frame.to_ndarray(format="bgr24"), size, resize))
                 if len(frames) == count:
                     break
     except (av.error.FFmpegError, OSError) as exc:

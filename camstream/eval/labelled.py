@@ -18,6 +18,7 @@ import torch
 
 from camstream.eval.localisation import IoU, PointingGame, Precision
 from camstream.kernels import ThresholdSpec, threshold_value
+from camstream.preprocess import resize_mask
 
 
 def imagenet_classes_of_labels() -> dict[str, list[int]]:
@@ -47,9 +48,10 @@ class LabelledBoxes:
         return float(self.truth.reshape(len(self.truth), -1).mean(1).mean()) if len(self.truth) else 0.0
 
 
-def labelled_boxes(samples: list, size: tuple[int, int], table: dict[str, list[int]] | None = None
-                   ) -> LabelledBoxes:
-    """One pair per image and mapped label (its boxes united), from samples' boxes scaled to `size` (H, W)."""
+def labelled_boxes(samples: list, size: tuple[int, int], table: dict[str, list[int]] | None = None,
+                   resize: str = "stretch") -> LabelledBoxes:
+    """One pair per image and mapped label (its boxes united), from samples' boxes placed on the model input of
+    `size` (H, W) as the image is (`resize`: stretch, letterbox or crop)."""
     table = table if table is not None else imagenet_classes_of_labels()
     height, width = size
     index, labels, candidates, masks, skipped = [], [], [], [], Counter()
@@ -60,16 +62,14 @@ def labelled_boxes(samples: list, size: tuple[int, int], table: dict[str, list[i
                 by_label.setdefault(_key(label), []).append(box)
             else:
                 skipped[_key(label)] += 1
-        scale_y, scale_x = height / sample.image.shape[0], width / sample.image.shape[1]
         for label, boxes in sorted(by_label.items()):
-            mask = np.zeros((height, width), np.uint8)
+            mask = np.zeros(sample.image.shape[:2], np.uint8)
             for left, top, right, bottom in boxes:
-                cv2.rectangle(mask, (int(left * scale_x), int(top * scale_y)),
-                              (int(right * scale_x), int(bottom * scale_y)), 1, thickness=-1)
+                cv2.rectangle(mask, (int(left), int(top)), (int(right), int(bottom)), 1, thickness=-1)
             index.append(number)
             labels.append(label)
             candidates.append(table[label])
-            masks.append(mask.astype(bool))
+            masks.append(resize_mask(mask, size, resize))
     truth = np.stack(masks) if masks else np.zeros((0, height, width), bool)
     return LabelledBoxes(np.array(index, dtype=np.int64), labels, candidates, truth, skipped)
 

@@ -19,6 +19,7 @@ from scipy import stats
 from torch import nn
 
 from camstream.explain import hook_model, make_method
+from camstream.model_card import ModelCard
 from camstream.models import load_model
 from camstream.preprocess import Normaliser, resize_to_rgb
 
@@ -27,9 +28,10 @@ OTHER_CLASS_OFFSET = 500
 
 
 def _maps(model: nn.Module, method: str, inputs: torch.Tensor, input_shape: tuple[int, int, int],
-          class_ids: torch.Tensor | None) -> tuple[np.ndarray, torch.Tensor, int]:
-    """The maps (copied out of the method's buffer), the explained classes and the number of classes."""
-    with hook_model(model, input_shape) as hooked:
+          class_ids: torch.Tensor | None, layer: str | None = None) -> tuple[np.ndarray, torch.Tensor, int]:
+    """The maps at `layer` (copied out of the method's buffer), the explained classes and the number of
+    classes."""
+    with hook_model(model, input_shape, layer) as hooked:
         explanation = make_method(method, hooked)(inputs, class_ids)
         return np.asarray(explanation.maps).copy(), explanation.class_ids.clone(), explanation.logits.shape[1]
 
@@ -58,19 +60,23 @@ def randomised_classifier(model: nn.Module, seed: int = 0) -> nn.Module:
     return copied
 
 
-def sanity_checks(frames_bgr: list[np.ndarray], methods: list[str], model: str = "efficientnet_lite0") -> dict:
-    """Per method: the class-sensitivity and randomisation correlations on `frames_bgr`, and pass / fail."""
-    spec = load_model(model)
+def sanity_checks(frames_bgr: list[np.ndarray], methods: list[str], model: str = "efficientnet_lite0",
+                  weights: str | None = None, card: ModelCard | None = None) -> dict:
+    """Per method: the class-sensitivity and randomisation correlations on `frames_bgr`, and pass / fail; the
+    model made from `model`, `weights` and `card` (`load_model`), fed as a stream feeds it."""
+    spec = load_model(model, weights, card)
     height, width = spec.input_size
-    pixels = torch.from_numpy(np.stack([resize_to_rgb(f, (height, width)) for f in frames_bgr])).permute(0, 3, 1, 2)
+    pixels = torch.from_numpy(np.stack([resize_to_rgb(f, (height, width), spec.resize)
+                                        for f in frames_bgr])).permute(0, 3, 1, 2)
     inputs = Normaliser(spec)(pixels.float() / 255.0)
     shape = (3, height, width)
     randomised = randomised_classifier(spec.module)
     results = {}
     for method in methods:
-        top_maps, targets, classes = _maps(spec.module, method, inputs, shape, None)
-        other_maps, _, _ = _maps(spec.module, method, inputs, shape, (targets + OTHER_CLASS_OFFSET) % classes)
-        random_maps, _, _ = _maps(randomised, method, inputs, shape, targets)
+        top_maps, targets, classes = _maps(spec.module, method, inputs, shape, None, spec.layer)
+        other_maps, _, _ = _maps(spec.module, method, inputs, shape, (targets + OTHER_CLASS_OFFSET) % classes,
+                                 spec.layer)
+        random_maps, _, _ = _maps(randomised, method, inputs, shape, targets, spec.layer)
         class_rho, random_rho = _spearman(top_maps, other_maps), _spearman(top_maps, random_maps)
         results[method] = {"class_sensitivity_spearman": round(class_rho, 3),
                            "randomisation_spearman": round(random_rho, 3),

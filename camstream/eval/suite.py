@@ -10,7 +10,6 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import cv2
 import numpy as np
 import torch
 
@@ -44,8 +43,9 @@ from camstream.eval.robustness import MaxSensitivity, TemporalLag, TemporalStabi
 from camstream.explain.baselines import EvalExplainer, make_explainer
 from camstream.explain.result import evaluation_mode
 from camstream.kernels import ThresholdSpec, parse_threshold, simplify, threshold_value
+from camstream.model_card import ModelCard
 from camstream.models import load_model
-from camstream.preprocess import Normaliser, resize_to_rgb
+from camstream.preprocess import Normaliser, resize_mask, resize_to_rgb
 from camstream.report_file import write_json_atomic
 from camstream.runtime import release_free_memory
 from camstream.stream.infer import CamSmoother
@@ -66,6 +66,8 @@ class EvalPlan:
     class_id: int | None = None  # the photos' class (None: each photo's top-1)
     video_class_id: int | None = None  # the video's class (None: each frame's own top-1)
     model: str = "efficientnet_lite0"
+    weights: str | None = None
+    card: ModelCard | None = None  # the model-card options (labels, input size, mean/std, resize)
     backend: str = "torch"  # what runs camstream's own methods as a stream would (the baselines: torch)
     runtime: str = "auto"  # what computes the scorer and torch's methods (exported graphs; see resolve_runtime)
     limit: int | None = None
@@ -122,17 +124,17 @@ class _Images:
 
     def __init__(self, data: str, plan: EvalPlan) -> None:
         samples = load_samples(data, plan.limit)
-        self.spec = load_model(plan.model)
+        self.spec = load_model(plan.model, plan.weights, plan.card)
         height, width = self.size = self.spec.input_size
-        rgb = [resize_to_rgb(s.image, (height, width)) for s in samples]
+        resize = self.spec.resize  # images and their truth are placed on the input as a stream places frames
+        rgb = [resize_to_rgb(s.image, (height, width), resize) for s in samples]
         self.names = [s.name for s in samples]
         self.shapes = [s.image.shape[:2] for s in samples]  # the originals' (height, width), for the plots
         self.pixels = torch.from_numpy(np.stack(rgb)).permute(0, 3, 1, 2).float() / 255.0
         self.has_truth = np.array([s.truth is not None for s in samples])
-        self.truth = np.stack([cv2.resize(s.truth.astype(np.uint8), (width, height),
-                                          interpolation=cv2.INTER_NEAREST).astype(bool)
-                               if s.truth is not None else np.zeros((height, width), bool) for s in samples])
-        self.pairs = labelled_boxes(samples, (height, width))  # box labels mapped to ImageNet classes
+        self.truth = np.stack([resize_mask(s.truth, (height, width), resize) if s.truth is not None
+                               else np.zeros((height, width), bool) for s in samples])
+        self.pairs = labelled_boxes(samples, (height, width), resize=resize)  # box labels → ImageNet classes
         self.pair_classes: torch.Tensor | None = None  # each pair's class, once the scorer is ready
         self.batch = plan.batch
         self.runtime = resolve_runtime(plan.runtime)
@@ -191,10 +193,13 @@ def run_eval(data: str, out_dir: str, plan: EvalPlan | None = None,
                     InsertionAUCNormalised(insertion), DeletionAUCNormalised(deletion), AverageDrop(),
                     IncreaseInConfidence())
     sensitivity = MaxSensitivity()
-    clip = _Clip(load_clip_frames(plan.video, plan.video_frames, images.size), plan.steps) if plan.video else None
+    clip = _Clip(load_clip_frames(plan.video, plan.video_frames, images.size, images.spec.resize),
+                 plan.steps) if plan.video else None
     results: dict = {"data": os.path.abspath(data), "images": len(images.names),
                      "with_truth": int(images.has_truth.sum()), "model": images.spec.name, "backend": plan.backend,
                      "runtime": images.runtime,
+                     "model_input": {"size": list(images.size), "resize": images.spec.resize,
+                                     "mean": list(images.spec.mean), "std": list(images.spec.std)},
                      "class_id": plan.class_id, "video_class_id": plan.video_class_id,
                      "insertion_deletion_steps": plan.steps,
                      "max_sensitivity": {"radius": sensitivity.radius, "samples": sensitivity.samples},
@@ -233,7 +238,8 @@ def _evaluate_method(method: str, images: _Images, plan: EvalPlan, thresholds: d
                      progress: Callable[[str], None]) -> tuple[dict, np.ndarray]:
     """Everything measured for one method; also returns a few full maps for the example grid."""
     pixels, batch = images.pixels, images.batch
-    explainer = make_explainer(method, images.spec, images.predict, plan.backend, plan.model, images.runtime)
+    explainer = make_explainer(method, images.spec, images.predict, plan.backend, plan.model, images.runtime,
+                               plan.weights, plan.card)
     try:
         explainer(pixels[:1], plan.class_id)  # warm-up: first-call compilation is not a per-image cost
         release_free_memory()

@@ -21,6 +21,7 @@ from camstream.errors import CamstreamError, ModelError
 from camstream.explain import CAM_METHODS, HookedModel, hook_model, make_method
 from camstream.explain.result import evaluation_mode
 from camstream.kernels import upsample_bilinear
+from camstream.model_card import ModelCard
 from camstream.models import ModelSpec
 from camstream.preprocess import Normaliser
 
@@ -142,12 +143,14 @@ class BackendMethod(EvalExplainer):
     name = "own"
 
     def __init__(self, spec: ModelSpec, method: str, predict: Predict | None = None, backend: str = "onnxruntime",
-                 model: str | None = None, max_batch: int = 8) -> None:
+                 model: str | None = None, max_batch: int = 8, weights: str | None = None,
+                 card: ModelCard | None = None) -> None:
         from camstream.backends import make_backend
 
         super().__init__(spec, predict)
         self.name = method
-        self.backend = make_backend(backend, model or spec.name, method, max_batch=max_batch, device="cpu")
+        self.backend = make_backend(backend, model or spec.name, method, weights, max_batch=max_batch, device="cpu",
+                                    card=card)
         self.computed_by = f"{backend} backend (uint8 frames, as a stream)"
 
     def explain(self, pixels, class_id):
@@ -347,16 +350,18 @@ def is_vit(spec: ModelSpec) -> bool:
 
 
 def make_explainer(name: str, spec: ModelSpec, predict: Predict | None = None, backend: str = "torch",
-                   model: str | None = None, runtime: str = "torch") -> EvalExplainer:
+                   model: str | None = None, runtime: str = "torch", weights: str | None = None,
+                   card: ModelCard | None = None) -> EvalExplainer:
     """The method or baseline called `name` (see `EXPLAINERS`) on `spec`'s model (`model`: the name or file it
     was loaded from); perturbation baselines score their masked images through `predict` when given. camstream's
-    own CAM methods run on `backend` (torch, onnxruntime, openvino: as a stream's backend runs them); torch's
+    own CAM methods run on `backend` (torch, onnxruntime, openvino: as a stream's backend runs them, on the model
+    made from `model`, `weights` and `card`); torch's
     methods are computed by `runtime` (openvino, onnxruntime) from an exported graph that reproduces them where
     the model's head allows, else by torch. The baselines are references and always run on torch. eval runs on
     the CPU."""
     if name in CAM_METHODS:
         if backend != "torch":
-            return BackendMethod(spec, name, predict, backend, model)
+            return BackendMethod(spec, name, predict, backend, model, weights=weights, card=card)
         if runtime != "torch" and name in EXPORTABLE_METHODS and not is_vit(spec):
             try:
                 return ExportedMethod(spec, name, predict, runtime)
