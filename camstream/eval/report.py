@@ -160,12 +160,22 @@ def _label_aware(results: dict) -> list[str]:
     return lines
 
 
+def _scoring(results: dict) -> str:
+    """What the model passes cost: their count and speed say how busy the machine was."""
+    scoring = results.get("scoring")
+    if not scoring:
+        return ""
+    return (f", of which {scoring['seconds']} s scoring {scoring['images']} perturbed images on "
+            f"{results.get('runtime', 'torch')} at {scoring['ms_per_image']} ms each")
+
+
 def markdown(results: dict) -> str:
     """The whole report."""
     lines = [f"# camstream eval\n\n{results['images']} images ({results['with_truth']} with ground truth) from "
              f"`{results['data']}`, model {results['model']} (own methods on {results.get('backend', 'torch')}), "
              f"class {results['class_id'] or 'top-1'}; "
-             f"{results['elapsed_s']} s. Insertion/deletion in {results['insertion_deletion_steps']} steps; "
+             f"{results['elapsed_s']} s{_scoring(results)}. Insertion/deletion in "
+             f"{results['insertion_deletion_steps']} steps; "
              f"max-sensitivity: {results['max_sensitivity']['samples']} draws of U[±"
              f"{results['max_sensitivity']['radius']}] noise.\n", *_summary(results),
              "\n## Faithfulness and robustness\n",
