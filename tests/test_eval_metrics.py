@@ -319,6 +319,19 @@ def test_a_perturbed_image_is_scored_once_across_thresholded_variants(faithfulne
     assert memo.scored == fresh.scored - len(images) * (2 * 2 + 3 + 1)
 
 
+def test_saliency_order_puts_ties_in_one_fixed_random_order():
+    from camstream.eval.faithfulness import saliency_order
+
+    maps = RNG.random((3, 20, 30)).astype(np.float32)
+    maps[maps < 0.7] = 0  # a thresholded map: most pixels tie at zero
+    order, rank = saliency_order(maps)
+    tie_breaker = np.random.default_rng(0).random(600)[None, :].repeat(3, 0)
+    np.testing.assert_array_equal(order, np.lexsort((tie_breaker, -maps.reshape(3, -1)), axis=1))  # by hand
+    np.testing.assert_array_equal(np.take_along_axis(rank, order, axis=1), np.arange(600)[None].repeat(3, 0))
+    zeros = order[0][maps.reshape(3, -1)[0][order[0]] == 0]
+    assert not np.array_equal(zeros, np.sort(zeros))  # not the top rows first
+
+
 def test_a_masked_image_is_scored_once_for_average_drop_increase_and_adcc(faithfulness_case):
     model, images, maps, targets = faithfulness_case
     seen: list[torch.Tensor] = []

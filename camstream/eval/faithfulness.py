@@ -27,6 +27,25 @@ def target_scores(predict: Predict, images: torch.Tensor, targets: torch.Tensor)
         return predict(images).gather(1, targets[:, None])[:, 0].double().numpy()
 
 
+_ORDER_CACHE: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # [(maps, order, rank)] of the last maps
+
+
+def saliency_order(maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(order, rank) of each map's pixels (B, H·W): order[b] lists pixels most salient first, rank[b, p] is
+    pixel p's place in it. Ties (the zeros of a thresholded map) go in a fixed random order, so they are not
+    taken from the top rows first: a stable sort of the pixels pre-shuffled by one fixed permutation. The last
+    maps' answer is kept, so insertion and deletion of the same maps sort them once."""
+    if _ORDER_CACHE and _ORDER_CACHE[0][0] is maps:
+        return _ORDER_CACHE[0][1], _ORDER_CACHE[0][2]
+    batch, pixels = len(maps), maps[0].size
+    shuffle = np.argsort(np.random.default_rng(0).random(pixels))  # the fixed tie order
+    order = shuffle[np.argsort(-maps.reshape(batch, -1)[:, shuffle], axis=1, kind="stable")]
+    rank = np.empty_like(order)
+    np.put_along_axis(rank, order, np.arange(pixels)[None, :].repeat(batch, 0), axis=1)
+    _ORDER_CACHE[:] = [(maps, order, rank)]
+    return order, rank
+
+
 class _PixelCurve(Metric):
     """Score of the target class as the most salient pixels move from one image into another, in `steps`
     equal steps; the value is the area under that curve over the fraction moved (trapezoid rule).
@@ -45,6 +64,7 @@ class _PixelCurve(Metric):
         self.scored = 0  # perturbed images run through the model (the rest came from the memo)
         self._memo: dict[tuple[int, int, bytes], float] = {}
         self._memo_images: torch.Tensor | None = None
+        self._endpoints: tuple[torch.Tensor, torch.Tensor] = (torch.empty(0), torch.empty(0))  # of _memo_images
 
     def endpoints(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(what the pixels start as, what they become)."""
@@ -52,18 +72,13 @@ class _PixelCurve(Metric):
 
     def __call__(self, predict: Predict, images: torch.Tensor, maps: np.ndarray, targets: torch.Tensor) -> np.ndarray:
         batch, _, height, width = images.shape
-        start, finish = self.endpoints(images)
-        # rank[b, p] = position of pixel p in that sample's descending-saliency order; ties (the zeros of a
-        # thresholded map) in a fixed random order, so they are not taken from the top rows first
-        tie_breaker = np.random.default_rng(0).random(height * width)[None, :].repeat(batch, 0)
-        order = np.lexsort((tie_breaker, -maps.reshape(batch, -1)), axis=1)
-        rank = np.empty_like(order)
-        np.put_along_axis(rank, order, np.arange(height * width)[None, :].repeat(batch, 0), axis=1)
+        if self._memo_images is not images:
+            self._memo, self._memo_images, self._endpoints = {}, images, self.endpoints(images)
+        start, finish = self._endpoints
+        order, rank = saliency_order(maps)
         rank_t = torch.from_numpy(rank.reshape(batch, 1, height, width))
         curves = np.empty((batch, self.steps + 1))
         bounds = [round(step / self.steps * height * width) for step in range(self.steps + 1)]
-        if self._memo_images is not images:
-            self._memo, self._memo_images = {}, images
         for step, bound in enumerate(bounds):
             moved = rank_t < bound
             curves[:, step] = self._scores(predict, start, finish, moved, targets)
