@@ -336,14 +336,17 @@ def test_a_masked_image_is_scored_once_for_average_drop_increase_and_adcc(faithf
     model, images, maps, targets = faithfulness_case
     seen: list[torch.Tensor] = []
 
-    def counting(batch: torch.Tensor) -> torch.Tensor:
-        seen.append(batch)
-        return model(batch)
+    class Scorer:  # eval hands its scorer's bound method, a new object at each attribute access
+        def predict(self, batch: torch.Tensor) -> torch.Tensor:
+            seen.append(batch)
+            return model(batch)
 
+    scorer = Scorer()
+    counting = scorer.predict
     perfect = maps["perfect"] / maps["perfect"].max(axis=(1, 2), keepdims=True)
-    drop = AverageDrop()(counting, images, perfect, targets)
-    IncreaseInConfidence()(counting, images, perfect, targets)
-    Adcc()(counting, images, perfect, targets, perfect)
+    drop = AverageDrop()(scorer.predict, images, perfect, targets)
+    IncreaseInConfidence()(scorer.predict, images, perfect, targets)
+    Adcc()(scorer.predict, images, perfect, targets, perfect)
     masked = [batch for batch in seen if not torch.equal(batch, images)]
     assert len(masked) == 1  # the image × map batch went through the model once, not three times
     np.testing.assert_allclose(drop, AverageDrop()(model, images, perfect, targets))  # and gave the same scores

@@ -217,7 +217,7 @@ class _MaskedScore(Metric):
         """O: the target score on images × maps."""
         if _MaskedScore._last:
             last_predict, last_images, last_maps, last_targets, scores = _MaskedScore._last[0]
-            if (last_predict is predict and last_images is images and last_maps is maps
+            if (last_predict == predict and last_images is images and last_maps is maps  # ==: bound methods
                     and torch.equal(last_targets, targets)):
                 return scores
         scores = target_scores(predict, images * torch.from_numpy(maps).float()[:, None], targets)
