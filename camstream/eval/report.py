@@ -160,6 +160,13 @@ def _label_aware(results: dict) -> list[str]:
     return lines
 
 
+def _computed_by(results: dict) -> str:
+    """Which backend's methods were scored, and what computed them."""
+    backend = results.get("backend", "torch")
+    engines = sorted({entry.get("computed_by", backend) for entry in results["methods"].values()})
+    return f"own methods of the {backend} backend, computed by {' and '.join(engines)}"
+
+
 def _scoring(results: dict) -> str:
     """What the model passes cost: their count and speed say how busy the machine was."""
     scoring = results.get("scoring")
@@ -172,7 +179,7 @@ def _scoring(results: dict) -> str:
 def markdown(results: dict) -> str:
     """The whole report."""
     lines = [f"# camstream eval\n\n{results['images']} images ({results['with_truth']} with ground truth) from "
-             f"`{results['data']}`, model {results['model']} (own methods on {results.get('backend', 'torch')}), "
+             f"`{results['data']}`, model {results['model']} ({_computed_by(results)}), "
              f"class {results['class_id'] or 'top-1'}; "
              f"{results['elapsed_s']} s{_scoring(results)}. Insertion/deletion in "
              f"{results['insertion_deletion_steps']} steps; "
