@@ -56,7 +56,7 @@ class _PixelCurve(Metric):
 
     category = "faithfulness"
 
-    def __init__(self, steps: int = 12) -> None:
+    def __init__(self, steps: int = 10) -> None:
         self.steps = steps
         self.curves: np.ndarray | None = None  # (B, steps + 1) of the last call, for plots
         self.step_mass: np.ndarray | None = None  # (B, steps): map mass of the pixels moved at each step
