@@ -47,7 +47,15 @@ def test_eval_writes_json_markdown_and_plots_with_every_metric(tmp_path):
         assert len(entry["curves"]["none"]["insertion"]) == 5
     assert "captum-lrp cannot run on efficientnet_lite0" in report["skipped"]["captum-lrp"]
     assert "recipro" in report["between_methods"]
+    # the summary's localisation figures stand beside what a random and a centred map score on the same truth
+    baselines = report["truth_baselines"]
+    assert set(baselines) == {"random", "centre", "coverage"} and 0.0 < baselines["coverage"] < 1.0
+    for kind in ("random", "centre"):
+        assert len(baselines[kind]["pointing_game"]) == 4
+        assert all(value in (0.0, 1.0) for value in baselines[kind]["pointing_game"])
     markdown = (tmp_path / "eval.md").read_text()
+    summary = markdown.split("## Faithfulness")[0]
+    assert "| *random map* |" in summary and "| *centre map* |" in summary and "ground truth covers" in summary
     assert "| gradcam | 10 |" in markdown and "Temporal stability" in markdown and "*constant map*" in markdown
     for plot in ("pr_curves.png", "insertion_deletion.png", "heatmaps.png"):
         image = cv2.imread(str(tmp_path / plot))

@@ -37,24 +37,41 @@ def _summary(results: dict) -> list[str]:
              + (" | pointing, own class ↑" if own else "") + " | ms / image |",
              "|---|" + "---|" * (len(SUMMARY) + 1 + own)]
     for method, entry in results["methods"].items():
-        cells = []
-        for key, _title in SUMMARY:
-            values = entry.get("per_image", {}).get(key)
-            if not values:
-                cells.append("n/a")
-                continue
-            mean, half = mean_interval(values)
-            cells.append(f"{mean:.3f}" + ("" if half is None else f" ± {half:.3f}"))
+        cells = [_with_interval(entry.get("per_image", {}).get(key)) for key, _title in SUMMARY]
         if own:
             cells.append(f"{entry['label_aware']['pointing_game']:.3f}" if "label_aware" in entry else "n/a")
         lines.append(f"| {method} | " + " | ".join(cells) + f" | {entry['ms_per_image']:.1f} |")
+    truth = results.get("truth_baselines") or {}
+    lines += _baseline_rows(truth, aware if own else {})
+    if truth:
+        lines.append(f"\nThe ground truth covers {truth['coverage']:.1%} of an image on average: a map that lights "
+                     "everything scores about that.")
     if own:
-        for kind, scores in aware["baselines"].items():
-            blanks = " | ".join("" for _ in SUMMARY)
-            lines.append(f"| *{kind} map* | {blanks} | {scores['pointing_game']:.3f} | |")
         lines.append(f"\nOwn-class pointing: {aware['pairs']} image–label pairs, boxes covering "
                      f"{aware['coverage']:.1%} of an image.")
     return lines
+
+
+def _with_interval(values: list[float] | None) -> str:
+    if not values:
+        return "n/a"
+    mean, half = mean_interval(values)
+    return f"{mean:.3f}" + ("" if half is None else f" ± {half:.3f}")
+
+
+def _baseline_rows(truth: dict, aware: dict) -> list[str]:
+    """The summary's rows for a random and a centred map: their pointing game against the ground truth (`truth`,
+    eval's truth_baselines) and against each box label's own class (`aware`, when scored)."""
+    rows = []
+    for kind in ("random", "centre"):
+        if kind not in truth and not aware:
+            continue
+        cells = [_with_interval(truth[kind]["pointing_game"]) if key == "pointing_game" and kind in truth else ""
+                 for key, _title in SUMMARY]
+        if aware:
+            cells.append(f"{aware['baselines'][kind]['pointing_game']:.3f}" if aware.get("baselines") else "")
+        rows.append(f"| *{kind} map* | " + " | ".join(cells) + " | |")
+    return rows
 
 
 def _table(results: dict, columns: tuple[tuple[str, str], ...]) -> list[str]:

@@ -158,6 +158,19 @@ class _Images:
             frozen = torch.jit.freeze(torch.jit.trace(self.spec.module, normalise(self.pixels[:self.batch])))
         return lambda pixels: frozen(normalise(pixels))
 
+    def truth_baselines(self) -> dict:
+        """Per image, the pointing game of a random and of a centred map against the ground truth, and the share of
+        an image the truth covers: what the methods' localisation must beat to mean anything. Empty without
+        truth."""
+        if not self.has_truth.any():
+            return {}
+        truth = self.truth[self.has_truth]
+        scores: dict = {"coverage": round(float(truth.mean()), 4)}
+        for kind in ("random", "centre"):
+            hits = PointingGame()(baseline_maps(kind, len(truth), self.size), truth)
+            scores[kind] = {"pointing_game": hits.round(4).tolist()}
+        return scores
+
     def label_aware(self) -> dict | None:
         """What the label-aware localisation is scored on, with its coverage and both baselines; None without
         labelled boxes."""
@@ -212,7 +225,8 @@ def run_eval(data: str, out_dir: str, plan: EvalPlan | None = None,
                                               "smooth": plan.smooth},
                      "metrics": [m.describe() for m in (*faithfulness, Adcc(), sensitivity, *LOCALISATION,
                                                         TemporalStability(), TemporalLag())],
-                     "label_aware": images.label_aware(), "methods": {}, "skipped": {}}
+                     "label_aware": images.label_aware(), "truth_baselines": images.truth_baselines(),
+                     "methods": {}, "skipped": {}}
     examples: dict[str, np.ndarray] = {}
     for method in plan.methods:
         progress(f"{method}: explaining {len(images.names)} images")
