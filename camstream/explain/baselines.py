@@ -355,10 +355,9 @@ def make_explainer(name: str, spec: ModelSpec, predict: Predict | None = None, b
     """The method or baseline called `name` (see `EXPLAINERS`) on `spec`'s model (`model`: the name or file it
     was loaded from); perturbation baselines score their masked images through `predict` when given. camstream's
     own CAM methods run on `backend` (torch, onnxruntime, openvino: as a stream's backend runs them, on the model
-    made from `model`, `weights` and `card`); torch's
-    methods are computed by `runtime` (openvino, onnxruntime) from an exported graph that reproduces them where
-    the model's head allows, else by torch. The baselines are references and always run on torch. eval runs on
-    the CPU."""
+    made from `model`, `weights` and `card`); torch's methods are computed by `runtime` (openvino, onnxruntime)
+    from an exported graph that reproduces them where the model's head allows, else by torch. The baselines are
+    references and always run on torch. eval runs on the CPU."""
     if name in CAM_METHODS:
         if backend != "torch":
             return BackendMethod(spec, name, predict, backend, model, weights=weights, card=card)
