@@ -41,9 +41,10 @@ def record_verdicts(model: str, results: dict, weights: str | None = None) -> No
     """Keep `sanity_checks`' per-method results for `model` with `weights` (a failed write only loses the
     warning)."""
     records = _read()
-    records[model_key(model, weights)] = {method: {"passed": row["passed"], "class": row["class_sensitivity_spearman"],
-                                          "randomised": row["randomisation_spearman"]}
-                                 for method, row in results["methods"].items()}
+    records[model_key(model, weights)] = {
+        method: {"passed": row["passed"], "class": row["class_sensitivity_spearman"],
+                 "randomised": row["randomisation_spearman"]}
+        for method, row in results["methods"].items()}
     with contextlib.suppress(OSError):
         os.makedirs(os.path.dirname(_path()), exist_ok=True)
         partial = f"{_path()}.{os.getpid()}.partial"  # two processes never write one partial file
