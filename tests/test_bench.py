@@ -115,3 +115,13 @@ def test_startup_is_measured_in_fresh_processes():
     figures = bench_startup(rounds=2, backends=(), progress=lambda _line: None)
     help_s = figures["help_s"]
     assert help_s["runs"] == 2 and 0 < help_s["min"] <= help_s["median"] <= help_s["max"]
+
+
+def test_explainer_race_runs_with_peers_on_copies_made_before_hooking(demo_clip):
+    """Issue 28: `camstream bench --quick` died with "cannot pickle 'generator' object": the frozen and peer copies
+    were deep-copied from a model camstream had already hooked (the hook holds its mode-restoring context)."""
+    from camstream.bench.explainers import bench_explainers
+
+    found = bench_explainers("mobilenet_v2", 1, str(demo_clip), rounds=1, input_side=64, methods=("gradcam",))
+    assert found["plain_ms"] > 0 and "gradcam" in found["methods"]
+    assert set(found["peers"]) | set(found["missing_peers"]) == {"pytorch-grad-cam", "captum", "torchcam"}

@@ -35,30 +35,31 @@ def load_quietly(name: str) -> ModelSpec:
         return load_model(name)
 
 
-def peer_contenders(model: torch.nn.Module, layer_name: str, batch: torch.Tensor,
+def peer_contenders(models: dict[str, torch.nn.Module], layer_name: str, batch: torch.Tensor,
                     targets: list[int]) -> tuple[dict[str, Callable[[], object]], list[str]]:
-    """Each installed peer's Grad-CAM on its own copy of the model; also the names of missing peers."""
+    """Each installed peer's Grad-CAM on its own copy of the model (`models`, by peer name, copied before
+    camstream hooked the original); also the names of missing peers."""
     contenders: dict[str, Callable[[], object]] = {}
     missing = [name for name, module in PEERS.items() if importlib.util.find_spec(module) is None]
     if "pytorch-grad-cam" not in missing:
         from pytorch_grad_cam import GradCAM
         from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-        peer_model = copy.deepcopy(model)
+        peer_model = models["pytorch-grad-cam"]
         extractor = GradCAM(model=peer_model, target_layers=[dict(peer_model.named_modules())[layer_name]])
         wanted = [ClassifierOutputTarget(t) for t in targets]
         contenders["pytorch-grad-cam"] = lambda: extractor(input_tensor=batch, targets=wanted)
     if "captum" not in missing:
         from captum.attr import LayerGradCam
 
-        peer_model = copy.deepcopy(model)
+        peer_model = models["captum"]
         captum_cam = LayerGradCam(peer_model, dict(peer_model.named_modules())[layer_name])
         target_tensor = torch.tensor(targets)
         contenders["captum"] = lambda: captum_cam.attribute(batch, target=target_tensor, relu_attributions=True)
     if "torchcam" not in missing:
         from torchcam.methods import GradCAM as TorchcamGradCAM
 
-        peer_model = copy.deepcopy(model)
+        peer_model = models["torchcam"]
         torchcam_cam = TorchcamGradCAM(peer_model, target_layer=layer_name)
 
         def torchcam_run() -> object:
@@ -82,6 +83,9 @@ def bench_explainers(model_name: str, batch_size: int, video: str, rounds: int =
     model.to(memory_format=memory_format)
     frames = real_frames(video, batch_size, spec.input_size)
     batch = Preprocessor(spec, batch_size)(frames).clone().contiguous(memory_format=memory_format)
+    # Copies first: a hooked model holds its hook and its mode-restoring context, which cannot be deep-copied.
+    frozen_copy = copy.deepcopy(model)
+    peer_copies = {name: copy.deepcopy(model) for name in PEERS} if peers else {}
     hooked = HookedModel(model, (3, *spec.input_size))
     with torch.inference_mode():
         targets = model(batch).argmax(1).tolist()
@@ -97,14 +101,14 @@ def bench_explainers(model_name: str, batch_size: int, video: str, rounds: int =
             progress(f"{model_name}: {name} skipped ({exc})")
 
     contenders.update(method_contenders(hooked, methods, batch, "", skipped))
-    frozen = HookedModel(copy.deepcopy(model), (3, *spec.input_size))
+    frozen = HookedModel(frozen_copy, (3, *spec.input_size))
     frozen_ok = frozen.freeze(batch)
     if frozen_ok:
         contenders["plain_frozen"] = lambda: frozen.forward(batch)
         contenders.update(method_contenders(frozen, [m for m in methods if m in contenders], batch, "_frozen"))
     missing: list[str] = []
     if peers:
-        peer_runs, missing = peer_contenders(model, hooked.layer_name, batch, targets)
+        peer_runs, missing = peer_contenders(peer_copies, hooked.layer_name, batch, targets)
         contenders.update(peer_runs)
 
     def tick(index: int) -> None:
