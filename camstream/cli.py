@@ -40,7 +40,8 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
                         "for a ViT the tokens entering its last block)")
     parser.add_argument("--method", choices=IMAGE_METHODS,
                         help="explanation method (default: gradcam for CNNs, vit-recipro for vision transformers "
-                             "such as vit_b_16 and deit_tiny; vit-rollout is the fast ViT choice)")
+                             "such as vit_b_16 and deit_tiny; vit-rollout is the fast ViT choice; box-gradcam for "
+                             "detectors, one map per box; eigencam is their gradient-free, class-agnostic choice)")
     parser.add_argument("--threshold", default="dynamic", type=parse_threshold, metavar="P|dynamic|none",
                         help="show the top P %% of the map, the seed paper's dynamic threshold, or all of it "
                              "(default dynamic: min coverage 5 %%, max threshold 0.5, step 0.05)")
@@ -63,6 +64,11 @@ def _add_model_card_options(parser: argparse.ArgumentParser) -> None:
                              "aspect ratio, pad with black) or crop (keep the aspect ratio, cut the centre out) "
                              "(default: the model card's, else stretch). A model card is a sidecar JSON beside the "
                              "model file (MODEL.camstream.json): see the README, 'Your own model'")
+    parser.add_argument("--score-threshold", type=float, metavar="S",
+                        help="detectors: keep boxes scoring at least S, 0..1 (default: the model card's, 0.5)")
+    parser.add_argument("--boxes", type=int, metavar="N", dest="max_boxes",
+                        help="detectors: explain the N best boxes of each frame, each with its own map (default 5); "
+                             "--class-id keeps one class")
 
 
 class _OneLineErrorParser(argparse.ArgumentParser):
@@ -305,7 +311,7 @@ def _options_card(args: argparse.Namespace):
     """The model card that the model-card options give (`_add_model_card_options`), checked."""
     from camstream.model_card import options_card, read_labels
 
-    card = options_card(args.input_size, args.mean, args.std, args.resize)
+    card = options_card(args.input_size, args.mean, args.std, args.resize, args.score_threshold, args.max_boxes)
     return dataclasses.replace(card, labels=read_labels(args.labels)) if args.labels else card
 
 

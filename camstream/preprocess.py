@@ -80,6 +80,15 @@ class Placement:
         return (slice(top, top + min(self.scaled[0], self.model_size[0])),
                 slice(left, left + min(self.scaled[1], self.model_size[1])))
 
+    def boxes_to_frame(self, boxes: np.ndarray) -> np.ndarray:
+        """Boxes (K, 4) x1 y1 x2 y2 in model-input pixels as frame pixels (float32), clipped to the frame."""
+        (frame_h, frame_w), (scaled_h, scaled_w), (top, left) = self.frame_size, self.scaled, self.offset
+        found = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+        frame = np.empty_like(found)
+        frame[:, 0::2] = np.clip((found[:, 0::2] - left) * (frame_w / scaled_w), 0, frame_w)
+        frame[:, 1::2] = np.clip((found[:, 1::2] - top) * (frame_h / scaled_h), 0, frame_h)
+        return frame
+
     def frame_window(self) -> tuple[slice, slice]:
         """Rows and columns of the frame that the model sees."""
         windows = []

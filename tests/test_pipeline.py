@@ -17,7 +17,7 @@ from camstream.stream.pipeline import Pipeline, PipelineConfig
 
 from .cli import camstream, one_stream
 
-STAGE_KEYS = {"decode", "preprocess", "inference", "cam", "clip", "render", "sink"}
+STAGE_KEYS = {"decode", "preprocess", "inference", "cam", "boxes", "clip", "render", "sink"}
 
 
 def frame_times(path) -> list[float]:

@@ -31,6 +31,7 @@ class Backend:
     def __init__(self) -> None:
         self.forward_ms = 0.0
         self.preprocess_ms = 0.0
+        self.boxes_ms = 0.0  # a detector's per-box explanation (part of the call, after its forward)
 
     def explain(self, frames: list[np.ndarray], class_id: int | list[int] | None = None) -> Explanation:
         """The explanation of `frames` for `class_id`: one class for all, one per frame, or None (each frame's

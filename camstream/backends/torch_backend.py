@@ -89,6 +89,7 @@ class TorchBackend(Backend):
         wanted = class_id if class_id is None or isinstance(class_id, int) else torch.tensor(class_id)
         explanation = self._method(self.last_inputs, wanted)
         self.forward_ms = self._method.forward_ms
+        self.boxes_ms = getattr(self._method, "boxes_ms", 0.0)
         return to_host(explanation)
 
     def methods(self) -> list[str]:

@@ -4,6 +4,7 @@ keyed by `ModelKind`, and `explain(model, inputs)` that picks the method by arch
 - `result.py`: `Explanation`, `ModelKind`, `evaluation_mode` (a user's model goes back to its own mode)
 - `base.py`: the hooked models' shared lifetime, the CNN hooked model, the CAM method base class
 - `cnn.py`, `vit.py`, `temporal.py`, `graph.py`: the methods of each kind, each a short subclass
+- `detector.py`: detectors behind one contract (`DetectorModel`), the hooked detector and the per-box methods
 - `registry.py`: which methods exist, each kind's default, `hook_model` / `make_method`
 - `api.py`: `explain()`; `inputs.py`: NumPy / PIL pictures into a batch; `drawing.py`: `overlay()`
 - `baselines.py`: the peer methods eval compares against (RISE, Score-CAM, …)
@@ -24,6 +25,8 @@ _HOMES = {
     "CAM_METHODS": "registry", "DEFAULT_METHOD": "registry", "REGISTRY": "registry", "hook_model": "registry",
     "make_method": "registry", "methods_for": "registry",
     "Explanation": "result", "ModelKind": "result", "evaluation_mode": "result",
+    "DetectorModel": "detector", "Detections": "detector", "BoxGradCam": "detector", "EigenCam": "detector",
+    "HookedDetector": "detector", "FRAME_METHODS": "registry",
     "TokenHookedModel": "vit", "VitReciproCam": "vit", "VitRollout": "vit",
 }
 __all__ = sorted(_HOMES)

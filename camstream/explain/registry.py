@@ -8,6 +8,7 @@ from torch import nn
 from camstream.errors import ModelError
 from camstream.explain.base import CamMethod, HookedModel, HookedNetwork
 from camstream.explain.cnn import Cam, GradCam, GradCamPlusPlus, ReciproCam
+from camstream.explain.detector import BoxGradCam, BoxMethod, DetectorModel, EigenCam, HookedDetector
 from camstream.explain.graph import GraphGradient, GraphMethod
 from camstream.explain.result import ModelKind
 from camstream.explain.temporal import StepGradient, StepMethod, StepOcclusion
@@ -18,18 +19,22 @@ from camstream.explain.vit import (
     find_token_layout,
 )
 
-Method = type[CamMethod] | type[StepMethod] | type[GraphMethod]
+Method = type[CamMethod] | type[StepMethod] | type[GraphMethod] | type[BoxMethod]
 
 REGISTRY: dict[ModelKind, dict[str, Method]] = {
     ModelKind.CNN: {m.name: m for m in (GradCam, GradCamPlusPlus, Cam, ReciproCam)},
     ModelKind.VIT: {m.name: m for m in (VitReciproCam, VitRollout)},
     ModelKind.TEMPORAL: {m.name: m for m in (StepOcclusion, StepGradient)},
     ModelKind.GRAPH: {m.name: m for m in (GraphGradient,)},
+    ModelKind.DETECTOR: {m.name: m for m in (BoxGradCam, EigenCam)},
 }
 DEFAULT_METHOD: dict[ModelKind, str] = {kind: next(iter(methods)) for kind, methods in REGISTRY.items()}
 
 # The image methods: the ones a hooked model (CNN or ViT) runs, and so the ones a video stream can use.
 CAM_METHODS: dict[str, type[CamMethod]] = {**REGISTRY[ModelKind.CNN], **REGISTRY[ModelKind.VIT]}  # type: ignore[dict-item]
+# What a stream can explain with: the image methods and the detectors' per-box methods.
+FRAME_METHODS: dict[str, type[CamMethod] | type[BoxMethod]] = {
+    **CAM_METHODS, **REGISTRY[ModelKind.DETECTOR]}  # type: ignore[dict-item]
 
 
 def methods_for(kind: ModelKind) -> list[str]:
@@ -39,7 +44,10 @@ def methods_for(kind: ModelKind) -> list[str]:
 
 def hook_model(model: nn.Module, input_shape: tuple[int, int, int] = (3, 224, 224),
                target_layer: str | None = None) -> HookedNetwork:
-    """A `TokenHookedModel` for a vision transformer, else a `HookedModel` (CNN)."""
+    """A `HookedDetector` for a detector, a `TokenHookedModel` for a vision transformer, else a `HookedModel`
+    (CNN)."""
+    if isinstance(model, DetectorModel):
+        return HookedDetector(model, input_shape, target_layer)
     if isinstance(model, torch.jit.ScriptModule):
         return HookedModel(model, input_shape, target_layer)  # raises its own clear error
     layout = find_token_layout(model, input_shape)
@@ -48,13 +56,13 @@ def hook_model(model: nn.Module, input_shape: tuple[int, int, int] = (3, 224, 22
     return HookedModel(model, input_shape, target_layer)
 
 
-def make_method(name: str | None, hooked: HookedNetwork) -> CamMethod:
-    """The image method called `name` (see `CAM_METHODS`) on `hooked`; None: the default for its kind."""
+def make_method(name: str | None, hooked: HookedNetwork) -> CamMethod | BoxMethod:
+    """The frame method called `name` (see `FRAME_METHODS`) on `hooked`; None: the default for its kind."""
     name = name or DEFAULT_METHOD[hooked.kind]
-    if name not in CAM_METHODS:
-        raise ModelError(f"unknown method '{name}' (choose from {', '.join(CAM_METHODS)})")
-    method = CAM_METHODS[name]
+    if name not in FRAME_METHODS:
+        raise ModelError(f"unknown method '{name}' (choose from {', '.join(FRAME_METHODS)})")
+    method = FRAME_METHODS[name]
     if method.model_kind != hooked.kind:
         raise ModelError(f"method '{name}' explains {method.model_kind.value.upper()} models and this model is a "
                          f"{hooked.kind.value.upper()}: choose from {', '.join(methods_for(hooked.kind))}")
-    return method(hooked)
+    return method(hooked)  # type: ignore[arg-type]

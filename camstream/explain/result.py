@@ -31,6 +31,7 @@ class ModelKind(str, Enum):
     VIT = "vit"
     TEMPORAL = "temporal"
     GRAPH = "graph"
+    DETECTOR = "detector"
 
     def __str__(self) -> str:
         return self.value
@@ -41,10 +42,13 @@ class Explanation:
     """A batch explained: the target class of each sample, its softmax score and a map per sample.
 
     `maps` is (B, h, w) over image cells (cnn, vit), (B, T) over time steps (temporal), (1, N) over nodes
-    (graph, with `edge_maps` (1, E)); each scaled to [0, 1]. For CNN and ViT methods `maps` is a view of the
-    method's reused buffer: the next call of the same shape overwrites it (`clone()` to keep it).
-    `kept` / `kept_edges` / `thresholds` are set by `threshold`. Torch methods give tensors; the runtime
-    backends (ONNX Runtime, OpenVINO) give NumPy arrays of the same shapes (`np.asarray` reads either).
+    (graph, with `edge_maps` (1, E)); each scaled to [0, 1]. A detector's batch has one row per detected box,
+    N in all: `maps` (N, h, w), `class_ids` its labels, `scores` its detection scores, `boxes` (N, 4) x1 y1 x2 y2
+    in model-input pixels and `box_frames` (N,) the sample each box was found in (best box first per sample).
+    For CNN and ViT methods `maps` is a view of the method's reused buffer: the next call of the same shape
+    overwrites it (`clone()` to keep it). `kept` / `kept_edges` / `thresholds` are set by `threshold`. Torch
+    methods give tensors; the runtime backends (ONNX Runtime, OpenVINO) give NumPy arrays of the same shapes
+    (`np.asarray` reads either).
     """
 
     kind: ModelKind
@@ -57,11 +61,19 @@ class Explanation:
     kept: np.ndarray | None = None
     thresholds: list[float] | None = None
     kept_edges: np.ndarray | None = None
+    boxes: Array | None = None  # detector: (N, 4) float32 x1 y1 x2 y2, model-input pixels
+    box_frames: Array | None = None  # detector: (N,) int64, the sample each box belongs to
+
+    def frame_boxes(self, sample: int) -> np.ndarray:
+        """Indices of the boxes (rows of `maps`, `boxes`, ...) found in `sample`; a detector's only."""
+        if self.kind != ModelKind.DETECTOR or self.box_frames is None:
+            raise ValueError(f"frame_boxes(): {self.kind} explanations have no boxes")
+        return np.flatnonzero(np.asarray(_host(self.box_frames)) == sample)
 
     def upsampled(self, size: tuple[int, int]) -> np.ndarray:
         """The image maps (cnn, vit) bilinearly resized to `size` (height, width): (B, H, W) float32 NumPy, by the
         kernel the stream draws with (`camstream.kernels.upsample_bilinear`, as cv2.resize INTER_LINEAR)."""
-        if self.kind not in (ModelKind.CNN, ModelKind.VIT):
+        if self.kind not in (ModelKind.CNN, ModelKind.VIT, ModelKind.DETECTOR):
             cells = "time steps" if self.kind == ModelKind.TEMPORAL else "graph nodes"
             raise ValueError(f"upsampled(): {self.kind} maps are over {cells}, not image cells")
         maps = np.asarray(_host(self.maps), dtype=np.float32)
@@ -73,7 +85,8 @@ class Explanation:
     def to_numpy(self) -> Explanation:
         """A copy whose every array field is a NumPy array (torch methods give tensors, runtimes arrays)."""
         return replace(self, **{name: None if getattr(self, name) is None else np.array(_host(getattr(self, name)))
-                                for name in ("class_ids", "scores", "maps", "logits", "edge_maps")})
+                                for name in ("class_ids", "scores", "maps", "logits", "edge_maps", "boxes",
+                                             "box_frames")})
 
     def threshold(self, spec: ThresholdSpec) -> Explanation:
         """A copy whose maps are detached and whose `kept` marks what `spec` keeps of each map."""

@@ -14,7 +14,7 @@ from importlib import resources
 from camstream.catalog import BACKENDS, DEFAULT_MODEL, DEVICES, HUD_PLACES
 from camstream.errors import CamstreamError
 from camstream.kernels import ThresholdSpec
-from camstream.model_card import RESIZE_MODES, ModelCard, number_problem, options_card
+from camstream.model_card import RESIZE_MODES, ModelCard, detection_problem, number_problem, options_card
 from camstream.stream.ring import POLICIES
 from camstream.stream.sinks import SINKS
 
@@ -50,6 +50,8 @@ class PipelineConfig:
     mean: tuple[float, float, float] | None = None  # None: the model card's (ImageNet's for most models)
     std: tuple[float, float, float] | None = None
     resize: str | None = None  # stretch, letterbox or crop; None: the model card's, else stretch
+    score_threshold: float | None = None  # detectors: boxes kept at or above it; None: the model card's (0.5)
+    max_boxes: int | None = None  # detectors: the best boxes explained per frame; None: the model card's (5)
     layer: str | None = None
     method: str | None = None  # None: the default of the model's kind (gradcam for CNNs, vit-recipro for ViTs)
     threshold: ThresholdSpec = field(default_factory=lambda: ThresholdSpec(dynamic=True))
@@ -79,7 +81,7 @@ class PipelineConfig:
     @property
     def model_card(self) -> ModelCard:
         """The model facts the options give (they win over the model's own card)."""
-        return options_card(self.input_size, self.mean, self.std, self.resize)
+        return options_card(self.input_size, self.mean, self.std, self.resize, self.score_threshold, self.max_boxes)
 
     @property
     def all_sources(self) -> tuple[str, ...]:
@@ -128,6 +130,10 @@ class PipelineConfig:
 
 
     def _validate_model_facts(self) -> None:
+        problem = detection_problem(self.score_threshold, self.max_boxes)
+        if problem:
+            raise ConfigError("score_threshold" if problem.startswith("score") else "max_boxes",
+                              problem.split(" ", 1)[1])
         if self.resize is not None and self.resize not in RESIZE_MODES:
             raise ConfigError("resize", f"must be one of {', '.join(RESIZE_MODES)}")
         for name in ("input_size", "std"):
@@ -138,7 +144,7 @@ class PipelineConfig:
 
 # The fields `camstream run` sets through an option of another name; every other option is named as its field.
 DEST_OF_FIELD = {"out_dir": "out", "max_outage_s": "max_outage", "sinks": "sink"}
-OPTION_OF_FIELD = {**DEST_OF_FIELD, "freeze": "no_freeze", "policy": "lossless/--live"}
+OPTION_OF_FIELD = {**DEST_OF_FIELD, "freeze": "no_freeze", "policy": "lossless/--live", "max_boxes": "boxes"}
 NOT_OPTIONS = ("realtime", "slots")  # library-only settings: the policy decides them for the CLI
 
 

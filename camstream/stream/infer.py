@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from camstream.backends import Backend
-from camstream.stream.records import END_OF_STREAM, FrameSlot
+from camstream.explain.result import Explanation
+from camstream.stream.records import END_OF_STREAM, FrameDetections, FrameSlot
 from camstream.stream.ring import FrameReader
 from camstream.stream.telemetry import Telemetry
 
@@ -37,6 +38,19 @@ class CamSmoother:
         self._state *= self.alpha
         self._state += (1.0 - self.alpha) * cam
         np.copyto(cam, self._state)
+
+
+def hand_out_boxes(explanation: Explanation, slots: list[FrameSlot]) -> None:
+    """A detector's boxes, labels, scores and per-box maps, each frame's own (`Explanation.frame_boxes`); its best
+    box's class and score stand for the frame (-1 and 0 when it has none)."""
+    found = explanation.to_numpy()
+    for index, slot in enumerate(slots):
+        rows = found.frame_boxes(index)
+        detections = FrameDetections(found.boxes[rows], found.class_ids[rows], found.scores[rows], found.maps[rows])
+        slot.explained.detections = detections
+        slot.explained.has_cam = True
+        slot.explained.class_id = int(detections.labels[0]) if len(rows) else -1
+        slot.explained.score = float(detections.scores[0]) if len(rows) else 0.0
 
 
 class InferenceStage(threading.Thread):
@@ -91,9 +105,8 @@ class InferenceStage(threading.Thread):
             for results in self.results:
                 results.put(END_OF_STREAM)
 
-    def _explain(self, slots: list[FrameSlot]) -> None:
-        began = time.perf_counter()
-        explanation = self.backend.explain([slot.model_input for slot in slots], self.class_id)
+    def _hand_out_maps(self, explanation: Explanation, slots: list[FrameSlot]) -> None:
+        """Each slot's map (smoothed per stream), class and score, copied into its reused CAM buffer."""
         cams = np.asarray(explanation.maps)
         class_ids = explanation.class_ids.tolist()
         scores = explanation.scores.tolist()
@@ -104,11 +117,20 @@ class InferenceStage(threading.Thread):
             slot.explained.has_cam = True
             slot.explained.class_id = class_ids[index]
             slot.explained.score = scores[index]
+
+    def _explain(self, slots: list[FrameSlot]) -> None:
+        began = time.perf_counter()
+        explanation = self.backend.explain([slot.model_input for slot in slots], self.class_id)
+        if explanation.boxes is not None:
+            hand_out_boxes(explanation, slots)
+        else:
+            self._hand_out_maps(explanation, slots)
         per_frame = 1.0 / len(slots)
         preprocess_ms = self.backend.preprocess_ms * per_frame
         inference_ms = self.backend.forward_ms * per_frame
         elapsed_ms = (time.perf_counter() - began) * 1e3
-        cam_ms = (elapsed_ms - self.backend.forward_ms - self.backend.preprocess_ms) * per_frame
+        boxes_ms = self.backend.boxes_ms * per_frame
+        cam_ms = (elapsed_ms - self.backend.forward_ms - self.backend.preprocess_ms) * per_frame - boxes_ms
         clip_ms = 0.0
         if self.clip_tracker is not None:
             began = time.perf_counter()
@@ -124,7 +146,11 @@ class InferenceStage(threading.Thread):
                 telemetry.stages["preprocess"].add(preprocess_ms)
                 telemetry.stages["inference"].add(inference_ms)
                 telemetry.stages["cam"].add(cam_ms)
+                if explanation.boxes is not None:
+                    telemetry.stages["boxes"].add(boxes_ms)
                 if self.clip_tracker is not None:
                     telemetry.stages["clip"].add(clip_ms)
             telemetry.frames_explained += frames
+            telemetry.boxes_explained += sum(len(slot.explained.detections.scores) for slot in slots
+                                             if slot.stream == stream and slot.explained.detections is not None)
             telemetry.batches += 1

@@ -43,6 +43,17 @@ class FrameMeta:
 
 
 @dataclass
+class FrameDetections:
+    """A detector's reading of one frame (written by inference, read by render), best box first: `boxes` (K, 4)
+    x1 y1 x2 y2 in model-input pixels, `labels` (K,), `scores` (K,), and each box's own map `cams` (K, h, w)."""
+
+    boxes: np.ndarray
+    labels: np.ndarray
+    scores: np.ndarray
+    cams: np.ndarray
+
+
+@dataclass
 class FrameExplanation:
     """What inference adds to a frame (read by render): its CAM, class and score, the clip model's reading."""
 
@@ -51,6 +62,7 @@ class FrameExplanation:
     class_id: int = -1
     score: float = 0.0
     steps: Explanation | None = None  # the clip model's newest reading for this frame's stream, when one runs
+    detections: FrameDetections | None = None  # a detector's boxes and their maps (then `cam` is unused)
 
     def cam_buffer(self, shape: tuple[int, ...]) -> np.ndarray:
         """The CAM buffer, allocated once for the model's map shape."""
@@ -62,6 +74,7 @@ class FrameExplanation:
         """Forget this frame's results (the slot is about to hold another frame)."""
         self.has_cam = False
         self.steps = None
+        self.detections = None
 
 
 class EndOfStream:

@@ -23,7 +23,7 @@ from camstream.kernels import (
     upsample_bilinear,
 )
 from camstream.preprocess import Placement
-from camstream.stream.records import END_OF_STREAM, FrameSlot
+from camstream.stream.records import END_OF_STREAM, FrameDetections, FrameSlot
 from camstream.stream.ring import FrameRing
 from camstream.stream.sinks import Sink
 from camstream.stream.telemetry import Telemetry
@@ -77,6 +77,55 @@ class HeatmapPainter:
         return threshold
 
 
+    def paint_boxes(self, frame: np.ndarray, found: FrameDetections, out: np.ndarray,
+                    label: Callable[[int], str]) -> None:
+        """Write frame + each box's own heatmap, inside that box, into `out`; then each box's outline and its
+        label and score. The best box is painted last, so it is whole where boxes overlap. A frame with no box
+        is copied plain."""
+        if out is not frame:
+            np.copyto(out, frame)
+        model_size = self.model_size or frame.shape[:2]
+        placement = Placement.of(frame.shape[:2], tuple(model_size), self.resize)
+        on_frame = placement.boxes_to_frame(found.boxes)
+        if self._model_map is None or self._model_map.shape != tuple(model_size):
+            self._model_map = np.empty(tuple(model_size), np.float32)
+        for index in reversed(range(len(found.scores))):
+            x1, y1, x2, y2 = _pixels(on_frame[index])
+            mx1, my1, mx2, my2 = _pixels(found.boxes[index], model_size)
+            if x2 <= x1 or y2 <= y1 or mx2 <= mx1 or my2 <= my1:
+                continue
+            upsample_bilinear(found.cams[index], tuple(model_size), self._model_map)
+            seen = cv2.resize(self._model_map[my1:my2, mx1:mx2], (x2 - x1, y2 - y1), interpolation=cv2.INTER_LINEAR)
+            window = out[y1:y2, x1:x2]
+            overlay(window, seen, self.threshold(seen), self.lut, self.alpha, window)
+        for index in range(len(found.scores)):
+            draw_box(out, _pixels(on_frame[index]), f"{label(int(found.labels[index]))} "
+                     f"{float(found.scores[index]):.2f}", BOX_COLOURS[index % len(BOX_COLOURS)])
+
+
+BOX_COLOURS = ((255, 255, 255), (0, 255, 255), (255, 0, 255), (255, 255, 0), (0, 255, 0))  # BGR, best box first
+
+
+def _pixels(box: np.ndarray, size: tuple[int, int] | None = None) -> tuple[int, int, int, int]:
+    """A box's x1 y1 x2 y2 as whole pixels (outward), clipped to `size` (height, width) when given."""
+    x1, y1, x2, y2 = (int(np.floor(box[0])), int(np.floor(box[1])), int(np.ceil(box[2])), int(np.ceil(box[3])))
+    if size is not None:
+        x1, x2 = max(0, x1), min(size[1], x2)
+        y1, y2 = max(0, y1), min(size[0], y2)
+    return x1, y1, x2, y2
+
+
+def draw_box(canvas: np.ndarray, box: tuple[int, int, int, int], text: str, colour: tuple[int, int, int]) -> None:
+    """A box's outline and, above it (inside when it touches the top), its label on a black band."""
+    x1, y1, x2, y2 = box
+    cv2.rectangle(canvas, (x1, y1), (max(x1, x2 - 1), max(y1, y2 - 1)), colour, 1)
+    scale = max(_LEGIBLE_SCALE, min(canvas.shape[1] / 1600.0, 0.6))
+    (width, ascent), descent = cv2.getTextSize(text, _FONT, scale, 1)
+    top = y1 - ascent - descent - 2 if y1 - ascent - descent - 2 >= 0 else y1
+    cv2.rectangle(canvas, (x1, top), (x1 + width + 3, top + ascent + descent + 2), (0, 0, 0), thickness=-1)
+    cv2.putText(canvas, text, (x1 + 2, top + ascent + 1), _FONT, scale, colour, 1, cv2.LINE_AA)
+
+
 class RenderStage(threading.Thread):
     """Composites each frame with the newest heatmap, draws the HUD, paces display sinks, writes the sinks.
 
@@ -109,6 +158,7 @@ class RenderStage(threading.Thread):
         self._steps: Explanation | None = None  # the clip model's newest reading, when one runs
         self._step_map = np.empty(0, np.float32)  # its step importance (T,), read once per reading
         self._steps_threshold = 0.0  # its threshold under the painter's spec
+        self._detections: FrameDetections | None = None  # a detector's newest boxes and maps
 
     def run(self) -> None:
         next_due = 0.0
@@ -151,14 +201,21 @@ class RenderStage(threading.Thread):
             if self._cam is None or self._cam.shape != slot.explained.cam.shape:
                 self._cam = np.empty_like(slot.explained.cam)
             np.copyto(self._cam, slot.explained.cam)
-            self.class_frames[slot.explained.class_id] += 1
-            self.recent_classes.append((slot.meta.seq, slot.explained.class_id, slot.explained.score))
+            self._detections = slot.explained.detections
+            if self._detections is None:
+                self.class_frames[slot.explained.class_id] += 1
+            else:
+                self.class_frames.update({int(label) for label in self._detections.labels})  # frames, not boxes
+            if slot.explained.class_id >= 0:
+                self.recent_classes.append((slot.meta.seq, slot.explained.class_id, slot.explained.score))
             self._cam_meta = (slot.explained.class_id, slot.explained.score, slot.meta.seq, slot.meta.time_s)
         if slot.explained.steps is not None and slot.explained.steps is not self._steps:
             self._steps = slot.explained.steps
             self._step_map = np.asarray(slot.explained.steps.maps[0], dtype=np.float32)
             self._steps_threshold = threshold_value(self._step_map, self.painter.spec)
-        if self._cam is not None:
+        if self._detections is not None:
+            self.painter.paint_boxes(slot.image, self._detections, slot.image, self.label)
+        elif self._cam is not None:
             self.painter.paint(slot.image, self._cam, slot.image)
         if self.hud != "off":
             self._draw_hud(slot.image, slot)
@@ -176,9 +233,13 @@ class RenderStage(threading.Thread):
         stages = self.telemetry.stages
         label = self.label(class_id) if class_id >= 0 else "..."
         age_ms = (slot.meta.time_s - cam_time) * 1e3 if cam_seq >= 0 else 0.0
-        top = f"{label} {score:.2f} | {self.method} {self.painter.spec} | {self.telemetry.fps():.1f} fps"
-        timing = " ".join(f"{name} {stages[name].recent_ms:.1f}" for name in ("decode", "inference", "cam",
-                                                                                "render", "sink"))
+        if self._detections is not None:
+            label = self.boxes_text(self._detections)
+        top = f"{label} {'' if self._detections is not None else f'{score:.2f} '}| {self.method} " \
+              f"{self.painter.spec} | {self.telemetry.fps():.1f} fps"
+        shown = ("decode", "inference", "cam", "boxes", "render", "sink") if self._detections is not None else (
+            "decode", "inference", "cam", "render", "sink")
+        timing = " ".join(f"{name} {stages[name].recent_ms:.1f}" for name in shown)
         bottom = f"ms: {timing} | cam age {age_ms:.0f} ms | rss {self.telemetry.rss_latest_mb:.0f} MB"
         if self.telemetry.reconnects:
             bottom += f" | reconnects {self.telemetry.reconnects} ({self.telemetry.outage_s:.1f} s out)"
@@ -187,6 +248,16 @@ class RenderStage(threading.Thread):
             bottom += (f" | clip class {int(steps.class_ids[0])} {float(steps.scores[0]):.2f} over "
                        f"{len(self._step_map)} steps")
         return top, bottom
+
+    def boxes_text(self, found: FrameDetections, shown: int = 3) -> str:
+        """'2 boxes: face 0.93, face 0.81' (the best `shown`, then '+N'), or 'no detections'."""
+        count = len(found.scores)
+        if not count:
+            return "no detections"
+        named = ", ".join(f"{self.label(int(found.labels[i]))} {float(found.scores[i]):.2f}"
+                          for i in range(min(count, shown)))
+        more = f" +{count - shown}" if count > shown else ""
+        return f"{count} box{'es' if count > 1 else ''}: {named}{more}"
 
     def _draw_hud(self, canvas: np.ndarray, slot: FrameSlot) -> None:
         if self._steps is not None:

@@ -11,7 +11,7 @@ import time
 import numpy as np
 import psutil
 
-STAGES = ("decode", "preprocess", "inference", "cam", "clip", "render", "sink")
+STAGES = ("decode", "preprocess", "inference", "cam", "boxes", "clip", "render", "sink")  # boxes: a detector's
 
 
 class LatencyHistogram:
@@ -69,6 +69,7 @@ class Telemetry:
         self.frames_in = 0
         self.frames_out = 0
         self.frames_explained = 0
+        self.boxes_explained = 0  # a detector's boxes, each with its own map
         self.batches = 0
         self.reconnects = 0  # of a live source, written by the capture stage
         self.outage_s = 0.0
@@ -168,6 +169,8 @@ class Telemetry:
             "frames_in": self.frames_in,
             "frames_out": self.frames_out,
             "frames_explained": self.frames_explained,
+            "boxes_explained": self.boxes_explained,
+            "boxes_per_frame": round(self.boxes_explained / self.frames_explained, 3) if self.frames_explained else 0,
             "batches": self.batches,
             "elapsed_s": round(self.elapsed_s(), 3),
             "fps": round(self.fps(), 3),

