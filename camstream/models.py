@@ -145,14 +145,19 @@ def _detector_spec(name: str, labels: tuple[str, ...] | None) -> ModelSpec:
 
     names = labels or coco_labels()
     network = torchvision.models.get_model(name, weights=None, weights_backbone=None, num_classes=len(names))
-    detector = TorchvisionDetector(network, names, target_layer=_TORCHVISION_LAYERS.get(name.split("_")[0]))
+    family = "mobilenet" if "mobilenet" in name else "resnet"
+    detector = TorchvisionDetector(network, names, target_layer=_TORCHVISION_LAYERS[(name.split("_")[0], family)])
     return ModelSpec(name, detector, input_size=(384, 640), mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0),
                      labels=names, resize="letterbox", method="box-gradcam", score_threshold=0.5, max_boxes=5)
 
 
-# The default target layer of each torchvision detection family: a single feature map (not the FPN's dict).
-_TORCHVISION_LAYERS = {"fasterrcnn": "network.backbone.body", "ssdlite320": "network.backbone.features",
-                       "retinanet": "network.backbone.body.layer4", "fcos": "network.backbone.body.layer4"}
+# The default target layer of each torchvision detector: the backbone's last single feature map (not the FPN's
+# dict); SSDlite's stride-16 stage, which feeds its heads both directly and through the stride-32 one.
+_TORCHVISION_LAYERS = {("fasterrcnn", "mobilenet"): "network.backbone.body.16",
+                       ("fasterrcnn", "resnet"): "network.backbone.body.layer4",
+                       ("ssdlite320", "mobilenet"): "network.backbone.features.0",
+                       ("retinanet", "resnet"): "network.backbone.body.layer4",
+                       ("fcos", "resnet"): "network.backbone.body.layer4"}
 
 
 def _read_weights(path: str) -> tuple[object, ModelCard]:
@@ -264,6 +269,12 @@ def load_model(name: str = DEFAULT_MODEL, weights: str | None = None, card: Mode
     return _with_fitting_labels(spec)
 
 
+def _keys(output: object) -> str:
+    """' with keys a, b' for a dict (of its first item for a list), else ''."""
+    first = output[0] if isinstance(output, (list, tuple)) and output else output
+    return f" with keys {', '.join(map(str, list(first)[:6]))}" if isinstance(first, dict) else ""
+
+
 def _is_detection_output(output: object) -> bool:
     """True for torchvision's detection output: a list of dicts holding boxes, labels and scores."""
     return isinstance(output, (list, tuple)) and bool(output) and all(
@@ -273,10 +284,8 @@ def _is_detection_output(output: object) -> bool:
 def _as_detector(spec: ModelSpec) -> ModelSpec:
     """A user's module that returns torchvision's detection dicts, wrapped as a `TorchvisionDetector` fed [0, 1]
     pixels (it normalises inside, as torchvision's do), its classes named by its card or "class N"."""
-    from camstream.explain.detector import DetectorModel, TorchvisionDetector
+    from camstream.explain.detector import TorchvisionDetector
 
-    if isinstance(spec.module, DetectorModel):
-        return spec
     labels = () if spec.labels is imagenet_labels() else spec.labels
     detector = TorchvisionDetector(spec.module, labels, spec.score_threshold or 0.5, spec.max_boxes or 5,
                                    target_layer=None if spec.layer is None else f"network.{spec.layer}")
@@ -310,9 +319,17 @@ def _with_fitting_labels(spec: ModelSpec) -> ModelSpec:
         raise ModelError(f"{spec.name} does not take a 3×{height}×{width} input ({type(exc).__name__}: "
                          f"{str(exc).strip().splitlines()[0][:120] if str(exc).strip() else '?'}): give its size "
                          "with --input-size H W or in its model card") from None
+    from camstream.explain.detector import DetectorModel
+
+    if isinstance(spec.module, DetectorModel):
+        return spec
     if _is_detection_output(logits):
         return _as_detector(spec)
-    if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
+    if not isinstance(logits, torch.Tensor):
+        raise ModelError(f"{spec.name}'s output is not understood: a classifier returns (batch, classes) logits and a "
+                         "detector torchvision's list of dicts (boxes, labels, scores), not a "
+                         f"{type(logits).__name__}{_keys(logits)}")
+    if logits.dim() != 2:
         return spec
     classes = int(logits.shape[1])
     spec = replace(spec, classes=classes)

