@@ -614,6 +614,10 @@ def _explain(args: argparse.Namespace) -> int:
                             args.weights, args.layer, args.backend, args.device, card=_options_card(args))
     if args.json:
         print(json.dumps(summary))
+    elif "boxes" in summary:
+        named = ", ".join(f"{box['label']} {box['score']:.2f}" for box in summary["boxes"]) or "no detections"
+        print(f"{len(summary['boxes'])} boxes ({named}), {summary['method']} on {summary['layer']} "
+              f"({summary['backend']}) in {summary['ms']:.1f} ms → {summary['out']}")
     else:
         print(f"{summary['label']} (class {summary['class_id']}, score {summary['score']:.3f}) "
               f"{summary['method']} on {summary['layer']} ({summary['backend']}) in {summary['ms']:.1f} ms → "

@@ -10,10 +10,10 @@ import numpy as np
 
 from camstream.backends import make_backend
 from camstream.errors import InputError
+from camstream.explain.drawing import HeatmapPainter
 from camstream.kernels import ThresholdSpec
 from camstream.model_card import ModelCard
-from camstream.preprocess import resize_to_rgb
-from camstream.stream.render import HeatmapPainter
+from camstream.preprocess import Placement, resize_to_rgb
 
 
 def read_image(path: str) -> np.ndarray:
@@ -26,6 +26,15 @@ def read_image(path: str) -> np.ndarray:
     if image is None or image.size == 0:
         raise InputError(f"cannot read {path} as an image")
     return image
+
+
+def box_summaries(found, image_size: tuple[int, int], explainer) -> list[dict]:
+    """Each box as the image's pixels (x1 y1 x2 y2), with its class id, label and score, best first."""
+    placement = Placement.of(image_size, tuple(explainer.input_size), explainer.resize)
+    on_image = placement.boxes_to_frame(found.boxes)
+    return [{"class_id": int(label), "label": explainer.label(int(label)), "score": round(float(score), 6),
+             "box": [round(float(v), 1) for v in box]}
+            for label, score, box in zip(found.labels, found.scores, on_image, strict=True)]
 
 
 def explain_image(path: str, out: str, model: str = "efficientnet_lite0", method: str | None = None,
@@ -46,15 +55,25 @@ def explain_image(path: str, out: str, model: str = "efficientnet_lite0", method
         start = time.perf_counter()
         result = explainer.explain([rgb], class_id)
         elapsed_ms = (time.perf_counter() - start) * 1e3
-        cam = np.array(result.maps[0], dtype=np.float32)  # a copy: a tensor or an array, the method's buffer
+        cam = np.array(result.maps[0], dtype=np.float32) if result.boxes is None else np.empty((0, 0), np.float32)
     finally:
         explainer.close()
     overlaid = np.empty_like(image)
-    painter.paint(image, cam, overlaid)
+    found = None if result.boxes is None else result.frame_detections(0)
+    if found is not None:
+        painter.paint_boxes(image, found, overlaid, explainer.label)
+    else:
+        painter.paint(image, cam, overlaid)
     directory = os.path.dirname(os.path.abspath(out))
     os.makedirs(directory, exist_ok=True)
     if not cv2.imwrite(out, overlaid):
         raise InputError(f"cannot write {out} (use a .png or .jpg name)")
+    common = {"method": explainer.method, "layer": explainer.layer, "backend": explainer.name,
+              "input_size": list(explainer.input_size), "resize": explainer.resize, "threshold": str(painter.spec),
+              "ms": round(elapsed_ms, 3), "out": out}
+    if found is not None:
+        return {"boxes": box_summaries(found, image.shape[:2], explainer), "cam_shape": list(found.cams.shape[1:]),
+                **common}
     target = int(result.class_ids[0])
     return {"class_id": target, "label": explainer.label(target), "score": round(float(result.scores[0]), 6),
             "method": explainer.method, "layer": explainer.layer, "backend": explainer.name,

@@ -138,26 +138,16 @@ def _detector_spec(name: str, labels: tuple[str, ...] | None) -> ModelSpec:
     from camstream.explain.detector import CenterFace, TorchvisionDetector
 
     if name == BUNDLED_DETECTOR:
-        return ModelSpec(name, CenterFace(_centerface(), ("face",)), input_size=(384, 640), mean=(0.0, 0.0, 0.0),
-                         std=(1 / 255, 1 / 255, 1 / 255), labels=("face",), resize="letterbox", method="box-gradcam",
+        return ModelSpec(name, CenterFace(_centerface(), ("face",)), input_size=(384, 640), mean=CenterFace.pixel_mean,
+                         std=CenterFace.pixel_std, labels=("face",), resize="letterbox", method="box-gradcam",
                          score_threshold=0.5, max_boxes=5)
     import torchvision
 
     names = labels or coco_labels()
     network = torchvision.models.get_model(name, weights=None, weights_backbone=None, num_classes=len(names))
-    family = "mobilenet" if "mobilenet" in name else "resnet"
-    detector = TorchvisionDetector(network, names, target_layer=_TORCHVISION_LAYERS[(name.split("_")[0], family)])
-    return ModelSpec(name, detector, input_size=(384, 640), mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0),
+    detector = TorchvisionDetector(network, names)
+    return ModelSpec(name, detector, input_size=(384, 640), mean=detector.pixel_mean, std=detector.pixel_std,
                      labels=names, resize="letterbox", method="box-gradcam", score_threshold=0.5, max_boxes=5)
-
-
-# The default target layer of each torchvision detector: the backbone's last single feature map (not the FPN's
-# dict); SSDlite's stride-16 stage, which feeds its heads both directly and through the stride-32 one.
-_TORCHVISION_LAYERS = {("fasterrcnn", "mobilenet"): "network.backbone.body.16",
-                       ("fasterrcnn", "resnet"): "network.backbone.body.layer4",
-                       ("ssdlite320", "mobilenet"): "network.backbone.features.0",
-                       ("retinanet", "resnet"): "network.backbone.body.layer4",
-                       ("fcos", "resnet"): "network.backbone.body.layer4"}
 
 
 def _read_weights(path: str) -> tuple[object, ModelCard]:
@@ -289,7 +279,7 @@ def _as_detector(spec: ModelSpec) -> ModelSpec:
     labels = () if spec.labels is imagenet_labels() else spec.labels
     detector = TorchvisionDetector(spec.module, labels, spec.score_threshold or 0.5, spec.max_boxes or 5,
                                    target_layer=None if spec.layer is None else f"network.{spec.layer}")
-    return replace(spec, module=detector.eval(), labels=labels, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0),
+    return replace(spec, module=detector.eval(), labels=labels, mean=detector.pixel_mean, std=detector.pixel_std,
                    method=spec.method or "box-gradcam", layer=detector.default_layer)
 
 

@@ -166,3 +166,24 @@ def test_a_model_whose_output_is_not_understood_is_one_line(tmp_path):
     result = camstream("explain", shared_file("images", "faces", "obama.jpg"), "--model", path, "--out",
                        tmp_path / "o.png")
     assert_one_line_error(result, "not understood")
+
+
+def test_python_api_explains_a_detector_and_overlay_draws_its_boxes(centerface):
+    from camstream import explain
+    from camstream.explain import overlay
+
+    photo = cv2.cvtColor(cv2.imread(str(shared_file("images", "faces", "obama.jpg"))), cv2.COLOR_BGR2RGB)
+    found = explain(centerface.module, photo, input_size=(384, 640))  # the detector's own normalisation
+    assert found.kind == "detector" and found.method == "box-gradcam"
+    assert found.boxes.shape == (1, 4) and found.maps.shape[0] == 1 and float(found.scores[0]) > 0.5
+    assert found.kept.shape == tuple(found.maps.shape) and int(found.box_frames[0]) == 0
+    drawn = overlay(photo, found, input_size=(384, 640), labels=("face",))
+    x1, y1, x2, y2 = (np.asarray(found.boxes[0]) * np.tile([photo.shape[1] / 640, photo.shape[0] / 384], 2)).astype(int)
+    changed = (drawn != photo).any(axis=2)
+    assert changed[y1 + 2:y2 - 2, x1 + 2:x2 - 2].any()  # its map, inside its box
+    assert not changed[y2 + 5:, :].any() and not changed[:, x2 + 5:].any()  # nothing outside it
+    import torchvision
+
+    raw = torchvision.models.detection.fasterrcnn_mobilenet_v3_large_320_fpn(weights=None, weights_backbone=None)
+    none_found = explain(raw, torch.rand(1, 3, 320, 320))  # random weights: nothing scores 0.5
+    assert none_found.kind == "detector" and none_found.maps.shape[0] == 0 and none_found.kept.shape[0] == 0

@@ -6,7 +6,9 @@ The kind is read off the model and the inputs:
   `Data` (anything with `.x` and `.edge_index`) → `camstream.explain.graph`;
 - temporal: clips (B, T, C, H, W) and a recurrent layer (GRU / LSTM / RNN) in the model → `camstream.explain.temporal`;
 - vit: images (B, C, H, W) and a patch embedding + token blocks (`find_token_layout`) → rollout / ViT Recipro-CAM;
-- cnn: images (B, C, H, W) and a layer with a spatial feature map → Grad-CAM and the other CAM methods.
+- cnn: images (B, C, H, W) and a layer with a spatial feature map → Grad-CAM and the other CAM methods;
+- detector: a `DetectorModel` (e.g. `load_model("centerface").module`) or a torchvision detection model →
+  one map per detected box (`box-gradcam`, `eigencam`), with `boxes` and `box_frames`.
 
 Images may also be NumPy arrays (H×W×3 RGB, or a B×H×W×3 stack) or PIL images, one or a list: they are
 normalised with `mean` and `std` (ImageNet's by default) and resized to `input_size` when given
@@ -18,6 +20,9 @@ Example::
     found.maps            # (B, h, w) for images, (B, T) for clips, (1, N) for a graph
     found.kept            # the same shape, True where the top 10 % is kept
     found.upsampled((224, 224))   # (B, 224, 224) NumPy maps, bilinear as the stream draws them
+
+    faces = explain(load_model("centerface").module, photo_rgb, input_size=(384, 640))
+    faces.boxes, faces.scores     # (N, 4) x1 y1 x2 y2 at the input size, (N,); faces.maps (N, h, w), one per box
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from torch import nn
 
 from camstream.errors import ModelError
 from camstream.explain.base import SCRIPTED_MODEL, model_device, spatial_layers
+from camstream.explain.detector import as_detector
 from camstream.explain.inputs import is_picture, picture_batch
 from camstream.explain.registry import (
     DEFAULT_METHOD,
@@ -55,6 +61,8 @@ def graph_inputs(inputs) -> tuple[torch.Tensor, torch.Tensor] | None:
 
 def model_kind(model: nn.Module, inputs) -> ModelKind:
     """The kind of `model` fed `inputs`; a ModelError naming what it looked for."""
+    if as_detector(model) is not None:
+        return ModelKind.DETECTOR
     pair = graph_inputs(inputs)
     if pair is not None or isinstance(inputs, (tuple, list)):
         edge_index = None if pair is None else pair[1]
@@ -83,20 +91,23 @@ def model_kind(model: nn.Module, inputs) -> ModelKind:
 
 def explain(model: nn.Module, inputs: Any, method: str | None = None, threshold: str | ThresholdSpec = "dynamic",
             class_ids: torch.Tensor | Sequence[int] | int | None = None, layer: str | None = None,
-            mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
+            mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
             input_size: tuple[int, int] | None = None) -> Explanation:
     """Explain `model` on `inputs` with the method fitting its kind (`DEFAULT_METHOD`, or `method`),
     thresholded by `threshold` ("dynamic", "none", a keep-percentage like "10", or a ThresholdSpec).
 
     `inputs` is a normalised tensor, an (x, edge_index) graph, or pictures: NumPy RGB arrays or PIL images,
-    normalised here by `mean` / `std` and resized to `input_size` (height, width) when given. `class_ids`:
-    one class for all samples, one per sample, or None (each sample's top-1). The model is left in the mode it
-    came in (a training model stays training) and gets no `.grad`.
+    normalised here by `mean` / `std` (default: ImageNet's; a detector's own) and resized to `input_size` (height,
+    width) when given. `class_ids`: one class for all samples, one per sample, or None (each sample's top-1); for
+    a detector, one class keeps only its boxes. The model is left in the mode it came in (a training model stays
+    training) and gets no `.grad`.
     """
     if isinstance(model, torch.jit.ScriptModule):
         raise ModelError(SCRIPTED_MODEL)
+    detector = as_detector(model)
     if is_picture(inputs):
-        inputs = picture_batch(inputs, mean, std, input_size, model_device(model))
+        own_mean, own_std = (detector.pixel_mean, detector.pixel_std) if detector else (IMAGENET_MEAN, IMAGENET_STD)
+        inputs = picture_batch(inputs, mean or own_mean, std or own_std, input_size, model_device(model))
     if isinstance(class_ids, (list, tuple)):
         class_ids = torch.tensor(class_ids, dtype=torch.int64)
     kind = model_kind(model, inputs)
@@ -111,7 +122,7 @@ def explain(model: nn.Module, inputs: Any, method: str | None = None, threshold:
     elif kind == ModelKind.TEMPORAL:
         found = REGISTRY[kind][method]()(model, inputs, class_ids)
     else:
-        with hook_model(model, tuple(inputs.shape[1:]), layer) as hooked:
+        with hook_model(detector or model, tuple(inputs.shape[1:]), layer) as hooked:
             found = make_method(method, hooked)(inputs, class_ids)
             return found.threshold(spec)  # copies the maps out of the method's reused buffer
     return found.threshold(spec)

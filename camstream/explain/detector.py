@@ -54,6 +54,8 @@ class DetectorModel(nn.Module):
     """
 
     target_layer: ClassVar[str | None] = None
+    pixel_mean: ClassVar[tuple[float, float, float]] = (0.485, 0.456, 0.406)  # what it is fed: (x/255 − mean)/std
+    pixel_std: ClassVar[tuple[float, float, float]] = (0.229, 0.224, 0.225)
 
     def __init__(self, network: nn.Module, labels: tuple[str, ...], score_threshold: float = 0.5,
                  max_boxes: int = 5) -> None:
@@ -108,6 +110,8 @@ class CenterFace(DetectorModel):
     heatmap, log box sizes, centre offsets and landmarks, at stride 4.
     """
 
+    pixel_mean = (0.0, 0.0, 0.0)
+    pixel_std = (1 / 255, 1 / 255, 1 / 255)
     # The backbone at stride 16 (it feeds the neck through a skip): a box's score has a gradient over some 170
     # cells there (4 at the neck's stride 8, 1 where the 1×1 heads start), so each box gets a map of its own.
     target_layer = "network.Add_7"
@@ -124,12 +128,18 @@ class CenterFace(DetectorModel):
 
 class TorchvisionDetector(DetectorModel):
     """A torchvision detection model (or any module taking a list of 3×H×W [0, 1] images and returning dicts of
-    `boxes`, `labels`, `scores`). It normalises and resizes inside, so camstream feeds pixels in [0, 1]."""
+    `boxes`, `labels`, `scores`). It normalises and resizes inside, so camstream feeds pixels in [0, 1].
+
+    Its default layer is its backbone's last single feature map (`backbone_map`); `target_layer` names another.
+    """
+
+    pixel_mean = (0.0, 0.0, 0.0)
+    pixel_std = (1.0, 1.0, 1.0)
 
     def __init__(self, network: nn.Module, labels: tuple[str, ...], score_threshold: float = 0.5,
                  max_boxes: int = 5, target_layer: str | None = None) -> None:
         super().__init__(network, labels, score_threshold, max_boxes)
-        self._layer = target_layer
+        self._layer = target_layer or backbone_map(network)
 
     @property
     def default_layer(self) -> str | None:
@@ -145,6 +155,32 @@ class TorchvisionDetector(DetectorModel):
             raise ModelError("the detector's output is not understood: expected a list of dicts with boxes, labels "
                              f"and scores (torchvision's), got {type(outputs).__name__}")
         return [Detections(o["boxes"].float(), o["labels"].long(), o["scores"]) for o in outputs]
+
+
+def backbone_map(network: nn.Module) -> str | None:
+    """The last single feature map of a torchvision detector's backbone, as a name under the adapter: the last
+    stage of an FPN's body (ResNet's layer4, MobileNet's last block), SSDlite's stride-16 stage (it feeds the heads
+    directly and through the stride-32 one), SSD's last feature layer; None when there is no such backbone."""
+    backbone = getattr(network, "backbone", None)
+    for part in ("body", "features"):
+        stages = [name for name, _ in getattr(backbone, part, nn.Module()).named_children()]
+        if stages:
+            stage = stages[0] if part == "features" and len(stages) == 2 else stages[-1]
+            return f"network.backbone.{part}.{stage}"
+    return None
+
+
+TORCHVISION_DETECTION_TYPES = ("GeneralizedRCNN", "SSD", "RetinaNet", "FCOS")
+
+
+def as_detector(model: nn.Module) -> DetectorModel | None:
+    """`model` as a `DetectorModel`: itself, or a torchvision detection model wrapped (classes named "class N");
+    None for any other model."""
+    if isinstance(model, DetectorModel):
+        return model
+    if any(kind.__name__ in TORCHVISION_DETECTION_TYPES for kind in type(model).__mro__):
+        return TorchvisionDetector(model, ())
+    return None
 
 
 def default_layer(model: DetectorModel) -> str | None:
@@ -164,6 +200,9 @@ class HookedDetector(HookedModel):
 
     def __init__(self, model: DetectorModel, input_shape: tuple[int, int, int],
                  target_layer: str | None = None) -> None:
+        names = dict(model.named_modules())
+        if target_layer and target_layer not in names and f"network.{target_layer}" in names:
+            target_layer = f"network.{target_layer}"  # named as in the user's own model, inside the adapter
         super().__init__(model, input_shape, target_layer or default_layer(model))
 
     def freeze(self, example: torch.Tensor, cache: str | None = None) -> bool:

@@ -64,6 +64,12 @@ class Explanation:
     boxes: Array | None = None  # detector: (N, 4) float32 x1 y1 x2 y2, model-input pixels
     box_frames: Array | None = None  # detector: (N,) int64, the sample each box belongs to
 
+    def frame_detections(self, sample: int) -> FrameDetections:
+        """The boxes of `sample`, copied out as NumPy arrays (best first); a detector's only."""
+        found = self.to_numpy()
+        rows = found.frame_boxes(sample)
+        return FrameDetections(found.boxes[rows], found.class_ids[rows], found.scores[rows], found.maps[rows])
+
     def frame_boxes(self, sample: int) -> np.ndarray:
         """Indices of the boxes (rows of `maps`, `boxes`, ...) found in `sample`; a detector's only."""
         if self.kind != ModelKind.DETECTOR or self.box_frames is None:
@@ -97,6 +103,18 @@ class Explanation:
         return replace(self, maps=maps, edge_maps=edges, kept=kept, thresholds=thresholds, kept_edges=kept_edges)
 
 
+@dataclass
+class FrameDetections:
+    """A detector's reading of one frame (in a stream: written by inference, read by render), best box first:
+    `boxes` (K, 4) x1 y1 x2 y2 in model-input pixels, `labels` (K,), `scores` (K,), each box's own map `cams`
+    (K, h, w)."""
+
+    boxes: np.ndarray
+    labels: np.ndarray
+    scores: np.ndarray
+    cams: np.ndarray
+
+
 def _host(values: Any) -> np.ndarray:
     """A tensor as a NumPy array (detached, on the CPU), or the array as it is."""
     return values.detach().cpu().numpy() if hasattr(values, "detach") else np.asarray(values)
@@ -110,6 +128,8 @@ def _owned(values: Any) -> Any:
 def _keep(maps: Any, spec: ThresholdSpec) -> tuple[np.ndarray, list[float]]:
     values = np.asarray(maps, dtype=np.float32)
     thresholds = [threshold_value(np.ascontiguousarray(one), spec) for one in values]
+    if not len(values):  # a detector that found nothing
+        return np.zeros(values.shape, bool), thresholds
     kept = np.stack([one > value for one, value in zip(values, thresholds, strict=True)])
     return kept, thresholds
 

@@ -11,7 +11,7 @@ import numpy as np
 
 from camstream.backends import Backend
 from camstream.explain.result import Explanation
-from camstream.stream.records import END_OF_STREAM, FrameDetections, FrameSlot
+from camstream.stream.records import END_OF_STREAM, FrameSlot
 from camstream.stream.ring import FrameReader
 from camstream.stream.telemetry import Telemetry
 
@@ -45,12 +45,11 @@ def hand_out_boxes(explanation: Explanation, slots: list[FrameSlot]) -> None:
     box's class and score stand for the frame (-1 and 0 when it has none)."""
     found = explanation.to_numpy()
     for index, slot in enumerate(slots):
-        rows = found.frame_boxes(index)
-        detections = FrameDetections(found.boxes[rows], found.class_ids[rows], found.scores[rows], found.maps[rows])
+        detections = found.frame_detections(index)
         slot.explained.detections = detections
         slot.explained.has_cam = True
-        slot.explained.class_id = int(detections.labels[0]) if len(rows) else -1
-        slot.explained.score = float(detections.scores[0]) if len(rows) else 0.0
+        slot.explained.class_id = int(detections.labels[0]) if len(detections.scores) else -1
+        slot.explained.score = float(detections.scores[0]) if len(detections.scores) else 0.0
 
 
 class InferenceStage(threading.Thread):

@@ -15,8 +15,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from camstream.explain.result import FrameDetections
+
 if TYPE_CHECKING:
     from camstream.explain.result import Explanation
+
+__all__ = ["END_OF_STREAM", "EndOfStream", "FrameDetections", "FrameExplanation", "FrameMeta", "FrameSlot",
+           "SourceInfo"]
 
 
 @dataclass
@@ -40,17 +45,6 @@ class FrameMeta:
     pts: int | None = None  # in the source's time base
     time_s: float = 0.0  # source timestamp, seconds
     captured: float = 0.0  # perf_counter() when decoded
-
-
-@dataclass
-class FrameDetections:
-    """A detector's reading of one frame (written by inference, read by render), best box first: `boxes` (K, 4)
-    x1 y1 x2 y2 in model-input pixels, `labels` (K,), `scores` (K,), and each box's own map `cams` (K, h, w)."""
-
-    boxes: np.ndarray
-    labels: np.ndarray
-    scores: np.ndarray
-    cams: np.ndarray
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""Render stage: composite heatmaps over frames (fused kernel), draw the HUD, pace, hand to the sinks."""
+"""Render stage: composite heatmaps over frames (`HeatmapPainter`, fused kernel), draw the HUD, pace, hand to the
+sinks."""
 
 from __future__ import annotations
 
@@ -14,116 +15,14 @@ import cv2
 import numpy as np
 
 from camstream.catalog import HUD_PLACES
+from camstream.explain.drawing import FONT, LEGIBLE_SCALE, HeatmapPainter
 from camstream.explain.result import Explanation
-from camstream.kernels import (
-    ThresholdSpec,
-    colormap_lut,
-    overlay,
-    threshold_value,
-    upsample_bilinear,
-)
-from camstream.preprocess import Placement
+from camstream.kernels import threshold_value
 from camstream.stream.records import END_OF_STREAM, FrameDetections, FrameSlot
 from camstream.stream.ring import FrameRing
 from camstream.stream.sinks import Sink
 from camstream.stream.telemetry import Telemetry
 from camstream.stream.timeline_strip import draw_timeline
-
-PROXY_SIDE = 64  # percentiles are taken on a 64×64 bilinear upsample: same distribution, far fewer pixels
-
-
-class HeatmapPainter:
-    """Threshold a CAM by `spec` and blend it over a frame; owns its lookup table and scratch buffers.
-
-    A map over a `model_size` input that was letterboxed or cropped from the frame (`resize`) is drawn through
-    the frame's `Placement`: over the part of the frame the model saw, from the part of the map that shows it.
-    """
-
-    def __init__(self, spec: ThresholdSpec, colormap: str = "jet", alpha: float = 0.45,
-                 model_size: tuple[int, int] | None = None, resize: str = "stretch") -> None:
-        self.spec = spec
-        self.alpha = alpha
-        self.lut = colormap_lut(colormap)
-        self.model_size = model_size
-        self.resize = resize
-        self._proxy = np.empty((PROXY_SIDE, PROXY_SIDE), dtype=np.float32)
-        self._scratch = np.empty(PROXY_SIDE * PROXY_SIDE, dtype=np.float64)
-        self._model_map: np.ndarray | None = None
-
-    def threshold(self, cam: np.ndarray) -> float:
-        """The map value above which the heatmap is drawn (-inf: everywhere)."""
-        if self.spec.keep_percent is None and not self.spec.dynamic:
-            return -np.inf
-        upsample_bilinear(cam, self._proxy.shape, self._proxy)
-        return threshold_value(self._proxy, self.spec, self._scratch)
-
-    def paint(self, frame: np.ndarray, cam: np.ndarray, out: np.ndarray) -> float:
-        """Write frame + heatmap into `out`; returns the threshold used."""
-        placement = None
-        if self.resize != "stretch" and self.model_size is not None:
-            placement = Placement.of(frame.shape[:2], self.model_size, self.resize)
-        if placement is None or placement.whole:
-            threshold = self.threshold(cam)
-            overlay(frame, cam, threshold, self.lut, self.alpha, out)
-            return threshold
-        if self._model_map is None or self._model_map.shape != placement.model_size:
-            self._model_map = np.empty(placement.model_size, np.float32)
-        seen = upsample_bilinear(cam, placement.model_size, self._model_map)[placement.model_window()]
-        if out is not frame:
-            np.copyto(out, frame)
-        window = out[placement.frame_window()]
-        threshold = self.threshold(seen)
-        overlay(window, seen, threshold, self.lut, self.alpha, window)
-        return threshold
-
-
-    def paint_boxes(self, frame: np.ndarray, found: FrameDetections, out: np.ndarray,
-                    label: Callable[[int], str]) -> None:
-        """Write frame + each box's own heatmap, inside that box, into `out`; then each box's outline and its
-        label and score. The best box is painted last, so it is whole where boxes overlap. A frame with no box
-        is copied plain."""
-        if out is not frame:
-            np.copyto(out, frame)
-        model_size = self.model_size or frame.shape[:2]
-        placement = Placement.of(frame.shape[:2], tuple(model_size), self.resize)
-        on_frame = placement.boxes_to_frame(found.boxes)
-        if self._model_map is None or self._model_map.shape != tuple(model_size):
-            self._model_map = np.empty(tuple(model_size), np.float32)
-        for index in reversed(range(len(found.scores))):
-            x1, y1, x2, y2 = _pixels(on_frame[index])
-            mx1, my1, mx2, my2 = _pixels(found.boxes[index], model_size)
-            if x2 <= x1 or y2 <= y1 or mx2 <= mx1 or my2 <= my1:
-                continue
-            upsample_bilinear(found.cams[index], tuple(model_size), self._model_map)
-            seen = cv2.resize(self._model_map[my1:my2, mx1:mx2], (x2 - x1, y2 - y1), interpolation=cv2.INTER_LINEAR)
-            window = out[y1:y2, x1:x2]
-            overlay(window, seen, self.threshold(seen), self.lut, self.alpha, window)
-        for index in range(len(found.scores)):
-            draw_box(out, _pixels(on_frame[index]), f"{label(int(found.labels[index]))} "
-                     f"{float(found.scores[index]):.2f}", BOX_COLOURS[index % len(BOX_COLOURS)])
-
-
-BOX_COLOURS = ((255, 255, 255), (0, 255, 255), (255, 0, 255), (255, 255, 0), (0, 255, 0))  # BGR, best box first
-
-
-def _pixels(box: np.ndarray, size: tuple[int, int] | None = None) -> tuple[int, int, int, int]:
-    """A box's x1 y1 x2 y2 as whole pixels (outward), clipped to `size` (height, width) when given."""
-    x1, y1, x2, y2 = (int(np.floor(box[0])), int(np.floor(box[1])), int(np.ceil(box[2])), int(np.ceil(box[3])))
-    if size is not None:
-        x1, x2 = max(0, x1), min(size[1], x2)
-        y1, y2 = max(0, y1), min(size[0], y2)
-    return x1, y1, x2, y2
-
-
-def draw_box(canvas: np.ndarray, box: tuple[int, int, int, int], text: str, colour: tuple[int, int, int]) -> None:
-    """A box's outline and, above it (inside when it touches the top), its label on a black band."""
-    x1, y1, x2, y2 = box
-    cv2.rectangle(canvas, (x1, y1), (max(x1, x2 - 1), max(y1, y2 - 1)), colour, 1)
-    scale = max(_LEGIBLE_SCALE, min(canvas.shape[1] / 1600.0, 0.6))
-    (width, ascent), descent = cv2.getTextSize(text, _FONT, scale, 1)
-    top = y1 - ascent - descent - 2 if y1 - ascent - descent - 2 >= 0 else y1
-    cv2.rectangle(canvas, (x1, top), (x1 + width + 3, top + ascent + descent + 2), (0, 0, 0), thickness=-1)
-    cv2.putText(canvas, text, (x1 + 2, top + ascent + 1), _FONT, scale, colour, 1, cv2.LINE_AA)
 
 
 class RenderStage(threading.Thread):
@@ -269,13 +168,11 @@ class RenderStage(threading.Thread):
         cv2.rectangle(canvas, (0, first), (width - 1, first + band - 1), (0, 0, 0), thickness=-1)
         for row, text in enumerate(layout.texts):
             baseline = first + HUD_PAD + layout.line * (row + 1) - layout.descent
-            cv2.putText(canvas, text, (HUD_PAD, baseline), _FONT, layout.scale, (255, 255, 255), 1, cv2.LINE_AA)
+            cv2.putText(canvas, text, (HUD_PAD, baseline), FONT, layout.scale, (255, 255, 255), 1, cv2.LINE_AA)
 
 
 HUD_PAD = 2  # pixels around the text
 HUD_SHARE = 0.10  # the most of the picture's height the HUD may cover
-_FONT = cv2.FONT_HERSHEY_SIMPLEX
-_LEGIBLE_SCALE = 0.3  # below this Hershey text is not readable
 
 
 @dataclass(frozen=True)
@@ -304,20 +201,20 @@ def _hud_font(width: int, height: int, lines: int) -> tuple[float, int, int, int
     """(scale, line height, descent, lines drawn) for a frame size: worked out once per size, not per frame."""
     budget = HUD_SHARE * height
     for count in (lines, 1):
-        scale = max(_LEGIBLE_SCALE, min(width / 1600.0, 0.8))
-        while scale >= _LEGIBLE_SCALE:
-            (_, ascent), descent = cv2.getTextSize("Ag", _FONT, scale, 1)
+        scale = max(LEGIBLE_SCALE, min(width / 1600.0, 0.8))
+        while scale >= LEGIBLE_SCALE:
+            (_, ascent), descent = cv2.getTextSize("Ag", FONT, scale, 1)
             if count * (ascent + descent + 1) + 2 * HUD_PAD <= budget:
                 return scale, ascent + descent + 1, descent + 1, count
             scale = round(scale - 0.05, 2)
-    (_, ascent), descent = cv2.getTextSize("Ag", _FONT, _LEGIBLE_SCALE, 1)  # a tiny frame: one legible line
-    return _LEGIBLE_SCALE, ascent + descent + 1, descent + 1, 1
+    (_, ascent), descent = cv2.getTextSize("Ag", FONT, LEGIBLE_SCALE, 1)  # a tiny frame: one legible line
+    return LEGIBLE_SCALE, ascent + descent + 1, descent + 1, 1
 
 
 def _fit(text: str, room: int, scale: float) -> str:
     """`text`, shortened with '..' until it is at most `room` pixels wide at `scale` (binary search on length)."""
     def width(candidate: str) -> int:
-        return cv2.getTextSize(candidate, _FONT, scale, 1)[0][0]
+        return cv2.getTextSize(candidate, FONT, scale, 1)[0][0]
 
     if width(text) <= room:
         return text
