@@ -187,3 +187,26 @@ def test_python_api_explains_a_detector_and_overlay_draws_its_boxes(centerface):
     raw = torchvision.models.detection.fasterrcnn_mobilenet_v3_large_320_fpn(weights=None, weights_backbone=None)
     none_found = explain(raw, torch.rand(1, 3, 320, 320))  # random weights: nothing scores 0.5
     assert none_found.kind == "detector" and none_found.maps.shape[0] == 0 and none_found.kept.shape[0] == 0
+
+
+def test_detector_eval_scores_every_box_beside_its_baselines(tmp_path):
+    """`camstream eval --model centerface`: per-box deletion/insertion, energy and pointing for each method and
+    each baseline, a damaged file skipped and counted, eval.md's table and win shares."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    source = shared_file("images", "faces", "obama.jpg")
+    (photos / "obama.jpg").write_bytes(source.read_bytes())
+    (photos / "broken.jpg").write_bytes(source.read_bytes()[:200])  # a truncated JPEG
+    result = camstream("eval", "--model", "centerface", "--data", photos, "--out", tmp_path / "out", "--steps", "3",
+                       "--drise-masks", "8", "--video", "none", "--methods", "box-gradcam")
+    assert result.returncode == 0, result.stderr
+    found = json.loads((tmp_path / "out" / "eval.json").read_text())
+    assert len(found["boxes"]) == 1 and found["boxes"][0]["score"] > 0.5
+    assert set(found["methods"]) == {"box-gradcam", "random", "centred", "box prior", "d-rise"}
+    ours = found["methods"]["box-gradcam"]
+    assert 0 <= ours["deletion"] <= 1 and 0 <= ours["insertion"] <= 1 and ours["pointing"] in (0.0, 1.0)
+    assert ours["energy"] > found["methods"]["random"]["energy"]  # a face's map sits on the face; noise does not
+    assert set(ours["deletion_beats"]) == {"random", "centred", "box prior", "d-rise"}
+    assert [s["file"] for s in found["skipped"]] == ["broken.jpg"]
+    text = (tmp_path / "out" / "eval.md").read_text()
+    assert "| box-gradcam |" in text and "*d-rise*" in text and "box-gradcam**: random" in text
