@@ -210,3 +210,28 @@ def test_detector_eval_scores_every_box_beside_its_baselines(tmp_path):
     assert [s["file"] for s in found["skipped"]] == ["broken.jpg"]
     text = (tmp_path / "out" / "eval.md").read_text()
     assert "| box-gradcam |" in text and "*d-rise*" in text and "box-gradcam**: random" in text
+
+
+def test_the_dashboard_lists_the_newest_boxes_at_the_frame_scale():
+    import queue
+
+    from camstream.stream.render import RenderStage
+    from camstream.stream.ring import FrameRing
+    from camstream.stream.telemetry import Telemetry
+
+    painter = HeatmapPainter(ThresholdSpec(dynamic=True), model_size=(384, 640), resize="letterbox")
+    render = RenderStage(queue.Queue(), FrameRing(2), [], painter, Telemetry(), lambda _id: "face", "box-gradcam")
+    assert render.latest_boxes() is None  # nothing explained yet (and a classifier never has boxes)
+    slot = FrameRing(2).slots[0]
+    slot.image = np.zeros((360, 640, 3), np.uint8)  # letterboxed into 384×640: 12 rows of padding above
+    slot.explained.has_cam = True
+    slot.explained.detections = FrameDetections(np.array([[100, 112, 200, 212]], np.float32), np.array([0]),
+                                                np.array([0.87], np.float32), np.ones((1, 24, 40), np.float32))
+    render._render(slot)
+    assert render.latest_boxes() == [{"class_id": 0, "label": "face", "score": 0.87, "box": [100, 100, 200, 200]}]
+    top, _ = render.hud_lines(slot)
+    assert top.startswith("1 box: face 0.87")
+    slot.explained.detections = FrameDetections(np.zeros((0, 4), np.float32), np.zeros(0, np.int64),
+                                                np.zeros(0, np.float32), np.zeros((0, 24, 40), np.float32))
+    render._render(slot)
+    assert render.latest_boxes() == [] and render.hud_lines(slot)[0].startswith("no detections")

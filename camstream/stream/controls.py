@@ -109,7 +109,8 @@ class LiveControls:
 
     def stats(self) -> dict[str, Any]:
         """The live figures: per stream its frames, fps now (since the last read) and overall, per-stage and
-        end-to-end p50/p95 latency, drops, reconnects and the last classes; the process's RSS; the settings."""
+        end-to-end p50/p95 latency, drops, reconnects, the last classes and a detector's newest boxes; the
+        process's RSS; the settings."""
         streams = [self._stream_stats(stream) for stream in self.streams]
         return {"time": time.time(), "running": self.running, "backend": self.backend.name,
                 "model": self.backend.model_name, "layer": self.backend.layer, "controls": self.state(),
@@ -132,7 +133,8 @@ class LiveControls:
                 "stages": {name: {"p50": round(h.percentile(50), 2), "p95": round(h.percentile(95), 2)}
                            for name, h in telemetry.stages.items() if h.count},
                 "classes": [{"seq": seq, "class_id": int(class_id), "label": stream.render.label(class_id),
-                             "score": round(float(score), 3)} for seq, class_id, score in recent]}
+                             "score": round(float(score), 3)} for seq, class_id, score in recent],
+                "boxes": stream.render.latest_boxes()}  # a detector's newest boxes (frame pixels); None otherwise
 
 
 def _number(name: str, value: Any) -> float:

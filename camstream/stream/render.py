@@ -18,6 +18,7 @@ from camstream.catalog import HUD_PLACES
 from camstream.explain.drawing import FONT, LEGIBLE_SCALE, HeatmapPainter
 from camstream.explain.result import Explanation
 from camstream.kernels import threshold_value
+from camstream.preprocess import Placement
 from camstream.stream.records import END_OF_STREAM, FrameDetections, FrameSlot
 from camstream.stream.ring import FrameRing
 from camstream.stream.sinks import Sink
@@ -58,6 +59,7 @@ class RenderStage(threading.Thread):
         self._step_map = np.empty(0, np.float32)  # its step importance (T,), read once per reading
         self._steps_threshold = 0.0  # its threshold under the painter's spec
         self._detections: FrameDetections | None = None  # a detector's newest boxes and maps
+        self._frame_size: tuple[int, int] = (0, 0)  # (height, width) of the newest frame
 
     def run(self) -> None:
         next_due = 0.0
@@ -113,12 +115,25 @@ class RenderStage(threading.Thread):
             self._step_map = np.asarray(slot.explained.steps.maps[0], dtype=np.float32)
             self._steps_threshold = threshold_value(self._step_map, self.painter.spec)
         if self._detections is not None:
+            self._frame_size = slot.image.shape[:2]
             self.painter.paint_boxes(slot.image, self._detections, slot.image, self.label)
         elif self._cam is not None:
             self.painter.paint(slot.image, self._cam, slot.image)
         if self.hud != "off":
             self._draw_hud(slot.image, slot)
         return slot.image
+
+    def latest_boxes(self) -> list[dict] | None:
+        """A detector's newest boxes at the frame's scale (label, score, x1 y1 x2 y2), best first; None for a
+        classifier."""
+        found = self._detections
+        if found is None or not self._frame_size[0]:
+            return None
+        size = self.painter.model_size or self._frame_size
+        on_frame = Placement.of(self._frame_size, tuple(size), self.painter.resize).boxes_to_frame(found.boxes)
+        return [{"class_id": int(label), "label": self.label(int(label)), "score": round(float(score), 3),
+                 "box": [round(float(v)) for v in box]}
+                for label, score, box in zip(found.labels, found.scores, on_frame, strict=True)]
 
     def top_classes(self, count: int = 5) -> list[dict]:
         """The classes explained most often, with their names and frame counts (most first)."""
