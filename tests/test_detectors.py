@@ -235,3 +235,42 @@ def test_the_dashboard_lists_the_newest_boxes_at_the_frame_scale():
                                                 np.zeros(0, np.float32), np.zeros((0, 24, 40), np.float32))
     render._render(slot)
     assert render.latest_boxes() == [] and render.hud_lines(slot)[0].startswith("no detections")
+
+
+@pytest.fixture(scope="module")
+def yolo_file(tmp_path_factory):
+    """A YOLOv8n built from the YAML inside the Ultralytics wheel (random weights, no download), saved as
+    Ultralytics saves its checkpoints."""
+    pytest.importorskip("ultralytics", reason="the yolo extra (Ultralytics, AGPL) runs YOLO files")
+    os.environ.setdefault("YOLO_OFFLINE", "1")
+    from ultralytics.nn.tasks import DetectionModel
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("yolo") / "yolov8n-random.pt"
+    torch.save({"model": DetectionModel("yolov8n.yaml", nc=80, verbose=False).eval()}, path)
+    return path
+
+
+def test_batched_box_maps_equal_one_box_at_a_time_on_yolo(yolo_file):
+    spec = _load(str(yolo_file), score_threshold=0.0, input_size=(256, 320), max_boxes=4)
+    assert type(spec.module).__name__ == "YoloDetector" and spec.resize == "letterbox"
+    torch.manual_seed(1)
+    batched, reference, counts = _batched_and_one_by_one(spec, torch.rand(2, 3, 256, 320))
+    _assert_untouched(spec.module, False)
+    assert counts == [4, 4]
+    assert float(reference.amax()) > 0
+    assert torch.allclose(batched, reference, atol=1e-5, rtol=0)
+
+
+def test_a_yolo_file_without_the_extra_is_one_line(yolo_file, tmp_path):
+    """Without Ultralytics installed, unpickling a YOLO checkpoint fails: camstream says which extra to install."""
+    blocker = tmp_path / "sitecustomize.py"  # hide Ultralytics from the child process
+    blocker.write_text("import sys\nsys.modules['ultralytics'] = None\n")
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "camstream", "explain",
+                             str(shared_file("images", "faces", "obama.jpg")), "--model", str(yolo_file), "--out",
+                             str(tmp_path / "o.png")], capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    assert_one_line_error(result, "camstream[yolo]")

@@ -5,7 +5,7 @@ per image out (boxes x1 y1 x2 y2 in input pixels, labels, scores), best first, f
 threshold, an optional class and at most `max_boxes`. Its scores stay differentiable, so a hooked target layer
 can be asked, box by box, what raised each score. Two adapters: `CenterFace` (the bundled face detector, a
 CenterNet-style one-stage network) and `TorchvisionDetector` (torchvision's detection models and any module
-that returns their list of dicts).
+that returns their list of dicts) and `YoloDetector` (Ultralytics YOLO v8/11, the `yolo` extra).
 
 The methods (`BoxMethod`) return one `Explanation` with one map per box:
 
@@ -157,6 +157,48 @@ class TorchvisionDetector(DetectorModel):
         return [Detections(o["boxes"].float(), o["labels"].long(), o["scores"]) for o in outputs]
 
 
+class YoloDetector(DetectorModel):
+    """An Ultralytics YOLO detection model (v8, 11: the `DetectionModel` of a `.pt` file, or one built from the YAML
+    its package carries). Fed RGB pixels in [0, 1] at sides that are multiples of 32; its head gives, per anchor,
+    a box (centre x, y, width, height in input pixels) and each class's sigmoid score. A box's score is its best
+    class's; boxes of each class are suppressed at IoU `overlap` (Ultralytics' 0.7).
+
+    Its default layer is the neck's stride-8 output (P3, the first map the Detect head reads): the stride-16 and
+    stride-32 maps are made from it, so every box's score depends on it.
+    """
+
+    pixel_mean = (0.0, 0.0, 0.0)
+    pixel_std = (1.0, 1.0, 1.0)
+    overlap = 0.7
+
+    @property
+    def default_layer(self) -> str | None:
+        head = self.network.model[-1]
+        return f"network.model.{head.f[0]}" if isinstance(getattr(head, "f", None), (list, tuple)) else None
+
+    def detect(self, x: torch.Tensor) -> list[Detections]:
+        import torchvision
+
+        if x.shape[2] % 32 or x.shape[3] % 32:
+            raise ModelError(f"YOLO takes inputs whose sides are multiples of 32, not {x.shape[2]}×{x.shape[3]}: "
+                             "give --input-size H W")
+        output = self.network(x)
+        anchors = output[0] if isinstance(output, (tuple, list)) else output
+        if not isinstance(anchors, torch.Tensor) or anchors.dim() != 3 or anchors.shape[1] <= 4:
+            raise ModelError("the YOLO model's output is not understood: expected (batch, 4 + classes, anchors) "
+                             f"from its Detect head, got {getattr(anchors, 'shape', type(anchors).__name__)}")
+        found = []
+        for per_anchor in anchors.transpose(1, 2):  # (A, 4 + classes) per image
+            best, label = per_anchor[:, 4:].detach().max(1)
+            index = torch.nonzero(best >= self.score_threshold)[:, 0]
+            centre, size = per_anchor[index, :2].detach(), per_anchor[index, 2:4].detach()
+            boxes = torch.cat([centre - size / 2, centre + size / 2], 1)
+            keep = index[torchvision.ops.batched_nms(boxes, best[index], label[index], self.overlap)]
+            kept_boxes = boxes[torch.searchsorted(index, keep)] if len(index) else boxes
+            found.append(Detections(kept_boxes.float(), label[keep], per_anchor[keep, 4 + label[keep]]))
+        return found
+
+
 def backbone_map(network: nn.Module) -> str | None:
     """The last single feature map of a torchvision detector's backbone, as a name under the adapter: the last
     stage of an FPN's body (ResNet's layer4, MobileNet's last block), SSDlite's stride-16 stage (it feeds the heads
@@ -180,7 +222,22 @@ def as_detector(model: nn.Module) -> DetectorModel | None:
         return model
     if any(kind.__name__ in TORCHVISION_DETECTION_TYPES for kind in type(model).__mro__):
         return TorchvisionDetector(model, ())
+    if is_yolo(model):
+        return YoloDetector(model, yolo_labels(model))
     return None
+
+
+def is_yolo(model: object) -> bool:
+    """True for an Ultralytics detection model (without importing Ultralytics)."""
+    return type(model).__name__ == "DetectionModel" and type(model).__module__.startswith("ultralytics")
+
+
+def yolo_labels(model: nn.Module) -> tuple[str, ...]:
+    """An Ultralytics model's class names (its `names`: a dict by id, or a list)."""
+    names = getattr(model, "names", None) or {}
+    if isinstance(names, dict):
+        return tuple(str(names[i]) for i in sorted(names))
+    return tuple(str(name) for name in names)
 
 
 def default_layer(model: DetectorModel) -> str | None:
