@@ -15,7 +15,7 @@ from typing import NoReturn
 
 from camstream import __version__
 from camstream.errors import CamstreamError, OutputError, StageError, StreamsFailed
-from camstream.redaction import redact
+from camstream.redaction import redact, remember_secrets
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -78,7 +78,7 @@ class _OneLineErrorParser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         command = self.prog.removeprefix("camstream").strip()
         where = f"{command}: " if command else ""
-        self.exit(2, f"camstream: error: {where}{message} (see {self.prog} --help)\n")
+        self.exit(2, redact(f"camstream: error: {where}{message} (see {self.prog} --help)\n"))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -701,6 +701,8 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signum, _exit_interrupted)
     warnings.showwarning = lambda message, *_rest, **_kw: print(f"camstream: warning: {redact(str(message))}",
                                                                   file=sys.stderr)
+    for word in sys.argv[1:] if argv is None else argv:  # before anything can print a source URL
+        remember_secrets(word)
     try:
         parser = build_parser()
         args = parser.parse_args(argv)

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-import pytest
+import json
+from urllib.parse import quote
 
-from camstream.redaction import redact
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from camstream.redaction import redact, remember_secrets
+from tests.cli import camstream
 
 CASES = {
     "rtsp://admin:Hunter2@Secret@cam.local:554/live": "rtsp://***@cam.local:554/live",
@@ -22,3 +28,46 @@ CASES = {
 @pytest.mark.parametrize("text", list(CASES))
 def test_credentials_and_secret_parameters_are_hidden_whole(text):
     assert redact(text) == CASES[text]
+
+
+# Issue 27: passwords with characters a URL treats specially were printed whole. Redaction now parses each source
+# URL camstream is given; these properties hold for passwords drawn from the whole printable range.
+PASSWORDS = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), min_size=8, max_size=24)
+
+
+def _spellings(password: str) -> set[str]:
+    return {password, quote(password, safe=""), json.dumps(password)[1:-1]}
+
+
+@settings(max_examples=500, deadline=None)
+@given(password=PASSWORDS, encoded=st.booleans())
+def test_no_spelling_of_any_printable_password_survives_redaction(password, encoded):
+    written = quote(password, safe="") if encoded else password
+    url = f"rtsp://admin:{written}@cam.local:554/live?channel=1"
+    remember_secrets(url)
+    messages = [url, f"cannot open {url}: Connection refused", f"retrying {url!r} in 2 s",
+                f'source "{url}" lost after 5.0 s', f"{url} {url}"]
+    for message in messages:
+        shown = redact(message)
+        report = json.dumps({"source": shown, "error": shown})  # what report.json, /stats and fleet.json hold
+        for spelling in _spellings(password):
+            assert spelling not in shown and spelling not in report, (password, message, shown)
+        assert "cam.local:554/live" in shown  # the rest of the URL still says where
+
+
+NASTY = ["p@ss:w/rd?#x&y", "with space's \"quote\"", "%41%42%43%44-encoded", "@@@@several@@@@", "semi;colon=\\back"]
+
+
+@pytest.mark.parametrize("password", NASTY)
+def test_a_run_on_a_url_with_any_password_never_writes_it(password, tmp_path):
+    """End to end: a camera that refuses (a closed port on this machine) — stderr, stdout and report.json."""
+    url = f"rtsp://admin:{password}@127.0.0.1:9/live"
+    out = tmp_path / "out"
+    result = camstream("run", "--source", url, "--max-outage", "1", "--sink", "null", "--out", out, timeout=120)
+    assert result.returncode in (2, 3), result.stderr
+    written = result.stdout + result.stderr
+    if (out / "report.json").exists():
+        written += (out / "report.json").read_text()
+    for spelling in _spellings(password):
+        assert spelling not in written, written
+    assert "***@127.0.0.1:9/live" in written

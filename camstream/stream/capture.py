@@ -21,7 +21,7 @@ import numpy as np
 
 from camstream.errors import InputError
 from camstream.preprocess import Placement, resize_to_rgb
-from camstream.redaction import redact
+from camstream.redaction import redact, remember_secrets
 from camstream.stream.records import SourceInfo
 from camstream.stream.ring import FrameRing
 from camstream.stream.telemetry import Telemetry
@@ -404,7 +404,9 @@ def _ffmpeg_reason(exc: Exception) -> str:
 
 def open_source(location: str, model_size: tuple[int, int], max_outage_s: float | None = None,
                 resize: str = "stretch") -> Source:
-    """A camera for an integer (`0`), else a file path or URL for PyAV."""
+    """A camera for an integer (`0`), else a file path or URL for PyAV (its credentials remembered first, so that
+    nothing camstream writes shows them: `camstream.redaction`)."""
+    remember_secrets(location)
     if location.isdigit():
         return CameraSource(int(location), model_size, resize)
     return PyAVSource(location, model_size, max_outage_s=max_outage_s, resize=resize)

@@ -15,6 +15,7 @@ from camstream.catalog import BACKENDS, DEFAULT_MODEL, DEVICES, HUD_PLACES
 from camstream.errors import CamstreamError
 from camstream.kernels import ThresholdSpec
 from camstream.model_card import RESIZE_MODES, ModelCard, detection_problem, number_problem, options_card
+from camstream.redaction import remember_secrets
 from camstream.stream.ring import POLICIES
 from camstream.stream.sinks import SINKS
 
@@ -181,6 +182,8 @@ def read_sources_file(path: str) -> tuple[str, ...]:
     except OSError as exc:
         raise CamstreamError(f"cannot read sources file {path}: {exc.strerror}") from exc
     sources = tuple(line for line in lines if line and not line.startswith("#"))
+    for source in sources:
+        remember_secrets(source)
     if not sources:
         raise CamstreamError(f"sources file {path} lists no source")
     return sources
