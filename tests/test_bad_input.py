@@ -4,6 +4,9 @@ refused with one line and exit code 2 — never a traceback."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from fractions import Fraction
 
 import av
@@ -349,3 +352,38 @@ def test_outputs_that_cannot_work_are_said_before_the_model_loads(tmp_path, monk
                                      *options], capture_output=True, text=True, timeout=120)
             assert json.loads(result.stdout.strip().splitlines()[-1]) == {"rc": 2, "torch": False}, result.stderr
             assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_second_run_on_a_folder_in_use_is_refused_before_the_model_loads(tmp_path):
+    """Issue 27: two runs on one --out both said where their video was and one run's output was silently lost.
+    A run holds OUT/.camstream.lock (flock) from before its model loads; a second is one line, exit 2."""
+    from camstream.stream.output_lock import OutputLock
+
+    out = tmp_path / "shared-out"
+    held = OutputLock(str(out))  # a run in progress, as far as the folder can tell
+    refused = camstream("run", "--max-frames", "4", "--out", out)
+    assert_one_line_error(refused, "being written by another camstream run")
+    assert f"pid {os.getpid()}" in refused.stderr and not (out / "overlay.mp4").exists()
+    held.release()
+    done = camstream("run", "--max-frames", "4", "--out", out, "--sink", "null")
+    assert done.returncode == 0, done.stderr
+
+
+def test_a_run_that_was_killed_leaves_no_stuck_lock(tmp_path):
+    import signal
+
+    out = tmp_path / "out"
+    code = (f"from camstream.stream.output_lock import OutputLock; import os, sys; lock = OutputLock({str(out)!r}); "
+            "print('locked', flush=True); sys.stdin.read()")
+    holder = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    assert_one_line_error(camstream("run", "--max-frames", "2", "--out", out, "--sink", "null"), "another")
+    holder.send_signal(signal.SIGKILL)
+    holder.wait(30)
+    assert camstream("run", "--max-frames", "2", "--out", out, "--sink", "null").returncode == 0
+
+
+def test_an_output_path_that_is_a_file_is_one_line(tmp_path):
+    taken = tmp_path / "a-file"
+    taken.write_text("not a folder")
+    assert_one_line_error(camstream("run", "--max-frames", "2", "--out", taken), "not a folder")

@@ -17,6 +17,7 @@ from camstream.stream.capture import UnavailableSource
 from camstream.stream.config import PipelineConfig
 from camstream.stream.controls import LiveControls
 from camstream.stream.infer import InferenceStage
+from camstream.stream.output_lock import OutputLock
 from camstream.stream.render import HeatmapPainter
 from camstream.stream.report import RunFacts, run_report, stream_report
 from camstream.stream.ring import FairReader, FrameReader
@@ -80,15 +81,20 @@ class Pipeline:
     def __init__(self, config: PipelineConfig) -> None:
         config.validate()
         preflight(config)  # what can be checked without the model is checked before it loads
+        self.output_lock = OutputLock(config.out_dir)  # one run per output folder, taken before the model loads
         self.config = config
         sources = config.all_sources
         self.streams: list[Stream] = []
         self.clip_tracker: ClipTracker | None = None  # a temporal model over each stream's frames (torch)
         self.dashboard = _dashboard_for(config)  # `--sink web`: one page for every stream
         # the model is ready before any source opens: a live source's frames are not left waiting on it
-        self.backend = make_backend(config.backend, config.model, config.method, config.weights, config.layer,
-                                    config.max_batch, config.freeze, config.threads, config.device, config.labels,
-                                    config.model_card)
+        try:
+            self.backend = make_backend(config.backend, config.model, config.method, config.weights, config.layer,
+                                        config.max_batch, config.freeze, config.threads, config.device,
+                                        config.labels, config.model_card)
+        except BaseException:
+            self.output_lock.release()
+            raise
         self.method_name = self.backend.method  # the name the model kind resolved to, for the HUD and the report
         try:
             HeatmapPainter(config.threshold, config.colormap, config.alpha).paint(  # compile / load the kernels
@@ -113,6 +119,7 @@ class Pipeline:
                 stream.close_sinks()
                 stream.source.close()
             self._close_models()
+            self.output_lock.release()
             raise
         self.interrupted = False
         self._stop_requested = threading.Event()
@@ -244,7 +251,10 @@ class Pipeline:
                          self.clip_tracker, self.interrupted, None if error is None else str(error),
                          self.infer.batches, list(getattr(self.reader, "max_skipped", [0] * len(self.streams))))
         self.report = run_report(facts, stream_reports)
-        self.report_path = write_json_atomic(os.path.join(self.config.out_dir, "report.json"), self.report)
+        try:
+            self.report_path = write_json_atomic(os.path.join(self.config.out_dir, "report.json"), self.report)
+        finally:
+            self.output_lock.release()
         self.controls.running = False
         if self.dashboard is not None:
             self.dashboard.stop()  # the page gets the end and the last figures; its last frame stays shown
