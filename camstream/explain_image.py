@@ -13,19 +13,7 @@ from camstream.errors import InputError
 from camstream.explain.drawing import HeatmapPainter
 from camstream.kernels import ThresholdSpec
 from camstream.model_card import ModelCard
-from camstream.preprocess import Placement, resize_to_rgb
-
-
-def read_image(path: str) -> np.ndarray:
-    """The image at `path` as H×W×3 uint8 BGR (grey and alpha images converted)."""
-    if not os.path.exists(path):
-        raise InputError(f"no such file: {path}")
-    if os.path.isdir(path):
-        raise InputError(f"{path} is a directory, not an image")
-    image = cv2.imread(path, cv2.IMREAD_COLOR)
-    if image is None or image.size == 0:
-        raise InputError(f"cannot read {path} as an image")
-    return image
+from camstream.preprocess import Placement, read_image, resize_to_rgb
 
 
 def box_summaries(found, image_size: tuple[int, int], explainer) -> list[dict]:

@@ -1,6 +1,7 @@
-"""Model input: a BGR image → uint8 RGB at the model's size, stretched, letterboxed or centre-cropped
-(`Placement`, `resize_to_rgb`) → normalised (`Normaliser` for [0, 1] tensors, `Preprocessor` for a
-preallocated, channels-last batch of uint8 frames). The one home of all three."""
+"""Model input: an image file read whole (`read_image`: a damaged one is said, not guessed at) → a BGR image →
+uint8 RGB at the model's size, stretched, letterboxed or centre-cropped (`Placement`, `resize_to_rgb`) →
+normalised (`Normaliser` for [0, 1] tensors, `Preprocessor` for a preallocated, channels-last batch of uint8
+frames). The one home of all three."""
 
 from __future__ import annotations
 
@@ -18,6 +19,44 @@ if TYPE_CHECKING:  # torch is imported by the classes that use it: resize_to_rgb
 
     from camstream.model_card import ModelCard
     from camstream.models import ModelSpec
+
+
+def image_damage(data: bytes) -> str | None:
+    """Why an image file's bytes are damaged, or None: a JPEG whose last scan never ends (no end-of-image marker
+    after its last start-of-scan: the file was cut off) or a PNG without its closing IEND chunk. Decoders fill
+    what is missing with grey and say nothing, so these are checked by the file's own structure."""
+    if data[:2] == b"\xff\xd8":
+        last_scan = data.rfind(b"\xff\xda")
+        if last_scan < 0 or data.find(b"\xff\xd9", last_scan) < 0:
+            return "a truncated JPEG (it ends before its image does)"
+    elif data[:8] == b"\x89PNG\r\n\x1a\n" and b"IEND" not in data[-64:]:
+        return "a truncated PNG (no IEND chunk)"
+    return None
+
+
+def read_image(path: str) -> np.ndarray:
+    """The image at `path` as H×W×3 uint8 BGR (grey and alpha images converted); an InputError when it is
+    missing, a folder, unreadable or damaged (`image_damage`)."""
+    import os
+
+    from camstream.errors import InputError
+
+    if not os.path.exists(path):
+        raise InputError(f"no such file: {path}")
+    if os.path.isdir(path):
+        raise InputError(f"{path} is a directory, not an image")
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
+    damage = image_damage(data)
+    if damage:
+        raise InputError(f"{path} is damaged: {damage}")
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
+    if image is None or image.size == 0:
+        raise InputError(f"cannot read {path} as an image")
+    return image
 
 
 @dataclass(frozen=True)

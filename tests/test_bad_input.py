@@ -387,3 +387,44 @@ def test_an_output_path_that_is_a_file_is_one_line(tmp_path):
     taken = tmp_path / "a-file"
     taken.write_text("not a folder")
     assert_one_line_error(camstream("run", "--max-frames", "2", "--out", taken), "not a folder")
+
+
+def _truncated_jpeg(path, source) -> None:
+    data = source.read_bytes()
+    path.write_bytes(data[:len(data) // 2])  # cut off mid-scan, as a download that stopped
+
+
+def test_explain_on_a_truncated_jpeg_says_so_in_one_line(tmp_path, chelsea_rgb):
+    """Issue 27: explain explained a half-grey picture of a truncated JPEG and said nothing."""
+    import cv2
+
+    whole = tmp_path / "cat.jpg"
+    cv2.imwrite(str(whole), cv2.cvtColor(chelsea_rgb, cv2.COLOR_RGB2BGR))
+    cut = tmp_path / "cut.jpg"
+    _truncated_jpeg(cut, whole)
+    assert cv2.imread(str(cut)) is not None  # OpenCV decodes it (grey where the data stops): why it went unseen
+    assert_one_line_error(camstream("explain", cut, "--out", tmp_path / "o.png"), "truncated JPEG")
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_eval_skips_and_counts_damaged_files_and_fails_only_when_none_is_left(tmp_path, chelsea_rgb):
+    import cv2
+
+    from camstream.errors import InputError
+    from camstream.eval.datasets import load_samples
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "a.jpg"), cv2.cvtColor(chelsea_rgb, cv2.COLOR_RGB2BGR))
+    _truncated_jpeg(folder / "b.jpg", folder / "a.jpg")
+    (folder / "c.png").write_bytes(b"not a picture at all")
+    cv2.imwrite(str(folder / "d.png"), chelsea_rgb)
+    (folder / "e.png").write_bytes((folder / "d.png").read_bytes()[:-200])  # no IEND: cut short
+    samples, skipped = load_samples(str(folder))
+    assert [s.name for s in samples] == ["a.jpg", "d.png"]
+    assert {s["file"]: s["reason"] for s in skipped}.keys() == {"b.jpg", "c.png", "e.png"}
+    assert "truncated JPEG" in skipped[0]["reason"]
+    for name in ("a.jpg", "d.png"):
+        (folder / name).unlink()
+    with pytest.raises(InputError, match="no readable image .*3 skipped"):
+        load_samples(str(folder))

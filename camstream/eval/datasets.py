@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from camstream.errors import InputError
-from camstream.preprocess import resize_to_rgb
+from camstream.preprocess import read_image, resize_to_rgb
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 
@@ -24,13 +24,6 @@ class Sample:
     image: np.ndarray
     truth: np.ndarray | None
     boxes: list[tuple[str, int, int, int, int]] = field(default_factory=list)
-
-
-def _read(path: str) -> np.ndarray:
-    image = cv2.imread(path, cv2.IMREAD_COLOR)
-    if image is None:
-        raise InputError(f"cannot read image {path}")
-    return image
 
 
 def _via_masks(folder: str) -> dict[str, list[tuple[list[int], list[int]]]]:
@@ -50,9 +43,11 @@ def _via_masks(folder: str) -> dict[str, list[tuple[list[int], list[int]]]]:
     return polygons
 
 
-def load_samples(folder: str, limit: int | None = None) -> list[Sample]:
+def load_samples(folder: str, limit: int | None = None) -> tuple[list[Sample], list[dict[str, str]]]:
     """Images of `folder` with ground truth from a VIA JSON beside them, from `ground-truth/<name>.txt` boxes
-    (images in `images/`), or from `<name>_mask.png`; images without any of these get `truth=None`."""
+    (images in `images/`), or from `<name>_mask.png`; images without any of these get `truth=None`. Files that
+    cannot be read or are damaged are skipped and returned with the reason ({file, reason}); an InputError when
+    none is left."""
     if not os.path.isdir(folder):
         raise InputError(f"no such folder: {folder}")
     image_dir = os.path.join(folder, "images") if os.path.isdir(os.path.join(folder, "images")) else folder
@@ -60,32 +55,49 @@ def load_samples(folder: str, limit: int | None = None) -> list[Sample]:
     if not names:
         raise InputError(f"no images in {image_dir}")
     polygons = _via_masks(folder)
-    samples = []
-    for name in names[:limit]:
-        image = _read(os.path.join(image_dir, name))
-        truth = None
-        labelled: list[tuple[str, int, int, int, int]] = []
-        stem = os.path.splitext(name)[0]
-        boxes = os.path.join(folder, "ground-truth", stem + ".txt")
-        mask_png = os.path.join(image_dir, stem + "_mask.png")
-        if name in polygons:
-            truth = np.zeros(image.shape[:2], np.uint8)
-            for xs, ys in polygons[name]:
-                cv2.fillPoly(truth, [np.stack([xs, ys], 1).astype(np.int32)], 1)
-        elif os.path.exists(boxes):
-            truth = np.zeros(image.shape[:2], np.uint8)
-            with open(boxes) as handle:
-                for line in handle:
-                    parts = line.split()
-                    if len(parts) >= 5:
-                        left, top, right, bottom = (int(float(v)) for v in parts[-4:])
-                        truth[top:bottom + 1, left:right + 1] = 1
-                        labelled.append((" ".join(parts[:-4]), left, top, right, bottom))
-        elif os.path.exists(mask_png):
-            mask = cv2.imread(mask_png, cv2.IMREAD_GRAYSCALE)
-            truth = None if mask is None else (mask > 0).astype(np.uint8)
+    samples, skipped = [], []
+    for name in names:
+        if limit is not None and len(samples) == limit:
+            break
+        try:
+            image = read_image(os.path.join(image_dir, name))
+        except InputError as exc:
+            skipped.append({"file": name, "reason": str(exc).split(": ", 1)[-1]})
+            continue
+        truth, labelled = _ground_truth(folder, image_dir, name, image.shape[:2], polygons)
         samples.append(Sample(name, image, None if truth is None else truth.astype(bool), labelled))
-    return samples
+    if not samples:
+        reasons = "; ".join(f"{s['file']}: {s['reason']}" for s in skipped[:3])
+        raise InputError(f"no readable image in {image_dir} ({len(skipped)} skipped: {reasons})")
+    return samples, skipped
+
+
+def _ground_truth(folder: str, image_dir: str, name: str, shape: tuple[int, int],
+                  polygons: dict[str, list]) -> tuple[np.ndarray | None, list[tuple[str, int, int, int, int]]]:
+    """The truth mask of image `name` (VIA polygons, a box file or a mask PNG; None without any) and its labelled
+    boxes."""
+    truth = None
+    labelled: list[tuple[str, int, int, int, int]] = []
+    stem = os.path.splitext(name)[0]
+    boxes = os.path.join(folder, "ground-truth", stem + ".txt")
+    mask_png = os.path.join(image_dir, stem + "_mask.png")
+    if name in polygons:
+        truth = np.zeros(shape, np.uint8)
+        for xs, ys in polygons[name]:
+            cv2.fillPoly(truth, [np.stack([xs, ys], 1).astype(np.int32)], 1)
+    elif os.path.exists(boxes):
+        truth = np.zeros(shape, np.uint8)
+        with open(boxes) as handle:
+            for line in handle:
+                parts = line.split()
+                if len(parts) >= 5:
+                    left, top, right, bottom = (int(float(v)) for v in parts[-4:])
+                    truth[top:bottom + 1, left:right + 1] = 1
+                    labelled.append((" ".join(parts[:-4]), left, top, right, bottom))
+    elif os.path.exists(mask_png):
+        mask = cv2.imread(mask_png, cv2.IMREAD_GRAYSCALE)
+        truth = None if mask is None else (mask > 0).astype(np.uint8)
+    return truth, labelled
 
 
 def load_clip_frames(path: str, count: int, size: tuple[int, int], resize: str = "stretch") -> np.ndarray:

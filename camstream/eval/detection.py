@@ -265,17 +265,17 @@ def read_photos(folder: str, size: tuple[int, int], resize: str) -> tuple[list[t
     """The images of `folder` placed on the model input ((name, RGB)), and the files skipped with the reason."""
     import os
 
-    import cv2
-
-    from camstream.preprocess import resize_to_rgb
+    from camstream.errors import InputError
+    from camstream.preprocess import read_image, resize_to_rgb
 
     photos, skipped = [], []
     for name in sorted(os.listdir(folder)):
         if os.path.splitext(name)[1].lower() not in (".jpg", ".jpeg", ".png", ".bmp", ".webp"):
             continue
-        image = cv2.imread(os.path.join(folder, name), cv2.IMREAD_COLOR)
-        if image is None or image.size == 0:
-            skipped.append({"file": name, "reason": "cannot be read as an image"})
+        try:
+            image = read_image(os.path.join(folder, name))
+        except InputError as exc:
+            skipped.append({"file": name, "reason": str(exc).split(": ", 1)[-1]})
             continue
         photos.append((name, resize_to_rgb(image, size, resize)))
     return photos, skipped

@@ -193,12 +193,22 @@ def _scoring(results: dict) -> str:
             f"{results.get('runtime', 'torch')} at {scoring['ms_per_image']} ms each")
 
 
+def _skipped_files(results: dict) -> str:
+    """' N files skipped (name: reason; …).' when some could not be read or were damaged, else ''."""
+    skipped = results.get("skipped_files") or []
+    if not skipped:
+        return ""
+    listed = "; ".join(f"{entry['file']}: {entry['reason']}" for entry in skipped[:5])
+    more = f"; and {len(skipped) - 5} more (eval.json)" if len(skipped) > 5 else ""
+    return f" **{len(skipped)} file(s) skipped** ({listed}{more})."
+
+
 def markdown(results: dict) -> str:
     """The whole report."""
     lines = [f"# camstream eval\n\n{results['images']} images ({results['with_truth']} with ground truth) from "
              f"`{results['data']}`, model {results['model']} ({_computed_by(results)}), "
              f"class {results['class_id'] or 'top-1'}; "
-             f"{results['elapsed_s']} s{_scoring(results)}. Insertion/deletion in "
+             f"{results['elapsed_s']} s{_scoring(results)}.{_skipped_files(results)} Insertion/deletion in "
              f"{results['insertion_deletion_steps']} steps; "
              f"max-sensitivity: {results['max_sensitivity']['samples']} draws of U[±"
              f"{results['max_sensitivity']['radius']}] noise.\n", *_summary(results),

@@ -124,7 +124,7 @@ class _Images:
     plan's runtime (an exported graph), or frozen torch."""
 
     def __init__(self, data: str, plan: EvalPlan) -> None:
-        samples = load_samples(data, plan.limit)
+        samples, self.skipped_files = load_samples(data, plan.limit)  # damaged files skipped and counted
         self.spec = load_model(plan.model, plan.weights, plan.card)
         height, width = self.size = self.spec.input_size
         resize = self.spec.resize  # images and their truth are placed on the input as a stream places frames
@@ -214,6 +214,7 @@ def run_eval(data: str, out_dir: str, plan: EvalPlan | None = None,
     clip = _Clip(load_clip_frames(plan.video, plan.video_frames, images.size, images.spec.resize),
                  plan.steps) if plan.video else None
     results: dict = {"data": os.path.abspath(data), "images": len(images.names),
+                     "skipped_files": images.skipped_files,
                      "with_truth": int(images.has_truth.sum()), "model": images.spec.name, "backend": plan.backend,
                      "runtime": images.runtime,
                      "model_input": {"size": list(images.size), "resize": images.spec.resize,
