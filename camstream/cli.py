@@ -545,9 +545,22 @@ def _run(args: argparse.Namespace) -> int:
     if progress is not None:
         progress.close()
     _print_summary(report, pipeline.report_path)
+    if pipeline.report_error is not None:  # the figures are not lost: they go to stderr, as one JSON line
+        problem = None
+        try:
+            _raise_stage_error(pipeline)
+        except CamstreamError as exc:
+            problem = exc
+        said = f"{redact(str(problem))}; and {pipeline.report_error}" if problem else pipeline.report_error
+        print(f"camstream: error: {said}; the report follows on stderr as one JSON line", file=sys.stderr,
+              flush=True)
+        print(redact(json.dumps(report)), file=sys.stderr, flush=True)
+        return 130 if pipeline.interrupted else max(OutputError.exit_code, getattr(problem, "exit_code", 0))
     if pipeline.interrupted:
         return 130
     _raise_stage_error(pipeline)
+    if pipeline.sink_errors:
+        raise OutputError(pipeline.sink_errors[0])
     return 0
 
 
@@ -628,7 +641,7 @@ class _Progress:
             print(file=sys.stderr)
 
 
-def _print_summary(report: dict, report_path: str) -> None:
+def _print_summary(report: dict, report_path: str | None) -> None:
     total, interrupted = report["total"], " (interrupted)" if report["interrupted"] else ""
     if total["streams"] > 1:
         for index, stream in enumerate(report["streams"]):
@@ -639,7 +652,7 @@ def _print_summary(report: dict, report_path: str) -> None:
         print(f"{total['streams']} streams: {total['frames_out']} frames out in {total['elapsed_s']:.1f} s, "
               f"{total['fps']:.1f} fps in all, mean batch {total['mean_batch']:.2f}; peak RSS "
               f"{total['rss_peak_mb']:.0f} MB{interrupted}")
-        print(f"report: {report_path}")
+        print(f"report: {report_path or 'not written'}")
         return
     stream = report["streams"][0]
     stages = ", ".join(f"{name} {values['p50_ms']:.1f}" for name, values in stream["stages"].items()
@@ -656,7 +669,7 @@ def _print_summary(report: dict, report_path: str) -> None:
     for sink in stream["sinks"]:
         if sink["type"] == "file":
             print(f"video: {sink['path']}")
-    print(f"report: {report_path}")
+    print(f"report: {report_path or 'not written'}")
 
 
 def _explain(args: argparse.Namespace) -> int:

@@ -428,3 +428,26 @@ def test_eval_skips_and_counts_damaged_files_and_fails_only_when_none_is_left(tm
         (folder / name).unlink()
     with pytest.raises(InputError, match="no readable image .*3 skipped"):
         load_samples(str(folder))
+
+
+def test_a_source_whose_timestamps_start_hours_in_starts_the_output_at_zero(tmp_path):
+    """Issue 27: a source whose timestamps start far from zero gave an output whose header claimed hours."""
+    source = tmp_path / "late.mp4"
+    offset = 25 * 3600 * 5  # five hours in, at 25 fps
+    with av.open(str(source), "w") as container:
+        stream = container.add_stream("libx264", rate=Fraction(25))
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for index in range(20):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 10 * index, np.uint8), format="rgb24")
+            frame.pts = offset + index
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    with av.open(str(source)) as check:
+        assert float(next(check.decode(video=0)).time) > 3600  # the source really starts hours in
+    result = camstream("run", "--source", source, "--out", tmp_path / "out", "--sink", "file", "--no-hud")
+    assert result.returncode == 0, result.stderr
+    with av.open(str(tmp_path / "out" / "overlay.mp4")) as container:
+        times = [float(frame.time) for frame in container.decode(video=0)]
+    assert len(times) == 20 and times[0] < 0.1 and times[-1] < 1.0  # 20 frames at 25 fps: under a second

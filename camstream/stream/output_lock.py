@@ -18,35 +18,35 @@ class OutputLock:
 
     def __init__(self, folder: str) -> None:
         self.folder = folder
-        self._handle = None
+        self._fd: int | None = None
         if os.path.exists(folder) and not os.path.isdir(folder):
             raise InputError(f"cannot write into {folder}: it is a file, not a folder (give another --out)")
         try:
             os.makedirs(folder, exist_ok=True)
-            handle = open(os.path.join(folder, LOCK_NAME), "a+")  # noqa: SIM115 - held for the whole run
+            fd = os.open(os.path.join(folder, LOCK_NAME), os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
             raise InputError(f"cannot write into {folder}: {exc.strerror or exc} (give another --out)") from None
         try:
             import fcntl
         except ImportError:  # not POSIX: no lock, as before
-            self._handle = handle
+            self._fd = fd
             return
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "?"
-            handle.close()
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
             raise InputError(f"{folder} is being written by another camstream run (pid {holder}): give another "
                              "--out, or wait for that run to end") from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
-        self._handle = handle
+        self._fd = fd
+        try:  # who holds it, for the refusal's message (unbuffered: a full disk only loses that)
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(os.getpid()).encode(), 0)
+        except OSError:
+            pass
 
     def release(self) -> None:
         """Free the folder for the next run (the lock file stays: removing it would let two runs race)."""
-        if self._handle is not None:
-            self._handle.close()  # closing the file drops the flock
-            self._handle = None
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor drops the flock
+            self._fd = None

@@ -124,6 +124,9 @@ class Pipeline:
         self.interrupted = False
         self._stop_requested = threading.Event()
         self.report: dict = {}
+        self.report_path: str | None = None
+        self.report_error: str | None = None  # why report.json could not be written (then the CLI prints it)
+        self.sink_errors: list[str] = []  # sinks that failed to finish (a full disk at the end)
 
     def _open_streams(self, sources: tuple[str, ...], condition: threading.Condition) -> None:
         """Open every source's stream and its sinks; several sources that all fail are one error."""
@@ -234,6 +237,7 @@ class Pipeline:
             stage.join(max(0.0, deadline - time.perf_counter()))
         stuck = [stage.name for stage in self.stages if stage.is_alive()]
         stream_reports = []
+        self.sink_errors: list[str] = []
         for stream in self.streams:
             # the sinks belong to the render thread: never close them under it (a late batch may still come)
             stream.render.join(RENDER_GRACE_S)
@@ -241,6 +245,7 @@ class Pipeline:
                 errors = ["the render thread did not stop: sinks left open"]
             else:
                 errors = stream.close_sinks()
+            self.sink_errors += errors
             if not stream.capture.is_alive():
                 stream.source.close()
             stream.telemetry.finish()
@@ -251,8 +256,12 @@ class Pipeline:
                          self.clip_tracker, self.interrupted, None if error is None else str(error),
                          self.infer.batches, list(getattr(self.reader, "max_skipped", [0] * len(self.streams))))
         self.report = run_report(facts, stream_reports)
+        path = os.path.join(self.config.out_dir, "report.json")
         try:
-            self.report_path = write_json_atomic(os.path.join(self.config.out_dir, "report.json"), self.report)
+            self.report_path = write_json_atomic(path, self.report)
+        except OSError as exc:  # a full disk: the figures must not be lost with the file (the CLI prints them)
+            self.report_path = None
+            self.report_error = f"cannot write {path}: {exc.strerror or exc}"
         finally:
             self.output_lock.release()
         self.controls.running = False

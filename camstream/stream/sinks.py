@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from camstream.catalog import SINKS  # noqa: F401 - the names live in the framework-free catalog
-from camstream.errors import CamstreamError, InputError
+from camstream.errors import CamstreamError, InputError, OutputError
 from camstream.stream.records import FrameMeta, SourceInfo
 
 
@@ -51,11 +51,19 @@ class NullSink(Sink):
     name = "null"
 
 
-class FileSink(Sink):
-    """H.264 MP4 through PyAV with the source's timestamps, so frame count and timing match the input.
+# A fragmented MP4: the index goes first (empty) and each fragment (at a keyframe, at least every second) carries
+# its own, so a file cut off by a full disk, a crash or a kill plays up to its last whole fragment.
+FRAGMENTED_MP4 = {"movflags": "frag_keyframe+empty_moov+default_base_moof", "frag_duration": "1000000"}
+MIN_FREE_BYTES = 256 * 1024  # less than this free where the video goes: refused before the encoder starts
 
-    x264 `ultrafast` keeps up with real time on small CPUs; the file is finalised on close (also after
-    Ctrl-C), so what was written stays playable.
+
+class FileSink(Sink):
+    """H.264 in a fragmented MP4 through PyAV, with the source's timestamps (shifted to start at zero), so frame
+    count and timing match the input.
+
+    x264 `ultrafast` keeps up with real time on small CPUs. The file plays while it grows and up to its last
+    fragment if the run dies; it is finalised on close (also after Ctrl-C). A write that fails (a full disk, an
+    I/O error) is an `OutputError` (exit 4) and leaves what was written playable.
     """
 
     name = "file"
@@ -68,9 +76,13 @@ class FileSink(Sink):
         self._stream = None
         self._size = (0, 0)
         self._last_pts = -1
+        self._first_pts: int | None = None  # the source's first timestamp: the video starts at zero
+        self._failed: BaseException | None = None
         self.frames = 0
 
     def open(self, info: SourceInfo) -> None:
+        import shutil
+
         import av
 
         directory = os.path.dirname(os.path.abspath(self.path))
@@ -78,7 +90,10 @@ class FileSink(Sink):
             raise InputError(f"cannot write {self.path}: it is a directory")
         try:
             os.makedirs(directory, exist_ok=True)
-            self._container = av.open(self.path, mode="w")
+            free = shutil.disk_usage(directory).free
+            if free < MIN_FREE_BYTES:
+                raise OutputError(f"cannot write {self.path}: the disk is full ({free // 1024} KiB free)")
+            self._container = av.open(self.path, mode="w", options=dict(FRAGMENTED_MP4))
         except (OSError, av.error.FFmpegError) as exc:
             raise InputError(f"cannot write {self.path}: {getattr(exc, 'strerror', None) or exc}") from None
         rate = Fraction(info.fps).limit_denominator(1001) if info.fps > 0 else Fraction(25)
@@ -101,25 +116,72 @@ class FileSink(Sink):
             frame = np.ascontiguousarray(frame[:height, :width])
         video_frame = av.VideoFrame.from_ndarray(frame, format="bgr24")
         pts = meta.pts if meta.pts is not None else round(meta.time_s / self._time_base)
-        video_frame.pts = max(pts, self._last_pts + 1)  # the muxer needs strictly increasing pts
+        if self._first_pts is None:
+            self._first_pts = pts
+        video_frame.pts = max(pts - self._first_pts, self._last_pts + 1)  # strictly increasing, from zero
         video_frame.time_base = self._time_base
         self._last_pts = video_frame.pts
-        for packet in self._stream.encode(video_frame):
-            self._container.mux(packet)
+        try:
+            for packet in self._stream.encode(video_frame):
+                self._container.mux(packet)
+        except (OSError, av.error.FFmpegError) as exc:
+            self._failed = exc
+            raise OutputError(f"cannot write {self.path} after {self.frames} frames: {_reason(exc)}; the video "
+                              "plays up to its last whole second") from None
         self.frames += 1
 
     def close(self) -> None:
+        import av
+
         if self._container is None:
             return
         container, self._container = self._container, None
         try:
-            for packet in self._stream.encode(None):
-                container.mux(packet)
+            if self._failed is None:  # a failed write would only fail again
+                for packet in self._stream.encode(None):
+                    container.mux(packet)
+        except (OSError, av.error.FFmpegError) as exc:
+            self._failed = exc
         finally:
-            container.close()
+            with contextlib.suppress(OSError, av.error.FFmpegError):
+                container.close()
+        if self._failed is not None:
+            with contextlib.suppress(OSError):
+                trim_to_whole_fragments(self.path)
+            raise OutputError(f"cannot finish {self.path}: {_reason(self._failed)}; it plays up to its last whole "
+                              "second")
 
     def describe(self) -> dict:
         return {"type": self.name, "path": self.path, "frames": self.frames}
+
+
+def trim_to_whole_fragments(path: str) -> int:
+    """Cut a fragmented MP4 that a failed write left unfinished after its last whole fragment (a `moof` box and
+    the `mdat` after it, both complete), so every player reads it to its end; returns the size kept. A file cut
+    inside its header is left alone."""
+    size = os.path.getsize(path)
+    kept, offset, previous = 0, 0, b""
+    with open(path, "rb") as handle:
+        while offset + 8 <= size:
+            handle.seek(offset)
+            header = handle.read(16)
+            length, kind = int.from_bytes(header[:4], "big"), header[4:8]
+            if length == 1 and len(header) == 16:
+                length = int.from_bytes(header[8:16], "big")
+            if length < 8 or offset + length > size:
+                break  # the box the disk cut off
+            offset += length
+            if kind in (b"ftyp", b"moov") or (kind == b"mdat" and previous == b"moof"):
+                kept = offset
+            previous = kind
+    if 0 < kept < size:
+        os.truncate(path, kept)
+    return kept
+
+
+def _reason(exc: BaseException) -> str:
+    """An I/O error's reason in words ("No space left on device")."""
+    return getattr(exc, "strerror", None) or str(exc)
 
 
 def opencv_gui_backend() -> str | None:
