@@ -451,3 +451,12 @@ def test_a_source_whose_timestamps_start_hours_in_starts_the_output_at_zero(tmp_
     with av.open(str(tmp_path / "out" / "overlay.mp4")) as container:
         times = [float(frame.time) for frame in container.decode(video=0)]
     assert len(times) == 20 and times[0] < 0.1 and times[-1] < 1.0  # 20 frames at 25 fps: under a second
+
+
+def test_a_missing_source_file_is_said_before_the_model_loads(tmp_path):
+    """Issue 28: `--source nope.mp4` loaded the model for 9.5 s before saying there was no such file. The weights
+    file named here is missing too, and is only looked at when the model loads: the source must be said first."""
+    result = camstream("run", "--source", tmp_path / "nope.mp4", "--model", "resnet18", "--weights",
+                       tmp_path / "missing-weights.pt", "--out", tmp_path / "out")
+    assert_one_line_error(result, "no such file")
+    assert "nope.mp4" in result.stderr and "weights" not in result.stderr

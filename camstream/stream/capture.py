@@ -146,13 +146,9 @@ class PyAVSource(Source):
         self._last_frame_at = time.monotonic()
         url = bool(_URL.match(location))
         name = redact(location)
-        if not url:
-            if not os.path.exists(location):
-                raise InputError(f"no such file: {location}")
-            if os.path.isdir(location):
-                raise InputError(f"{location} is a directory, not a video")
-            if os.path.getsize(location) == 0:
-                raise InputError(f"{location} is empty (0 bytes)")
+        problem = None if url else local_file_problem(location)
+        if problem:
+            raise InputError(problem)
         self.info = SourceInfo(name, 0, 0, 25.0, Fraction(1, 25), None, url)
         self._container = self._connect(self._timeout_s)
         self._stream = self._container.streams.video[0]
@@ -400,6 +396,20 @@ class CameraSource(Source):
 def _ffmpeg_reason(exc: Exception) -> str:
     text = getattr(exc, "strerror", None) or str(exc)
     return text.split(":")[0].strip() if text else exc.__class__.__name__
+
+
+def local_file_problem(location: str) -> str | None:
+    """What is wrong with a local video path, seen without opening it (missing, a directory, empty), or None; a
+    URL or a camera index is not a local path (None)."""
+    if _URL.match(location) or location.isdigit():
+        return None
+    if not os.path.exists(location):
+        return f"no such file: {location}"
+    if os.path.isdir(location):
+        return f"{location} is a directory, not a video"
+    if os.path.getsize(location) == 0:
+        return f"{location} is empty (0 bytes)"
+    return None
 
 
 def open_source(location: str, model_size: tuple[int, int], max_outage_s: float | None = None,

@@ -13,7 +13,7 @@ import numpy as np
 from camstream.backends import make_backend
 from camstream.errors import CamstreamError, InputError
 from camstream.report_file import write_json_atomic
-from camstream.stream.capture import UnavailableSource
+from camstream.stream.capture import UnavailableSource, local_file_problem
 from camstream.stream.config import PipelineConfig
 from camstream.stream.controls import LiveControls
 from camstream.stream.infer import InferenceStage
@@ -37,8 +37,8 @@ PUMP_INTERVAL_S = 0.005  # how often a GUI sink's event loop runs on the main th
 
 def preflight(config: PipelineConfig) -> None:
     """The outputs a run needs, checked in a moment before the model loads (seconds): a window needs a display
-    and a GUI-capable OpenCV, the dashboard's and MJPEG ports must be free, and the video path must not be a
-    directory."""
+    and a GUI-capable OpenCV, the dashboard's and MJPEG ports must be free, the video path must not be a
+    directory, and a local source file must be there (several: at least one)."""
     if "window" in config.sinks:
         check_display_available()
     if "web" in config.sinks and config.port:
@@ -50,6 +50,9 @@ def preflight(config: PipelineConfig) -> None:
         video = os.path.join(config.out_dir, "overlay.mp4")
         if os.path.isdir(video):
             raise InputError(f"cannot write {video}: it is a directory")
+    problems = [local_file_problem(source) for source in config.all_sources]
+    if problems[0] and (len(problems) == 1 or all(problems)):  # nothing at all to run: said before the model loads
+        raise InputError(problems[0])
 
 
 def _check_port_free(bind: str, port: int, what: str) -> None:
