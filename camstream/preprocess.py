@@ -59,6 +59,25 @@ def read_image(path: str) -> np.ndarray:
     return image
 
 
+def read_images(folder: str, names: list[str], limit: int | None = None
+                ) -> tuple[list[tuple[str, np.ndarray]], list[dict[str, str]]]:
+    """The images `names` of `folder` (BGR, at most `limit`), and those skipped as unreadable or damaged, with
+    the reason ({file, reason})."""
+    import os
+
+    from camstream.errors import InputError
+
+    images, skipped = [], []
+    for name in names:
+        if limit is not None and len(images) == limit:
+            break
+        try:
+            images.append((name, read_image(os.path.join(folder, name))))
+        except InputError as exc:
+            skipped.append({"file": name, "reason": str(exc).split(": ", 1)[-1]})
+    return images, skipped
+
+
 @dataclass(frozen=True)
 class Placement:
     """How a frame of `frame_size` becomes a model input of `model_size` (both (height, width)) under `mode`.

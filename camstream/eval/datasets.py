@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from camstream.errors import InputError
-from camstream.preprocess import read_image, resize_to_rgb
+from camstream.preprocess import read_images, resize_to_rgb
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 
@@ -55,15 +55,9 @@ def load_samples(folder: str, limit: int | None = None) -> tuple[list[Sample], l
     if not names:
         raise InputError(f"no images in {image_dir}")
     polygons = _via_masks(folder)
-    samples, skipped = [], []
-    for name in names:
-        if limit is not None and len(samples) == limit:
-            break
-        try:
-            image = read_image(os.path.join(image_dir, name))
-        except InputError as exc:
-            skipped.append({"file": name, "reason": str(exc).split(": ", 1)[-1]})
-            continue
+    samples = []
+    images, skipped = read_images(image_dir, names, limit)
+    for name, image in images:
         truth, labelled = _ground_truth(folder, image_dir, name, image.shape[:2], polygons)
         samples.append(Sample(name, image, None if truth is None else truth.astype(bool), labelled))
     if not samples:

@@ -265,20 +265,12 @@ def read_photos(folder: str, size: tuple[int, int], resize: str) -> tuple[list[t
     """The images of `folder` placed on the model input ((name, RGB)), and the files skipped with the reason."""
     import os
 
-    from camstream.errors import InputError
-    from camstream.preprocess import read_image, resize_to_rgb
+    from camstream.preprocess import read_images, resize_to_rgb
 
-    photos, skipped = [], []
-    for name in sorted(os.listdir(folder)):
-        if os.path.splitext(name)[1].lower() not in (".jpg", ".jpeg", ".png", ".bmp", ".webp"):
-            continue
-        try:
-            image = read_image(os.path.join(folder, name))
-        except InputError as exc:
-            skipped.append({"file": name, "reason": str(exc).split(": ", 1)[-1]})
-            continue
-        photos.append((name, resize_to_rgb(image, size, resize)))
-    return photos, skipped
+    names = [name for name in sorted(os.listdir(folder))
+             if os.path.splitext(name)[1].lower() in (".jpg", ".jpeg", ".png", ".bmp", ".webp")]
+    images, skipped = read_images(folder, names)
+    return [(name, resize_to_rgb(image, size, resize)) for name, image in images], skipped
 
 
 def spread_frames(path: str, count: int, size: tuple[int, int], resize: str) -> list[tuple[str, np.ndarray]]:

@@ -128,6 +128,14 @@ class HookedNetwork:
     def _hook(self, module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor | None:
         raise NotImplementedError
 
+    def timed_forward(self, x: torch.Tensor, open_graph: bool = False) -> tuple[object, torch.Tensor, float]:
+        """`forward`'s output, the kept target activation and the forward's time (ms)."""
+        began = time.perf_counter()
+        output = self.forward(x, open_graph=open_graph)  # type: ignore[attr-defined]
+        elapsed_ms = (time.perf_counter() - began) * 1e3
+        assert self.activation is not None
+        return output, self.activation, elapsed_ms
+
     def close(self) -> None:
         """Remove the hook, drop the kept activation and give the model back its own mode."""
         if self._handle is not None:
@@ -391,11 +399,7 @@ class CamMethod:
         """Explain a batch: one target per sample, the top-1 class unless `class_ids` says otherwise."""
         # Buffers and gathered indices must be normal tensors even under the caller's inference_mode.
         with torch.inference_mode(False):
-            began = time.perf_counter()
-            logits = self.hooked.forward(x, open_graph=self.needs_gradient)
-            forwarded = time.perf_counter()
-            activation = self.hooked.activation
-            assert activation is not None
+            logits, activation, forward_ms = self.hooked.timed_forward(x, open_graph=self.needs_gradient)
             if class_ids is None:
                 targets = logits.detach().argmax(1).clone()
             else:
@@ -414,7 +418,7 @@ class CamMethod:
                 self.compute_maps(activation, gradient, targets, out)
                 logits = logits.detach()
                 scores = torch.softmax(logits, 1).gather(1, targets[:, None])[:, 0]
-        self.forward_ms = (forwarded - began) * 1e3
+        self.forward_ms = forward_ms
         return Explanation(self.model_kind, self.name, targets, scores, out, logits)
 
     def channel_weights(self, activation: torch.Tensor, gradient: torch.Tensor | None,

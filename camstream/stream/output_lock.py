@@ -5,6 +5,7 @@ crashed, or was killed, never leaves the folder stuck."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 from camstream.errors import InputError
@@ -19,6 +20,7 @@ class OutputLock:
     def __init__(self, folder: str) -> None:
         self.folder = folder
         self._fd: int | None = None
+        self._made_folder = not os.path.exists(folder)  # then a run that fails before writing leaves nothing
         if os.path.exists(folder) and not os.path.isdir(folder):
             raise InputError(f"cannot write into {folder}: it is a file, not a folder (give another --out)")
         try:
@@ -45,8 +47,15 @@ class OutputLock:
         except OSError:
             pass
 
-    def release(self) -> None:
-        """Free the folder for the next run (the lock file stays: removing it would let two runs race)."""
-        if self._fd is not None:
-            os.close(self._fd)  # closing the descriptor drops the flock
-            self._fd = None
+    def release(self, wrote: bool = True) -> None:
+        """Free the folder for the next run. The lock file stays (removing it would let two runs race), unless the
+        run wrote nothing (`wrote` False) into a folder it made: then the folder goes too, as if never made."""
+        if self._fd is None:
+            return
+        path = os.path.join(self.folder, LOCK_NAME)
+        if not wrote and self._made_folder and os.listdir(self.folder) == [LOCK_NAME]:
+            with contextlib.suppress(OSError):
+                os.remove(path)
+                os.rmdir(self.folder)
+        os.close(self._fd)  # closing the descriptor drops the flock
+        self._fd = None

@@ -96,7 +96,7 @@ class Pipeline:
                                         config.max_batch, config.freeze, config.threads, config.device,
                                         config.labels, config.model_card)
         except BaseException:
-            self.output_lock.release()
+            self.output_lock.release(wrote=False)
             raise
         self.method_name = self.backend.method  # the name the model kind resolved to, for the HUD and the report
         try:
@@ -122,7 +122,7 @@ class Pipeline:
                 stream.close_sinks()
                 stream.source.close()
             self._close_models()
-            self.output_lock.release()
+            self.output_lock.release(wrote=False)
             raise
         self.interrupted = False
         self._stop_requested = threading.Event()
