@@ -441,9 +441,11 @@ def _eval_detector(args: argparse.Namespace) -> int:
     if video is not None:
         photos += spread_frames(video, min(args.video_frames, 96), spec.input_size, spec.resize)
     if not photos:
-        raise CamstreamError(f"{args.data} holds no readable image")
+        reasons = "; ".join(f"{entry['file']}: {entry['reason']}" for entry in skipped[:3])
+        raise CamstreamError(f"{args.data} holds no readable image" + (f" ({len(skipped)} skipped: {reasons})"
+                                                                      if skipped else ""))
     results = run_detector_eval(spec, photos, methods, args.steps, args.drise_masks, progress)
-    results["skipped"] = skipped
+    results["skipped_files"] = skipped
     os.makedirs(args.out, exist_ok=True)
     from camstream.report_file import write_json_atomic
 

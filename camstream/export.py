@@ -201,6 +201,18 @@ def _export(module: nn.Module, example: tuple[torch.Tensor, ...], out: str, inpu
                           output_names=outputs, dynamic_axes={name: {0: "batch"} for name in inputs + outputs})
 
 
+DETECTORS_STAY_ON_TORCH = ("{name} is a detector: its boxes and per-box maps are not exported into a graph yet, "
+                           "so it runs on the torch backend (leave out --backend, or give --backend torch)")
+
+
+def refuse_detector(module: object, name: str) -> None:
+    """A ModelError when `module` is a detector (`DETECTORS_STAY_ON_TORCH`)."""
+    from camstream.explain.detector import DetectorModel
+
+    if isinstance(module, DetectorModel):
+        raise ModelError(DETECTORS_STAY_ON_TORCH.format(name=name))
+
+
 def export_model(out: str, model: str = "efficientnet_lite0", method: str | None = "gradcam",
                  weights: str | None = None, layer: str | None = None, input_size: tuple[int, int] | None = None,
                  card: ModelCard | None = None) -> dict:
@@ -210,6 +222,7 @@ def export_model(out: str, model: str = "efficientnet_lite0", method: str | None
     if not out.endswith(".onnx"):
         raise CamstreamError(f"the exported file must end in .onnx: {out}")
     spec = load_model(model, weights, card)
+    refuse_detector(spec.module, spec.name)
     if input_size is not None:
         spec.input_size = input_size
     method = method or spec.method or "gradcam"

@@ -323,6 +323,8 @@ def _with_fitting_labels(spec: ModelSpec) -> ModelSpec:
     try:
         with torch.no_grad():
             logits = spec.module(torch.zeros(1, 3, height, width))
+    except ModelError as exc:  # the model's own words (a detector's size rule)
+        raise ModelError(f"{spec.name}: {exc}") from None
     except Exception as exc:  # noqa: BLE001 - whatever the user's forward raises on a wrong size
         raise ModelError(f"{spec.name} does not take a 3×{height}×{width} input ({type(exc).__name__}: "
                          f"{str(exc).strip().splitlines()[0][:120] if str(exc).strip() else '?'}): give its size "

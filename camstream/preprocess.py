@@ -22,16 +22,54 @@ if TYPE_CHECKING:  # torch is imported by the classes that use it: resize_to_rgb
 
 
 def image_damage(data: bytes) -> str | None:
-    """Why an image file's bytes are damaged, or None: a JPEG whose last scan never ends (no end-of-image marker
-    after its last start-of-scan: the file was cut off) or a PNG without its closing IEND chunk. Decoders fill
-    what is missing with grey and say nothing, so these are checked by the file's own structure."""
+    """Why an image file's bytes are damaged, or None: a JPEG whose image ends before its end-of-image marker
+    (the file was cut off), a PNG without its closing IEND chunk after its last image data. Decoders fill what is
+    missing with grey and say nothing, so these are read from the file's own structure; data after the end (a
+    phone's appended video, metadata) is allowed."""
     if data[:2] == b"\xff\xd8":
-        last_scan = data.rfind(b"\xff\xda")
-        if last_scan < 0 or data.find(b"\xff\xd9", last_scan) < 0:
-            return "a truncated JPEG (it ends before its image does)"
-    elif data[:8] == b"\x89PNG\r\n\x1a\n" and b"IEND" not in data[-64:]:
-        return "a truncated PNG (no IEND chunk)"
+        return None if _jpeg_ends(data) else "a truncated JPEG (it ends before its image does)"
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and data.rfind(b"IEND") < data.rfind(b"IDAT"):
+        return "a truncated PNG (no IEND chunk after its image data)"
     return None
+
+
+_IN_SCAN = frozenset((0x00, 0xFF, *range(0xD0, 0xD8)))  # after 0xFF inside a scan: stuffing, fill, restarts
+
+
+def _jpeg_ends(data: bytes) -> bool:
+    """True when the JPEG's marker segments (each skipped by its length, so an embedded thumbnail is not read),
+    its scans (entropy-coded data up to the next real marker) and its end-of-image marker are all there."""
+    position = 2
+    while position + 2 <= len(data):
+        if data[position] != 0xFF:
+            return False
+        marker = data[position + 1]
+        if marker == 0xFF:  # fill byte
+            position += 1
+            continue
+        if marker == 0xD9:  # end of image
+            return True
+        if 0xD0 <= marker <= 0xD7 or marker == 0x01:  # restart markers and TEM carry no length
+            position += 2
+            continue
+        if position + 4 > len(data):
+            return False
+        position += 2 + int.from_bytes(data[position + 2:position + 4], "big")
+        if marker == 0xDA:  # start of scan: entropy-coded data up to the next marker
+            position = _scan_end(data, position)
+    return False
+
+
+def _scan_end(data: bytes, position: int) -> int:
+    """Where the entropy-coded data from `position` ends: the next 0xFF that is not stuffing, fill or a restart
+    marker (len(data) when the file ends first)."""
+    while True:
+        position = data.find(b"\xff", position)
+        if position < 0 or position + 1 >= len(data):
+            return len(data)
+        if data[position + 1] not in _IN_SCAN:
+            return position
+        position += 1
 
 
 def read_image(path: str) -> np.ndarray:
@@ -138,10 +176,20 @@ class Placement:
         return (slice(top, top + min(self.scaled[0], self.model_size[0])),
                 slice(left, left + min(self.scaled[1], self.model_size[1])))
 
+    def visible_boxes(self, boxes: np.ndarray) -> np.ndarray:
+        """Boxes (K, 4) x1 y1 x2 y2 in model-input pixels, clipped to the part of the input that shows the frame
+        (a box reaching into letterbox padding loses what lies there)."""
+        rows, cols = self.model_window()
+        found = np.array(boxes, dtype=np.float32).reshape(-1, 4)
+        found[:, 0::2] = np.clip(found[:, 0::2], cols.start, cols.stop)
+        found[:, 1::2] = np.clip(found[:, 1::2], rows.start, rows.stop)
+        return found
+
     def boxes_to_frame(self, boxes: np.ndarray) -> np.ndarray:
-        """Boxes (K, 4) x1 y1 x2 y2 in model-input pixels as frame pixels (float32), clipped to the frame."""
+        """Boxes (K, 4) x1 y1 x2 y2 in model-input pixels as frame pixels (float32): their visible part
+        (`visible_boxes`), clipped to the frame. A box wholly in the padding comes out empty (x1 = x2 or y1 = y2)."""
         (frame_h, frame_w), (scaled_h, scaled_w), (top, left) = self.frame_size, self.scaled, self.offset
-        found = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+        found = self.visible_boxes(boxes)
         frame = np.empty_like(found)
         frame[:, 0::2] = np.clip((found[:, 0::2] - left) * (frame_w / scaled_w), 0, frame_w)
         frame[:, 1::2] = np.clip((found[:, 1::2] - top) * (frame_h / scaled_h), 0, frame_h)

@@ -26,8 +26,9 @@ _lock = threading.Lock()
 
 
 def userinfo(url: str) -> str | None:
-    """The user-info part of `url` (between `scheme://` and the URL's last `@`), or None when it has none."""
-    scheme = _SCHEME.match(url.strip())
+    """The user-info part of the URL in `url` (between `scheme://` and the text's last `@`; the URL may follow
+    other text, as in `--source=rtsp://…`), or None when it has none."""
+    scheme = _SCHEME.search(url.strip())
     if scheme is None:
         return None
     rest = url.strip()[scheme.end():]

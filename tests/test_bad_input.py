@@ -420,11 +420,13 @@ def test_eval_skips_and_counts_damaged_files_and_fails_only_when_none_is_left(tm
     (folder / "c.png").write_bytes(b"not a picture at all")
     cv2.imwrite(str(folder / "d.png"), chelsea_rgb)
     (folder / "e.png").write_bytes((folder / "d.png").read_bytes()[:-200])  # no IEND: cut short
+    (folder / "f.jpg").write_bytes((folder / "a.jpg").read_bytes() + b"\xff\xda\x00\x08appended video")
+    (folder / "g.png").write_bytes((folder / "d.png").read_bytes() + bytes(100))  # data after the end is allowed
     samples, skipped = load_samples(str(folder))
-    assert [s.name for s in samples] == ["a.jpg", "d.png"]
+    assert [s.name for s in samples] == ["a.jpg", "d.png", "f.jpg", "g.png"]
     assert {s["file"]: s["reason"] for s in skipped}.keys() == {"b.jpg", "c.png", "e.png"}
     assert "truncated JPEG" in skipped[0]["reason"]
-    for name in ("a.jpg", "d.png"):
+    for name in ("a.jpg", "d.png", "f.jpg", "g.png"):
         (folder / name).unlink()
     with pytest.raises(InputError, match="no readable image .*3 skipped"):
         load_samples(str(folder))

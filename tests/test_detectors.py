@@ -207,9 +207,17 @@ def test_detector_eval_scores_every_box_beside_its_baselines(tmp_path):
     assert 0 <= ours["deletion"] <= 1 and 0 <= ours["insertion"] <= 1 and ours["pointing"] in (0.0, 1.0)
     assert ours["energy"] > found["methods"]["random"]["energy"]  # a face's map sits on the face; noise does not
     assert set(ours["deletion_beats"]) == {"random", "centred", "box prior", "d-rise"}
-    assert [s["file"] for s in found["skipped"]] == ["broken.jpg"]
+    assert [s["file"] for s in found["skipped_files"]] == ["broken.jpg"]
     text = (tmp_path / "out" / "eval.md").read_text()
     assert "| box-gradcam |" in text and "*d-rise*" in text and "box-gradcam**: random" in text
+    assert "1 file(s) skipped" in text and "broken.jpg" in text
+    grey = tmp_path / "grey"
+    grey.mkdir()
+    cv2.imwrite(str(grey / "grey.png"), np.full((200, 300, 3), 128, np.uint8))  # no face: no box anywhere
+    empty = camstream("eval", "--model", "centerface", "--data", grey, "--out", tmp_path / "none", "--steps", "2",
+                      "--drise-masks", "2", "--video", "none")
+    assert empty.returncode == 0, empty.stderr
+    assert "found no box" in (tmp_path / "none" / "eval.md").read_text()
 
 
 def test_the_dashboard_lists_the_newest_boxes_at_the_frame_scale():
@@ -274,3 +282,33 @@ def test_a_yolo_file_without_the_extra_is_one_line(yolo_file, tmp_path):
                              str(tmp_path / "o.png")], capture_output=True, text=True, timeout=300,
                             env={**os.environ, "PYTHONPATH": str(tmp_path)})
     assert_one_line_error(result, "camstream[yolo]")
+
+
+def test_a_box_reaching_into_the_letterbox_padding_is_painted_where_its_map_is():
+    """Red-team finding: the map of a box that reached into the padding was squeezed into the box's visible part.
+    A map with one hot cell must be painted over the frame pixels that cell covers."""
+    from camstream.preprocess import Placement
+
+    frame = np.full((576, 720, 3), 128, np.uint8)  # letterboxed into 384×640: input columns 80..560 show it
+    placement = Placement.of((576, 720), (384, 640), "letterbox")
+    assert placement.model_window()[1].start == 80
+    cams = np.zeros((1, 24, 40), np.float32)
+    cams[0, :, 15] = 1.0  # the column of cells 240..256 of the input
+    found = FrameDetections(np.array([[20, 50, 300, 300]], np.float32), np.array([0]),
+                            np.array([0.9], np.float32), cams)
+    painter = HeatmapPainter(ThresholdSpec(keep_percent=10), model_size=(384, 640), resize="letterbox")
+    out = np.empty_like(frame)
+    painter.paint_boxes(frame, found, out, lambda _id: "face")
+    columns = np.flatnonzero((out[200:300].astype(int) - 128).any(axis=(0, 2)))
+    expected = placement.boxes_to_frame(np.array([[240, 0, 256, 384]], np.float32))[0]
+    hot = columns[(columns > expected[0] - 20) & (columns < expected[2] + 20)]
+    assert len(hot) and abs(np.median(hot) - (expected[0] + expected[2]) / 2) < 12, (columns, expected)
+
+
+@pytest.mark.parametrize("command", [["run", "--backend", "onnxruntime", "--max-frames", "2"],
+                                     ["export", "--out", "centerface.onnx"]])
+def test_a_detector_on_a_runtime_backend_or_export_is_one_line(command, tmp_path):
+    """Red-team: a detector on ONNX Runtime (or exported) died in the exporter with a traceback."""
+    result = camstream(*command, "--model", "centerface", *(["--out", tmp_path / "o"] if command[0] == "run" else []),
+                       cwd=tmp_path)
+    assert_one_line_error(result, "runs on the torch backend")

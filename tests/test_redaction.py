@@ -71,3 +71,13 @@ def test_a_run_on_a_url_with_any_password_never_writes_it(password, tmp_path):
     for spelling in _spellings(password):
         assert spelling not in written, written
     assert "***@127.0.0.1:9/live" in written
+
+
+def test_a_mistyped_option_holding_a_url_is_redacted_too():
+    """Red-team: `--sorce=rtsp://…` (an unknown option) printed the password in argparse's own error line."""
+    password = 'p%40ss w"rd'
+    result = camstream("run", f"--sorce=rtsp://admin:{password}@127.0.0.1:9/x", "--sink", "null")
+    assert result.returncode == 2
+    for spelling in (password, "p@ss w\"rd", quote("p@ss w\"rd", safe="")):
+        assert spelling not in result.stderr + result.stdout
+    assert "rtsp://***@127.0.0.1:9/x" in result.stderr

@@ -45,6 +45,12 @@ def make_backend(backend: str | None, model: str, method: str | None = None, wei
         return TorchBackend(model, method, weights, layer, max_batch, freeze, threads, device, given)
     from camstream.backends.devices import openvino_device
     from camstream.backends.graph import GRAPH_BACKENDS
+    from camstream.catalog import DETECTOR_MODELS
+
+    if model in DETECTOR_MODELS:  # said before anything loads (a detector file is refused by the export)
+        from camstream.export import DETECTORS_STAY_ON_TORCH
+
+        raise ModelError(DETECTORS_STAY_ON_TORCH.format(name=model))
 
     if backend == "openvino":
         openvino_device(device)  # a device OpenVINO cannot use is said before any export

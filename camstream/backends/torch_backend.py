@@ -112,6 +112,8 @@ def to_host(explanation: Explanation, always: bool = False) -> Explanation:
     maps = explanation.maps
     if maps.device.type == "cpu" and not always:
         return explanation
+    if explanation.boxes is not None:  # a detector: a few boxes, any number of them (none, too)
+        return explanation.to_numpy()
     batch = maps.shape[0]
     cells = maps[0].numel()
     parts = [maps.reshape(batch, cells), explanation.scores[:, None].float(), explanation.class_ids[:, None].float()]

@@ -229,6 +229,13 @@ def summarise(own: dict[str, list], every: dict[str, dict[str, list]]) -> dict:
     return summary
 
 
+def _skipped(results: dict) -> str:
+    """' N file(s) skipped (name: reason; …).' when some could not be read or were damaged."""
+    skipped = results.get("skipped_files") or []
+    listed = "; ".join(f"{entry['file']}: {entry['reason']}" for entry in skipped[:5])
+    return f" **{len(skipped)} file(s) skipped** ({listed})." if skipped else ""
+
+
 def markdown(results: dict, labels: Callable[[int], str]) -> str:
     """eval.md for a detector: the per-box table, each method against each baseline, and the cost."""
     methods = results["methods"]
@@ -237,9 +244,12 @@ def markdown(results: dict, labels: Callable[[int], str]) -> str:
              f"Per box, on its own score; the box matched after perturbation by IoU ≥ {results['match_iou']} and "
              f"class; pixels removed into a heavy blur (kernel 41, σ 20) in {results['steps']} steps; D-RISE with "
              f"{results['drise_masks']} masks. {results['images_scored']} perturbed images scored in "
-             f"{results['scoring_s']:.0f} s.", "",
+             f"{results['scoring_s']:.0f} s.{_skipped(results)}", "",
              "| map | deletion AUC ↓ | insertion AUC ↑ | energy in box ↑ | pointing ↑ | ms per box |",
              "|---|---|---|---|---|---|"]
+    if not results["boxes"]:
+        lines = lines[:3] + ["**The detector found no box at its score threshold in any image: nothing to score.**"]
+        return "\n".join(lines) + "\n"
     for name, row in methods.items():
         shown = f"*{name}*" if name in BASELINES else name
         cost = "–" if row["ms_per_box"] is None else f"{row['ms_per_box']:.1f}"

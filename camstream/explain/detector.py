@@ -119,7 +119,7 @@ class CenterFace(DetectorModel):
     def detect(self, x: torch.Tensor) -> list[Detections]:
         if x.shape[2] % 32 or x.shape[3] % 32:
             raise ModelError(f"CenterFace takes inputs whose sides are multiples of 32, not {x.shape[2]}×"
-                             f"{x.shape[3]}: give --input-size H W")
+                             f"{x.shape[3]} (--input-size H W, or input_size= in Python)")
         heatmap, scale, offset, _landmarks = self.network(x)
         size = (x.shape[2], x.shape[3])
         return [decode_centers(heatmap[b], scale[b], offset[b], size, self.score_threshold)
@@ -146,10 +146,15 @@ class TorchvisionDetector(DetectorModel):
         return self._layer
 
     def detect(self, x: torch.Tensor) -> list[Detections]:
-        for holder in (self.network, getattr(self.network, "roi_heads", None)):  # its own floor, at most ours
-            if isinstance(getattr(holder, "score_thresh", None), float):
-                holder.score_thresh = min(holder.score_thresh, self.score_threshold)  # type: ignore[union-attr]
-        outputs = self.network(list(x))
+        floors = [(holder, holder.score_thresh) for holder in (self.network, getattr(self.network, "roi_heads", None))
+                  if isinstance(getattr(holder, "score_thresh", None), float)]
+        for holder, floor in floors:  # its own floor, at most ours, for this call only: a user's model is left as is
+            holder.score_thresh = min(floor, self.score_threshold)
+        try:
+            outputs = self.network(list(x))
+        finally:
+            for holder, floor in floors:
+                holder.score_thresh = floor
         if not isinstance(outputs, (list, tuple)) or not all(
                 isinstance(o, dict) and {"boxes", "labels", "scores"} <= set(o) for o in outputs):
             raise ModelError("the detector's output is not understood: expected a list of dicts with boxes, labels "
@@ -180,8 +185,8 @@ class YoloDetector(DetectorModel):
         import torchvision
 
         if x.shape[2] % 32 or x.shape[3] % 32:
-            raise ModelError(f"YOLO takes inputs whose sides are multiples of 32, not {x.shape[2]}×{x.shape[3]}: "
-                             "give --input-size H W")
+            raise ModelError(f"YOLO takes inputs whose sides are multiples of 32, not {x.shape[2]}×{x.shape[3]} "
+                             "(--input-size H W, or input_size= in Python)")
         output = self.network(x)
         anchors = output[0] if isinstance(output, (tuple, list)) else output
         if not isinstance(anchors, torch.Tensor) or anchors.dim() != 3 or anchors.shape[1] <= 4:

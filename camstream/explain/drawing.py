@@ -83,12 +83,13 @@ class HeatmapPainter:
             np.copyto(out, frame)
         model_size = self.model_size or frame.shape[:2]
         placement = Placement.of(frame.shape[:2], tuple(model_size), self.resize)
+        visible = placement.visible_boxes(found.boxes)  # the map is sliced from the part that shows the frame
         on_frame = placement.boxes_to_frame(found.boxes)
         if self._model_map is None or self._model_map.shape != tuple(model_size):
             self._model_map = np.empty(tuple(model_size), np.float32)
         for index in reversed(range(len(found.scores))):
             x1, y1, x2, y2 = _pixels(on_frame[index])
-            mx1, my1, mx2, my2 = _pixels(found.boxes[index], model_size)
+            mx1, my1, mx2, my2 = _pixels(visible[index], model_size)
             if x2 <= x1 or y2 <= y1 or mx2 <= mx1 or my2 <= my1:
                 continue
             upsample_bilinear(found.cams[index], tuple(model_size), self._model_map)
@@ -96,8 +97,10 @@ class HeatmapPainter:
             window = out[y1:y2, x1:x2]
             overlay_kernel(window, seen, self.threshold(seen), self.lut, self.alpha, window)
         for index in range(len(found.scores)):
-            draw_box(out, _pixels(on_frame[index]), f"{label(int(found.labels[index]))} "
-                     f"{float(found.scores[index]):.2f}", BOX_COLOURS[index % len(BOX_COLOURS)])
+            box = _pixels(on_frame[index])
+            if box[2] > box[0] and box[3] > box[1]:  # a box wholly in the padding is not on the frame
+                draw_box(out, box, f"{label(int(found.labels[index]))} {float(found.scores[index]):.2f}",
+                         BOX_COLOURS[index % len(BOX_COLOURS)])
 
 
 BOX_COLOURS = ((255, 255, 255), (0, 255, 255), (255, 0, 255), (255, 255, 0), (0, 255, 0))  # BGR, best box first
