@@ -39,6 +39,7 @@ def test_file_run_keeps_every_frame_with_source_timing(tmp_path, dashcam_clip):
     assert report["fps"] > 0 and report["rss_peak_mb"] > 0
     assert set(report["stages"]) == STAGE_KEYS
     assert report["stages"].pop("clip")["count"] == 0 and report["clip"] is None  # no clip model in this run
+    assert report["stages"].pop("boxes")["count"] == 0 and report["boxes_explained"] == 0  # not a detector
     for stage in report["stages"].values():
         assert stage["count"] > 0 and 0 < stage["p50_ms"] <= stage["p95_ms"] <= stage["p99_ms"]
     assert 0 < report["latency_ms"]["p50"] <= report["latency_ms"]["p95"]
