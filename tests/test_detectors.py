@@ -312,3 +312,13 @@ def test_a_detector_on_a_runtime_backend_or_export_is_one_line(command, tmp_path
     result = camstream(*command, "--model", "centerface", *(["--out", tmp_path / "o"] if command[0] == "run" else []),
                        cwd=tmp_path)
     assert_one_line_error(result, "runs on the torch backend")
+
+
+def test_a_class_the_detector_does_not_have_is_one_line_and_smoothing_is_said_not_to_apply(tmp_path):
+    clip = shared_file("video", "faces_short_hamilton_clip.mp4")
+    wrong = camstream("run", "--model", "centerface", "--class-id", "3", "--source", clip, "--out", tmp_path / "a")
+    assert_one_line_error(wrong, "detects classes 0..0 (face)")
+    assert not (tmp_path / "a").exists()
+    smoothed = camstream("run", "--model", "centerface", "--smooth", "0.5", "--max-frames", "2", "--sink", "null",
+                         "--source", clip, "--out", tmp_path / "b")
+    assert smoothed.returncode == 0 and "--smooth does not apply to a detector" in smoothed.stderr

@@ -6,11 +6,13 @@ import os
 import socket
 import threading
 import time
+import warnings
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from camstream.backends import make_backend
+from camstream.catalog import DETECTOR_METHODS
 from camstream.errors import CamstreamError, InputError
 from camstream.report_file import write_json_atomic
 from camstream.stream.capture import UnavailableSource, local_file_problem
@@ -64,6 +66,20 @@ def _check_port_free(bind: str, port: int, what: str) -> None:
             raise CamstreamError(f"cannot serve {what} on {bind}:{port}: {exc.strerror or exc}") from None
 
 
+def _check_detector_settings(config: PipelineConfig, backend) -> None:
+    """A detector's class filter must name one of its classes; smoothing does not apply to its per-box maps
+    (boxes move and change from frame to frame), which is said once."""
+    if backend.method not in DETECTOR_METHODS:
+        return
+    if config.class_id is not None and backend.labels and not 0 <= config.class_id < len(backend.labels):
+        named = ", ".join(backend.labels[:5]) + (", …" if len(backend.labels) > 5 else "")
+        raise InputError(f"--class-id {config.class_id}: {backend.model_name} detects classes "
+                         f"0..{len(backend.labels) - 1} ({named})")
+    if config.smooth:
+        warnings.warn("--smooth does not apply to a detector's per-box maps (its boxes move from frame to frame): "
+                      "each frame's maps are shown as they are", stacklevel=3)
+
+
 def _dashboard_for(config: PipelineConfig) -> Dashboard | None:
     """The `--sink web` server of a run (bound when the pipeline is ready), or None."""
     if "web" not in config.sinks:
@@ -100,6 +116,7 @@ class Pipeline:
             raise
         self.method_name = self.backend.method  # the name the model kind resolved to, for the HUD and the report
         try:
+            _check_detector_settings(config, self.backend)
             HeatmapPainter(config.threshold, config.colormap, config.alpha).paint(  # compile / load the kernels
                 np.zeros((8, 8, 3), np.uint8), np.zeros((2, 2), np.float32), np.zeros((8, 8, 3), np.uint8))
             if config.clip_model is not None:
