@@ -228,6 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 "kernels, edge profile", description="Benchmarks measured side by side in one run, "
                                 "reported as times and ratios; writes OUT/bench.json and OUT/bench.md.")
     bench.add_argument("--quick", action="store_true", help="one model, 720p only, fewer rounds (a few minutes)")
+    bench.add_argument("--smoke", action="store_true", help="every section once on the least work, to check that "
+                       "the bench runs here (its figures mean nothing; the tests use it)")
     bench.add_argument("--out", default="bench-out", metavar="DIR", help="where to write (default bench-out)")
     bench.add_argument("--footage", metavar="VIDEO", help="clip to derive the 720p/1080p 60 fps inputs from "
                        "(default: ../shared dashcam clip if present, else the demo clip)")
@@ -491,7 +493,7 @@ def _fleet(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     from camstream.bench.suite import BenchPlan, run_bench
 
-    plan = BenchPlan.quick() if args.quick else BenchPlan()
+    plan = BenchPlan.smoke() if args.smoke else BenchPlan.quick() if args.quick else BenchPlan()
     started = time.perf_counter()
 
     def progress(message: str) -> None:

@@ -270,7 +270,10 @@ def load_model(name: str = DEFAULT_MODEL, weights: str | None = None, card: Mode
     else:
         raise ModelError(f"unknown model '{name}' (choose from {', '.join(model_names())}, or give a model file)")
     if weights is not None:
-        _fit_weights(spec.module, state, weights)
+        from camstream.explain.detector import DetectorModel
+
+        # a detector's weights are its network's (the adapter around it has none of its own)
+        _fit_weights(spec.module.network if isinstance(spec.module, DetectorModel) else spec.module, state, weights)
     spec = spec.with_card(outside.over(embedded))
     spec.module.eval()
     _tell_detector(spec)

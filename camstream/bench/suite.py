@@ -56,6 +56,13 @@ class BenchPlan:
                    edge_rounds=8, stream_counts=(1, 2), extension_rounds=5, extension_quick=True, startup_rounds=1,
                    detector_rounds=8, detector_frames=60)
 
+    @classmethod
+    def smoke(cls) -> BenchPlan:
+        """Every section once on the least work: shows the bench runs end to end (its figures mean nothing)."""
+        return cls(models=("efficientnet_lite0",), batches=(1,), rounds=1, pipeline_sizes=("720p",), pipeline_frames=16,
+                   edge_sides=(160,), edge_rounds=1, stream_counts=(1,), extension_rounds=1, extension_quick=True,
+                   startup_rounds=1, detector_rounds=1, detector_frames=8)
+
 
 PIPELINE_SIZES = {"720p": (1280, 720), "1080p": (1920, 1080)}
 
