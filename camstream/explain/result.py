@@ -65,10 +65,12 @@ class Explanation:
     box_frames: Array | None = None  # detector: (N,) int64, the sample each box belongs to
 
     def frame_detections(self, sample: int) -> FrameDetections:
-        """The boxes of `sample`, copied out as NumPy arrays (best first); a detector's only."""
-        found = self.to_numpy()
-        rows = found.frame_boxes(sample)
-        return FrameDetections(found.boxes[rows], found.class_ids[rows], found.scores[rows], found.maps[rows])
+        """The boxes of `sample`, copied out as NumPy arrays (best first); a detector's only. Only that sample's rows
+        are copied."""
+        rows = self.frame_boxes(sample)
+        boxes, labels, scores, maps = (np.asarray(_host(field))[rows]
+                                       for field in (self.boxes, self.class_ids, self.scores, self.maps))
+        return FrameDetections(boxes, labels, scores, maps)
 
     def frame_boxes(self, sample: int) -> np.ndarray:
         """Indices of the boxes (rows of `maps`, `boxes`, ...) found in `sample`; a detector's only."""

@@ -43,9 +43,8 @@ class CamSmoother:
 def hand_out_boxes(explanation: Explanation, slots: list[FrameSlot]) -> None:
     """A detector's boxes, labels, scores and per-box maps, each frame's own (`Explanation.frame_boxes`); its best
     box's class and score stand for the frame (-1 and 0 when it has none)."""
-    found = explanation.to_numpy()
     for index, slot in enumerate(slots):
-        detections = found.frame_detections(index)
+        detections = explanation.frame_detections(index)
         slot.explained.detections = detections
         slot.explained.has_cam = True
         slot.explained.class_id = int(detections.labels[0]) if len(detections.scores) else -1
