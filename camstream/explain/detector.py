@@ -50,10 +50,10 @@ class DetectorModel(nn.Module):
 
     Subclasses implement `detect` (every detection the network makes above its own floor); `forward` keeps the
     ones at or above `score_threshold`, of `class_id` when set, best first, at most `max_boxes`.
-    `target_layer` names the default layer to explain (a module of this wrapper, whose output is one map).
+    `default_layer` names the layer explained unless told otherwise (a module of this wrapper, whose output is
+    one map); each adapter says which.
     """
 
-    target_layer: ClassVar[str | None] = None
     pixel_mean: ClassVar[tuple[float, float, float]] = (0.485, 0.456, 0.406)  # what it is fed: (x/255 − mean)/std
     pixel_std: ClassVar[tuple[float, float, float]] = (0.229, 0.224, 0.225)
 
@@ -65,6 +65,11 @@ class DetectorModel(nn.Module):
         self.score_threshold = score_threshold
         self.max_boxes = max_boxes
         self.class_id: int | None = None
+
+    @property
+    def default_layer(self) -> str | None:
+        """The layer explained unless told otherwise (None: the last spatial feature map)."""
+        return None
 
     def detect(self, x: torch.Tensor) -> list[Detections]:
         """Every detection of each image of `x`, in any order."""
@@ -112,9 +117,12 @@ class CenterFace(DetectorModel):
 
     pixel_mean = (0.0, 0.0, 0.0)
     pixel_std = (1 / 255, 1 / 255, 1 / 255)
+
     # The backbone at stride 16 (it feeds the neck through a skip): a box's score has a gradient over some 170
     # cells there (4 at the neck's stride 8, 1 where the 1×1 heads start), so each box gets a map of its own.
-    target_layer = "network.Add_7"
+    @property
+    def default_layer(self) -> str | None:
+        return "network.Add_7"
 
     def detect(self, x: torch.Tensor) -> list[Detections]:
         if x.shape[2] % 32 or x.shape[3] % 32:
@@ -245,11 +253,6 @@ def yolo_labels(model: nn.Module) -> tuple[str, ...]:
     return tuple(str(name) for name in names)
 
 
-def default_layer(model: DetectorModel) -> str | None:
-    """The layer `model` is explained at unless told otherwise (its adapter's choice)."""
-    return getattr(model, "default_layer", None) or type(model).target_layer
-
-
 class HookedDetector(HookedModel):
     """A `DetectorModel` with a forward hook on its target layer; `forward` returns its detections.
 
@@ -265,7 +268,7 @@ class HookedDetector(HookedModel):
         names = dict(model.named_modules())
         if target_layer and target_layer not in names and f"network.{target_layer}" in names:
             target_layer = f"network.{target_layer}"  # named as in the user's own model, inside the adapter
-        super().__init__(model, input_shape, target_layer or default_layer(model))
+        super().__init__(model, input_shape, target_layer or model.default_layer)
 
     def freeze(self, example: torch.Tensor, cache: str | None = None) -> bool:
         return False
@@ -305,7 +308,7 @@ def box_gradients_one_by_one(scores: torch.Tensor, frames: torch.Tensor, activat
 
 
 class BoxMethod:
-    """Base class of the detector methods: detect, then one map per box (`box_maps`) in a reused buffer."""
+    """Base class of the detector methods: detect, then one map per box (`box_maps`), scaled to max 1."""
 
     name: ClassVar[str]
     needs_gradient: ClassVar[bool] = False
