@@ -19,7 +19,10 @@ from __future__ import annotations
 import json
 import os
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
@@ -69,7 +72,9 @@ def analyse_head(hooked: HookedModel) -> GapLinearHead:
                      "(--layer) or run this model on --backend torch")
 
 
-PIXEL_LAYOUTS = ("frames", "pixels")  # uint8 (B, H, W, 3) RGB as decoded; float (B, 3, H, W) in [0, 1]
+PIXEL_LAYOUTS = ("frames", "pixels", "normalised")
+# frames: uint8 (B, H, W, 3) RGB as decoded; pixels: float (B, 3, H, W) in [0, 1]; normalised: float (B, 3, H, W)
+# already (x − mean) / std, the model alone (the baseline `camstream bench` sets the frames graph beside)
 
 
 class PlainGraph(nn.Module):
@@ -77,14 +82,15 @@ class PlainGraph(nn.Module):
     explanation is measured against (`camstream bench`), and the scorer of `camstream eval`.
 
     `layout` "frames" takes the uint8 frames a stream decodes; "pixels" takes float (B, 3, H, W) images in
-    [0, 1], as `camstream eval` perturbs them. Both normalise as (x − mean) / std inside the graph."""
+    [0, 1], as `camstream eval` perturbs them. Both normalise as (x − mean) / std inside the graph;
+    "normalised" takes that already done (the model alone)."""
 
     def __init__(self, spec: ModelSpec, layout: str = "frames") -> None:
         super().__init__()
         if layout not in PIXEL_LAYOUTS:
             raise CamstreamError(f"unknown input layout '{layout}' (choose from {', '.join(PIXEL_LAYOUTS)})")
         self.model = spec.module
-        self.takes_frames = layout == "frames"
+        self.layout = layout
         std = torch.tensor(spec.std, dtype=torch.float32).view(1, 3, 1, 1)
         self.register_buffer("mean", torch.tensor(spec.mean, dtype=torch.float32).view(1, 3, 1, 1))
         self.register_buffer("std", std)
@@ -92,8 +98,10 @@ class PlainGraph(nn.Module):
         self.register_buffer("shift", -self.mean / std)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        if self.takes_frames:
+        if self.layout == "frames":
             return self.model(images.permute(0, 3, 1, 2).float() * self.scale + self.shift)
+        if self.layout == "normalised":
+            return self.model(images)
         return self.model((images - self.mean) / self.std)  # as camstream.preprocess.Normaliser
 
 
@@ -163,12 +171,16 @@ class ExplainedGraph(nn.Module):
         return (maps - low) / span
 
 
-def export_plain(out: str, model: str = "efficientnet_lite0", weights: str | None = None) -> str:
-    """Write the plain graph of `model` (uint8 `frames` in, `logits` out) to `out`; returns `out`."""
+def export_plain(out: str, model: str = "efficientnet_lite0", weights: str | None = None,
+                 layout: str = "frames") -> str:
+    """Write the plain graph of `model` to `out` (`logits` out; in: uint8 `frames`, or float `pixels` /
+    `normalised` by `layout`, see PlainGraph); returns `out`."""
     spec = load_model(model, weights)
     height, width = spec.input_size
-    _export(PlainGraph(spec).eval(), (torch.zeros(1, height, width, 3, dtype=torch.uint8),), out,
-            ["frames"], ["logits"])
+    example = (torch.zeros(1, height, width, 3, dtype=torch.uint8) if layout == "frames"
+               else torch.zeros(1, 3, height, width))
+    _export(PlainGraph(spec, layout).eval(), (example,), out, ["frames" if layout == "frames" else "pixels"],
+            ["logits"])
     return out
 
 
@@ -193,12 +205,64 @@ def export_pixels_graph(out: str, spec: ModelSpec, method: str | None = None) ->
 
 def _export(module: nn.Module, example: tuple[torch.Tensor, ...], out: str, inputs: list[str],
             outputs: list[str]) -> None:
-    """`module` traced to ONNX at `out` (opset 17, every tensor's first axis the batch)."""
+    """`module` traced to ONNX at `out` (opset 17, every tensor's first axis the batch; 'same' padding made
+    static for the example's size, `static_same_padding`)."""
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    with torch.no_grad(), warnings.catch_warnings():
+    with torch.no_grad(), warnings.catch_warnings(), static_same_padding(module, example):
         warnings.simplefilter("ignore")
         torch.onnx.export(module, example, out, dynamo=False, opset_version=17, input_names=inputs,
                           output_names=outputs, dynamic_axes={name: {0: "batch"} for name in inputs + outputs})
+
+
+def _same_padding_convolutions(module: nn.Module) -> list[nn.Conv2d]:
+    """The convolutions of `module` that pad TF-style ('same') by their input's size at run time: timm's
+    `Conv2dSame` (EfficientNet-Lite0 and the other tf_ models)."""
+    try:
+        from timm.layers import Conv2dSame
+    except ImportError:  # pragma: no cover - timm is a dependency; without it there is no such layer
+        return []
+    return [layer for layer in module.modules() if isinstance(layer, Conv2dSame)]
+
+
+def _statically_padded(conv: nn.Conv2d, pads: tuple[int, int, int, int], x: torch.Tensor) -> torch.Tensor:
+    return nn.functional.conv2d(nn.functional.pad(x, pads), conv.weight, conv.bias, conv.stride, 0, conv.dilation,
+                                conv.groups)
+
+
+@contextmanager
+def static_same_padding(module: nn.Module, example: tuple[torch.Tensor, ...]) -> Iterator[int]:
+    """Inside the block, each 'same' convolution of `module` pads by constants: those it pads inputs shaped as
+    in `module(*example)` by (pad = max((⌈i/s⌉ − 1)·s + (k − 1)·d + 1 − i, 0), split low/high as TF does).
+
+    Traced as it is, such a layer reads its input's size at run time: in ONNX, about 40 shape operations and a
+    Pad per layer that the runtime cannot fold into the convolution. An exported graph's height and width are
+    fixed, so constants compute the same numbers: EfficientNet-Lite0 on ONNX Runtime (1 thread, batch 1) went
+    from 14.5 to 11.1 ms a frame here (`camstream bench`, backends). Yields how many layers it pinned."""
+    convolutions = _same_padding_convolutions(module)
+    sizes: dict[nn.Module, tuple[int, int]] = {}
+
+    def note_size(layer: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+        sizes.setdefault(layer, tuple(inputs[0].shape[-2:]))
+
+    probes = [conv.register_forward_pre_hook(note_size) for conv in convolutions]
+    try:
+        with torch.no_grad():
+            module(*example)
+    finally:
+        for probe in probes:
+            probe.remove()
+    pinned = [conv for conv in convolutions if conv in sizes]
+    for conv in pinned:
+        (pad_h, pad_w) = (max((-(-size // stride) - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
+                          for size, kernel, stride, dilation in zip(sizes[conv], conv.kernel_size, conv.stride,
+                                                                    conv.dilation, strict=True))
+        conv.forward = partial(_statically_padded, conv, (pad_w // 2, pad_w - pad_w // 2, pad_h // 2,
+                                                         pad_h - pad_h // 2))
+    try:
+        yield len(pinned)
+    finally:
+        for conv in pinned:
+            del conv.forward
 
 
 DETECTORS_STAY_ON_TORCH = ("{name} is a detector: its boxes and per-box maps are not exported into a graph yet, "

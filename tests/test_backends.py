@@ -71,6 +71,37 @@ def test_runtime_maps_equal_the_torch_maps_on_the_shared_photos(model, graphs):
                 np.testing.assert_allclose(found.scores, expected.scores.numpy(), atol=1e-5, rtol=1e-4)
 
 
+def test_same_padding_is_exported_as_constants_the_runtime_can_fold(graphs):
+    """timm's Conv2dSame reads its input's size at run time; traced as it is, each Pad's amounts were computed
+    by shape arithmetic in the graph (and ONNX Runtime could not fold the Pad into its convolution)."""
+    onnx = pytest.importorskip("onnx")
+    graph = onnx.load(graphs["efficientnet_lite0", "gradcam"]).graph
+    constants = {entry.name for entry in graph.initializer}
+    for node in graph.node:  # in topological order: what only constants feed folds to a constant (not Shape)
+        if node.op_type != "Shape" and all(name in constants for name in node.input):
+            constants.update(node.output)
+    pads = [node for node in graph.node if node.op_type == "Pad"]
+    assert len(pads) == 5  # the stem and the four strided depthwise convolutions of EfficientNet-Lite0
+    assert all(node.input[1] in constants for node in pads), [node.input[1] for node in pads]
+
+
+def test_the_float_baseline_of_the_bench_is_the_same_model_fed_by_numpy(tmp_path, demo_clip):
+    from camstream.backends.graph import onnxruntime_session
+    from camstream.bench.backends import numpy_normalised
+    from camstream.bench.explainers import real_frames
+    from camstream.export import export_plain
+
+    frames = real_frames(str(demo_clip), 2, (224, 224))
+    spec = seeded_model("efficientnet_lite0")
+    plain = onnxruntime_session(export_plain(str(tmp_path / "plain.onnx")))
+    by_hand = onnxruntime_session(export_plain(str(tmp_path / "float.onnx"), layout="normalised"))
+    logits = plain.run(None, {"frames": np.stack(frames)})[0]
+    expected = by_hand.run(None, {"pixels": numpy_normalised(frames, spec.mean, spec.std)})[0]
+    np.testing.assert_allclose(logits, expected, atol=1e-4, rtol=1e-4)
+    reference = Preprocessor(spec, 2)(frames).numpy()
+    np.testing.assert_allclose(numpy_normalised(frames, spec.mean, spec.std), reference, atol=1e-6)
+
+
 def test_a_given_class_is_explained_inside_the_graph(graphs):
     spec = seeded_model("efficientnet_lite0")
     frames = [resize_to_rgb(photo, spec.input_size) for photo in shared_photos(2)]

@@ -5,6 +5,10 @@ For each setting (threads, batch): torch (traced + frozen, what `camstream run` 
 graph). Ratios: explained / plain within a backend, and every figure / torch-frozen plain. All take the same
 uint8 frames at the model's size, so preprocessing is inside every figure.
 
+The baseline an edge user would write by hand sits beside them on each runtime: the model alone, exported as a
+float graph and fed frames preprocessed by NumPy (cast, (x − mean) / std, NHWC → NCHW, timed with the call).
+`ratio_to_float_numpy` is each graph's figure over that one.
+
 The peer, openvino-xai's Recipro-CAM, pins an older OpenVINO; where CAMSTREAM_XAI_PYTHON names the Python of an
 environment that has it, `openvino_xai_peer.py` times it there beside the plain graph and camstream's graphs on
 that one OpenVINO (1 thread, batch 1: its insertion fails at batch > 1).
@@ -37,6 +41,7 @@ def bench_backends(video: str, model: str = "efficientnet_lite0", settings=SETTI
     """ms/frame (median and spread) of plain and explained inference on every backend, per setting."""
     folder = tempfile.mkdtemp(prefix="camstream-bench-")
     plain_graph = export_plain(os.path.join(folder, "plain.onnx"), model)
+    float_graph = export_plain(os.path.join(folder, "float.onnx"), model, layout="normalised")
     graphs = {method: export_model(os.path.join(folder, f"{method}.onnx"), model, method)["out"]
               for method in METHODS}
     threads_before = torch.get_num_threads()
@@ -46,7 +51,8 @@ def bench_backends(video: str, model: str = "efficientnet_lite0", settings=SETTI
             if progress:
                 progress(f"backends: {threads} thread(s), batch {batch}")
             frames = real_frames(video, batch, (224, 224))
-            results["settings"].append(_one_setting(frames, threads, batch, model, plain_graph, graphs, rounds))
+            results["settings"].append(_one_setting(frames, threads, batch, model, plain_graph, float_graph, graphs,
+                                                    rounds))
     finally:
         torch.set_num_threads(threads_before)
     results["peer"] = openvino_xai_peer(plain_graph, graphs, frames_of=lambda: real_frames(video, 1, (224, 224)),
@@ -78,14 +84,25 @@ def openvino_xai_peer(plain_graph: str, graphs: dict[str, str], frames_of: Calla
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def numpy_normalised(frames: list[np.ndarray], mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
+    """uint8 (H, W, 3) frames as the float (B, 3, H, W) batch (x/255 − mean) / std, by NumPy alone: how a
+    user feeds a float model by hand."""
+    scale = (1.0 / (255.0 * np.asarray(std, np.float32))).astype(np.float32)
+    shift = (-np.asarray(mean, np.float32) / np.asarray(std, np.float32)).astype(np.float32)
+    return np.ascontiguousarray((np.stack(frames).astype(np.float32) * scale + shift).transpose(0, 3, 1, 2))
+
+
 def _one_setting(frames: list[np.ndarray], threads: int, batch: int, model: str, plain_graph: str,
-                 graphs: dict[str, str], rounds: int) -> dict:
+                 float_graph: str, graphs: dict[str, str], rounds: int) -> dict:
     torch_backend = TorchBackend(model, "gradcam", max_batch=batch, threads=threads)
+    mean, std = torch_backend.spec.mean, torch_backend.spec.std
     contenders: dict[str, Callable[[], object]] = {
         "torch plain": lambda: torch_backend.hooked.forward(torch_backend.preprocessor(frames)),
         "torch gradcam": lambda: torch_backend.explain(frames),
     }
     for name, backend_type in GRAPH_BACKENDS.items():
+        by_hand = _plain_runner(name, float_graph, threads, "pixels")
+        contenders[f"{name} float + numpy"] = lambda run=by_hand: run(numpy_normalised(frames, mean, std))
         plain = _plain_runner(name, plain_graph, threads)
         contenders[f"{name} plain"] = lambda run=plain: run(np.stack(frames))
         for method, graph in graphs.items():
@@ -102,28 +119,34 @@ def _one_setting(frames: list[np.ndarray], threads: int, batch: int, model: str,
         rows[name] = {"ms": round(median, 3), "min_ms": round(min(values), 3), "max_ms": round(max(values), 3),
                       "ratio_to_own_plain": round(median / statistics.median(per_frame[f"{backend} plain"]), 3),
                       "ratio_to_torch_frozen_plain": round(median / reference, 3)}
+        by_hand = per_frame.get(f"{backend} float + numpy")
+        if by_hand:
+            rows[name]["ratio_to_float_numpy"] = round(median / statistics.median(by_hand), 3)
     return {"threads": threads, "batch": batch, "rounds": rounds, "ms_per_frame": rows}
 
 
-def _plain_runner(backend: str, path: str, threads: int) -> Callable[[np.ndarray], object]:
-    """A call that runs the plain graph on `backend`, opened as the backends open the explained graphs."""
+def _plain_runner(backend: str, path: str, threads: int, input_name: str = "frames"
+                  ) -> Callable[[np.ndarray], object]:
+    """A call that runs a one-input graph on `backend`, opened as the backends open the explained graphs."""
     if backend == "onnxruntime":
         session = onnxruntime_session(path, threads)
-        return lambda frames: session.run(None, {"frames": frames})
+        return lambda batch: session.run(None, {input_name: batch})
     request = openvino_model(path, threads).create_infer_request()
-    return lambda frames: request.infer({"frames": frames})
+    return lambda batch: request.infer({input_name: batch})
 
 
 def markdown(results: dict) -> list[str]:
     """The backends table: one row per (setting, contender)."""
     lines = [f"Model {results['model']}; ms/frame median (min–max) over interleaved rounds; ratios of medians.\n",
-             "| threads, batch | backend, run | ms/frame | vs own plain | vs torch frozen plain |",
-             "|---|---|---|---|---|"]
+             "`float + numpy`: the model alone as a float graph, fed frames preprocessed by NumPy (timed with it).\n",
+             "| threads, batch | backend, run | ms/frame | vs own plain | vs float + numpy | vs torch frozen plain |",
+             "|---|---|---|---|---|---|"]
     for setting in results["settings"]:
         for name, row in setting["ms_per_frame"].items():
+            by_hand = f"{row['ratio_to_float_numpy']:.2f}×" if "ratio_to_float_numpy" in row else "—"
             lines.append(f"| {setting['threads']}, {setting['batch']} | {name} | {row['ms']:.2f} "
                          f"({row['min_ms']:.2f}–{row['max_ms']:.2f}) | {row['ratio_to_own_plain']:.2f}× | "
-                         f"{row['ratio_to_torch_frozen_plain']:.2f}× |")
+                         f"{by_hand} | {row['ratio_to_torch_frozen_plain']:.2f}× |")
     return lines + _peer_markdown(results.get("peer") or {})
 
 

@@ -29,7 +29,8 @@ from camstream.stream.config import demo_clip
 
 TARGETS = {"gradcam_ratio_to_plain_max": 1.05, "speedup_vs_pytorch_grad_cam_min": 3.0, "speedup_vs_torchcam_min": 1.2,
            "overlay_speedup_1080p_min": 2.0, "pipeline_720p_null_fraction_of_ceiling_min": 0.9,
-           "detector_boxes_ratio_to_plain_max": 1.5, "detector_speedup_vs_pytorch_grad_cam_loop_min": 3.0}
+           "detector_boxes_ratio_to_plain_max": 1.5, "detector_speedup_vs_pytorch_grad_cam_loop_min": 3.0,
+           "runtime_gradcam_ratio_to_float_numpy_max": 1.05}
 
 
 @dataclass(frozen=True)
@@ -197,11 +198,28 @@ def check_targets(results: dict) -> list[dict]:
         checks.append({"target": f"fused overlay ≥ {TARGETS['overlay_speedup_1080p_min']} × OpenCV chain at 1080p",
                        "value": overlay["speedup"], "met": overlay["speedup"] >= TARGETS["overlay_speedup_1080p_min"]})
     checks += _detector_targets(results.get("detectors"))
+    checks += _runtime_targets(results.get("backends"))
     run = results["pipeline"].get("720p_null")
     if run:
         minimum = TARGETS["pipeline_720p_null_fraction_of_ceiling_min"]
         checks.append({"target": f"pipeline 720p60 → null ≥ {minimum} × inference ceiling",
                        "value": run["fraction_of_ceiling"], "met": run["fraction_of_ceiling"] >= minimum})
+    return checks
+
+
+def _runtime_targets(section: dict | None) -> list[dict]:
+    """Issue 30's target: on each runtime at 1 thread, batch 1, the explained Grad-CAM graph (uint8 frames in)
+    within 1.05× the model alone fed frames preprocessed by NumPy."""
+    maximum = TARGETS["runtime_gradcam_ratio_to_float_numpy_max"]
+    checks = []
+    for setting in (section or {}).get("settings", []):
+        if (setting["threads"], setting["batch"]) != (1, 1):
+            continue
+        for name, row in setting["ms_per_frame"].items():
+            if name.endswith(" gradcam") and "ratio_to_float_numpy" in row:
+                checks.append({"target": f"{name.split()[0]}, 1 thread, batch 1: explained gradcam graph ≤ {maximum} "
+                                         "× float model + NumPy preprocessing", "value": row["ratio_to_float_numpy"],
+                               "met": row["ratio_to_float_numpy"] <= maximum})
     return checks
 
 
