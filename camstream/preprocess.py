@@ -246,7 +246,7 @@ class Preprocessor:
     gathered in one pinned host buffer and go to the device in one copy per batch.
     """
 
-    def __init__(self, spec: ModelSpec, max_batch: int, device: str | torch.device = "cpu") -> None:
+    def __init__(self, spec: ModelSpec | ModelCard, max_batch: int, device: str | torch.device = "cpu") -> None:
         import torch
 
         height, width = spec.input_size

@@ -271,8 +271,10 @@ def test_the_frozen_graphs_are_cached_between_runs_and_a_damaged_entry_is_traced
     first = TorchBackend("efficientnet_lite0", max_batch=2)
     expected = np.array(first.explain([frame]).maps)
     first.close()
-    cached = sorted(p.name for p in (tmp_path / "traces").iterdir())
+    cached = sorted(p.name for p in (tmp_path / "traces").glob("*.pt"))
     assert len(cached) == 2 and cached[0].endswith(".head.pt") and cached[1].endswith(".logits.pt")
+    for record in (tmp_path / "traces").glob("*.start.json"):
+        record.unlink()  # this test is about the graphs: no start from the record (next test)
 
     def no_tracing(*_args):
         raise AssertionError("traced although the graphs were cached")
@@ -287,6 +289,68 @@ def test_the_frozen_graphs_are_cached_between_runs_and_a_damaged_entry_is_traced
     third = TorchBackend("efficientnet_lite0", max_batch=2)
     assert third.frozen and (tmp_path / "traces" / cached[1]).stat().st_size > 1000  # traced and written again
     third.close()
+
+
+def test_a_recorded_start_runs_the_cached_graphs_without_building_the_model(tmp_path, monkeypatch, chelsea_rgb):
+    from camstream.backends.torch_backend import TorchBackend
+    from camstream.explain.frozen import FrozenHookedModel
+    from camstream.preprocess import resize_to_rgb
+
+    monkeypatch.setenv("CAMSTREAM_CACHE", str(tmp_path))
+    frame = resize_to_rgb(np.ascontiguousarray(chelsea_rgb[..., ::-1]), (224, 224))
+    first = TorchBackend("efficientnet_lite0", max_batch=2)
+    expected = first.explain([frame])
+    first.set_method("cam")
+    expected_cam = first.explain([frame])
+    first.close()
+    assert len(list((tmp_path / "traces").glob("*.start.json"))) == 1
+
+    def no_model(*_args, **_kwargs):
+        raise AssertionError("the model was loaded although its start was recorded")
+
+    with monkeypatch.context() as patched:
+        patched.setattr("camstream.backends.torch_backend.load_model", no_model)
+        second = TorchBackend("efficientnet_lite0", max_batch=2)
+        found = second.explain([frame])
+    assert isinstance(second.hooked, FrozenHookedModel) and not second.hooked.built
+    assert (second.model_name, second.input_size, second.labels) == ("efficientnet_lite0", (224, 224),
+                                                                     first.labels)
+    assert np.abs(np.asarray(found.maps) - np.asarray(expected.maps)).max() < 1e-5
+    np.testing.assert_array_equal(found.class_ids, expected.class_ids)
+    second.set_method("cam")  # CAM reads the classifier's weights: the model is built, once, then
+    cam = second.explain([frame])
+    assert second.hooked.built
+    assert np.abs(np.asarray(cam.maps) - np.asarray(expected_cam.maps)).max() < 1e-5
+    second.close()
+    other_layer = TorchBackend("efficientnet_lite0", max_batch=2, layer="blocks.5")  # another key: no record
+    assert not isinstance(other_layer.hooked, FrozenHookedModel) and other_layer.layer == "blocks.5"
+    other_layer.close()
+
+
+RECORDED_START = """
+import json, sys
+from camstream.cli import main
+rc = main(["run", "--out", sys.argv[1], "--quiet", "--sink", "null", "--max-frames", "4"])
+print(json.dumps({"rc": rc, "zoo": sorted({"timm", "torchvision"} & set(sys.modules))}))
+"""
+
+
+def test_a_run_whose_frozen_graphs_are_cached_imports_no_model_zoo(tmp_path):
+    import subprocess
+
+    environment = {**__import__("os").environ, "CAMSTREAM_CACHE": str(tmp_path / "cache")}
+    seen = []
+    for run in ("cold", "warm"):
+        result = subprocess.run([sys.executable, "-c", RECORDED_START, str(tmp_path / run)], capture_output=True,
+                                text=True, timeout=300, env=environment)
+        assert result.returncode == 0, result.stderr
+        seen.append(json.loads(result.stdout.strip().splitlines()[-1]))
+    assert seen == [{"rc": 0, "zoo": ["timm", "torchvision"]}, {"rc": 0, "zoo": []}]
+    reports = [json.loads((tmp_path / run / "report.json").read_text()) for run in ("cold", "warm")]
+    assert reports[0]["streams"][0]["frames_out"] == reports[1]["streams"][0]["frames_out"] == 4
+    for key in ("model", "layer", "method", "model_input", "frozen"):
+        assert reports[0][key] == reports[1][key], key
+    assert reports[0]["streams"][0]["top_classes"] == reports[1]["streams"][0]["top_classes"]
 
 
 def test_random_weights_are_never_cached_as_a_frozen_graph():

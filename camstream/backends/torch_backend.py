@@ -3,7 +3,9 @@ CUDA GPU."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import os
 import time
 from dataclasses import replace
@@ -15,20 +17,21 @@ from camstream.backends.base import Backend
 from camstream.backends.devices import torch_device
 from camstream.backends.factory import cache_folder
 from camstream.catalog import DEFAULT_MODEL
-from camstream.explain import hook_model, make_method, methods_for
+from camstream.explain import HookedModel, hook_model, make_method, methods_for
+from camstream.explain.frozen import FrozenHookedModel
 from camstream.explain.result import Explanation
-from camstream.model_card import ModelCard
-from camstream.models import load_model
+from camstream.model_card import ModelCard, sidecar_path
+from camstream.models import ModelSpec, load_model
 from camstream.preprocess import Preprocessor
+from camstream.report_file import write_json_atomic
 
 TRACE_FORMAT = 1  # bumped when what `HookedModel.freeze` traces changes: older cached graphs are then ignored
 
 
-def trace_cache(model: str, weights: str | None, layer: str, example: torch.Tensor, device: str) -> str | None:
-    """Where the frozen graphs of this model are cached between runs (`cache_folder()/traces/…`), keyed by the
-    model's weights (the bundled file, the model file or `weights`: path, size and time), the target layer, the
-    input shape, the device and the torch version; None for an architecture with random weights (fresh each run,
-    so nothing to reuse) or when $CAMSTREAM_TRACE_CACHE is 0."""
+def _cache_stem(model: str, weights: str | None, *key: object) -> str | None:
+    """`cache_folder()/traces/<model>-<digest>`, the digest of the model's weight files (the bundled file, the
+    model file or `weights`: path, size and time) and `key`; None for an architecture with random weights (fresh
+    each run, so nothing to reuse) or when $CAMSTREAM_TRACE_CACHE is 0."""
     if os.environ.get("CAMSTREAM_TRACE_CACHE", "1") == "0":
         return None
     files = [path for path in (model, weights) if path and os.path.isfile(path)]
@@ -39,9 +42,30 @@ def trace_cache(model: str, weights: str | None, layer: str, example: torch.Tens
     if not files:
         return None
     stats = [(os.path.abspath(path), os.path.getsize(path), os.path.getmtime(path)) for path in files]
-    key = repr((model, stats, layer, tuple(example.shape), str(device), torch.__version__, TRACE_FORMAT))
-    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    digest = hashlib.sha256(repr((model, stats, *key, torch.__version__, TRACE_FORMAT)).encode()).hexdigest()[:16]
     return os.path.join(cache_folder(), "traces", f"{os.path.splitext(os.path.basename(model))[0]}-{digest}")
+
+
+def trace_cache(model: str, weights: str | None, layer: str, example: torch.Tensor, device: str) -> str | None:
+    """Where the frozen graphs of this model are cached between runs, keyed by its weights (`_cache_stem`), the
+    target layer, the input shape and the device; None when nothing is cached (`_cache_stem`)."""
+    return _cache_stem(model, weights, layer, tuple(example.shape), str(device))
+
+
+def start_record(model: str, weights: str | None, layer: str | None, card: ModelCard | None, max_batch: int,
+                 device: str) -> str | None:
+    """Where a start is recorded that found or made frozen graphs: what the model's spec said and which graphs,
+    keyed by everything `load_model` and `hook_model` read (the weights, the sidecars' contents, the card, the
+    asked-for layer, the batch and the device). A later start with the same key opens those graphs without
+    building the model (`FrozenHookedModel`). None when nothing is cached (`_cache_stem`)."""
+    sidecars = []
+    for path in (model, weights):
+        sidecar = sidecar_path(path) if path and os.path.isfile(path) else None
+        if sidecar and os.path.isfile(sidecar):
+            with open(sidecar, "rb") as handle:
+                sidecars.append(hashlib.sha256(handle.read()).hexdigest())
+    stem = _cache_stem(model, weights, "start", layer, repr(card), sidecars, max_batch, str(device))
+    return stem and stem + ".start.json"
 
 
 class TorchBackend(Backend):
@@ -59,17 +83,14 @@ class TorchBackend(Backend):
         self.device = torch_device(device)
         if threads:
             torch.set_num_threads(threads)
-        self.spec = load_model(model, weights, card)
-        self.model_name, self.input_size, self.labels = self.spec.name, self.spec.input_size, self.spec.labels
-        self.resize, self.classes = self.spec.resize, self.spec.classes
-        self.spec.module.to(self.device, memory_format=torch.channels_last)
-        self.hooked = hook_model(self.spec.module, (3, *self.input_size), layer or self.spec.layer)
+        self._request = (model, weights, card)
+        self._spec: ModelSpec | None = None
+        record = start_record(model, weights, layer, card, max_batch, self.device) if freeze else None
+        default_method = self._open_recorded(record, max_batch) if record else None
+        if default_method is None:
+            default_method = self._open_model(layer, max_batch, freeze, record)
         try:
-            self.preprocessor = Preprocessor(self.spec, max_batch, self.device)
-            example = self.preprocessor.batch.clone()
-            self.frozen = freeze and self.hooked.freeze(example, trace_cache(model, weights, self.hooked.layer_name,
-                                                                             example, self.device))
-            self._method = make_method(method or self.spec.method, self.hooked)
+            self._method = make_method(method or default_method, self.hooked)
         except BaseException:
             self.hooked.close()
             raise
@@ -78,6 +99,59 @@ class TorchBackend(Backend):
         self.provider = (f"cpu, {torch.get_num_threads()} threads" if self.device == "cpu"
                          else f"cuda: {torch.cuda.get_device_name()}")
         self.last_inputs: torch.Tensor | None = None  # the normalised batch, for a clip model that shares it
+
+    @property
+    def spec(self) -> ModelSpec:
+        """The loaded model's spec (`load_model`); after a recorded start, loaded on first use."""
+        if self._spec is None:
+            self._spec = load_model(*self._request)
+        return self._spec
+
+    def _open_model(self, layer: str | None, max_batch: int, freeze: bool, record: str | None) -> str | None:
+        """Load, hook and (with `freeze`) freeze the model; record the start when its graphs are cached.
+        Returns the model's default method."""
+        spec = self.spec
+        self.model_name, self.input_size, self.labels = spec.name, spec.input_size, spec.labels
+        self.resize, self.classes = spec.resize, spec.classes
+        spec.module.to(self.device, memory_format=torch.channels_last)
+        self.hooked = hook_model(spec.module, (3, *self.input_size), layer or spec.layer)
+        try:
+            self.preprocessor = Preprocessor(spec, max_batch, self.device)
+            example = self.preprocessor.batch.clone()
+            cache = trace_cache(self._request[0], self._request[1], self.hooked.layer_name, example, self.device)
+            self.frozen = freeze and self.hooked.freeze(example, cache)
+        except BaseException:
+            self.hooked.close()
+            raise
+        if self.frozen and record and cache and type(self.hooked) is HookedModel:
+            settings = {"graphs": cache, "layer": self.hooked.layer_name, "name": spec.name,
+                        "input_size": list(spec.input_size), "mean": list(spec.mean), "std": list(spec.std),
+                        "labels": list(spec.labels), "resize": spec.resize, "classes": spec.classes,
+                        "method": spec.method}
+            with contextlib.suppress(OSError):  # a record not written only costs the next start its speed
+                write_json_atomic(record, settings)
+        return spec.method
+
+    def _open_recorded(self, record: str, max_batch: int) -> str | None:
+        """Open the frozen graphs a recorded start names, without building the model (`FrozenHookedModel`);
+        returns the model's default method ("" for camstream's), None when there is no usable record."""
+        try:
+            with open(record, encoding="utf-8") as handle:
+                settings = json.load(handle)
+            card = ModelCard(input_size=tuple(settings["input_size"]), mean=tuple(settings["mean"]),
+                             std=tuple(settings["std"]))
+            self.preprocessor = Preprocessor(card, max_batch, self.device)
+            self.hooked = FrozenHookedModel(settings["graphs"], self.preprocessor.batch.clone(), settings["layer"],
+                                            self._build_for_device)
+        except (OSError, ValueError, KeyError, TypeError, FileNotFoundError):
+            return None
+        self.model_name, self.input_size = settings["name"], tuple(settings["input_size"])
+        self.labels, self.resize, self.classes = tuple(settings["labels"]), settings["resize"], settings["classes"]
+        self.frozen = True
+        return settings["method"] or ""
+
+    def _build_for_device(self) -> torch.nn.Module:
+        return self.spec.module.to(self.device, memory_format=torch.channels_last)
 
     def explain(self, frames: list[np.ndarray], class_id: int | list[int] | None = None) -> Explanation:
         if self._switch_to is not None and self._switch_to != self._method.name:
