@@ -230,6 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--quick", action="store_true", help="one model, 720p only, fewer rounds (a few minutes)")
     bench.add_argument("--smoke", action="store_true", help="every section once on the least work, to check that "
                        "the bench runs here (its figures mean nothing; the tests use it)")
+    bench.add_argument("--one-core", action="store_true", help="only the edge profile: the README's edge command "
+                       "(an exported graph, 1 thread, batch 1) pinned to one core, on ONNX Runtime and OpenVINO, at "
+                       "720p and 480p, to null and to a file; run it on the board itself")
     bench.add_argument("--out", default="bench-out", metavar="DIR", help="where to write (default bench-out)")
     bench.add_argument("--footage", metavar="VIDEO", help="clip to derive the 720p/1080p 60 fps inputs from "
                        "(default: ../shared dashcam clip if present, else the demo clip)")
@@ -491,7 +494,7 @@ def _fleet(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from camstream.bench.suite import BenchPlan, run_bench
+    from camstream.bench.suite import BenchPlan, run_bench, run_one_core_bench
 
     plan = BenchPlan.smoke() if args.smoke else BenchPlan.quick() if args.quick else BenchPlan()
     started = time.perf_counter()
@@ -499,7 +502,7 @@ def _bench(args: argparse.Namespace) -> int:
     def progress(message: str) -> None:
         print(f"[{time.perf_counter() - started:6.1f} s] {message}", file=sys.stderr, flush=True)
 
-    results = run_bench(plan, args.out, args.footage, progress)
+    results = (run_one_core_bench if args.one_core else run_bench)(plan, args.out, args.footage, progress)
     with open(os.path.join(args.out, "bench.md")) as summary:
         print(summary.read())
     met = sum(check["met"] for check in results["targets"])

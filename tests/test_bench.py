@@ -125,3 +125,26 @@ def test_explainer_race_runs_with_peers_on_copies_made_before_hooking(demo_clip)
     found = bench_explainers("mobilenet_v2", 1, str(demo_clip), rounds=1, input_side=64, methods=("gradcam",))
     assert found["plain_ms"] > 0 and "gradcam" in found["methods"]
     assert set(found["peers"]) | set(found["missing_peers"]) == {"pytorch-grad-cam", "captum", "torchcam"}
+
+
+def test_the_one_core_profile_pins_each_run_to_one_core_and_reads_its_report(tmp_path, demo_clip):
+    """The edge command, run as the bench runs it: a fresh process allowed onto one core, its report read back."""
+    import sys
+
+    pytest.importorskip("onnxruntime", reason="the onnx extra (in the test extra) provides ONNX Runtime")
+    from camstream.bench.one_core import bench_one_core, first_core, markdown, pinned_run
+    from camstream.export import export_model
+
+    core = first_core()
+    seen = pinned_run([sys.executable, "-c", "import os; print(sorted(os.sched_getaffinity(0)))"], core)
+    assert seen.stdout.strip() == f"[{core}]"
+    graph = export_model(str(tmp_path / "lite0-gradcam.onnx"))["out"]
+    figures = bench_one_core(graph, str(demo_clip), str(tmp_path), frames=12, runtimes=("onnxruntime",),
+                             sizes={"480p": (854, 480)}, sinks=("null", "file"))
+    assert set(figures["runs"]) == {"onnxruntime 480p null", "onnxruntime 480p file"}
+    for run in figures["runs"].values():
+        assert run["frames_out"] == 12 and run["fps"] > 0 and run["rss_peak_mb"] > 0
+        assert run["stages"]["inference"]["p50_ms"] > 0
+    assert figures["runs"]["onnxruntime 480p file"]["stages"]["sink"]["p50_ms"] > 0
+    text = "\n".join(markdown(figures))
+    assert "| onnxruntime | 480p | file |" in text and "Raspberry Pi 5" in text and "leoncode.co.uk" in text

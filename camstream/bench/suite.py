@@ -50,19 +50,20 @@ class BenchPlan:
     startup_rounds: int = 2
     detector_rounds: int = 15
     detector_frames: int = 120  # of the 720p detector clip written to a file
+    one_core_frames: int = 300  # per run of the edge command pinned to one core
 
     @classmethod
     def quick(cls) -> BenchPlan:
         return cls(models=("efficientnet_lite0",), rounds=20, pipeline_sizes=("720p",), pipeline_frames=300,
                    edge_rounds=8, stream_counts=(1, 2), extension_rounds=5, extension_quick=True, startup_rounds=1,
-                   detector_rounds=8, detector_frames=60)
+                   detector_rounds=8, detector_frames=60, one_core_frames=150)
 
     @classmethod
     def smoke(cls) -> BenchPlan:
         """Every section once on the least work: shows the bench runs end to end (its figures mean nothing)."""
         return cls(models=("efficientnet_lite0",), batches=(1,), rounds=1, pipeline_sizes=("720p",), pipeline_frames=16,
                    edge_sides=(160,), edge_rounds=1, stream_counts=(1,), extension_rounds=1, extension_quick=True,
-                   startup_rounds=1, detector_rounds=1, detector_frames=8)
+                   startup_rounds=1, detector_rounds=1, detector_frames=8, one_core_frames=16)
 
 
 PIPELINE_SIZES = {"720p": (1280, 720), "1080p": (1920, 1080)}
@@ -125,6 +126,7 @@ def run_bench(plan: BenchPlan, out_dir: str, footage: str | None = None,
     finally:
         torch.set_num_threads(threads)
     results["backends"] = _bench_backends_if_installed(frames_video, plan.rounds, progress)
+    results["one_core"] = bench_one_core_if_installed(plan, out_dir, footage, progress)
     results["startup"] = bench_startup(plan.startup_rounds, progress=progress)
     results["extensions"] = bench_extensions(plan.extension_rounds, quick=plan.extension_quick, progress=progress)
     results["detectors"] = _bench_detectors_if_installed(plan, out_dir, progress)
@@ -156,6 +158,39 @@ def _bench_detectors_if_installed(plan: BenchPlan, out_dir: str, progress: Calla
     return {"clip": os.path.basename(video), "speed": bench_detector(video, plan.detector_rounds, progress=progress),
             "pipeline": bench_detector_pipeline(video, os.path.join(out_dir, "clips"), plan.detector_frames,
                                                 progress)}
+
+
+def bench_one_core_if_installed(plan: BenchPlan, out_dir: str, footage: str,
+                                progress: Callable[[str], None]) -> dict | None:
+    """The one-core edge profile (`camstream.bench.one_core`) on the exported Grad-CAM graph of
+    EfficientNet-Lite0, or None (said in the report) when the onnx / openvino extras are missing."""
+    try:
+        import onnxruntime  # noqa: F401
+        import openvino  # noqa: F401
+    except ImportError:
+        progress("one core: skipped (pip install 'camstream[onnx,openvino]')")
+        return None
+    from camstream.bench.one_core import bench_one_core
+    from camstream.export import export_model
+
+    clips = os.path.join(out_dir, "clips")
+    graph = export_model(os.path.join(clips, "lite0-gradcam.onnx"))["out"]
+    return bench_one_core(graph, footage, clips, plan.one_core_frames, progress=progress)
+
+
+def run_one_core_bench(plan: BenchPlan, out_dir: str, footage: str | None = None,
+                       progress: Callable[[str], None] = print) -> dict:
+    """The one-core section alone (`camstream bench --one-core`): bench.json and bench.md in `out_dir`."""
+    os.makedirs(out_dir, exist_ok=True)
+    results = {"system": {"cpu": cpu_model(), "cores": os.cpu_count(), "load_before": load_average()}, "targets": []}
+    results["one_core"] = bench_one_core_if_installed(plan, out_dir, footage or default_footage(), progress)
+    results["system"]["load_after"] = load_average()
+    results["trust"] = verdict(results)
+    write_json_atomic(os.path.join(out_dir, "bench.json"), results)
+    with open(os.path.join(out_dir, "bench.md"), "w") as handle:
+        handle.write("\n".join(["# camstream bench --one-core\n", f"{results['system']['cpu']}.\n",
+                                *trust_markdown(results["trust"]), *_one_core_table(results)]) + "\n")
+    return results
 
 
 def _bench_backends_if_installed(video: str, rounds: int, progress: Callable[[str], None]) -> dict | None:
@@ -248,7 +283,8 @@ def markdown(results: dict) -> str:
              f"average {system.get('load_before')} before, {system.get('load_after')} after.\n"]
     lines += trust_markdown(results.get("trust") or verdict(results))
     for section in (_explainer_tables, _pipeline_table, _streams_table, _kernel_tables, _edge_table,
-                    _backends_table, _startup_table, _extensions_and_allocator, _detectors_table, _targets_table):
+                    _backends_table, _one_core_table, _startup_table, _extensions_and_allocator, _detectors_table,
+                    _targets_table):
         lines += section(results)
     return "\n".join(lines) + "\n"
 
@@ -339,6 +375,15 @@ def _backends_table(results: dict) -> list[str]:
 
     return ["", "## Runtime backends (plain vs explained inside the exported graph)\n",
             *backends_markdown(results["backends"])]
+
+
+def _one_core_table(results: dict) -> list[str]:
+    if not results.get("one_core"):
+        return []
+    from camstream.bench.one_core import markdown as one_core_markdown
+
+    return ["", "## One core: the README's edge command as a board runs it (fresh processes, pinned to one core; "
+            "1 thread, batch 1, every frame explained)\n", *one_core_markdown(results["one_core"])]
 
 
 def _startup_table(results: dict) -> list[str]:
