@@ -15,6 +15,8 @@ from typing import NoReturn
 
 from camstream import __version__
 from camstream.errors import CamstreamError, OutputError, StageError, StreamsFailed
+from camstream.progress import configure as configure_progress
+from camstream.progress import say, step, timed_progress
 from camstream.redaction import redact, remember_secrets
 
 
@@ -176,7 +178,6 @@ def build_parser() -> argparse.ArgumentParser:
                      help="web/mjpeg sink port (default 8080; mjpeg: one port per stream from it; 0: any free port)")
     run.add_argument("--token", metavar="SECRET",
                      help="web/mjpeg sink: require ?token=SECRET (or a Bearer header) on every request")
-    run.add_argument("--quiet", action="store_true", help="no live status line")
     run.add_argument("--status-every", type=float, metavar="S",
                      help="seconds between status lines (default 1 on a terminal, 5 otherwise)")
     run.set_defaults(handler=_run)
@@ -312,6 +313,11 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--rounds", type=int, default=5, metavar="N", help="timed runs per method (default 5)")
     inspect.add_argument("--json", action="store_true", help="print one JSON object")
     inspect.set_defaults(handler=_inspect)
+    for command in commands.choices.values():
+        command.add_argument("-q", "--quiet", action="store_true", help="say only results, warnings and errors on "
+                             "stderr: no progress lines, no live status line")
+        command.add_argument("-v", "--verbose", action="store_true", help="also say debug details on stderr "
+                             "(dropped dashboard clients, retries)")
     return parser
 
 
@@ -329,7 +335,8 @@ def _inspect(args: argparse.Namespace) -> int:
     if args.rounds < 1:
         raise CamstreamError("--rounds must be at least 1")
     card = _options_card(args)
-    facts = inspect_model(args.model, args.weights, card, args.layer, args.rounds)
+    with step(f"reading {args.model} and timing its methods"):
+        facts = inspect_model(args.model, args.weights, card, args.layer, args.rounds)
     print(json.dumps(facts) if args.json else inspect_text(facts))
     return 0
 
@@ -345,8 +352,9 @@ def _sanity(args: argparse.Namespace) -> int:
         raise CamstreamError(f"unknown method {(unknown or [''])[0]!r} (choose from {', '.join(CNN_METHODS)})")
     if args.frames < 2:
         raise CamstreamError("--frames must be at least 2")
-    results = sanity_checks(_sanity_images(args.data, args.frames), methods, args.model, args.weights,
-                            _options_card(args))
+    with step(f"sanity checks of {', '.join(methods)} on {args.model}"):
+        results = sanity_checks(_sanity_images(args.data, args.frames), methods, args.model, args.weights,
+                                _options_card(args))
     record_verdicts(args.model, results, args.weights)  # run and explain then warn when the method failed here
     if args.json:
         print(json.dumps(results))
@@ -398,10 +406,7 @@ def _eval(args: argparse.Namespace) -> int:
     video = {"demo": demo_clip(), "none": None}.get(args.video, args.video)
     if video is not None and not os.path.isfile(video):
         raise CamstreamError(f"no such video: {video}")
-    started = time.perf_counter()
-
-    def progress(message: str) -> None:
-        print(f"[{time.perf_counter() - started:6.1f} s] {message}", file=sys.stderr, flush=True)
+    progress = timed_progress()
 
     plan = EvalPlan(methods=methods, thresholds=thresholds, class_id=args.class_id,
                     video_class_id=args.video_class_id, model=args.model, weights=args.weights,
@@ -431,10 +436,7 @@ def _eval_detector(args: argparse.Namespace) -> int:
     video = None if args.video in ("none", "demo") else args.video
     if video is not None and not os.path.isfile(video):
         raise CamstreamError(f"no such video: {video}")
-    started = time.perf_counter()
-
-    def progress(message: str) -> None:
-        print(f"[{time.perf_counter() - started:6.1f} s] {message}", file=sys.stderr, flush=True)
+    progress = timed_progress()
 
     progress(f"loading {args.model} …")
     from camstream.eval.detection import markdown, read_photos, run_detector_eval, spread_frames
@@ -497,10 +499,7 @@ def _bench(args: argparse.Namespace) -> int:
     from camstream.bench.suite import BenchPlan, run_bench, run_one_core_bench
 
     plan = BenchPlan.smoke() if args.smoke else BenchPlan.quick() if args.quick else BenchPlan()
-    started = time.perf_counter()
-
-    def progress(message: str) -> None:
-        print(f"[{time.perf_counter() - started:6.1f} s] {message}", file=sys.stderr, flush=True)
+    progress = timed_progress()
 
     results = (run_one_core_bench if args.one_core else run_bench)(plan, args.out, args.footage, progress)
     with open(os.path.join(args.out, "bench.md")) as summary:
@@ -522,18 +521,13 @@ def _build_pipeline(args: argparse.Namespace):
         config = config_from_options(args, sources)
     except ConfigError as exc:
         raise CamstreamError(f"{flag(exc.field)} {exc.problem}") from None
-    # on a terminal, say at once what the first seconds go to (imports done, the model loads and is traced);
-    # in a pipe the first line stays the result or the one-line error
-    talk = sys.stderr.isatty() and not args.quiet
+    # say at once what the first seconds go to (the model loads, is exported or traced), terminal or not,
+    # and again every few seconds until it is done
     began = time.perf_counter()
-    if talk:
-        print(f"camstream: loading {config.model} on {config.backend or 'the default'} backend …", file=sys.stderr,
-              flush=True)
-    pipeline = Pipeline(config)
-    if talk:
-        print(f"camstream: ready in {time.perf_counter() - began:.1f} s: {pipeline.method_name} on "
-              f"{pipeline.backend.layer} ({pipeline.backend.name}), {len(pipeline.streams)} source(s)",
-              file=sys.stderr, flush=True)
+    with step(f"loading {config.model} on the {config.backend or 'default'} backend"):
+        pipeline = Pipeline(config)
+    say(f"ready in {time.perf_counter() - began:.1f} s: {pipeline.method_name} on {pipeline.backend.layer} "
+        f"({pipeline.backend.name}), {len(pipeline.streams)} source(s)")
     return pipeline
 
 
@@ -682,8 +676,9 @@ def _print_summary(report: dict, report_path: str | None) -> None:
 def _explain(args: argparse.Namespace) -> int:
     from camstream.explain_image import explain_image
 
-    summary = explain_image(args.image, args.out, args.model, args.method, args.threshold, args.class_id,
-                            args.weights, args.layer, args.backend, args.device, card=_options_card(args))
+    with step(f"explaining {args.image} with {args.model}"):
+        summary = explain_image(args.image, args.out, args.model, args.method, args.threshold, args.class_id,
+                                args.weights, args.layer, args.backend, args.device, card=_options_card(args))
     if args.json:
         print(json.dumps(summary))
     elif "boxes" in summary:
@@ -701,7 +696,8 @@ def _export(args: argparse.Namespace) -> int:
     from camstream.export import export_model
 
     card = _options_card(args)
-    written = export_model(args.out, args.model, args.method, args.weights, args.layer, card=card)
+    with step(f"exporting {args.model} to {args.out}"):
+        written = export_model(args.out, args.model, args.method, args.weights, args.layer, card=card)
     print(f"{written['model']} {written['method']} on {written['layer']}, input {written['input_size'][0]}×"
           f"{written['input_size'][1]} → {written['out']} ({written['bytes'] / 1e6:.1f} MB)")
     if args.int8:
@@ -728,6 +724,7 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
         if args.command is None:
             args = parser.parse_args(["run", *(argv or [])])
+        configure_progress(quiet=args.quiet, verbose=args.verbose)
         if args.command == "explain":
             return _explain(args)
         return args.handler(args)

@@ -104,3 +104,29 @@ def test_a_terminal_gets_a_progress_bar_with_the_total_the_rate_and_the_eta(tmp_
     shown = written.decode(errors="replace")
     assert "24/24" in shown and "100%" in shown and "frame/s" in shown and "rss" in shown, shown[-600:]
     assert "camstream: loading efficientnet_lite0" in shown  # the first line, said before the model loads
+
+
+def test_in_a_pipe_the_run_says_what_it_is_loading_first_and_again_every_five_seconds(tmp_path):
+    """Piped (`camstream run … | cat`), stderr is no terminal: the first line is the model loading, said
+    before it loads, and a long load (a cold cache: the graph is traced) is said again every 5 s."""
+    import os
+    import re
+
+    from camstream.progress import HEARTBEAT_S, is_progress_line
+
+    from .cli import camstream
+
+    result = camstream("run", "--max-frames", "4", "--sink", "null", "--out", tmp_path / "out",
+                       env={**os.environ, "CAMSTREAM_CACHE": str(tmp_path / "cold-cache")})
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines[0] == "camstream: loading efficientnet_lite0 on the default backend …", lines
+    ready = next(line for line in lines if line.startswith("camstream: ready in "))
+    loading_s = float(re.search(r"ready in ([\d.]+) s", ready).group(1))
+    beats = [line for line in lines[:lines.index(ready)] if re.search(r"… \d+ s$", line)]
+    assert len(beats) in (int(loading_s // HEARTBEAT_S), int(loading_s // HEARTBEAT_S) - 1), lines
+    assert [int(line.rsplit(" ", 2)[1]) for line in beats] == [5 * (i + 1) for i in range(len(beats))]
+    assert all(is_progress_line(line) for line in lines[:lines.index(ready) + 1])
+    quiet = camstream("run", "--max-frames", "4", "--sink", "null", "--out", tmp_path / "quiet", "-q",
+                      env={**os.environ, "CAMSTREAM_CACHE": str(tmp_path / "cold-cache")})
+    assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr

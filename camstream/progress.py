@@ -1,0 +1,85 @@
+"""What a command is doing, said on stderr whether or not it is a terminal.
+
+One plain line per step (`camstream: loading efficientnet_lite0 …`), flushed at once, through the standard
+`logging` module (logger "camstream"); a step that takes long says so again every 5 s (`… 5 s`, `… 10 s`), so a
+pipe or a log never goes quiet while a model loads or exports. `-q/--quiet` keeps stderr to results, warnings
+and errors; `-v/--verbose` adds debug lines (dropped clients, retries). Errors stay one line: progress lines
+come before it and say only what was being done (`is_progress_line`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+from camstream.redaction import redact
+
+LOGGER = logging.getLogger("camstream")
+HEARTBEAT_S = 5.0  # a step that takes longer is said again this often
+ELLIPSIS = "…"
+
+
+class _CurrentStderr(logging.Handler):
+    """Writes each record to whatever `sys.stderr` is when it is emitted, flushed."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        with contextlib.suppress(OSError, ValueError):  # stderr closed under us: never worth an error
+            print(redact(self.format(record)), file=sys.stderr, flush=True)
+
+
+def configure(quiet: bool = False, verbose: bool = False) -> None:
+    """Progress at INFO on stderr as `camstream: …` lines; WARNING and above only with `quiet`; DEBUG with
+    `verbose`. Idempotent: a second call only sets the level."""
+    if not any(isinstance(handler, _CurrentStderr) for handler in LOGGER.handlers):
+        handler = _CurrentStderr()
+        handler.setFormatter(logging.Formatter("camstream: %(message)s"))
+        LOGGER.addHandler(handler)
+        LOGGER.propagate = False
+    LOGGER.setLevel(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
+
+
+def say(message: str) -> None:
+    """One progress line (INFO)."""
+    LOGGER.info(message)
+
+
+@contextlib.contextmanager
+def step(what: str, every_s: float = HEARTBEAT_S) -> Iterator[None]:
+    """Say `what …` now and `what … N s` every `every_s` seconds until the block ends."""
+    say(f"{what} {ELLIPSIS}")
+    began = time.perf_counter()
+    done = threading.Event()
+
+    def beat() -> None:
+        while not done.wait(every_s):
+            say(f"{what} {ELLIPSIS} {time.perf_counter() - began:.0f} s")
+
+    beating = threading.Thread(target=beat, name="camstream-progress", daemon=True)
+    if LOGGER.isEnabledFor(logging.INFO):
+        beating.start()
+    try:
+        yield
+    finally:
+        done.set()
+        if beating.is_alive():
+            beating.join()
+
+
+def timed_progress() -> Callable[[str], None]:
+    """A progress call that says each message with the seconds since it was made (`[  12.3 s] message`)."""
+    began = time.perf_counter()
+    return lambda message: say(f"[{time.perf_counter() - began:6.1f} s] {message}")
+
+
+def is_progress_line(line: str) -> bool:
+    """Whether `line` is one of the progress lines `step` and `say` write (what a test of a one-line error
+    lets stand before the error)."""
+    if not line.startswith("camstream: ") or line.startswith(("camstream: error:", "camstream: warning:")):
+        return False
+    text = line.removeprefix("camstream: ")
+    return (text.endswith(ELLIPSIS) or text.rsplit(f"{ELLIPSIS} ", 1)[-1].removesuffix(" s").isdigit()
+            or text.startswith("ready in ") or (text.startswith("[") and " s] " in text))
