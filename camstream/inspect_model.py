@@ -9,8 +9,9 @@ import time
 
 import torch
 
+from camstream.errors import ModelError
 from camstream.explain.api import model_kind
-from camstream.explain.base import spatial_layers
+from camstream.explain.base import SCRIPTED_MODEL, spatial_layers
 from camstream.explain.registry import DEFAULT_METHOD, hook_model, make_method, methods_for
 from camstream.model_card import ModelCard, sidecar_path
 from camstream.models import load_model
@@ -32,6 +33,8 @@ def inspect_model(model: str, weights: str | None = None, card: ModelCard | None
     """The facts `camstream inspect` prints for `model` (a name or file) with `weights` and the options' `card`;
     each method is timed on one frame at the model's input size, `rounds` times, beside the plain forward."""
     spec = load_model(model, weights, card)
+    if isinstance(spec.module, torch.jit.ScriptModule):  # run, explain and export refuse it in the same words
+        raise ModelError(f"{model}: {SCRIPTED_MODEL}")
     height, width = spec.input_size
     example = torch.rand(1, 3, height, width)
     kind = model_kind(spec.module, example)

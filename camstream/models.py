@@ -4,6 +4,7 @@ method that travel with it (its `ModelCard`: built in, saved in the checkpoint, 
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from dataclasses import dataclass, field, fields, replace
 from functools import lru_cache
@@ -182,12 +183,53 @@ def _read_weights(path: str) -> tuple[object, ModelCard]:
 
 
 def _fit_weights(model: nn.Module, state: object, path: str) -> nn.Module:
+    """`model` with the tensors of `state` loaded; a ModelError naming what does not fit and what to change."""
+    if not isinstance(state, dict):
+        raise ModelError(f"weights file {path} holds a {type(state).__name__}, not a state dict: save "
+                         "model.state_dict(), or give a whole pickled model as --model FILE")
+    problem = weights_misfit(model.state_dict(), state)
+    if problem:
+        raise ModelError(f"weights file {path} does not fit the model: {problem}")
     try:
-        model.load_state_dict(state)  # type: ignore[arg-type]
+        model.load_state_dict(state)
     except (RuntimeError, TypeError, AttributeError) as exc:
         first = str(exc).strip().splitlines()[0]
         raise ModelError(f"weights file {path} does not fit the model: {first}") from exc
     return model
+
+
+def weights_misfit(expected: dict, given: dict) -> str | None:
+    """What keeps the state dict `given` from loading into a model whose state dict is `expected`, in words: the
+    first tensors whose shapes differ (both shapes), the class count where the last layer differs, keys missing
+    or extra (and a DataParallel 'module.' prefix); None when it fits."""
+    prefix = "module."
+    if given and all(key.startswith(prefix) for key in given) and not any(k.startswith(prefix) for k in expected):
+        return (f"its {len(given)} tensors are named 'module.…' (saved from DataParallel / DistributedDataParallel): "
+                "save model.module.state_dict() instead")
+    shapes = [(key, tuple(tensor.shape), tuple(expected[key].shape)) for key, tensor in given.items()
+              if key in expected and hasattr(tensor, "shape") and tuple(tensor.shape) != tuple(expected[key].shape)]
+    missing = [key for key in expected if key not in given]
+    extra = [key for key in given if key not in expected]
+    if not (shapes or missing or extra):
+        return None
+    said = []
+    if shapes:
+        listed = "; ".join(f"{key} is {list(found)} in the file, {list(wanted)} in the model"
+                           for key, found, wanted in shapes[:3])
+        said.append(listed + (f" (and {len(shapes) - 3} more)" if len(shapes) > 3 else ""))
+    if missing:
+        said.append(f"{len(missing)} tensor{'s' * (len(missing) > 1)} of the model missing from the file "
+                    f"(first: {missing[0]})")
+    if extra:
+        said.append(f"{len(extra)} tensor{'s' * (len(extra) > 1)} in the file the model does not have (first: "
+                    f"{extra[0]})")
+    last = next((entry for entry in reversed(shapes) if len(entry[1]) == 2 and entry[0].endswith("weight")), None)
+    if last is not None and last[1][1:] == last[2][1:]:
+        outputs, built = last[1][0], last[2][0]
+        said.append(f"the weights have {outputs} outputs and the model was built for {built} (its labels: 1,000 "
+                    f"ImageNet classes unless --labels or a card names others): give --labels with {outputs} class "
+                    f"names, or weights for {built} classes")
+    return "; ".join(said)
 
 
 def _embedded_card(values: object, path: str) -> ModelCard:
@@ -219,7 +261,18 @@ def _load_module_and_card(path: str) -> tuple[nn.Module, ModelCard]:
         if (exc.name or "").split(".")[0] == "ultralytics":
             raise ModelError(f"{path} is an Ultralytics YOLO file: pip install 'camstream[yolo]' (Ultralytics, "
                              "AGPL-3.0) to run it") from None
-        raise ModelError(f"{path} is neither TorchScript nor a pickled nn.Module ({exc.__class__.__name__})") from exc
+        raise ModelError(f"{path} is a pickled model whose code lives in the module '{exc.name}', which cannot be "
+                         f"imported here: install it or put it on PYTHONPATH, or save a state dict "
+                         "(torch.save(model.state_dict(), …)) and give --model ARCHITECTURE --weights FILE") from None
+    except AttributeError as exc:  # pickle's "Can't get attribute 'Net' on <module '__main__' …>"
+        found = re.search(r"attribute '([^']+)' on <module '([^']+)'", str(exc))
+        in_script = found is not None and found.group(2).endswith("__main__")
+        module_name = "__main__" if in_script else found.group(2) if found else ""
+        named = f"the class {found.group(1)} of the module '{module_name}'" if found else "its class"
+        where = " (it was defined in the script that saved it)" if in_script else ""
+        raise ModelError(f"{path} is a pickled model and {named} cannot be imported here{where}: move the class "
+                         "into an importable module and save again, or save a state dict "
+                         "(torch.save(model.state_dict(), …)) and give --model ARCHITECTURE --weights FILE") from None
     except Exception as exc:
         raise ModelError(f"{path} is neither TorchScript nor a pickled nn.Module ({exc.__class__.__name__})") from exc
     card = ModelCard()

@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import time
+import warnings
 from dataclasses import replace
 
 import numpy as np
@@ -26,6 +27,7 @@ from camstream.preprocess import Preprocessor
 from camstream.report_file import write_json_atomic
 
 TRACE_FORMAT = 1  # bumped when what `HookedModel.freeze` traces changes: older cached graphs are then ignored
+START_FORMAT = 2  # bumped when what a start record holds changes (2: the warnings the first start gave)
 
 
 def _cache_stem(model: str, weights: str | None, *key: object) -> str | None:
@@ -64,7 +66,7 @@ def start_record(model: str, weights: str | None, layer: str | None, card: Model
         if sidecar and os.path.isfile(sidecar):
             with open(sidecar, "rb") as handle:
                 sidecars.append(hashlib.sha256(handle.read()).hexdigest())
-    stem = _cache_stem(model, weights, "start", layer, repr(card), sidecars, max_batch, str(device))
+    stem = _cache_stem(model, weights, "start", START_FORMAT, layer, repr(card), sidecars, max_batch, str(device))
     return stem and stem + ".start.json"
 
 
@@ -114,7 +116,11 @@ class TorchBackend(Backend):
         self.model_name, self.input_size, self.labels = spec.name, spec.input_size, spec.labels
         self.resize, self.classes = spec.resize, spec.classes
         spec.module.to(self.device, memory_format=torch.channels_last)
-        self.hooked = hook_model(spec.module, (3, *self.input_size), layer or spec.layer)
+        with warnings.catch_warnings(record=True) as said:  # kept, so that a recorded start says them too
+            warnings.simplefilter("always")
+            self.hooked = hook_model(spec.module, (3, *self.input_size), layer or spec.layer)
+        for warning in said:
+            warnings.warn(str(warning.message), warning.category, stacklevel=2)
         try:
             self.preprocessor = Preprocessor(spec, max_batch, self.device)
             example = self.preprocessor.batch.clone()
@@ -127,7 +133,7 @@ class TorchBackend(Backend):
             settings = {"graphs": cache, "layer": self.hooked.layer_name, "name": spec.name,
                         "input_size": list(spec.input_size), "mean": list(spec.mean), "std": list(spec.std),
                         "labels": list(spec.labels), "resize": spec.resize, "classes": spec.classes,
-                        "method": spec.method}
+                        "method": spec.method, "warnings": [str(warning.message) for warning in said]}
             with contextlib.suppress(OSError):  # a record not written only costs the next start its speed
                 write_json_atomic(record, settings)
         return spec.method
@@ -148,6 +154,8 @@ class TorchBackend(Backend):
         self.model_name, self.input_size = settings["name"], tuple(settings["input_size"])
         self.labels, self.resize, self.classes = tuple(settings["labels"]), settings["resize"], settings["classes"]
         self.frozen = True
+        for warning in settings.get("warnings", []):
+            warnings.warn(warning, stacklevel=2)
         return settings["method"] or ""
 
     def _build_for_device(self) -> torch.nn.Module:

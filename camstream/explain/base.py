@@ -101,6 +101,26 @@ def locate_target_layer(model: nn.Module, example: torch.Tensor) -> str:
     return candidates[-1].name
 
 
+REFERENCE_SIDE = 224  # the input side at which a classifier's usual target layer still has a spatial map
+
+
+def _warn_if_the_size_moved_the_layer(model: nn.Module, example: torch.Tensor, located: str) -> None:
+    """A warning when an input smaller than 224×224 made `located` the last layer with a spatial map where the
+    model at 224×224 has a later one (its later maps shrank to 1×1): the map then comes from an earlier layer."""
+    height, width = example.shape[2:]
+    if min(height, width) >= REFERENCE_SIDE:
+        return
+    reference = example.new_zeros(1, example.shape[1], max(height, REFERENCE_SIDE), max(width, REFERENCE_SIDE))
+    try:
+        usual = locate_target_layer(model, reference)
+    except (ModelError, RuntimeError):  # a model that only takes its own size: nothing to compare with
+        return
+    if usual != located:
+        warnings.warn(f"at {height}×{width} the last layer with a spatial map is '{located}', not '{usual}' as at "
+                      f"{reference.shape[2]}×{reference.shape[3]}: the maps come from an earlier layer; give a larger "
+                      "--input-size, or choose the layer with --layer", stacklevel=3)
+
+
 _Hooked = TypeVar("_Hooked", bound="HookedNetwork")
 
 
@@ -163,6 +183,7 @@ class HookedModel(HookedNetwork):
         example = torch.zeros(1, *input_shape, device=model_device(model))
         if target_layer is None:
             target_layer = locate_target_layer(model, example)
+            _warn_if_the_size_moved_the_layer(model, example, target_layer)
         modules = dict(model.named_modules())
         if target_layer not in modules or not target_layer:
             names = [r.name for r in spatial_layers(model, example) if not r.pools][-8:]
