@@ -114,3 +114,22 @@ def use(model: object, frame: np.ndarray) -> None:
     assert passed.returncode == 0, passed.stdout
     refused = subprocess.run([*command, str(wrong)], capture_output=True, text=True, cwd=REPO)
     assert refused.returncode == 1 and refused.stdout.count("incompatible type") == 2, refused.stdout
+
+
+def test_explain_overlay_and_explanation_show_their_real_signatures_and_help():
+    """`help(camstream.explain)` showed the package's docstring and the signature `(*args, **kwargs)`."""
+    import inspect
+    import pydoc
+
+    import camstream
+
+    parameters = list(inspect.signature(camstream.explain).parameters)
+    assert parameters[:5] == ["model", "inputs", "method", "threshold", "class_ids"]
+    assert inspect.signature(camstream.explain).return_annotation in ("Explanation", camstream.Explanation)
+    assert list(inspect.signature(camstream.overlay).parameters)[:3] == ["image", "result", "index"]
+    assert "boxes" in inspect.signature(camstream.Explanation).parameters
+    text = pydoc.render_doc(camstream.explain, renderer=pydoc.plaintext)
+    assert "returns an Explanation" in text and "explain(model: " in text
+    assert "Explain `model` on `inputs` with the method fitting its kind" in text
+    for public in (camstream.overlay, camstream.Explanation):
+        assert inspect.getdoc(public) and len(inspect.getdoc(public)) > 100

@@ -13,8 +13,11 @@ The package is itself callable, so `camstream.explain(model, inputs)` works as i
 """
 
 import importlib
+import inspect
 import sys
 import types
+
+_PACKAGE_DOC = __doc__
 
 # Where each public name lives; imported on first use, so that `camstream.explain.result` (the result type a
 # torch-free run on an exported graph uses) does not pull every method, and torch, in with it.
@@ -43,12 +46,27 @@ def __dir__() -> list[str]:
 
 
 class _CallableModule(types.ModuleType):
-    """`camstream.explain` is both this package and the function `explain`: calling the package calls it."""
+    """`camstream.explain` is both this package and the function `explain`: calling the package calls it, and
+    its signature and help are the function's (read on first use, so importing the package loads no torch)."""
 
     def __call__(self, *args, **kwargs):
         from camstream.explain.api import explain
 
         return explain(*args, **kwargs)
+
+    @property
+    def __signature__(self) -> inspect.Signature:
+        from camstream.explain.api import explain
+
+        return inspect.signature(explain)
+
+    @property
+    def __doc__(self) -> str:  # type: ignore[override]
+        from camstream.explain.api import explain
+
+        return (f"Explain a model's decisions: camstream.explain(model, inputs, …) returns an Explanation.\n\n"
+                f"explain{inspect.signature(explain)}\n\n{inspect.getdoc(explain)}\n\nThe package "
+                f"camstream.explain:\n\n{_PACKAGE_DOC}")
 
 
 sys.modules[__name__].__class__ = _CallableModule
