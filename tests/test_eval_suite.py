@@ -57,6 +57,7 @@ def test_eval_writes_json_markdown_and_plots_with_every_metric(tmp_path):
     summary = markdown.split("## Faithfulness")[0]
     assert "| *random map* |" in summary and "| *centre map* |" in summary and "ground truth covers" in summary
     assert "| gradcam | 10 |" in markdown and "Temporal stability" in markdown and "*constant map*" in markdown
+    assert "- **gradcam** " in markdown and "**Small sample: 4 images.**" in markdown
     for plot in ("pr_curves.png", "insertion_deletion.png", "heatmaps.png"):
         image = cv2.imread(str(tmp_path / plot))
         assert image is not None and image.shape[0] > 200 and image.std() > 10  # a real picture, not blank
@@ -85,3 +86,24 @@ def test_eval_scores_vit_methods_on_a_vit(tmp_path):
                        "--video", "none", "--no-plots", "--out", tmp_path / "cnn-method")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "no method could be evaluated: method 'gradcam' explains CNN models" in result.stderr.splitlines()[-1]
+
+
+def test_each_method_gets_a_verdict_in_words_coinciding_methods_are_said_once_and_a_small_sample_is_flagged():
+    from camstream.eval.report import _verdicts, coinciding_methods
+
+    hits, misses = [1.0] * 9 + [0.0], [0.0] * 9 + [1.0]
+    same = {"per_image": {"pointing_game": hits, "insertion_auc": [0.5] * 10}}
+    results = {"images": 10, "methods": {"cam": same, "gradcam": {"per_image": dict(same["per_image"])},
+                                         "recipro": {"per_image": {"pointing_game": misses}}},
+               "truth_baselines": {"random": {"pointing_game": [0.0, 1.0] * 5}, "centre": {"pointing_game": misses}}}
+    assert coinciding_methods(results) == [["cam", "gradcam"]]
+    lines = _verdicts(results)
+    # 0.9 ± 0.23 against the random map's 0.5 ± 0.38: above, but the 95 % intervals overlap
+    assert lines[1] == ("- **cam** is above, within the intervals of, a random map on pointing (0.900 against 0.500); "
+                        "beats a centred map on pointing (0.900 against 0.100).")
+    assert lines[3] == ("- **recipro** does not beat a random map on pointing (0.100 against 0.500); does not beat a "
+                        "centred map on pointing (0.100 against 0.100).")
+    assert sum("coincide" in line for line in lines) == 1 and "**cam and gradcam coincide**" in "".join(lines)
+    assert "Small sample: 10 images." in lines[-1]
+    results["images"] = 20
+    assert "Small sample" not in "".join(_verdicts(results))

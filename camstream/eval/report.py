@@ -13,6 +13,7 @@ LOCALISATION = (("pointing_game", "pointing ↑"), ("iou", "IoU ↑"), ("dice", 
                 ("recall", "recall ↑"), ("boundary_f1", "boundary F1 ↑"))
 
 
+SMALL_SAMPLE = 20  # fewer images than this: intervals are wide and the paired tests have little power
 SUMMARY = (("insertion_auc", "insertion AUC ↑"), ("deletion_auc", "deletion AUC ↓"), ("pointing_game", "pointing ↑"),
            ("max_sensitivity", "max-sensitivity ↓"))
 
@@ -49,6 +50,57 @@ def _summary(results: dict) -> list[str]:
     if own:
         lines.append(f"\nOwn-class pointing: {aware['pairs']} image–label pairs, boxes covering "
                      f"{aware['coverage']:.1%} of an image.")
+    return lines
+
+
+def coinciding_methods(results: dict) -> list[list[str]]:
+    """Groups of methods whose summary figures are equal on every image (their maps coincide on this model)."""
+    groups: list[list[str]] = []
+    signatures: list[list[np.ndarray]] = []
+    for method, entry in results["methods"].items():
+        figures = [np.asarray(entry.get("per_image", {}).get(key) or [], dtype=np.float64) for key, _ in SUMMARY]
+        if not any(len(values) for values in figures):
+            continue
+        for group, signature in zip(groups, signatures, strict=True):
+            if all(a.shape == b.shape and np.allclose(a, b, rtol=0, atol=1e-9) for a, b in zip(signature, figures,
+                                                                                               strict=True)):
+                group.append(method)
+                break
+        else:
+            groups.append([method])
+            signatures.append(figures)
+    return [group for group in groups if len(group) > 1]
+
+
+def _verdicts(results: dict) -> list[str]:
+    """One line per method saying, in words, what it beats: its pointing game against the random and centred
+    maps (intervals apart, overlapping, or not above); then the coinciding methods, once; then the sample size
+    where it is small."""
+    truth = results.get("truth_baselines") or {}
+    lines = ["\n## Verdicts\n"]
+    for method, entry in results["methods"].items():
+        pointing = entry.get("per_image", {}).get("pointing_game")
+        said = []
+        for kind, name in (("random", "a random map"), ("centre", "a centred map")):
+            if not pointing or kind not in truth:
+                continue
+            ours, ours_half = mean_interval(pointing)
+            theirs, theirs_half = mean_interval(truth[kind]["pointing_game"])
+            apart = ours_half is not None and theirs_half is not None and ours - ours_half > theirs + theirs_half
+            how = ("beats" if apart else "is above, within the intervals of,") if ours > theirs else "does not beat"
+            said.append(f"{how} {name} on pointing ({ours:.3f} against {theirs:.3f})")
+        sentence = "; ".join(said) if said else "no ground truth here, so no pointing verdict"
+        lines.append(f"- **{method}** {sentence}.")
+    lines.append("- Insertion and deletion are not set beside a baseline map in this report: they rank the methods "
+                 "against each other only (a random map can score well on deletion).")
+    for group in coinciding_methods(results):
+        lines.append(f"- **{' and '.join(group)} coincide**: equal figures on every image (their maps are the same "
+                     "on this model, as CAM's and Grad-CAM's are for a global-average-pool + linear head); the "
+                     "tables list each, the plots draw one over the other.")
+    if results["images"] < SMALL_SAMPLE:
+        lines.append(f"- **Small sample: {results['images']} images.** The intervals are wide and the paired tests "
+                     f"below have little power at this size (at least {SMALL_SAMPLE} images for a test that can tell "
+                     "methods apart): read their p-values as indications, not findings.")
     return lines
 
 
@@ -211,7 +263,7 @@ def markdown(results: dict) -> str:
              f"{results['elapsed_s']} s{_scoring(results)}.{_skipped_files(results)} Insertion/deletion in "
              f"{results['insertion_deletion_steps']} steps; "
              f"max-sensitivity: {results['max_sensitivity']['samples']} draws of U[±"
-             f"{results['max_sensitivity']['radius']}] noise.\n", *_summary(results),
+             f"{results['max_sensitivity']['radius']}] noise.\n", *_summary(results), *_verdicts(results),
              "\n## Faithfulness and robustness\n",
              *_table(results, FAITHFULNESS), "\n## Localisation against the ground truth (all boxes or masks "
              "together, against the explained class)\n",
