@@ -176,6 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="web/mjpeg sink address (default 127.0.0.1: this machine only)")
     run.add_argument("--port", type=int, default=8080,
                      help="web/mjpeg sink port (default 8080; mjpeg: one port per stream from it; 0: any free port)")
+    run.add_argument("--keep-serving", action="store_true",
+                     help="web sink: when the run ends, keep the dashboard up with its last frame and figures "
+                          "until Ctrl-C")
     run.add_argument("--token", metavar="SECRET",
                      help="web/mjpeg sink: require ?token=SECRET (or a Bearer header) on every request")
     run.add_argument("--status-every", type=float, metavar="S",
@@ -454,7 +457,7 @@ def _eval_detector(args: argparse.Namespace) -> int:
     results = run_detector_eval(spec, photos, methods, args.steps, args.drise_masks, progress)
     results["skipped_files"] = skipped
     os.makedirs(args.out, exist_ok=True)
-    from camstream.report_file import write_json_atomic
+    from camstream.storage import write_json_atomic
 
     write_json_atomic(os.path.join(args.out, "eval.json"), results)
     text = markdown(results, spec.label)
@@ -535,17 +538,15 @@ def _run(args: argparse.Namespace) -> int:
     pipeline = _build_pipeline(args)
     for signum in (signal.SIGINT, signal.SIGTERM):  # from now on a stop goes through every stage in order
         signal.signal(signum, lambda *_args: pipeline.interrupt())
-    if pipeline.dashboard is not None:
-        print(f"camstream: dashboard at {pipeline.dashboard.url}", file=sys.stderr, flush=True)
-    for sink in pipeline.sinks:
-        if sink.name == "mjpeg":
-            print(f"camstream: serving {sink.describe()['url']}", file=sys.stderr, flush=True)
+    _announce_servers(pipeline)
     progress = None if args.quiet else _Progress(pipeline)
     report = pipeline.run(on_progress=progress, progress_every_s=args.status_every or (
         0.5 if sys.stderr.isatty() else 5.0))
     if progress is not None:
         progress.close()
     _print_summary(report, pipeline.report_path)
+    if pipeline.config.keep_serving and pipeline.dashboard is not None and not pipeline.interrupted:
+        _serve_until_interrupted(pipeline)
     if pipeline.report_error is not None:  # the figures are not lost: they go to stderr, as one JSON line
         problem = None
         try:
@@ -563,6 +564,30 @@ def _run(args: argparse.Namespace) -> int:
     if pipeline.sink_errors:
         raise OutputError(pipeline.sink_errors[0])
     return 0
+
+
+def _announce_servers(pipeline) -> None:
+    """Where the dashboard and the MJPEG streams are served: the dashboard's link carries its token (it is
+    meant to be clicked by whoever started the run; reports name the address without it)."""
+    if pipeline.dashboard is not None:
+        print(f"camstream: dashboard at {pipeline.dashboard.link}", file=sys.stderr, flush=True)
+    for sink in pipeline.sinks:
+        if sink.name == "mjpeg":
+            print(f"camstream: serving {sink.describe()['url']}", file=sys.stderr, flush=True)
+
+
+def _serve_until_interrupted(pipeline) -> None:
+    """`--keep-serving`: the dashboard stays up with the run's last frame and figures until Ctrl-C / SIGTERM."""
+    import threading
+
+    leave = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_args: leave.set())
+    print(f"camstream: the run ended; the dashboard stays up at {pipeline.dashboard.link} with its last frame and "
+          "figures: Ctrl-C to leave", file=sys.stderr, flush=True)
+    while not leave.wait(0.5):
+        pass
+    pipeline.stop_serving()
 
 
 def _raise_stage_error(pipeline) -> None:

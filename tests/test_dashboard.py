@@ -55,11 +55,12 @@ class Run:
         self.process = subprocess.Popen([sys.executable, "-m", "camstream", "run", "--source", str(clip), "--sink",
                                          "web", "--port", "0", "--live", "--out", str(out), "--quiet", *extra],
                                         stderr=subprocess.PIPE, text=True)
-        self.url = ""
+        self.url = self.link = ""
         began = time.monotonic()
         for line in self.process.stderr:
             if "dashboard at " in line:
-                self.url = line.split("dashboard at ")[1].strip()
+                self.link = line.split("dashboard at ")[1].strip()  # with ?token= when there is one
+                self.url = self.link.split("?")[0]
                 break
             assert time.monotonic() - began < DEADLINE_S, "no dashboard address"
         assert self.url, f"the run ended before serving (exit {self.process.wait()})"
@@ -85,6 +86,9 @@ def test_stats_controls_and_the_token_on_the_server(minute_clip, tmp_path):
     run = Run(minute_clip, tmp_path / "out", "--source", minute_clip, "--token", "s3cret")  # two streams, one page
     try:
         assert run.get("stats")[0] == 403 and run.get("stream/0.mjpg")[0] == 403
+        assert run.link == run.url + "?token=s3cret"  # the start line's link opens the page (it was a 403)
+        with urllib.request.urlopen(run.link, timeout=DEADLINE_S) as page:
+            assert page.status == 200 and b"<html" in page.read(4096).lower()
         status, body = run.get("stats?token=s3cret")
         stats = json.loads(body)
         assert status == 200 and stats["running"] and len(stats["streams"]) == 2
@@ -106,6 +110,31 @@ def test_stats_controls_and_the_token_on_the_server(minute_clip, tmp_path):
         assert run.stop() == 130
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["interrupted"] and [s["sinks"][0]["type"] for s in report["streams"]] == ["web", "web"]
+
+
+def test_keep_serving_keeps_the_last_state_up_after_a_file_ends_until_ctrl_c(tmp_path, demo_clip):
+    """A 10 s clip gave a page that died with the run; --keep-serving holds its last frame and figures."""
+    process = subprocess.Popen([sys.executable, "-m", "camstream", "run", "--source", str(demo_clip), "--sink", "web",
+                                "--port", "0", "--max-frames", "12", "--keep-serving", "--out", str(tmp_path), "-q"],
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        link = ""
+        for line in process.stderr:
+            if "stays up at " in line:
+                link = line.split("stays up at ")[1].split(" ")[0]
+                break
+        assert link and process.poll() is None, "the run ended without keeping its dashboard up"
+        assert json.loads((tmp_path / "report.json").read_text())["total"]["frames_out"] == 12  # the run is done
+        with urllib.request.urlopen(link + "stats", timeout=DEADLINE_S) as answer:
+            stats = json.loads(answer.read())
+        assert not stats["running"] and stats["streams"][0]["frames_out"] == 12
+        with urllib.request.urlopen(link + "frame/0.jpg", timeout=DEADLINE_S) as frame:
+            assert frame.read(3) == b"\xff\xd8\xff"  # the last frame, still served
+    finally:
+        process.send_signal(signal.SIGINT)
+        code = process.wait(timeout=60)
+        process.stderr.close()
+    assert code == 0  # the run itself ended normally; Ctrl-C only closed the page
 
 
 def _browser(size: tuple[int, int] = (1280, 860)):

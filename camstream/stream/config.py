@@ -70,6 +70,7 @@ class PipelineConfig:
     bind: str = "127.0.0.1"
     port: int = 8080
     token: str | None = None
+    keep_serving: bool = False  # --sink web: the dashboard stays up with the last state after the run, until Ctrl-C
     threads: int | None = None
     alpha: float = 0.45
     colormap: str = "jet"
@@ -114,6 +115,8 @@ class PipelineConfig:
         unknown = [name for name in self.sinks if name not in SINKS]
         if unknown:
             raise ConfigError("sinks", f"has unknown '{unknown[0]}' (choose from {', '.join(SINKS)})")
+        if self.keep_serving and "web" not in self.sinks:
+            raise ConfigError("keep_serving", "keeps the dashboard up: it needs --sink web")
         if self.backend is not None and self.backend not in BACKENDS:
             raise ConfigError("backend", f"must be one of {', '.join(BACKENDS)}")
         if self.device not in DEVICES:

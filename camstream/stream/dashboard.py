@@ -19,6 +19,7 @@ import threading
 from collections.abc import Callable
 from importlib import resources
 from typing import Any
+from urllib.parse import quote
 
 from aiohttp import web
 
@@ -53,7 +54,13 @@ class Dashboard:
 
     @property
     def url(self) -> str:
+        """The page's address (without the token: this is what reports name)."""
         return f"http://{self.bind}:{self.port}/"
+
+    @property
+    def link(self) -> str:
+        """The page's address to open, with `?token=` when one is required (what the start line prints)."""
+        return self.url + (f"?token={quote(self.token, safe='')}" if self.token is not None else "")
 
     def start(self, stats: Callable[[], dict], control: Callable[[dict], dict]) -> None:
         """Bind and serve on a daemon thread; `stats()` gives the live figures, `control(changes)` applies

@@ -285,8 +285,13 @@ class Pipeline:
         finally:
             self.output_lock.release()
         self.controls.running = False
-        if self.dashboard is not None:
+        if self.dashboard is not None and not self.config.keep_serving:
             self.dashboard.stop()  # the page gets the end and the last figures; its last frame stays shown
+
+    def stop_serving(self) -> None:
+        """End the dashboard that `keep_serving` kept up after the run (nothing when there is none)."""
+        if self.dashboard is not None:
+            self.dashboard.stop()
 
     def _close_models(self) -> None:
         """Release the backend's model and give it and the clip model back their own modes."""
