@@ -34,6 +34,7 @@ from camstream.explain import HookedModel
 from camstream.explain.cnn import gaussian_cell_masks
 from camstream.model_card import ModelCard
 from camstream.models import ModelSpec, load_model
+from camstream.storage import written_atomically
 
 _ACTIVATIONS = {  # φ and φ' of the activations a GAP + linear head may start with (torch's backward rules)
     "identity": (lambda a: a, lambda a: torch.ones_like(a)),
@@ -191,15 +192,14 @@ def export_pixels_graph(out: str, spec: ModelSpec, method: str | None = None) ->
     a ModelError when the head cannot be exported (`analyse_head`)."""
     height, width = spec.input_size
     pixels = torch.zeros(1, 3, height, width)
-    partial = f"{out}.{os.getpid()}.partial"  # two evals sharing a cache never mix their files
-    if method is None:
-        _export(PlainGraph(spec, "pixels").eval(), (pixels,), partial, ["pixels"], ["logits"])
-    else:
-        with HookedModel(spec.module, (3, height, width), spec.layer) as hooked:
-            graph = ExplainedGraph(spec, hooked, analyse_head(hooked), method, "pixels").eval()
-            _export(graph, (pixels, torch.full((1,), -1, dtype=torch.int64)), partial, ["pixels", "class_ids"],
-                    ["logits", "class_id", "score", "cam"])
-    os.replace(partial, out)
+    with written_atomically(out) as partial:  # two evals sharing a cache never mix their files
+        if method is None:
+            _export(PlainGraph(spec, "pixels").eval(), (pixels,), partial, ["pixels"], ["logits"])
+        else:
+            with HookedModel(spec.module, (3, height, width), spec.layer) as hooked:
+                graph = ExplainedGraph(spec, hooked, analyse_head(hooked), method, "pixels").eval()
+                _export(graph, (pixels, torch.full((1,), -1, dtype=torch.int64)), partial, ["pixels", "class_ids"],
+                        ["logits", "class_id", "score", "cam"])
     return out
 
 
@@ -291,17 +291,17 @@ def export_model(out: str, model: str = "efficientnet_lite0", method: str | None
         spec.input_size = input_size
     method = method or spec.method or "gradcam"
     height, width = spec.input_size
-    with HookedModel(spec.module, (3, height, width), layer or spec.layer) as hooked:
-        graph = ExplainedGraph(spec, hooked, analyse_head(hooked), method).eval()
-        frames = torch.zeros(1, height, width, 3, dtype=torch.uint8)
-        class_ids = torch.full((1,), -1, dtype=torch.int64)
-        partial = f"{out}.{os.getpid()}.partial"  # two exports of one graph (a shared cache) never mix
-        _export(graph, (frames, class_ids), partial, ["frames", "class_ids"], ["logits", "class_id", "score", "cam"])
-        metadata = {"model": spec.name, "method": method, "layer": hooked.layer_name,
-                    "input_size": [height, width], "labels": list(spec.labels), "mean": list(spec.mean),
-                    "std": list(spec.std), "resize": spec.resize, "classes": spec.classes}
-    _write_metadata(partial, metadata)
-    os.replace(partial, out)
+    with written_atomically(out) as partial:  # two exports of one graph (a shared cache) never mix
+        with HookedModel(spec.module, (3, height, width), layer or spec.layer) as hooked:
+            graph = ExplainedGraph(spec, hooked, analyse_head(hooked), method).eval()
+            frames = torch.zeros(1, height, width, 3, dtype=torch.uint8)
+            class_ids = torch.full((1,), -1, dtype=torch.int64)
+            _export(graph, (frames, class_ids), partial, ["frames", "class_ids"],
+                    ["logits", "class_id", "score", "cam"])
+            metadata = {"model": spec.name, "method": method, "layer": hooked.layer_name,
+                        "input_size": [height, width], "labels": list(spec.labels), "mean": list(spec.mean),
+                        "std": list(spec.std), "resize": spec.resize, "classes": spec.classes}
+        _write_metadata(partial, metadata)
     return {"out": out, **{k: v for k, v in metadata.items() if k != "labels"}, "bytes": os.path.getsize(out)}
 
 
@@ -334,19 +334,17 @@ def quantise_int8(graph: str, out: str, calibration: list[np.ndarray], check: li
         raise CamstreamError("int8 calibration needs at least one image")
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    partial, prepared = out + ".partial", out + ".prepared"
+    prepared = out + ".prepared"
     try:  # the quantiser wants batch norms folded into their convolutions and every shape known first
         quant_pre_process(graph, prepared, skip_symbolic_shape=True)
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), written_atomically(out) as partial:
             warnings.simplefilter("ignore")
             quantize_static(prepared, partial, Frames(), quant_format=QuantFormat.QDQ, op_types_to_quantize=["Conv"],
                             per_channel=True, reduce_range=True, nodes_to_exclude=_float_convolutions(prepared),
                             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
-        os.replace(partial, out)
     finally:
-        for leftover in (partial, prepared):
-            if os.path.exists(leftover):
-                os.remove(leftover)
+        if os.path.exists(prepared):
+            os.remove(prepared)
     return {"out": out, "bytes": os.path.getsize(out), "float_bytes": os.path.getsize(graph),
             **compare_graphs(graph, out, check)}
 

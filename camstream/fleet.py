@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 
 from camstream.errors import CamstreamError
 from camstream.redaction import redact
-from camstream.report_file import write_json_atomic
+from camstream.storage import write_json_atomic
 from camstream.stream.config import PipelineConfig
 from camstream.stream.pipeline import Pipeline
 from camstream.stream.streams import stream_folder_name

@@ -9,10 +9,10 @@ import contextlib
 import json
 import os
 
+from camstream.storage import cache_folder, write_json_atomic
+
 
 def _path() -> str:
-    from camstream.backends.factory import cache_folder
-
     return os.path.join(cache_folder(), "sanity.json")
 
 
@@ -46,11 +46,7 @@ def record_verdicts(model: str, results: dict, weights: str | None = None) -> No
                  "randomised": row["randomisation_spearman"]}
         for method, row in results["methods"].items()}
     with contextlib.suppress(OSError):
-        os.makedirs(os.path.dirname(_path()), exist_ok=True)
-        partial = f"{_path()}.{os.getpid()}.partial"  # two processes never write one partial file
-        with open(partial, "w", encoding="utf-8") as handle:
-            json.dump(records, handle)
-        os.replace(partial, _path())
+        write_json_atomic(_path(), records, indent=None)
 
 
 def failed_sanity(model: str, method: str, weights: str | None = None) -> str | None:

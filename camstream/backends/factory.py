@@ -13,6 +13,7 @@ from camstream.backends.base import Backend
 from camstream.catalog import BACKENDS, EXPORT_FORMAT
 from camstream.errors import CamstreamError, ModelError
 from camstream.model_card import ModelCard, files_card, read_labels
+from camstream.storage import cache_folder
 
 if TYPE_CHECKING:
     from camstream.backends.graph import CompiledGraph
@@ -84,12 +85,6 @@ def _adopt_card(graph_backend: Backend, card: ModelCard) -> None:
         graph_backend.labels = card.labels
     if card.resize is not None:
         graph_backend.resize = card.resize
-
-
-def cache_folder() -> str:
-    """Where exported graphs are kept between runs ($CAMSTREAM_CACHE, else ~/.cache/camstream)."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.environ.get("CAMSTREAM_CACHE") or os.path.join(base, "camstream")
 
 
 def exported_path(model: str, method: str | None, weights: str | None, layer: str | None,

@@ -16,7 +16,6 @@ import torch
 
 from camstream.backends.base import Backend
 from camstream.backends.devices import torch_device
-from camstream.backends.factory import cache_folder
 from camstream.catalog import DEFAULT_MODEL
 from camstream.explain import HookedModel, hook_model, make_method, methods_for
 from camstream.explain.frozen import FrozenHookedModel
@@ -24,7 +23,7 @@ from camstream.explain.result import Explanation
 from camstream.model_card import ModelCard, sidecar_path
 from camstream.models import ModelSpec, load_model
 from camstream.preprocess import Preprocessor
-from camstream.report_file import write_json_atomic
+from camstream.storage import cache_folder, write_json_atomic
 
 TRACE_FORMAT = 1  # bumped when what `HookedModel.freeze` traces changes: older cached graphs are then ignored
 START_FORMAT = 2  # bumped when what a start record holds changes (2: the warnings the first start gave)

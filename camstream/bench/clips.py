@@ -8,6 +8,8 @@ from fractions import Fraction
 
 import av
 
+from camstream.storage import written_atomically
+
 
 def derive_clip(source: str, destination: str, width: int, height: int, fps: int = 60, loops: int = 1,
                 max_frames: int | None = None, crf: int = 23) -> int:
@@ -20,10 +22,8 @@ def derive_clip(source: str, destination: str, width: int, height: int, fps: int
             stream = existing.streams.video[0]
             if stream.frames and stream.width == width and stream.height == height:
                 return stream.frames
-    os.makedirs(os.path.dirname(os.path.abspath(destination)) or ".", exist_ok=True)
     written = 0
-    partial = destination + ".part.mp4"
-    with av.open(partial, "w") as output:
+    with written_atomically(destination) as partial, av.open(partial, "w", format="mp4") as output:
         stream = output.add_stream("libx264", rate=Fraction(fps))
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.options = {"preset": "ultrafast", "crf": str(crf)}
@@ -40,7 +40,6 @@ def derive_clip(source: str, destination: str, width: int, height: int, fps: int
                     written += 1
         for packet in stream.encode(None):
             output.mux(packet)
-    os.replace(partial, destination)
     return written
 
 

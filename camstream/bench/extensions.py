@@ -23,7 +23,7 @@ from camstream.explain.registry import REGISTRY
 from camstream.explain.result import ModelKind
 from camstream.explain.temporal import ClipClassifier
 from camstream.models import load_model
-from camstream.report_file import write_json_atomic
+from camstream.storage import write_json_atomic
 
 
 def _bound(method: Callable, *args: object) -> Callable[[], object]:

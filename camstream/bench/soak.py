@@ -11,8 +11,8 @@ import os
 
 from camstream.bench.clips import derive_clip
 from camstream.bench.suite import default_footage
-from camstream.report_file import write_json_atomic
 from camstream.runtime import tune_glibc_malloc
+from camstream.storage import write_json_atomic
 from camstream.stream.pipeline import Pipeline, PipelineConfig
 
 

@@ -24,7 +24,7 @@ from camstream.bench.startup import bench_startup
 from camstream.bench.startup import markdown as startup_markdown
 from camstream.bench.trust import load_average, verdict
 from camstream.bench.trust import markdown as trust_markdown
-from camstream.report_file import write_json_atomic
+from camstream.storage import write_json_atomic
 from camstream.stream.config import demo_clip
 
 TARGETS = {"gradcam_ratio_to_plain_max": 1.05, "speedup_vs_pytorch_grad_cam_min": 3.0, "speedup_vs_torchcam_min": 1.2,

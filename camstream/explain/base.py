@@ -21,6 +21,7 @@ from torch import nn
 
 from camstream.errors import ModelError
 from camstream.explain.result import Explanation, ModelKind, evaluation_mode
+from camstream.storage import written_atomically
 
 SCRIPTED_MODEL = ("a TorchScript model cannot be explained: its layers cannot be hooked. Give the nn.Module "
                   "itself (torch.save(model) → --model FILE; in Python, the module object), or a torchvision name "
@@ -251,11 +252,9 @@ class HookedModel(HookedNetwork):
         """Write the frozen graphs beside each other (each atomically); a failed write only costs the next start."""
         with contextlib.suppress(OSError, RuntimeError), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            os.makedirs(os.path.dirname(cache) or ".", exist_ok=True)
             for graph, suffix in ((self._frozen, ".logits.pt"), (self._frozen_head, ".head.pt")):
-                partial = f"{cache}{suffix}.{os.getpid()}.partial"  # processes sharing the cache never mix
-                torch.jit.save(graph, partial)
-                os.replace(partial, cache + suffix)
+                with written_atomically(cache + suffix) as partial:  # processes sharing the cache never mix
+                    torch.jit.save(graph, partial)
 
     @staticmethod
     def _warm_frozen(traced, head, example: torch.Tensor, activation: torch.Tensor) -> None:
