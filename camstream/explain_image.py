@@ -11,9 +11,9 @@ import numpy as np
 from camstream.backends import make_backend
 from camstream.errors import InputError
 from camstream.explain.drawing import HeatmapPainter
-from camstream.kernels import ThresholdSpec
 from camstream.model_card import ModelCard
 from camstream.preprocess import Placement, read_image, resize_to_rgb
+from camstream.threshold_spec import ThresholdSpec
 
 
 def box_summaries(found, image_size: tuple[int, int], explainer) -> list[dict]:

@@ -20,11 +20,11 @@ from camstream.explain.detector import (
     box_gradients_one_by_one,
     odam_maps,
 )
-from camstream.kernels import ThresholdSpec
 from camstream.model_card import ModelCard
 from camstream.preprocess import Preprocessor, resize_to_rgb
 from camstream.stream.records import FrameDetections
 from camstream.stream.render import HeatmapPainter
+from camstream.threshold_spec import ThresholdSpec
 from tests.cli import assert_one_line_error, camstream
 from tests.conftest import shared_file
 

@@ -13,11 +13,11 @@ import torch
 from torch import nn
 
 from camstream.errors import ModelError
-from camstream.kernels import ThresholdSpec
 from camstream.model_card import ModelCard, read_sidecar
 from camstream.models import load_model
 from camstream.preprocess import Placement, resize_mask, resize_to_rgb
 from camstream.stream.render import HeatmapPainter
+from camstream.threshold_spec import ThresholdSpec
 
 from .cli import assert_one_line_error, camstream
 from .conftest import shared_file

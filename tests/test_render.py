@@ -7,10 +7,10 @@ import queue
 import numpy as np
 import pytest
 
-from camstream.kernels import ThresholdSpec
 from camstream.stream.render import HeatmapPainter, RenderStage
 from camstream.stream.ring import FrameRing
 from camstream.stream.telemetry import Telemetry
+from camstream.threshold_spec import ThresholdSpec
 
 
 def test_hud_shows_the_process_memory_as_the_readme_says():

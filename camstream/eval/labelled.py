@@ -17,8 +17,9 @@ import numpy as np
 import torch
 
 from camstream.eval.localisation import IoU, PointingGame, Precision
-from camstream.kernels import ThresholdSpec, threshold_value
+from camstream.kernels import threshold_value
 from camstream.preprocess import resize_mask
+from camstream.threshold_spec import ThresholdSpec
 
 
 def imagenet_classes_of_labels() -> dict[str, list[int]]:

@@ -46,8 +46,8 @@ from camstream.explain.registry import (
 )
 from camstream.explain.result import Explanation, ModelKind
 from camstream.explain.vit import find_token_layout
-from camstream.kernels import ThresholdSpec, parse_threshold
 from camstream.model_card import IMAGENET_MEAN, IMAGENET_STD
+from camstream.threshold_spec import ThresholdSpec, parse_threshold
 
 
 def graph_inputs(inputs) -> tuple[torch.Tensor, torch.Tensor] | None:

@@ -13,9 +13,10 @@ import cv2
 import numpy as np
 
 from camstream.explain.result import Explanation, FrameDetections, ModelKind
-from camstream.kernels import ThresholdSpec, colormap_lut, threshold_value, upsample_bilinear
+from camstream.kernels import colormap_lut, threshold_value, upsample_bilinear
 from camstream.kernels import overlay as overlay_kernel
 from camstream.preprocess import Placement
+from camstream.threshold_spec import ThresholdSpec
 
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 LEGIBLE_SCALE = 0.3  # below this Hershey text is not readable

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from camstream.kernels import ThresholdSpec, threshold_value, upsample_bilinear
+from camstream.kernels import threshold_value, upsample_bilinear
+from camstream.threshold_spec import ThresholdSpec
 
 if TYPE_CHECKING:  # no framework at import: a run on an exported graph loads no torch
     import torch

@@ -13,11 +13,11 @@ from importlib import resources
 
 from camstream.catalog import BACKENDS, DEFAULT_MODEL, DEVICES, HUD_PLACES
 from camstream.errors import CamstreamError
-from camstream.kernels import ThresholdSpec
 from camstream.model_card import RESIZE_MODES, ModelCard, detection_problem, number_problem, options_card
 from camstream.redaction import remember_secrets
 from camstream.stream.ring import POLICIES
 from camstream.stream.sinks import SINKS
+from camstream.threshold_spec import ThresholdSpec
 
 
 def demo_clip() -> str:
