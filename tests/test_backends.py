@@ -263,7 +263,7 @@ def test_without_the_torch_extra_a_torch_command_names_the_extra(tmp_path, comma
 def test_the_frozen_graphs_are_cached_between_runs_and_a_damaged_entry_is_traced_again(tmp_path, monkeypatch,
                                                                                         chelsea_rgb):
     from camstream.backends.torch_backend import TorchBackend
-    from camstream.explain.base import HookedModel
+    from camstream.explain import freezing
     from camstream.preprocess import resize_to_rgb
 
     monkeypatch.setenv("CAMSTREAM_CACHE", str(tmp_path))
@@ -280,7 +280,7 @@ def test_the_frozen_graphs_are_cached_between_runs_and_a_damaged_entry_is_traced
         raise AssertionError("traced although the graphs were cached")
 
     with monkeypatch.context() as patched:
-        patched.setattr(HookedModel, "_trace_frozen", no_tracing)
+        patched.setattr(freezing, "trace", no_tracing)
         second = TorchBackend("efficientnet_lite0", max_batch=2)
     assert second.frozen
     assert np.abs(np.array(second.explain([frame]).maps) - expected).max() < 1e-5

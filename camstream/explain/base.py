@@ -9,7 +9,6 @@ get `.grad`), running the head alone on other feature maps, and removing the hoo
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 import warnings
 from collections.abc import Callable
@@ -20,8 +19,8 @@ import torch
 from torch import nn
 
 from camstream.errors import ModelError
+from camstream.explain import freezing
 from camstream.explain.result import Explanation, ModelKind, evaluation_mode
-from camstream.storage import written_atomically
 
 SCRIPTED_MODEL = ("a TorchScript model cannot be explained: its layers cannot be hooked. Give the nn.Module "
                   "itself (torch.save(model) → --model FILE; in Python, the module object), or a torchvision name "
@@ -195,10 +194,7 @@ class HookedModel(HookedNetwork):
         self._replacement: torch.Tensor | None = None
         self._calls = 0
         self._probe: torch.Tensor | None = None
-        self._frozen: torch.jit.ScriptModule | None = None
-        self._frozen_head: torch.jit.ScriptModule | None = None
-        self._frozen_shape: tuple[int, ...] = ()
-        self._frozen_activation_shape: tuple[int, ...] = ()
+        self._frozen: freezing.FrozenGraphs | None = None
         self.hook(modules[target_layer])
 
     def _hook(self, _module: nn.Module, _inputs: tuple, output: torch.Tensor) -> torch.Tensor | None:
@@ -215,102 +211,24 @@ class HookedModel(HookedNetwork):
         return output if self._replacement is not None else None
 
     def freeze(self, example: torch.Tensor, cache: str | None = None) -> bool:
-        """Trace and freeze the model (logits and target activation) for inputs shaped like `example`.
+        """Trace and freeze the model (logits and target activation) for inputs shaped like `example`
+        (`camstream.explain.freezing`).
 
         Later forwards of that shape run the frozen graph (about 1.3× faster on CPU); gradient methods
-        then differentiate the eager head on the frozen activation. Returns False, staying eager, when the
+        then differentiate the head graph on the frozen activation. Returns False, staying eager, when the
         model cannot be traced. With `cache` (a path stem that names this model, its weights, layer, input
-        shape, device and torch version), the frozen graphs are read from there when present (0.3 s instead of
-        4–5 s for EfficientNet-Lite0 here) and written there after tracing.
+        shape, device and torch version), the frozen graphs are read from there when present and written there
+        after tracing.
         """
-        if cache is not None and self._load_frozen(example, cache):
-            return True
-        if not self._trace_frozen(example):
-            return False
-        if cache is not None:
-            self._save_frozen(cache)
-        return True
-
-    def _load_frozen(self, example: torch.Tensor, cache: str) -> bool:
-        logits_path, head_path = cache + ".logits.pt", cache + ".head.pt"
-        if not (os.path.isfile(logits_path) and os.path.isfile(head_path)):
-            return False
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                traced = torch.jit.load(logits_path, map_location=example.device)
-                head = torch.jit.load(head_path, map_location=example.device)
-                with torch.inference_mode(False), torch.no_grad():
-                    _logits, activation = traced(example.clone())
-                self._warm_frozen(traced, head, example, activation)
-        except Exception:  # noqa: BLE001 - a damaged or stale cache entry: trace again
-            return False
-        self._install_frozen(traced, head, example, activation)
-        return True
-
-    def _save_frozen(self, cache: str) -> None:
-        """Write the frozen graphs beside each other (each atomically); a failed write only costs the next start."""
-        with contextlib.suppress(OSError, RuntimeError), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            for graph, suffix in ((self._frozen, ".logits.pt"), (self._frozen_head, ".head.pt")):
-                with written_atomically(cache + suffix) as partial:  # processes sharing the cache never mix
-                    torch.jit.save(graph, partial)
-
-    @staticmethod
-    def _warm_frozen(traced, head, example: torch.Tensor, activation: torch.Tensor) -> None:
-        with torch.inference_mode(False), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            for _ in range(2):  # the profiling executor specialises on the first runs
-                traced(example)
-                leaf = activation.clone().requires_grad_(True)
-                torch.autograd.grad(head(leaf).sum(), leaf)
-
-    def _install_frozen(self, traced, head, example: torch.Tensor, activation: torch.Tensor) -> None:
-        self._frozen, self._frozen_head = traced, head
-        self._frozen_shape = tuple(example.shape[1:])
-        self._frozen_activation_shape = tuple(activation.shape[1:])
+        graphs = freezing.load(example, cache) if cache is not None else None
+        if graphs is None:
+            graphs = freezing.trace(self, example)
+            if graphs is None:
+                return False
+            if cache is not None:
+                freezing.save(graphs, cache)
+        self._frozen = graphs
         self.activation = None
-
-    def _trace_frozen(self, example: torch.Tensor) -> bool:
-        hooked = self
-
-        class _LogitsAndActivation(nn.Module):
-            def __init__(self) -> None:
-                super().__init__()
-                self.model = hooked.model
-
-            def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-                logits = self.model(x)
-                return logits, hooked.activation
-
-        class _Head(nn.Module):
-            def __init__(self) -> None:
-                super().__init__()
-                self.model = hooked.model
-
-            def forward(self, features: torch.Tensor) -> torch.Tensor:
-                hooked._replacement = features
-                try:
-                    return self.model(hooked._probe)
-                finally:
-                    hooked._replacement = None
-
-        try:
-            with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                self._open_graph = False
-                example = example.clone()
-                traced = torch.jit.freeze(torch.jit.trace(_LogitsAndActivation().eval(), example))
-                activation = self.activation.clone()
-                if self._probe is None:
-                    self._probe = self._find_probe(activation[:1])
-                # the probe's backbone is constant: freezing folds it away, leaving the head alone
-                head = torch.jit.freeze(torch.jit.trace(_Head().eval(), activation))
-            self._warm_frozen(traced, head, example, activation)
-        except Exception:  # noqa: BLE001 - any tracing failure means: stay eager
-            self._frozen = self._frozen_head = None
-            return False
-        self._install_frozen(traced, head, example, activation)
         return True
 
     def forward(self, x: torch.Tensor, open_graph: bool = False) -> torch.Tensor:
@@ -319,9 +237,9 @@ class HookedModel(HookedNetwork):
         With `open_graph`, the activation is a leaf that requires grad and the head is recorded, even
         when the caller runs under `torch.inference_mode()` or `no_grad`.
         """
-        if self._frozen is not None and tuple(x.shape[1:]) == self._frozen_shape:
+        if self._frozen is not None and tuple(x.shape[1:]) == self._frozen.input_shape:
             with torch.inference_mode():
-                logits, activation = self._frozen(x)
+                logits, activation = self._frozen.logits(x)
             if not open_graph:
                 self.activation = activation
                 return logits
@@ -347,12 +265,12 @@ class HookedModel(HookedNetwork):
         so only the head does real work. With `open_graph`, `self.activation` becomes a leaf made from
         `features` and the head is recorded for autograd, as in `forward`.
         """
-        if self._frozen_head is not None and tuple(features.shape[1:]) == self._frozen_activation_shape:
+        if self._frozen is not None and tuple(features.shape[1:]) == self._frozen.activation_shape:
             with torch.inference_mode(not open_graph), torch.set_grad_enabled(open_graph):
                 if open_graph:
                     self.activation = features.clone().requires_grad_(True)
                     features = self.activation
-                return self._frozen_head(features)
+                return self._frozen.head(features)
         if self._probe is None:
             self._probe = self._find_probe(features[:1])
         self._replacement = features

@@ -15,6 +15,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from camstream.explain import freezing
 from camstream.explain.base import HookedModel
 from camstream.explain.result import evaluation_mode
 
@@ -36,9 +37,8 @@ class FrozenHookedModel(HookedModel):
         self._replacement = None
         self._calls = 0
         self._probe = None
-        self._frozen = self._frozen_head = None
-        self._frozen_shape = self._frozen_activation_shape = ()
-        if not self._load_frozen(example, cache):
+        self._frozen = freezing.load(example, cache)
+        if self._frozen is None:
             raise FileNotFoundError(f"no usable frozen graphs at {cache}")
 
     @property
