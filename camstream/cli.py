@@ -441,6 +441,9 @@ def _eval_detector(args: argparse.Namespace) -> int:
         raise CamstreamError(f"no such video: {video}")
     progress = timed_progress()
 
+    from camstream.storage import check_writable_folder
+
+    check_writable_folder(args.out)  # before the model loads and the evaluation runs, not after
     progress(f"loading {args.model} …")
     from camstream.eval.detection import markdown, read_photos, run_detector_eval, spread_frames
     from camstream.models import load_model

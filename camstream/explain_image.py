@@ -9,10 +9,11 @@ import cv2
 import numpy as np
 
 from camstream.backends import make_backend
-from camstream.errors import InputError
+from camstream.errors import InputError, OutputError
 from camstream.explain.drawing import HeatmapPainter
 from camstream.model_card import ModelCard
 from camstream.preprocess import Placement, read_image, resize_to_rgb
+from camstream.storage import check_writable_folder
 from camstream.threshold_spec import ThresholdSpec
 
 
@@ -34,6 +35,7 @@ def explain_image(path: str, out: str, model: str = "efficientnet_lite0", method
     image = read_image(path)
     if os.path.splitext(out)[1].lower() not in (".png", ".jpg", ".jpeg", ".bmp", ".webp"):
         raise InputError(f"cannot write {out}: use a .png or .jpg name")
+    check_writable_folder(os.path.dirname(os.path.abspath(out)))  # before the model loads, not after it ran
     explainer = make_backend(backend, model, method, weights, layer, max_batch=1, freeze=False, device=device,
                              card=card)
     painter = HeatmapPainter(threshold or ThresholdSpec(dynamic=True), model_size=explainer.input_size,
@@ -55,7 +57,7 @@ def explain_image(path: str, out: str, model: str = "efficientnet_lite0", method
     directory = os.path.dirname(os.path.abspath(out))
     os.makedirs(directory, exist_ok=True)
     if not cv2.imwrite(out, overlaid):
-        raise InputError(f"cannot write {out} (use a .png or .jpg name)")
+        raise OutputError(f"cannot write {out}")
     common = {"method": explainer.method, "layer": explainer.layer, "backend": explainer.name,
               "input_size": list(explainer.input_size), "resize": explainer.resize, "threshold": str(painter.spec),
               "ms": round(elapsed_ms, 3), "out": out}

@@ -27,7 +27,7 @@ def image_damage(data: bytes) -> str | None:
     missing with grey and say nothing, so these are read from the file's own structure; data after the end (a
     phone's appended video, metadata) is allowed."""
     if data[:2] == b"\xff\xd8":
-        return None if _jpeg_ends(data) else "a truncated JPEG (it ends before its image does)"
+        return _jpeg_damage(data)
     if data[:8] == b"\x89PNG\r\n\x1a\n" and data.rfind(b"IEND") < data.rfind(b"IDAT"):
         return "a truncated PNG (no IEND chunk after its image data)"
     return None
@@ -36,28 +36,29 @@ def image_damage(data: bytes) -> str | None:
 _IN_SCAN = frozenset((0x00, 0xFF, *range(0xD0, 0xD8)))  # after 0xFF inside a scan: stuffing, fill, restarts
 
 
-def _jpeg_ends(data: bytes) -> bool:
-    """True when the JPEG's marker segments (each skipped by its length, so an embedded thumbnail is not read),
-    its scans (entropy-coded data up to the next real marker) and its end-of-image marker are all there."""
+def _jpeg_damage(data: bytes) -> str | None:
+    """None when the JPEG's marker segments (each skipped by its length, so an embedded thumbnail is not read),
+    its scans (entropy-coded data up to the next real marker) and its end-of-image marker are all there; else
+    why not: the file ends first (truncated), or a marker is missing where one must be (corrupt)."""
     position = 2
     while position + 2 <= len(data):
         if data[position] != 0xFF:
-            return False
+            return f"a corrupt JPEG (no marker where one must be, at byte {position}: its header or data is broken)"
         marker = data[position + 1]
         if marker == 0xFF:  # fill byte
             position += 1
             continue
         if marker == 0xD9:  # end of image
-            return True
+            return None
         if 0xD0 <= marker <= 0xD7 or marker == 0x01:  # restart markers and TEM carry no length
             position += 2
             continue
         if position + 4 > len(data):
-            return False
+            break
         position += 2 + int.from_bytes(data[position + 2:position + 4], "big")
         if marker == 0xDA:  # start of scan: entropy-coded data up to the next marker
             position = _scan_end(data, position)
-    return False
+    return "a truncated JPEG (it ends before its image does)"
 
 
 def _scan_end(data: bytes, position: int) -> int:
@@ -88,10 +89,12 @@ def read_image(path: str) -> np.ndarray:
             data = handle.read()
     except OSError as exc:
         raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if not data:
+        raise InputError(f"{path} is empty (0 bytes)")
     damage = image_damage(data)
     if damage:
         raise InputError(f"{path} is damaged: {damage}")
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if image is None or image.size == 0:
         raise InputError(f"cannot read {path} as an image")
     return image

@@ -11,8 +11,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import tempfile
 from collections.abc import Callable, Iterator
 from typing import Any
+
+from camstream.errors import InputError
 
 
 def cache_folder() -> str:
@@ -44,3 +47,19 @@ def write_json_atomic(path: str, data: Any, default: Callable[[Any], Any] | None
     with written_atomically(path) as partial, open(partial, "w", encoding="utf-8") as handle:
         json.dump(data, handle, indent=indent, default=default)
     return path
+
+
+def check_writable_folder(folder: str) -> None:
+    """An InputError when nothing could be written into `folder`: a file stands at it (or above it), or where it is
+    (or would be made) cannot be written (a read-only filesystem, no permission). Tried by making and removing a
+    folder there (nothing is left), not read from file modes, which root ignores."""
+    existing = os.path.abspath(folder)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        named = "it" if existing == os.path.abspath(folder) else existing
+        raise InputError(f"cannot write into {folder}: {named} is a file, not a folder (give another --out)")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".camstream-check-", dir=existing))
+    except OSError as exc:
+        raise InputError(f"cannot write into {folder}: {exc.strerror or exc} (give another --out)") from None

@@ -306,7 +306,7 @@ def test_normalised_auc_is_the_auc_over_the_whole_images_score():
 
 def test_a_perturbed_image_is_scored_once_across_thresholded_variants(faithfulness_case):
     from camstream.eval.suite import simplified
-    from camstream.kernels import parse_threshold
+    from camstream.threshold_spec import parse_threshold
 
     model, images, maps, targets = faithfulness_case
     memo, fresh = InsertionAUC(steps=16), InsertionAUC(steps=16)

@@ -48,6 +48,8 @@ def load_samples(folder: str, limit: int | None = None) -> tuple[list[Sample], l
     (images in `images/`), or from `<name>_mask.png`; images without any of these get `truth=None`. Files that
     cannot be read or are damaged are skipped and returned with the reason ({file, reason}); an InputError when
     none is left."""
+    if os.path.isfile(folder):
+        raise InputError(f"{folder} is a file, not a folder: --data takes a folder of images")
     if not os.path.isdir(folder):
         raise InputError(f"no such folder: {folder}")
     image_dir = os.path.join(folder, "images") if os.path.isdir(os.path.join(folder, "images")) else folder
@@ -102,12 +104,15 @@ def load_clip_frames(path: str, count: int, size: tuple[int, int], resize: str =
     frames = []
     try:
         with av.open(path) as container:
+            if not container.streams.video:
+                raise InputError(f"{path} has no video stream (give --video a video clip, or --video none)")
             for frame in container.decode(video=0):
                 frames.append(resize_to_rgb(frame.to_ndarray(format="bgr24"), size, resize))
                 if len(frames) == count:
                     break
     except (av.error.FFmpegError, OSError) as exc:
-        raise InputError(f"cannot decode {path}: {exc}") from exc
+        reason = getattr(exc, "strerror", None) or exc
+        raise InputError(f"cannot decode {path}: {reason} (give --video a playable clip, or --video none)") from exc
     if len(frames) < 2:
         raise InputError(f"{path} has {len(frames)} frame(s); temporal stability needs at least 2")
     return np.stack(frames)

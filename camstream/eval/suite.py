@@ -42,14 +42,15 @@ from camstream.eval.report import markdown
 from camstream.eval.robustness import MaxSensitivity, TemporalLag, TemporalStability
 from camstream.explain.baselines import EvalExplainer, make_explainer
 from camstream.explain.result import evaluation_mode
-from camstream.kernels import ThresholdSpec, parse_threshold, simplify, threshold_value
+from camstream.kernels import simplify, threshold_value
 from camstream.model_card import ModelCard
 from camstream.models import load_model
 from camstream.preprocess import Normaliser, resize_mask, resize_to_rgb
-from camstream.report_file import write_json_atomic
 from camstream.runtime import release_free_memory
+from camstream.storage import check_writable_folder, write_json_atomic
 from camstream.stream.infer import CamSmoother
 from camstream.stream.telemetry import RssPeak
+from camstream.threshold_spec import ThresholdSpec, parse_threshold
 
 LOCALISATION = (PointingGame(), IoU(), Dice(), Precision(), Recall(), BoundaryF1())
 # Methods that need hundreds of forward passes per image: the metrics that explain again (ADCC's coherency,
@@ -204,6 +205,9 @@ def run_eval(data: str, out_dir: str, plan: EvalPlan | None = None,
     """Evaluate `plan.methods` on the images of `data`; returns the results (also written to `out_dir`)."""
     plan = plan or EvalPlan()
     started = time.perf_counter()
+    check_writable_folder(out_dir)  # what cannot be written or read is said before the model loads
+    if plan.video:
+        load_clip_frames(plan.video, 2, (8, 8))
     images = _Images(data, plan)
     thresholds = {name: parse_threshold(name) for name in ["none", *plan.thresholds]}
     insertion, deletion = InsertionAUC(plan.steps), DeletionAUC(plan.steps)

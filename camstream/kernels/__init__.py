@@ -6,15 +6,8 @@ compare it against.
 
 from camstream.kernels.colormap import colormap_lut
 from camstream.kernels.overlay import overlay
-from camstream.kernels.threshold import (
-    ThresholdSpec,
-    dynamic_threshold,
-    parse_threshold,
-    percentile,
-    simplify,
-    threshold_value,
-)
+from camstream.kernels.threshold import dynamic_threshold, percentile, simplify, threshold_value
 from camstream.kernels.upsample import resize_tables, upsample_bilinear
 
-__all__ = ["ThresholdSpec", "colormap_lut", "dynamic_threshold", "overlay", "parse_threshold", "percentile",
-           "resize_tables", "simplify", "threshold_value", "upsample_bilinear"]
+__all__ = ["colormap_lut", "dynamic_threshold", "overlay", "percentile", "resize_tables", "simplify", "threshold_value",
+           "upsample_bilinear"]

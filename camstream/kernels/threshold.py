@@ -11,7 +11,7 @@ import math
 import numpy as np
 from numba import njit
 
-from camstream.threshold_spec import ThresholdSpec, parse_threshold  # noqa: F401 - re-exported
+from camstream.threshold_spec import ThresholdSpec
 
 
 @njit(cache=True, nogil=True)

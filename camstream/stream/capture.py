@@ -20,7 +20,7 @@ from fractions import Fraction
 import numpy as np
 
 from camstream.errors import InputError
-from camstream.preprocess import Placement, resize_to_rgb
+from camstream.preprocess import Placement, image_damage, resize_to_rgb
 from camstream.redaction import redact, remember_secrets
 from camstream.stream.records import SourceInfo
 from camstream.stream.ring import FrameRing
@@ -409,7 +409,27 @@ def local_file_problem(location: str) -> str | None:
         return f"{location} is a directory, not a video"
     if os.path.getsize(location) == 0:
         return f"{location} is empty (0 bytes)"
+    damage = still_image_damage(location)
+    if damage:
+        return f"{location} is damaged: {damage}; give a whole copy of it"
     return None
+
+
+_STILL_IMAGE_STARTS = (b"\xff\xd8", b"\x89PNG\r\n\x1a\n")  # JPEG, PNG: FFmpeg plays either as a one-frame video
+_LARGEST_STILL_CHECKED = 64 << 20
+
+
+def still_image_damage(path: str) -> str | None:
+    """Why a JPEG or PNG file given as a video source is damaged (`image_damage`: FFmpeg would decode a truncated
+    one as a half-grey frame and say nothing), or None: for any other file, or one that cannot be read here."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(8)
+            if not head.startswith(_STILL_IMAGE_STARTS) or os.path.getsize(path) > _LARGEST_STILL_CHECKED:
+                return None
+            return image_damage(head + handle.read())
+    except OSError:  # said when FFmpeg opens it
+        return None
 
 
 def open_source(location: str, model_size: tuple[int, int], max_outage_s: float | None = None,

@@ -59,3 +59,4 @@ class OutputLock:
                 os.rmdir(self.folder)
         os.close(self._fd)  # closing the descriptor drops the flock
         self._fd = None
+

@@ -14,7 +14,7 @@ import numpy as np
 from camstream.backends import make_backend
 from camstream.catalog import DETECTOR_METHODS
 from camstream.errors import CamstreamError, InputError
-from camstream.report_file import write_json_atomic
+from camstream.storage import write_json_atomic
 from camstream.stream.capture import UnavailableSource, local_file_problem
 from camstream.stream.config import PipelineConfig
 from camstream.stream.controls import LiveControls

@@ -98,8 +98,9 @@ class FileSink(Sink):
             raise InputError(f"cannot write {self.path}: {getattr(exc, 'strerror', None) or exc}") from None
         rate = Fraction(info.fps).limit_denominator(1001) if info.fps > 0 else Fraction(25)
         stream = self._container.add_stream("libx264", rate=rate)
-        # yuv420p needs even sides: an odd last row/column is cropped
-        self._size = (info.width & ~1, info.height & ~1)
+        # yuv420p needs even sides: an odd last row/column is cropped, and a side under 2 pixels (a 1×1 source)
+        # is padded to 2 by repeating its edge
+        self._size = (max(2, info.width & ~1), max(2, info.height & ~1))
         stream.width, stream.height = self._size
         stream.pix_fmt = "yuv420p"
         stream.time_base = info.time_base
@@ -114,6 +115,8 @@ class FileSink(Sink):
         width, height = self._size
         if frame.shape[1] != width or frame.shape[0] != height:
             frame = np.ascontiguousarray(frame[:height, :width])
+            if frame.shape[1] < width or frame.shape[0] < height:
+                frame = np.pad(frame, ((0, height - frame.shape[0]), (0, width - frame.shape[1]), (0, 0)), "edge")
         video_frame = av.VideoFrame.from_ndarray(frame, format="bgr24")
         pts = meta.pts if meta.pts is not None else round(meta.time_s / self._time_base)
         if self._first_pts is None:
