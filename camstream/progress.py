@@ -31,6 +31,16 @@ class _CurrentStderr(logging.Handler):
             print(redact(self.format(record)), file=sys.stderr, flush=True)
 
 
+class _OneLine(_CurrentStderr):
+    """A record of another library as one `camstream: debug: …` line: its message and the exception's name
+    and text, never the traceback."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        error = record.exc_info[1] if record.exc_info else None
+        cause = f" ({type(error).__name__}: {error})" if error is not None else ""
+        return f"camstream: debug: {record.name}: {record.getMessage()}{cause}"
+
+
 def configure(quiet: bool = False, verbose: bool = False) -> None:
     """Progress at INFO on stderr as `camstream: …` lines; WARNING and above only with `quiet`; DEBUG with
     `verbose`. Idempotent: a second call only sets the level."""
@@ -39,7 +49,14 @@ def configure(quiet: bool = False, verbose: bool = False) -> None:
         handler.setFormatter(logging.Formatter("camstream: %(message)s"))
         LOGGER.addHandler(handler)
         LOGGER.propagate = False
+        # the dashboard's server: a client that vanishes mid-response is aiohttp's "Error handling request" with a
+        # traceback, through Python's last-resort handler. It is no fault of the run: said only with --verbose,
+        # as one line, in camstream's own format
+        served = logging.getLogger("aiohttp")
+        served.addHandler(_OneLine())
+        served.propagate = False
     LOGGER.setLevel(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
+    logging.getLogger("aiohttp").setLevel(logging.DEBUG if verbose else logging.CRITICAL + 1)
 
 
 def say(message: str) -> None:

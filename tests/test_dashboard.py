@@ -208,3 +208,27 @@ def test_the_dashboard_in_a_real_browser(minute_clip, tmp_path):
     finally:
         browser.quit()
         run.stop()
+
+
+def test_a_server_error_of_a_vanished_client_is_never_a_traceback_and_one_line_with_verbose(capsys):
+    """aiohttp says "Error handling request" with a traceback when a client vanishes mid-response; through
+    camstream's logging it is nothing by default and one debug line with -v."""
+    import logging
+
+    from camstream.progress import configure
+
+    def vanish() -> None:
+        try:
+            raise ConnectionResetError("Cannot write to closing transport")
+        except ConnectionResetError:
+            logging.getLogger("aiohttp.server").exception("Error handling request")
+
+    configure()
+    vanish()
+    assert capsys.readouterr().err == ""
+    configure(verbose=True)
+    vanish()
+    said = capsys.readouterr().err
+    configure()
+    assert said == ("camstream: debug: aiohttp.server: Error handling request (ConnectionResetError: Cannot write to "
+                    "closing transport)\n")

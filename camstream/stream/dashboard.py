@@ -24,6 +24,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from camstream.errors import CamstreamError
+from camstream.progress import LOGGER
 
 PUSH_INTERVAL_S = 0.5  # the events channel's update period: 2 updates a second
 
@@ -203,8 +204,8 @@ class Dashboard:
                 seen, jpeg = latest
                 await response.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: "
                                      + str(len(jpeg)).encode() + b"\r\n\r\n" + jpeg + b"\r\n")
-        except (ConnectionResetError, asyncio.CancelledError):
-            pass
+        except (ConnectionResetError, asyncio.CancelledError) as exc:
+            LOGGER.debug("dashboard: a video client of stream %d left (%s)", index, type(exc).__name__)
         finally:
             self.clients -= 1
             self.watchers[index] -= 1
@@ -225,8 +226,8 @@ class Dashboard:
                 self.pushes += 1
                 await asyncio.wait([ended], timeout=self.push_interval_s)
             await response.write(f"event: end\ndata: {json.dumps(self._stats())}\n\n".encode())
-        except (ConnectionResetError, asyncio.CancelledError):
-            pass
+        except (ConnectionResetError, asyncio.CancelledError) as exc:
+            LOGGER.debug("dashboard: an events client left (%s)", type(exc).__name__)
         finally:
             ended.cancel()
             self.clients -= 1
