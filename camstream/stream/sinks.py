@@ -17,6 +17,7 @@ import numpy as np
 
 from camstream.catalog import SINKS  # noqa: F401 - the names live in the framework-free catalog
 from camstream.errors import CamstreamError, InputError, OutputError
+from camstream.progress import LOGGER
 from camstream.stream.records import FrameMeta, SourceInfo
 
 
@@ -394,7 +395,7 @@ class _MjpegServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
             return self._number, self._jpeg
 
     def handle_error(self, request, client_address) -> None:  # a broken client never kills the server
-        pass
+        LOGGER.debug("mjpeg: a client at %s failed (%s)", client_address[0], sys.exc_info()[1])
 
     def process_request(self, request, client_address) -> None:
         if not self._connections.acquire(blocking=False):
