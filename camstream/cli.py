@@ -176,6 +176,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="web/mjpeg sink address (default 127.0.0.1: this machine only)")
     run.add_argument("--port", type=int, default=8080,
                      help="web/mjpeg sink port (default 8080; mjpeg: one port per stream from it; 0: any free port)")
+    run.add_argument("--loop", action="store_true",
+                     help="play a file source again from the start at its end, until Ctrl-C or --max-frames "
+                          "(frames stay in order and the output's timeline runs on; cameras and streams are "
+                          "unaffected)")
     run.add_argument("--keep-serving", action="store_true",
                      help="web sink: when the run ends, keep the dashboard up with its last frame and figures "
                           "until Ctrl-C")

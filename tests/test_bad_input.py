@@ -462,3 +462,24 @@ def test_a_missing_source_file_is_said_before_the_model_loads(tmp_path):
                        tmp_path / "missing-weights.pt", "--out", tmp_path / "out")
     assert_one_line_error(result, "no such file")
     assert "nope.mp4" in result.stderr and "weights" not in result.stderr
+
+
+def test_loop_plays_a_file_again_with_its_timeline_running_on(tmp_path):
+    """--loop: a 10-frame clip run for 25 frames gives 25 frames in order, the output's timestamps rising
+    across each restart (lossless: every frame of every pass)."""
+    clip = tmp_path / "ten.mp4"
+    with av.open(str(clip), "w") as out:
+        stream = out.add_stream("libx264", rate=10, options={"preset": "ultrafast"})
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for index in range(10):
+            image = np.full((48, 64, 3), index * 20, np.uint8)
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        out.mux(stream.encode(None))
+    result = camstream("run", "--source", clip, "--loop", "--max-frames", "25", "--input-size", "64", "64",
+                       "--out", tmp_path / "out", "-q")
+    assert result.returncode == 0, result.stderr
+    report = one_stream(json.loads((tmp_path / "out" / "report.json").read_text()))
+    assert report["frames_in"] == report["frames_out"] == 25 and report["dropped"] == 0
+    with av.open(str(tmp_path / "out" / "overlay.mp4")) as video:
+        times = [frame.time for frame in video.decode(video=0)]
+    assert len(times) == 25 and all(b > a for a, b in zip(times, times[1:], strict=False))

@@ -132,7 +132,7 @@ class PyAVSource(Source):
     STEADY_S = 5.0
 
     def __init__(self, location: str, model_size: tuple[int, int], open_timeout_s: float = 10.0,
-                 max_outage_s: float | None = None, resize: str = "stretch") -> None:
+                 max_outage_s: float | None = None, resize: str = "stretch", loop: bool = False) -> None:
         self._location = location
         self._model_size = model_size
         self._resize = resize
@@ -167,7 +167,9 @@ class PyAVSource(Source):
         self.rotation = (-90 * self._quarter_turns) % 360
         self._stored_size = self._last_size = stored
         shown = stored[::-1] if self._quarter_turns % 2 else stored
-        self.info = SourceInfo(name, shown[0], shown[1], float(rate), time_base, self._stream.frames or None, live)
+        self._loop = loop and not live  # a file (or a file served over HTTP) starts again at its end
+        declared = None if self._loop else self._stream.frames or None  # looping: no end, so no total
+        self.info = SourceInfo(name, shown[0], shown[1], float(rate), time_base, declared, live)
         self.reconnects = 0
         self._closed = False
 
@@ -243,11 +245,21 @@ class PyAVSource(Source):
             if self._closed:
                 return
             if not self.info.live:
-                if total == 0:
-                    raise InputError(f"{self.info.name}: no video frame could be decoded")
-                self._check_declared(total)
-                return
+                if self._ended(total):
+                    return
+                continue
             self._reconnect(reason)
+
+    def _ended(self, total: int) -> bool:
+        """At a file's end: True when it is the end, False when `--loop` starts it again (the clock carries the
+        timeline on); an InputError when no frame came at all."""
+        if total == 0:
+            raise InputError(f"{self.info.name}: no video frame could be decoded")
+        if self._loop:
+            self._container.seek(0)
+            return False
+        self._check_declared(total)
+        return True
 
     def _check_declared(self, total: int) -> None:
         """A file that ends before the frames its container declares (truncated) is said, not passed over."""
@@ -433,13 +445,13 @@ def still_image_damage(path: str) -> str | None:
 
 
 def open_source(location: str, model_size: tuple[int, int], max_outage_s: float | None = None,
-                resize: str = "stretch") -> Source:
+                resize: str = "stretch", loop: bool = False) -> Source:
     """A camera for an integer (`0`), else a file path or URL for PyAV (its credentials remembered first, so that
     nothing camstream writes shows them: `camstream.redaction`)."""
     remember_secrets(location)
     if location.isdigit():
         return CameraSource(int(location), model_size, resize)
-    return PyAVSource(location, model_size, max_outage_s=max_outage_s, resize=resize)
+    return PyAVSource(location, model_size, max_outage_s=max_outage_s, resize=resize, loop=loop)
 
 
 class CaptureStage(threading.Thread):

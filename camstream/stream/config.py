@@ -66,6 +66,7 @@ class PipelineConfig:
     reuse_cam: bool = False
     target_fps: float = 60.0
     max_frames: int | None = None
+    loop: bool = False  # a file starts again at its end (until Ctrl-C or max_frames); live sources are unaffected
     max_outage_s: float | None = None  # live sources: give up after this long without frames (None: never)
     bind: str = "127.0.0.1"
     port: int = 8080

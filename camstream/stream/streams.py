@@ -38,7 +38,7 @@ class Stream:
         self.config = config
         self.dashboard = dashboard  # the run's `--sink web` server, shared by every stream
         self.source = source or open_source(source_name, backend.input_size, config.max_outage_s,
-                                                    backend.resize)
+                                                    backend.resize, config.loop)
         info = self.source.info
         self.policy = config.policy or ("live" if info.live else "lossless")
         self.realtime = config.realtime if config.realtime is not None else (self.policy == "live" and not info.live)
