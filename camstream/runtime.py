@@ -6,6 +6,9 @@ import ctypes
 import ctypes.util
 import os
 import sys
+import threading
+
+import psutil
 
 # glibc mallopt parameters
 _M_TRIM_THRESHOLD = -1
@@ -43,3 +46,35 @@ def release_free_memory() -> bool:
         return False
     trim.argtypes = [ctypes.c_size_t]
     return bool(trim(0))
+
+
+class RssPeak:
+    """Context manager sampling this process's RSS every `interval_s` on a daemon thread; `peak_mb` is the
+    highest reading above the one taken on entry (the working memory of what ran inside)."""
+
+    def __init__(self, interval_s: float = 0.005) -> None:
+        self.interval_s = interval_s
+        self.peak_mb = 0.0
+        self._process = psutil.Process()
+        self._done = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._start_mb = 0.0
+
+    def _sample(self) -> None:
+        while True:
+            rss = self._process.memory_info().rss / 2**20
+            self.peak_mb = max(self.peak_mb, rss - self._start_mb)
+            if self._done.wait(self.interval_s):
+                return
+
+    def __enter__(self) -> RssPeak:
+        self._start_mb = self._process.memory_info().rss / 2**20
+        self._done.clear()
+        self._thread = threading.Thread(target=self._sample, name="rss-peak", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._done.set()
+        assert self._thread is not None
+        self._thread.join()

@@ -271,7 +271,7 @@ def test_insertion_starts_from_petsiuks_blur():
 
 def test_temporal_lag_finds_the_offset_a_smoothed_map_trails_by():
     from camstream.eval.robustness import TemporalLag
-    from camstream.stream.infer import CamSmoother
+    from camstream.kernels import CamSmoother
 
     rng = np.random.default_rng(0)
     raw = rng.random((60, 8, 8)).astype(np.float32)

@@ -42,14 +42,12 @@ from camstream.eval.report import markdown
 from camstream.eval.robustness import MaxSensitivity, TemporalLag, TemporalStability
 from camstream.explain.baselines import EvalExplainer, make_explainer
 from camstream.explain.result import evaluation_mode
-from camstream.kernels import simplify, threshold_value
+from camstream.kernels import CamSmoother, simplify, threshold_value
 from camstream.model_card import ModelCard
 from camstream.models import load_model
 from camstream.preprocess import Normaliser, resize_mask, resize_to_rgb
-from camstream.runtime import release_free_memory
+from camstream.runtime import RssPeak, release_free_memory
 from camstream.storage import check_writable_folder, write_json_atomic
-from camstream.stream.infer import CamSmoother
-from camstream.stream.telemetry import RssPeak
 from camstream.threshold_spec import ThresholdSpec, parse_threshold
 
 LOCALISATION = (PointingGame(), IoU(), Dice(), Precision(), Recall(), BoundaryF1())

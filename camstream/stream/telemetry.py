@@ -193,35 +193,3 @@ class Telemetry:
             "fds_start": self.fds_start,
             "fds_end": self.open_files(),
         }
-
-
-class RssPeak:
-    """Context manager sampling this process's RSS every `interval_s` on a daemon thread; `peak_mb` is the
-    highest reading above the one taken on entry (the working memory of what ran inside)."""
-
-    def __init__(self, interval_s: float = 0.005) -> None:
-        self.interval_s = interval_s
-        self.peak_mb = 0.0
-        self._process = psutil.Process()
-        self._done = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._start_mb = 0.0
-
-    def _sample(self) -> None:
-        while True:
-            rss = self._process.memory_info().rss / 2**20
-            self.peak_mb = max(self.peak_mb, rss - self._start_mb)
-            if self._done.wait(self.interval_s):
-                return
-
-    def __enter__(self) -> RssPeak:
-        self._start_mb = self._process.memory_info().rss / 2**20
-        self._done.clear()
-        self._thread = threading.Thread(target=self._sample, name="rss-peak", daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self._done.set()
-        assert self._thread is not None
-        self._thread.join()
