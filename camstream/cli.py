@@ -392,8 +392,8 @@ def _sanity_images(folder: str | None, count: int) -> list:
 
 def _eval(args: argparse.Namespace) -> int:
     from camstream.catalog import DETECTOR_MODELS
+    from camstream.eval.explainers import EXPLAINERS
     from camstream.eval.suite import EvalPlan, run_eval
-    from camstream.explain.baselines import EXPLAINERS
     from camstream.stream.config import demo_clip
     from camstream.threshold_spec import parse_threshold
 

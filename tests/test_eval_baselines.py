@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from camstream.errors import CamstreamError, ModelError
-from camstream.explain.baselines import EXPLAINERS, make_explainer
+from camstream.eval.explainers import EXPLAINERS, make_explainer
 
 
 def canvas_pixels(cat_on_canvas) -> tuple[torch.Tensor, tuple[int, int, int, int]]:

@@ -14,8 +14,8 @@ from torch import nn
 from camstream.backends.factory import pixels_graph
 from camstream.backends.graph import resolve_runtime
 from camstream.errors import CamstreamError
+from camstream.eval.explainers import make_explainer
 from camstream.eval.suite import EvalPlan, run_eval
-from camstream.explain.baselines import make_explainer
 from camstream.models import ModelSpec
 from camstream.preprocess import Normaliser
 

@@ -11,8 +11,8 @@ from torch import nn
 
 import camstream
 from camstream.backends import torch_backend
+from camstream.eval.explainers import make_explainer
 from camstream.explain import REGISTRY, ModelKind, evaluation_mode
-from camstream.explain.baselines import make_explainer
 from camstream.explain.temporal import ClipClassifier
 from camstream.models import ModelSpec, load_model
 from camstream.stream import pipeline as pipeline_module

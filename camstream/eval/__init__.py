@@ -1,5 +1,6 @@
 """`camstream eval`: metrics (localisation against ground truth, faithfulness to the model, robustness),
-the methods and baselines they compare, and the suite that runs them.
+the explainers they compare (`explainers.py`: camstream's own methods wrapped for eval, RISE, Score-CAM and the
+peers), and the suite that runs them.
 
 Each metric is a small class that declares which way is better and what it needs, and scores a whole
 batch at once (one value per sample).

@@ -18,6 +18,7 @@ from camstream.backends.graph import resolve_runtime
 from camstream.errors import CamstreamError
 from camstream.eval.boundary import BoundaryF1
 from camstream.eval.datasets import load_clip_frames, load_samples
+from camstream.eval.explainers import EvalExplainer, make_explainer
 from camstream.eval.faithfulness import (
     Adcc,
     AverageDrop,
@@ -40,7 +41,6 @@ from camstream.eval.localisation import (
 )
 from camstream.eval.report import markdown
 from camstream.eval.robustness import MaxSensitivity, TemporalLag, TemporalStability
-from camstream.explain.baselines import EvalExplainer, make_explainer
 from camstream.explain.result import evaluation_mode
 from camstream.kernels import CamSmoother, simplify, threshold_value
 from camstream.model_card import ModelCard

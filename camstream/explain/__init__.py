@@ -7,7 +7,6 @@ keyed by `ModelKind`, and `explain(model, inputs)` that picks the method by arch
 - `detector.py`: detectors behind one contract (`DetectorModel`), the hooked detector and the per-box methods
 - `registry.py`: which methods exist, each kind's default, `hook_model` / `make_method`
 - `api.py`: `explain()`; `inputs.py`: NumPy / PIL pictures into a batch; `drawing.py`: `overlay()`
-- `baselines.py`: the peer methods eval compares against (RISE, Score-CAM, …)
 
 The package is itself callable, so `camstream.explain(model, inputs)` works as it always has.
 """
