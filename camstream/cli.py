@@ -85,24 +85,28 @@ class _OneLineErrorParser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser; it reads the framework-free catalog only, so --help loads no torch, JIT or OpenCV."""
-    from camstream.catalog import (
-        BACKENDS,
-        CLIP_METHODS,
-        CNN_METHODS,
-        COLORMAPS,
-        DEFAULT_MODEL,
-        EXPORTABLE_METHODS,
-        HUD_PLACES,
-        IMAGE_METHODS,
-        MODEL_NAMES,
-        SINKS,
-    )
-
     parser = _OneLineErrorParser(prog="camstream", description="Live class-activation heatmaps over video: "
                                      "see why an image model decides what it decides.")
     parser.add_argument("--version", action="version", version=f"camstream {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_explain_command(commands)
+    _add_run_command(commands)
+    _add_export_command(commands)
+    _add_fleet_command(commands)
+    _add_bench_command(commands)
+    _add_eval_command(commands)
+    _add_sanity_command(commands)
+    _add_inspect_command(commands)
+    for command in commands.choices.values():
+        command.add_argument("-q", "--quiet", action="store_true", help="say only results, warnings and errors on "
+                             "stderr: no progress lines, no live status line")
+        command.add_argument("-v", "--verbose", action="store_true", help="also say debug details on stderr "
+                             "(dropped dashboard clients, retries)")
+    return parser
 
+
+def _add_explain_command(commands: argparse._SubParsersAction) -> None:
+    """`camstream explain`'s options."""
     explain = commands.add_parser("explain", help="explain one image and write an overlay PNG",
                                   description="Explain one image: top-1 class (or --class-id) and its heatmap "
                                               "composited over the image, written at the input's size.")
@@ -111,6 +115,11 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--class-id", type=int, metavar="N", help="explain class N instead of the top-1 class")
     explain.add_argument("--out", required=True, metavar="OVERLAY.png", help="where to write the overlay")
     explain.add_argument("--json", action="store_true", help="print one JSON object instead of a sentence")
+
+
+def _add_run_command(commands: argparse._SubParsersAction) -> None:
+    """`camstream run`'s options."""
+    from camstream.catalog import CLIP_METHODS, COLORMAPS, HUD_PLACES, SINKS
 
     run = commands.add_parser("run", help="explain a video, stream or camera live (the default command)",
                               description="Explain every frame of a video file, RTSP/HTTP stream or camera: "
@@ -189,6 +198,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="seconds between status lines (default 1 on a terminal, 5 otherwise)")
     run.set_defaults(handler=_run)
 
+
+def _add_export_command(commands: argparse._SubParsersAction) -> None:
+    """`camstream export`'s options."""
+    from camstream.catalog import DEFAULT_MODEL, EXPORTABLE_METHODS
+
     export = commands.add_parser("export", help="write the model and its explanation as one ONNX graph",
                                  description="Write one ONNX graph that takes uint8 RGB frames at the model's size "
                                  "(and a class id, -1 for top-1) and returns logits, the explained class, its score "
@@ -208,6 +222,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "against the float graph on the other half (top-1 agreement, CAM correlation); written "
                         "beside --out as NAME-int8.onnx")
     export.set_defaults(handler=_export)
+
+
+def _add_fleet_command(commands: argparse._SubParsersAction) -> None:
+    """`camstream fleet`'s options."""
+    from camstream.catalog import DEFAULT_MODEL, IMAGE_METHODS
 
     fleet = commands.add_parser("fleet", help="many streams over Ray: one actor per stream (or group)",
                                 description="Run the same pipeline as `camstream run` for every source of a "
@@ -232,6 +251,9 @@ def build_parser() -> argparse.ArgumentParser:
     fleet.add_argument("--out", default="fleet-out", metavar="DIR", help="where to write (default fleet-out)")
     fleet.set_defaults(handler=_fleet)
 
+
+def _add_bench_command(commands: argparse._SubParsersAction) -> None:
+    """`camstream bench`'s options."""
     bench = commands.add_parser("bench", help="measure speed: explainers vs plain inference and peers, pipeline, "
                                 "kernels, edge profile", description="Benchmarks measured side by side in one run, "
                                 "reported as times and ratios; writes OUT/bench.json and OUT/bench.md.")
@@ -245,6 +267,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--footage", metavar="VIDEO", help="clip to derive the 720p/1080p 60 fps inputs from "
                        "(default: ../shared dashcam clip if present, else the demo clip)")
     bench.set_defaults(handler=_bench)
+
+
+def _add_eval_command(commands: argparse._SubParsersAction) -> None:
+    """`camstream eval`'s options."""
+    from camstream.catalog import BACKENDS, DEFAULT_MODEL
 
     evaluate = commands.add_parser("eval", help="faithfulness, localisation and cost of the methods on a folder "
                                    "of images", description="Evaluate methods, full map vs thresholded maps, on "
@@ -291,6 +318,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--out", default="eval-out", metavar="DIR", help="where to write (default eval-out)")
     evaluate.set_defaults(handler=_eval)
 
+
+def _add_sanity_command(commands: argparse._SubParsersAction) -> None:
+    """`camstream sanity`'s options."""
+    from camstream.catalog import CNN_METHODS, DEFAULT_MODEL
+
     sanity = commands.add_parser("sanity", help="do the methods pass Adebayo et al.'s sanity checks on this model?",
                                  description="Adebayo et al. (2018) sanity checks for each CNN method on the model: "
                                  "class sensitivity (the top-1 map against another class's map) and model-parameter "
@@ -306,6 +338,11 @@ def build_parser() -> argparse.ArgumentParser:
     sanity.add_argument("--json", action="store_true", help="print one JSON object")
     sanity.set_defaults(handler=_sanity)
 
+
+def _add_inspect_command(commands: argparse._SubParsersAction) -> None:
+    """`camstream inspect`'s options."""
+    from camstream.catalog import MODEL_NAMES
+
     inspect = commands.add_parser("inspect", help="what camstream will do with a model: input, classes, layers, "
                                   "methods and their cost here",
                                   description="Load MODEL (a name, or your model file with its model card) and "
@@ -320,12 +357,6 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--rounds", type=int, default=5, metavar="N", help="timed runs per method (default 5)")
     inspect.add_argument("--json", action="store_true", help="print one JSON object")
     inspect.set_defaults(handler=_inspect)
-    for command in commands.choices.values():
-        command.add_argument("-q", "--quiet", action="store_true", help="say only results, warnings and errors on "
-                             "stderr: no progress lines, no live status line")
-        command.add_argument("-v", "--verbose", action="store_true", help="also say debug details on stderr "
-                             "(dropped dashboard clients, retries)")
-    return parser
 
 
 def _options_card(args: argparse.Namespace):
