@@ -196,6 +196,41 @@ def test_the_dashboard_in_a_real_browser(minute_clip, tmp_path):
         wait.until(lambda b: _saturated_share(video.screenshot_as_png) > 0.8, "'none' does not colour all")
         assert browser.find_element(By.ID, "message").text == ""
         Select(browser.find_element(By.ID, "control-threshold")).select_by_value("dynamic")
+        assert browser.find_element(By.ID, "value-alpha").text == "1.00"  # the value beside its slider
+        # the colour bar, with the newest frame's threshold marked on it
+        marked = "return document.getElementById('colorbar').dataset.threshold"
+        wait.until(lambda b: b.execute_script(marked) not in (None, ""), "no threshold marked on the colour bar")
+        assert 0.0 <= float(browser.execute_script(marked)) <= 1.0
+        # a class chosen by name: the inference explains it, the HUD and the class strip name it
+        class_input = browser.find_element(By.ID, "control-class")
+        class_input.clear()
+        class_input.send_keys("balloon")
+        browser.execute_script("arguments[0].dispatchEvent(new Event('change'));", class_input)
+        wait.until(lambda b: json.loads(run.get("stats")[1])["controls"]["class_id"] == 417, "balloon not chosen")
+        wait.until(lambda b: (json.loads(run.get("stats")[1])["streams"][0]["classes"] or [{}])[-1].get("label")
+                   == "balloon", "the frames are not explained for the chosen class")
+        # pause holds the frame counter; step lets one frame through; resume goes on
+        browser.find_element(By.ID, "pause").click()
+        wait.until(lambda b: json.loads(run.get("stats")[1])["controls"]["paused"], "pause not taken")
+        held = json.loads(run.get("stats")[1])["streams"][0]["frames_out"]
+        seen = browser.execute_script("return window.camstreamUpdates")
+        wait.until(lambda b: b.execute_script("return window.camstreamUpdates") >= seen + 3, "the page stopped")
+        assert json.loads(run.get("stats")[1])["streams"][0]["frames_out"] <= held + 1  # at most one in flight
+        held = json.loads(run.get("stats")[1])["streams"][0]["frames_out"]
+        browser.find_element(By.ID, "step").click()
+        wait.until(lambda b: json.loads(run.get("stats")[1])["streams"][0]["frames_out"] == held + 1, "no step")
+        # the snapshot: the overlay and the raw map as PNGs, the frame's facts as JSON
+        status, overlay_png = run.get("snapshot/0.png")
+        assert status == 200 and overlay_png.startswith(b"\x89PNG")
+        status, map_png = run.get("snapshot/0/map.png")
+        assert status == 200 and map_png.startswith(b"\x89PNG")
+        facts = json.loads(run.get("snapshot/0.json")[1])
+        assert facts["class_id"] == 417 and facts["label"] == "balloon" and facts["seq"] >= 0
+        assert facts["settings"]["paused"] is True
+        browser.find_element(By.ID, "pause").click()
+        wait.until(lambda b: not json.loads(run.get("stats")[1])["controls"]["paused"], "resume not taken")
+        class_input.clear()
+        browser.execute_script("arguments[0].dispatchEvent(new Event('change'));", class_input)
         chips = browser.execute_script("return [...document.querySelectorAll('#classes-0 .chip')]"
                                        ".map((chip) => chip.textContent)")  # redrawn with every update
         assert chips and all(float(chip.rsplit(" ", 1)[1]) <= 1.0 for chip in chips)

@@ -1,6 +1,7 @@
 """What the dashboard may change in a running pipeline, and the live figures it shows.
 
-`LiveControls.apply` takes a dict of settings — method, threshold, alpha, colormap, class_id, smooth, hud —
+`LiveControls.apply` takes a dict of settings — method, threshold, alpha, colormap, class_id (a number or a class
+name), smooth, hud, paused, step —
 checks every one before changing any, then sets them where each stage reads it on its next frame: the
 painters (threshold, alpha, colormap), the render stages (HUD), the inference stage (class, smoothing) and the
 backend (method, taken before its next batch). `LiveControls.stats` is `/stats`.
@@ -37,11 +38,33 @@ class LiveControls:
     def state(self) -> dict[str, Any]:
         """The settings as they are now, and what each may be set to."""
         painter, render = self.streams[0].painter, self.streams[0].render
+        lut = colormap_lut(self.colormap)  # (256, 3) BGR: the colour bar's stops, as hex RGB
+        stops = [f"#{int(lut[i, 2]):02x}{int(lut[i, 1]):02x}{int(lut[i, 0]):02x}" for i in range(0, 256, 32)]
+        stops.append(f"#{int(lut[255, 2]):02x}{int(lut[255, 1]):02x}{int(lut[255, 0]):02x}")
+        class_id = self.infer.class_id
         return {"method": self.backend.method, "methods": self.backend.methods(), "threshold": str(painter.spec),
                 "alpha": painter.alpha, "colormap": self.colormap, "colormaps": sorted(COLORMAPS),
-                "class_id": self.infer.class_id, "classes": self.backend.classes,
+                "colormap_stops": stops, "class_id": class_id,
+                "class_label": None if class_id is None else self.label(class_id), "classes": self.backend.classes,
                 "smooth": self.infer.smoothers[0].alpha if self.infer.smoothers else 0.0, "hud": render.hud,
-                "huds": list(HUD_PLACES)}
+                "huds": list(HUD_PLACES), "paused": render.gate.paused}
+
+    def label(self, class_id: int) -> str:
+        """The model's name for `class_id` (`class N` where it has none)."""
+        return self.streams[0].render.label(class_id)
+
+    def labels(self) -> list[str]:
+        """Every class name of the model, by id (`/labels`: the page's searchable class list)."""
+        return list(self.backend.labels) if self.backend.labels else [self.label(i) for i in range(self.backend.classes
+                                                                                                   or 0)]
+
+    def snapshot(self, index: int) -> dict | None:
+        """Stream `index`'s newest explained frame: its facts, the settings and its raw map (None: no such stream)."""
+        if not 0 <= index < len(self.streams):
+            return None
+        taken = self.streams[index].render.snapshot()
+        taken["facts"] = {"stream": index, **taken["facts"], "settings": self.state()}
+        return taken
 
     def apply(self, changes: dict[str, Any]) -> dict[str, Any]:
         """Check every setting in `changes`, then apply them all; returns `state()`. A ValueError names the
@@ -73,8 +96,10 @@ class LiveControls:
         if name == "class_id":
             if value is None or value == "":
                 return None
+            if isinstance(value, str) and not value.strip().isdigit():
+                return self._class_by_name(value)
             if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).isdigit():
-                raise ValueError("class_id must be a class number, or null for each frame's top-1")
+                raise ValueError("class_id must be a class number or name, or null for each frame's top-1")
             classes = self.backend.classes
             if classes is not None and int(value) >= classes:
                 raise ValueError(f"class_id must be below {classes} (the model's classes)")
@@ -83,7 +108,26 @@ class LiveControls:
             if value not in HUD_PLACES:
                 raise ValueError(f"hud must be one of {', '.join(HUD_PLACES)}")
             return value
-        raise ValueError(f"unknown setting '{name}' (method, threshold, alpha, colormap, class_id, smooth, hud)")
+        if name in ("paused", "step"):
+            if not isinstance(value, bool):
+                raise ValueError(f"{name} must be true or false")
+            return value
+        raise ValueError(f"unknown setting '{name}' (method, threshold, alpha, colormap, class_id, smooth, hud, "
+                         "paused, step)")
+
+    def _class_by_name(self, text: str) -> int:
+        """The id of the class named `text`: a whole name, or one of its comma-separated names, or the one name
+        that holds it (case ignored); a ValueError naming a few candidates otherwise."""
+        wanted = text.strip().lower()
+        names = [name.lower() for name in self.labels()]
+        for index, name in enumerate(names):
+            if wanted == name or wanted in (part.strip() for part in name.split(",")):
+                return index
+        holding = [index for index, name in enumerate(names) if wanted in name]
+        if len(holding) == 1:
+            return holding[0]
+        shown = ", ".join(f"{i}: {self.labels()[i]}" for i in holding[:5])
+        raise ValueError(f"class '{text}' is {'ambiguous: ' + shown if holding else 'not one of the model classes'}")
 
     def _set(self, name: str, value: Any) -> None:
         if name == "method":
@@ -101,11 +145,21 @@ class LiveControls:
             for stream in self.streams:
                 stream.painter.lut = lut
         else:
-            for stream in self.streams:
-                if name == "hud":
-                    stream.render.hud = value
-                else:
-                    setattr(stream.painter, "spec" if name == "threshold" else name, value)
+            self._set_on_each_stream(name, value)
+
+    def _set_on_each_stream(self, name: str, value: Any) -> None:
+        """hud on each render stage; paused / step on each render stage's gate (held before rendering, or one
+        frame let through); threshold and alpha on each painter."""
+        for stream in self.streams:
+            if name == "hud":
+                stream.render.hud = value
+            elif name == "paused":
+                stream.render.gate.pause(value)
+            elif name == "step":
+                if value:
+                    stream.render.gate.step()
+            else:
+                setattr(stream.painter, "spec" if name == "threshold" else name, value)
 
     def stats(self) -> dict[str, Any]:
         """The live figures: per stream its frames, fps now (since the last read) and overall, per-stage and
@@ -134,6 +188,8 @@ class LiveControls:
                            for name, h in telemetry.stages.items() if h.count},
                 "classes": [{"seq": seq, "class_id": int(class_id), "label": stream.render.label(class_id),
                              "score": round(float(score), 3)} for seq, class_id, score in recent],
+                "threshold_value": (None if stream.render.last_threshold == float("-inf")
+                                    else round(stream.render.last_threshold, 4)),
                 "boxes": stream.render.latest_boxes()}  # a detector's newest boxes (frame pixels); None otherwise
 
 

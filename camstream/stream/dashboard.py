@@ -21,6 +21,8 @@ from importlib import resources
 from typing import Any
 from urllib.parse import quote
 
+import cv2
+import numpy as np
 from aiohttp import web
 
 from camstream.errors import CamstreamError
@@ -63,11 +65,15 @@ class Dashboard:
         """The page's address to open, with `?token=` when one is required (what the start line prints)."""
         return self.url + (f"?token={quote(self.token, safe='')}" if self.token is not None else "")
 
-    def start(self, stats: Callable[[], dict], control: Callable[[dict], dict]) -> None:
+    def start(self, stats: Callable[[], dict], control: Callable[[dict], dict],
+              snapshot: Callable[[int], dict | None] | None = None, labels: Callable[[], list[str]] | None = None
+              ) -> None:
         """Bind and serve on a daemon thread; `stats()` gives the live figures, `control(changes)` applies
-        settings (a ValueError is the client's mistake: 400 with its message). Raises a CamstreamError when the
-        address cannot be bound."""
+        settings (a ValueError is the client's mistake: 400 with its message), `snapshot(index)` a stream's
+        newest explained frame (facts and raw map), `labels()` the model's class names. Raises a CamstreamError
+        when the address cannot be bound."""
         self._stats, self._control = stats, control
+        self._snapshot, self._labels = snapshot or (lambda _index: None), labels or list
         ready = threading.Event()
         failure: list[BaseException] = []
 
@@ -101,6 +107,10 @@ class Dashboard:
         app.router.add_post("/control", self._apply)
         app.router.add_get(r"/stream/{index:\d+}.mjpg", self._video)
         app.router.add_get(r"/frame/{index:\d+}.jpg", self._frame)
+        app.router.add_get("/labels", self._labels_json)
+        app.router.add_get(r"/snapshot/{index:\d+}.json", self._snapshot_json)
+        app.router.add_get(r"/snapshot/{index:\d+}.png", self._snapshot_png)
+        app.router.add_get(r"/snapshot/{index:\d+}/map.png", self._snapshot_map)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.bind, self.port, reuse_address=True)
@@ -173,6 +183,36 @@ class Dashboard:
         index = int(request.match_info["index"])
         return index if 0 <= index < len(self._frames) else None
 
+    async def _labels_json(self, request):
+        return web.json_response(self._labels(), headers={"Cache-Control": "max-age=3600"})
+
+    def _taken(self, request) -> dict:
+        taken = self._snapshot(int(request.match_info["index"]))
+        if taken is None:
+            raise web.HTTPNotFound()
+        return taken
+
+    async def _snapshot_json(self, request):
+        facts = self._taken(request)["facts"]
+        return web.json_response(facts, headers={"Content-Disposition": f"attachment; filename=frame-{facts['seq']}"
+                                                                        ".json", "Cache-Control": "no-store"})
+
+    async def _snapshot_png(self, request):
+        """The newest overlaid frame as a PNG (what the video shows, without the stream's JPEG step)."""
+        index = int(request.match_info["index"])
+        latest = self._frames[index] if 0 <= index < len(self._frames) else None
+        if latest is None:
+            return web.Response(status=503, text="no frame yet")
+        image = cv2.imdecode(np.frombuffer(latest[1], np.uint8), cv2.IMREAD_COLOR)
+        return _png_response(image, f"overlay-{latest[0]}.png")
+
+    async def _snapshot_map(self, request):
+        """The newest raw map (cells × cells, values 0..1 as 0..255 grey), as the model made it."""
+        cam = self._taken(request)["map"]
+        if cam is None:
+            return web.Response(status=503, text="no map yet")
+        return _png_response(np.clip(np.asarray(cam, np.float32) * 255.0, 0, 255).astype(np.uint8), "map.png")
+
     async def _frame(self, request):
         index = self._stream_index(request)
         if index is None:
@@ -233,3 +273,11 @@ class Dashboard:
             self.clients -= 1
             self._streaming.discard(asyncio.current_task())
         return response
+
+
+def _png_response(image: np.ndarray, name: str) -> web.Response:
+    ok, encoded = cv2.imencode(".png", image)
+    if not ok:
+        return web.Response(status=500, text="cannot encode the snapshot")
+    return web.Response(body=encoded.tobytes(), content_type="image/png",
+                        headers={"Content-Disposition": f"attachment; filename={name}", "Cache-Control": "no-store"})

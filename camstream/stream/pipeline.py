@@ -133,7 +133,8 @@ class Pipeline:
                                         config.smooth, config.reuse_cam, config.class_id, self.clip_tracker)
             self.controls = LiveControls(self.streams, self.infer, self.backend)
             if self.dashboard is not None:
-                self.dashboard.start(self.controls.stats, self.controls.apply)
+                self.dashboard.start(self.controls.stats, self.controls.apply, self.controls.snapshot,
+                                     self.controls.labels)
         except BaseException:
             for stream in self.streams:
                 stream.close_sinks()
@@ -190,6 +191,7 @@ class Pipeline:
         for stream in self.streams:
             stream.stop()
             stream.ring.abort()
+            stream.render.gate.release()  # a run paused from the dashboard still stops
 
     def interrupt(self) -> None:
         """Ask for an orderly stop from anywhere, a signal handler included: the run loop acts on it."""

@@ -26,6 +26,51 @@ from camstream.stream.telemetry import Telemetry
 from camstream.stream.timeline_strip import draw_timeline
 
 
+class PauseGate:
+    """Where the render thread waits while the dashboard has paused the run; `step()` lets one frame through.
+    Upstream stages then wait on the full ring (lossless) or drop frames (live), so nothing runs ahead."""
+
+    def __init__(self) -> None:
+        self._open = threading.Event()
+        self._open.set()
+        self._steps = 0
+        self._paused = False
+        self._lock = threading.Lock()
+
+    @property
+    def paused(self) -> bool:
+        """Whether the run is paused (a step in progress included)."""
+        return self._paused
+
+    def pause(self, paused: bool) -> None:
+        with self._lock:
+            self._steps = 0
+            self._paused = paused
+            if paused:
+                self._open.clear()
+            else:
+                self._open.set()
+
+    def step(self) -> None:
+        """While paused, let the next frame through (nothing when not paused)."""
+        with self._lock:
+            if self._paused:
+                self._steps += 1
+                self._open.set()
+
+    def release(self) -> None:
+        """Open for good (the run ends)."""
+        self.pause(False)
+
+    def wait(self) -> None:
+        self._open.wait()
+        with self._lock:
+            if self._steps:
+                self._steps -= 1
+                if not self._steps:
+                    self._open.clear()
+
+
 class RenderStage(threading.Thread):
     """Composites each frame with the newest heatmap, draws the HUD, paces display sinks, writes the sinks.
 
@@ -60,6 +105,8 @@ class RenderStage(threading.Thread):
         self._steps_threshold = 0.0  # its threshold under the painter's spec
         self._detections: FrameDetections | None = None  # a detector's newest boxes and maps
         self._frame_size: tuple[int, int] = (0, 0)  # (height, width) of the newest frame
+        self.last_threshold = float("-inf")  # the map value the newest frame was drawn above (-inf: everywhere)
+        self.gate = PauseGate()  # the dashboard's pause and single step: frames wait here while paused
 
     def run(self) -> None:
         next_due = 0.0
@@ -68,6 +115,7 @@ class RenderStage(threading.Thread):
                 slot = self.results.get()
                 if slot is END_OF_STREAM:
                     break
+                self.gate.wait()
                 began = time.perf_counter()
                 canvas = self._render(slot)
                 self.telemetry.stages["render"].add((time.perf_counter() - began) * 1e3)
@@ -118,10 +166,20 @@ class RenderStage(threading.Thread):
             self._frame_size = slot.image.shape[:2]
             self.painter.paint_boxes(slot.image, self._detections, slot.image, self.label)
         elif self._cam is not None:
-            self.painter.paint(slot.image, self._cam, slot.image)
+            self.last_threshold = self.painter.paint(slot.image, self._cam, slot.image)
         if self.hud != "off":
             self._draw_hud(slot.image, slot)
         return slot.image
+
+    def snapshot(self) -> dict:
+        """The newest explained frame's facts (`/snapshot/N.json`) and its raw map (None before the first)."""
+        class_id, score, seq, time_s = self._cam_meta
+        facts = {"seq": seq, "time_s": round(time_s, 3), "class_id": class_id,
+                 "label": self.label(class_id) if class_id >= 0 else None, "score": round(float(score), 4),
+                 "method": self.method, "threshold": str(self.painter.spec),
+                 "threshold_value": None if self.last_threshold == float("-inf") else round(self.last_threshold, 4),
+                 "boxes": self.latest_boxes()}
+        return {"facts": facts, "map": None if self._cam is None else self._cam.copy()}
 
     def latest_boxes(self) -> list[dict] | None:
         """A detector's newest boxes at the frame's scale (label, score, x1 y1 x2 y2), best first; None for a
