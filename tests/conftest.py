@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -82,3 +84,19 @@ def to_batch(spec, images_rgb: list[np.ndarray]) -> torch.Tensor:
     height, width = spec.input_size
     small = [cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA) for image in images_rgb]
     return Preprocessor(spec, len(small))(small).clone()
+
+
+def mounted_tmpfs(disk: Path, options: str, needed_by: str) -> Iterator[Path]:
+    """A real tmpfs mounted at `disk` with `options` (e.g. "size=1536k", "ro,size=1m") for the length of a
+    fixture, unmounted afterwards; a skip naming `needed_by` where mounting is refused (it needs root in a machine
+    that allows mounts, as CI is)."""
+    disk.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(disk)], capture_output=True,
+                             text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.strip() or 'mount refused'}): {needed_by} need "
+                    "root in a machine that allows mounts (CI runs them)")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)

@@ -434,18 +434,10 @@ def test_eval_skips_and_counts_damaged_files_and_fails_only_when_none_is_left(tm
 
 def test_a_source_whose_timestamps_start_hours_in_starts_the_output_at_zero(tmp_path):
     """Issue 27: a source whose timestamps start far from zero gave an output whose header claimed hours."""
+    from .faults.corpus import timestamps_from
+
     source = tmp_path / "late.mp4"
-    offset = 25 * 3600 * 5  # five hours in, at 25 fps
-    with av.open(str(source), "w") as container:
-        stream = container.add_stream("libx264", rate=Fraction(25))
-        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
-        for index in range(20):
-            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 10 * index, np.uint8), format="rgb24")
-            frame.pts = offset + index
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode(None):
-            container.mux(packet)
+    timestamps_from(source, 25 * 3600 * 5)  # five hours in, at 25 fps
     with av.open(str(source)) as check:
         assert float(next(check.decode(video=0)).time) > 3600  # the source really starts hours in
     result = camstream("run", "--source", source, "--out", tmp_path / "out", "--sink", "file", "--no-hud")

@@ -11,20 +11,13 @@ import av
 import pytest
 
 from tests.cli import camstream
+from tests.conftest import mounted_tmpfs
 
 
 @pytest.fixture
 def small_disk(tmp_path):
     """A 1.5 MiB tmpfs at tmp_path/disk, unmounted afterwards; a skip with the reason where mounting is refused."""
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1536k", "tmpfs", str(disk)], capture_output=True,
-                             text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.strip() or 'mount refused'}): the full-disk tests "
-                    "need root in a machine that allows mounts (CI runs them)")
-    yield disk
-    subprocess.run(["umount", "-l", str(disk)], check=False)
+    yield from mounted_tmpfs(tmp_path / "disk", "size=1536k", "the full-disk tests")
 
 
 def _fill(disk: Path) -> None:

@@ -19,6 +19,7 @@ import pytest
 
 from camstream.bench.clips import count_frames
 from tests.cli import assert_one_line_error, camstream
+from tests.conftest import mounted_tmpfs
 from tests.faults.corpus import make, secrets_in, spellings
 
 SMALL_RUN = ("--max-frames", "4", "--input-size", "64", "64", "--max-outage", "1", "--quiet")
@@ -122,15 +123,7 @@ def one_thread_each(monkeypatch):
 def read_only_dir(tmp_path_factory):
     """A read-only 1 MiB tmpfs: root ignores file modes, not a read-only mount. A skip with the reason where
     mounting is refused."""
-    disk = tmp_path_factory.mktemp("read-only") / "disk"
-    disk.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(disk)], capture_output=True,
-                             text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a read-only tmpfs here ({mounted.stderr.strip() or 'mount refused'}): the "
-                    "read-only output rows need root in a machine that allows mounts (CI runs them)")
-    yield disk
-    subprocess.run(["umount", "-l", str(disk)], check=False)
+    yield from mounted_tmpfs(tmp_path_factory.mktemp("read-only") / "disk", "ro,size=1m", "the read-only output rows")
 
 
 def _output(case: Case, tmp_path: Path, request) -> Path:
