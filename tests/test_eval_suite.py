@@ -107,3 +107,23 @@ def test_each_method_gets_a_verdict_in_words_coinciding_methods_are_said_once_an
     assert "Small sample: 10 images." in lines[-1]
     results["images"] = 20
     assert "Small sample" not in "".join(_verdicts(results))
+
+
+def test_the_heatmap_grid_outlines_the_ground_truth(tmp_path):
+    """eval.md's heatmap grid drew no ground truth: each row's truth is now outlined in white on every panel."""
+    import numpy as np
+
+    from camstream.eval.plots import heatmap_grid
+
+    images = np.zeros((2, 64, 64, 3), np.float32)  # black pictures under empty (dark blue) maps: no white anywhere
+    maps = {"gradcam": np.zeros((2, 64, 64), np.float32)}
+    truth = np.zeros((64, 64), bool)
+    truth[16:48, 20:40] = True
+    heatmap_grid(maps, images, ["a", "b"], str(tmp_path / "plain.png"))
+    heatmap_grid(maps, images, ["a", "b"], str(tmp_path / "outlined.png"), truths=[truth, None])
+
+    def white(path) -> int:  # near-white pixels: the same figure background in both, so the outlines differ
+        return int((cv2.imread(str(path)).min(axis=2) > 230).sum())
+
+    plain, outlined = white(tmp_path / "plain.png"), white(tmp_path / "outlined.png")
+    assert outlined > plain + 200, (plain, outlined)  # two outlines of a 32×20 box (row a), none on row b

@@ -67,9 +67,11 @@ def insertion_deletion(results: dict, path: str) -> None:
 
 
 def heatmap_grid(examples: dict[str, np.ndarray], images: np.ndarray, names: list[str], path: str,
-                 shapes: list[tuple[int, int]] | None = None) -> None:
+                 shapes: list[tuple[int, int]] | None = None, truths: list[np.ndarray | None] | None = None) -> None:
     """Rows: example images; columns: the image, then each method's full map over it. With the originals'
-    `shapes` (height, width), each row is drawn at its image's own aspect ratio, not the model's square."""
+    `shapes` (height, width), each row is drawn at its image's own aspect ratio, not the model's square; with
+    `truths` (a boolean mask at the model's size per row, or None), the ground truth is outlined in white on
+    every panel of its row."""
     rows, columns = len(images), 1 + len(examples)
     figure, axes = plt.subplots(rows, columns, figsize=(2.6 * columns, 2.2 * rows), squeeze=False)
     for row in range(rows):
@@ -87,6 +89,11 @@ def heatmap_grid(examples: dict[str, np.ndarray], images: np.ndarray, names: lis
             axes[row, column].imshow(upright(maps[row]), cmap="jet", alpha=0.5, vmin=0, vmax=1)
             if row == 0:
                 axes[row, column].set_title(method, fontsize=8)
+        truth = truths[row] if truths is not None and row < len(truths) else None
+        if truth is not None and truth.any():
+            outline = upright(truth.astype(np.float32))
+            for axis in axes[row]:
+                axis.contour(outline, levels=[0.5], colors="white", linewidths=1.0)
     for axis in axes.flat:
         axis.axis("off")
     figure.tight_layout()
@@ -95,12 +102,13 @@ def heatmap_grid(examples: dict[str, np.ndarray], images: np.ndarray, names: lis
 
 
 def write_plots(results: dict, examples: dict[str, np.ndarray], images: np.ndarray, names: list[str],
-                out_dir: str, shapes: list[tuple[int, int]] | None = None) -> list[str]:
+                out_dir: str, shapes: list[tuple[int, int]] | None = None,
+                truths: list[np.ndarray | None] | None = None) -> list[str]:
     """Write the PNGs into `out_dir`; returns their file names."""
     written = []
     if any("precision_recall" in entry for entry in results["methods"].values()):
         precision_recall(results, os.path.join(out_dir, "pr_curves.png"))
         written.append("pr_curves.png")
     insertion_deletion(results, os.path.join(out_dir, "insertion_deletion.png"))
-    heatmap_grid(examples, images, names, os.path.join(out_dir, "heatmaps.png"), shapes)
+    heatmap_grid(examples, images, names, os.path.join(out_dir, "heatmaps.png"), shapes, truths)
     return [*written, "insertion_deletion.png", "heatmaps.png"]

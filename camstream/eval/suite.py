@@ -399,7 +399,8 @@ def _plots(results: dict, examples: dict[str, np.ndarray], images: _Images, out_
         results["plots_skipped"] = "matplotlib is not installed: pip install 'camstream[plots]'"
         return []
     shown = images.pixels[:4].permute(0, 2, 3, 1).numpy()
-    return write_plots(results, examples, shown, images.names[:4], out_dir, images.shapes[:4])
+    truths = [images.truth[i] if images.has_truth[i] else None for i in range(len(shown))]
+    return write_plots(results, examples, shown, images.names[:4], out_dir, images.shapes[:4], truths)
 
 
 def _plain(value):
