@@ -13,11 +13,9 @@ from hypothesis.extra.numpy import arrays
 
 from camstream.errors import CamstreamError
 from camstream.kernels import (
-    ThresholdSpec,
     colormap_lut,
     dynamic_threshold,
     overlay,
-    parse_threshold,
     percentile,
     simplify,
     threshold_value,
@@ -29,6 +27,7 @@ from camstream.kernels.reference import (
     simplify_reference,
     upsample_reference,
 )
+from camstream.threshold_spec import ThresholdSpec, parse_threshold
 
 RNG = np.random.default_rng(7)
 SHAPES = [(1, 1), (7, 7), (14, 14), (3, 5), (10, 1), (64, 64)]
