@@ -227,6 +227,14 @@ def test_the_dashboard_in_a_real_browser(minute_clip, tmp_path):
         facts = json.loads(run.get("snapshot/0.json")[1])
         assert facts["class_id"] == 417 and facts["label"] == "balloon" and facts["seq"] >= 0
         assert facts["settings"]["paused"] is True
+        # the frame before the overlay, beside it: a whole picture, and not the overlaid one
+        browser.find_element(By.ID, "show-original").click()
+        original = browser.find_element(By.ID, "original-0")
+        wait.until(lambda b: b.execute_script("return arguments[0].naturalWidth", original) == 320, "no original")
+        status, before = run.get("original/0.jpg")
+        assert status == 200 and before.startswith(b"\xff\xd8") and before != run.get("frame/0.jpg")[1]
+        assert run.get("original/3.jpg")[0] == 404
+        browser.find_element(By.ID, "show-original").click()
         browser.find_element(By.ID, "pause").click()
         wait.until(lambda b: not json.loads(run.get("stats")[1])["controls"]["paused"], "resume not taken")
         class_input.clear()

@@ -58,6 +58,10 @@ class LiveControls:
         return list(self.backend.labels) if self.backend.labels else [self.label(i) for i in range(self.backend.classes
                                                                                                    or 0)]
 
+    def original(self, index: int) -> bytes | None:
+        """Stream `index`'s newest frame before the overlay, as a JPEG (None: no such stream, or no frame yet)."""
+        return self.streams[index].render.original_jpeg() if 0 <= index < len(self.streams) else None
+
     def snapshot(self, index: int) -> dict | None:
         """Stream `index`'s newest explained frame: its facts, the settings and its raw map (None: no such stream)."""
         if not 0 <= index < len(self.streams):

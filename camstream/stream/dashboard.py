@@ -66,14 +66,15 @@ class Dashboard:
         return self.url + (f"?token={quote(self.token, safe='')}" if self.token is not None else "")
 
     def start(self, stats: Callable[[], dict], control: Callable[[dict], dict],
-              snapshot: Callable[[int], dict | None] | None = None, labels: Callable[[], list[str]] | None = None
-              ) -> None:
+              snapshot: Callable[[int], dict | None] | None = None, labels: Callable[[], list[str]] | None = None,
+              original: Callable[[int], bytes | None] | None = None) -> None:
         """Bind and serve on a daemon thread; `stats()` gives the live figures, `control(changes)` applies
         settings (a ValueError is the client's mistake: 400 with its message), `snapshot(index)` a stream's
         newest explained frame (facts and raw map), `labels()` the model's class names. Raises a CamstreamError
         when the address cannot be bound."""
         self._stats, self._control = stats, control
         self._snapshot, self._labels = snapshot or (lambda _index: None), labels or list
+        self._original = original or (lambda _index: None)
         ready = threading.Event()
         failure: list[BaseException] = []
 
@@ -108,6 +109,7 @@ class Dashboard:
         app.router.add_get(r"/stream/{index:\d+}.mjpg", self._video)
         app.router.add_get(r"/frame/{index:\d+}.jpg", self._frame)
         app.router.add_get("/labels", self._labels_json)
+        app.router.add_get(r"/original/{index:\d+}.jpg", self._original_jpeg)
         app.router.add_get(r"/snapshot/{index:\d+}.json", self._snapshot_json)
         app.router.add_get(r"/snapshot/{index:\d+}.png", self._snapshot_png)
         app.router.add_get(r"/snapshot/{index:\d+}/map.png", self._snapshot_map)
@@ -182,6 +184,14 @@ class Dashboard:
     def _stream_index(self, request) -> int | None:
         index = int(request.match_info["index"])
         return index if 0 <= index < len(self._frames) else None
+
+    async def _original_jpeg(self, request):
+        """Stream N's newest frame before the overlay (encoded on request: nothing is spent when no one looks)."""
+        jpeg = await asyncio.get_running_loop().run_in_executor(None, self._original,
+                                                                int(request.match_info["index"]))
+        if jpeg is None:
+            return web.Response(status=404, text="no such stream, or no frame yet")
+        return web.Response(body=jpeg, content_type="image/jpeg", headers={"Cache-Control": "no-store"})
 
     async def _labels_json(self, request):
         return web.json_response(self._labels(), headers={"Cache-Control": "max-age=3600"})

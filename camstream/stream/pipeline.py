@@ -134,7 +134,7 @@ class Pipeline:
             self.controls = LiveControls(self.streams, self.infer, self.backend)
             if self.dashboard is not None:
                 self.dashboard.start(self.controls.stats, self.controls.apply, self.controls.snapshot,
-                                     self.controls.labels)
+                                     self.controls.labels, self.controls.original)
         except BaseException:
             for stream in self.streams:
                 stream.close_sinks()

@@ -107,6 +107,9 @@ class RenderStage(threading.Thread):
         self._frame_size: tuple[int, int] = (0, 0)  # (height, width) of the newest frame
         self.last_threshold = float("-inf")  # the map value the newest frame was drawn above (-inf: everywhere)
         self.gate = PauseGate()  # the dashboard's pause and single step: frames wait here while paused
+        self.keep_original = False  # the dashboard shows the frame before the overlay beside it (`original_jpeg`)
+        self._original: np.ndarray | None = None
+        self._original_lock = threading.Lock()
 
     def run(self) -> None:
         next_due = 0.0
@@ -162,6 +165,8 @@ class RenderStage(threading.Thread):
             self._steps = slot.explained.steps
             self._step_map = np.asarray(slot.explained.steps.maps[0], dtype=np.float32)
             self._steps_threshold = threshold_value(self._step_map, self.painter.spec)
+        if self.keep_original:
+            self._keep(slot.image)
         if self._detections is not None:
             self._frame_size = slot.image.shape[:2]
             self.painter.paint_boxes(slot.image, self._detections, slot.image, self.label)
@@ -170,6 +175,22 @@ class RenderStage(threading.Thread):
         if self.hud != "off":
             self._draw_hud(slot.image, slot)
         return slot.image
+
+    def _keep(self, image: np.ndarray) -> None:
+        """Copy the frame before the overlay is painted into it in place (one copy per frame, dashboard only)."""
+        with self._original_lock:
+            if self._original is None or self._original.shape != image.shape:
+                self._original = np.empty_like(image)
+            np.copyto(self._original, image)
+
+    def original_jpeg(self) -> bytes | None:
+        """The newest frame as it came, before the overlay, as a JPEG (None before the first, or when not kept)."""
+        with self._original_lock:
+            frame = None if self._original is None else self._original.copy()
+        if frame is None:
+            return None
+        ok, encoded = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 85])
+        return encoded.tobytes() if ok else None
 
     def snapshot(self) -> dict:
         """The newest explained frame's facts (`/snapshot/N.json`) and its raw map (None before the first)."""

@@ -56,6 +56,7 @@ class Stream:
         self.capture = CaptureStage(self.source, self.ring, self.telemetry, self.realtime, config.max_frames)
         self.render = RenderStage(self.results, self.ring, self.sinks, self.painter, self.telemetry, backend.label,
                                   backend.method, config.target_fps, config.hud)
+        self.render.keep_original = dashboard is not None  # the page can show the frame before the overlay
 
     def _make_sinks(self, on_quit) -> list[Sink]:
         config = self.config
