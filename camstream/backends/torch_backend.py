@@ -148,7 +148,7 @@ class TorchBackend(Backend):
             self.preprocessor = Preprocessor(card, max_batch, self.device)
             self.hooked = FrozenHookedModel(settings["graphs"], self.preprocessor.batch.clone(), settings["layer"],
                                             self._build_for_device)
-        except (OSError, ValueError, KeyError, TypeError, FileNotFoundError):
+        except (OSError, ValueError, KeyError, TypeError):  # none, damaged, stale: the model is loaded instead
             return None
         self.model_name, self.input_size = settings["name"], tuple(settings["input_size"])
         self.labels, self.resize, self.classes = tuple(settings["labels"]), settings["resize"], settings["classes"]

@@ -38,9 +38,8 @@ class LiveControls:
     def state(self) -> dict[str, Any]:
         """The settings as they are now, and what each may be set to."""
         painter, render = self.streams[0].painter, self.streams[0].render
-        lut = colormap_lut(self.colormap)  # (256, 3) BGR: the colour bar's stops, as hex RGB
-        stops = [f"#{int(lut[i, 2]):02x}{int(lut[i, 1]):02x}{int(lut[i, 0]):02x}" for i in range(0, 256, 32)]
-        stops.append(f"#{int(lut[255, 2]):02x}{int(lut[255, 1]):02x}{int(lut[255, 0]):02x}")
+        lut = painter.lut  # (256, 3) BGR, the one the frames are painted with: the colour bar's stops as hex RGB
+        stops = [f"#{int(lut[i, 2]):02x}{int(lut[i, 1]):02x}{int(lut[i, 0]):02x}" for i in (*range(0, 256, 32), 255)]
         class_id = self.infer.class_id
         return {"method": self.backend.method, "methods": self.backend.methods(), "threshold": str(painter.spec),
                 "alpha": painter.alpha, "colormap": self.colormap, "colormaps": sorted(COLORMAPS),
@@ -192,8 +191,7 @@ class LiveControls:
                            for name, h in telemetry.stages.items() if h.count},
                 "classes": [{"seq": seq, "class_id": int(class_id), "label": stream.render.label(class_id),
                              "score": round(float(score), 3)} for seq, class_id, score in recent],
-                "threshold_value": (None if stream.render.last_threshold == float("-inf")
-                                    else round(stream.render.last_threshold, 4)),
+                "threshold_value": stream.render.threshold_value,
                 "boxes": stream.render.latest_boxes()}  # a detector's newest boxes (frame pixels); None otherwise
 
 

@@ -192,13 +192,18 @@ class RenderStage(threading.Thread):
         ok, encoded = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 85])
         return encoded.tobytes() if ok else None
 
+    @property
+    def threshold_value(self) -> float | None:
+        """The map value the newest frame was drawn above, rounded; None when it was drawn everywhere."""
+        return None if self.last_threshold == float("-inf") else round(self.last_threshold, 4)
+
     def snapshot(self) -> dict:
         """The newest explained frame's facts (`/snapshot/N.json`) and its raw map (None before the first)."""
         class_id, score, seq, time_s = self._cam_meta
         facts = {"seq": seq, "time_s": round(time_s, 3), "class_id": class_id,
                  "label": self.label(class_id) if class_id >= 0 else None, "score": round(float(score), 4),
                  "method": self.method, "threshold": str(self.painter.spec),
-                 "threshold_value": None if self.last_threshold == float("-inf") else round(self.last_threshold, 4),
+                 "threshold_value": self.threshold_value,
                  "boxes": self.latest_boxes()}
         return {"facts": facts, "map": None if self._cam is None else self._cam.copy()}
 
