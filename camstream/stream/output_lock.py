@@ -9,6 +9,7 @@ import contextlib
 import os
 
 from camstream.errors import InputError
+from camstream.storage import check_writable_folder
 
 LOCK_NAME = ".camstream.lock"
 
@@ -21,8 +22,7 @@ class OutputLock:
         self.folder = folder
         self._fd: int | None = None
         self._made_folder = not os.path.exists(folder)  # then a run that fails before writing leaves nothing
-        if os.path.exists(folder) and not os.path.isdir(folder):
-            raise InputError(f"cannot write into {folder}: it is a file, not a folder (give another --out)")
+        check_writable_folder(folder)  # a file in the way, a read-only disk: said as every command says it
         try:
             os.makedirs(folder, exist_ok=True)
             fd = os.open(os.path.join(folder, LOCK_NAME), os.O_RDWR | os.O_CREAT, 0o644)
