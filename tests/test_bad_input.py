@@ -475,3 +475,16 @@ def test_loop_plays_a_file_again_with_its_timeline_running_on(tmp_path):
     with av.open(str(tmp_path / "out" / "overlay.mp4")) as video:
         times = [frame.time for frame in video.decode(video=0)]
     assert len(times) == 25 and all(b > a for a, b in zip(times, times[1:], strict=False))
+
+
+def test_loop_plays_a_still_image_again_too(tmp_path):
+    """--loop on a JPEG (FFmpeg plays it as a one-frame video) hung after its first frame: seeking an image
+    demuxer back to the start gives nothing, so the source looped on no frames. It is opened again instead."""
+    import cv2
+
+    cv2.imwrite(str(tmp_path / "still.jpg"), np.random.default_rng(0).integers(0, 255, (120, 160, 3), np.uint8))
+    result = camstream("run", "--source", tmp_path / "still.jpg", "--loop", "--max-frames", "3", "--sink", "null",
+                       "--input-size", "64", "64", "--out", tmp_path / "out", "-q", timeout=60)
+    assert result.returncode == 0, result.stderr
+    report = one_stream(json.loads((tmp_path / "out" / "report.json").read_text()))
+    assert report["frames_out"] == 3 and not report["interrupted"]

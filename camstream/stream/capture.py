@@ -168,6 +168,7 @@ class PyAVSource(Source):
         self._stored_size = self._last_size = stored
         shown = stored[::-1] if self._quarter_turns % 2 else stored
         self._loop = loop and not live  # a file (or a file served over HTTP) starts again at its end
+        self._looped_at = 0  # frames decoded when the last pass began again
         declared = None if self._loop else self._stream.frames or None  # looping: no end, so no total
         self.info = SourceInfo(name, shown[0], shown[1], float(rate), time_base, declared, live)
         self.reconnects = 0
@@ -255,8 +256,14 @@ class PyAVSource(Source):
         timeline on); an InputError when no frame came at all."""
         if total == 0:
             raise InputError(f"{self.info.name}: no video frame could be decoded")
-        if self._loop:
-            self._container.seek(0)
+        if self._loop and total > self._looped_at:  # a pass that gave nothing would loop on nothing forever
+            self._looped_at = total
+            with contextlib.suppress(Exception):
+                self._container.close()
+            # opened again rather than seeked: an image demuxer (a JPEG played as a one-frame video) does not
+            # seek back to its start, and opening a local file costs a few ms once per pass
+            self._container = self._connect(self._timeout_s)
+            self._stream = self._container.streams.video[0]
             return False
         self._check_declared(total)
         return True
