@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 from camstream.redaction import redact
 
@@ -64,16 +65,32 @@ def say(message: str) -> None:
     LOGGER.info(message)
 
 
+@dataclass
+class Tally:
+    """How far a counted step has come, as its beats say it: `64/200 images`."""
+
+    total: int
+    unit: str
+    done: int = 0
+
+    def __str__(self) -> str:
+        return f"{self.done}/{self.total} {self.unit}"
+
+
 @contextlib.contextmanager
-def step(what: str, every_s: float = HEARTBEAT_S) -> Iterator[None]:
-    """Say `what …` now and `what … N s` every `every_s` seconds until the block ends."""
-    say(f"{what} {ELLIPSIS}")
+def step(what: str, every_s: float = HEARTBEAT_S, tell: Callable[[str], None] = say,
+         tally: Tally | None = None) -> Iterator[None]:
+    """Say `what …` now and `what … N s` every `every_s` seconds until the block ends, through `tell` (a
+    progress call such as `timed_progress()`'s; `say` by default), each beat ending with the `tally` where
+    given (`… 10 s (64/200 images)`)."""
+    tell(f"{what} {ELLIPSIS}")
     began = time.perf_counter()
     done = threading.Event()
 
     def beat() -> None:
         while not done.wait(every_s):
-            say(f"{what} {ELLIPSIS} {time.perf_counter() - began:.0f} s")
+            count = f" ({tally})" if tally is not None else ""
+            tell(f"{what} {ELLIPSIS} {time.perf_counter() - began:.0f} s{count}")
 
     beating = threading.Thread(target=beat, name="camstream-progress", daemon=True)
     if LOGGER.isEnabledFor(logging.INFO):
@@ -98,5 +115,6 @@ def is_progress_line(line: str) -> bool:
     if not line.startswith("camstream: ") or line.startswith(("camstream: error:", "camstream: warning:")):
         return False
     text = line.removeprefix("camstream: ")
-    return (text.endswith(ELLIPSIS) or text.rsplit(f"{ELLIPSIS} ", 1)[-1].removesuffix(" s").isdigit()
+    beat = text.rsplit(f"{ELLIPSIS} ", 1)[-1].split(" (", 1)[0]  # "12 s" or "12 s (64/200 images)"
+    return (text.endswith(ELLIPSIS) or beat.removesuffix(" s").isdigit()
             or text.startswith("ready in ") or (text.startswith("[") and " s] " in text))

@@ -127,3 +127,39 @@ def test_the_heatmap_grid_outlines_the_ground_truth(tmp_path):
 
     plain, outlined = white(tmp_path / "plain.png"), white(tmp_path / "outlined.png")
     assert outlined > plain + 200, (plain, outlined)  # two outlines of a 32×20 box (row a), none on row b
+
+
+def test_explaining_many_images_says_how_many_are_done_between_its_lines():
+    """Issue 28: eval said one line per method and threshold, so a long step over many images went quiet. Its
+    steps now beat every few seconds, the explaining step with the images done so far; the beats are progress
+    lines (what a one-line-error test lets stand)."""
+    import threading
+
+    import numpy as np
+    import torch
+
+    from camstream.eval.suite import explain_all
+    from camstream.progress import Tally, configure, is_progress_line, step
+
+    configure()
+    said: list[str] = []
+    first_beat_counted = threading.Event()
+
+    def tell(message: str) -> None:
+        said.append(message)
+        if "(1/3 images)" in message:
+            first_beat_counted.set()
+
+    def explainer(pixels: torch.Tensor, class_id) -> tuple[np.ndarray, torch.Tensor]:
+        if explained.done == 1:  # the second batch waits for a beat that counts the first
+            assert first_beat_counted.wait(30), said
+        return np.zeros((len(pixels), 2, 2), np.float32), torch.zeros(len(pixels), dtype=torch.int64)
+
+    explained = Tally(3, "images")
+    with step("gradcam: explaining 3 images", every_s=0.01, tell=tell, tally=explained):
+        maps, _ = explain_all(explainer, torch.zeros(3, 3, 2, 2), None, 1, explained)
+    assert maps.shape == (3, 2, 2) and explained.done == 3
+    assert said[0] == "gradcam: explaining 3 images …"
+    assert any(line.startswith("gradcam: explaining 3 images … ") and line.endswith(" s (1/3 images)")
+               for line in said), said
+    assert all(is_progress_line(f"camstream: {line}") for line in said), said

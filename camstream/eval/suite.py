@@ -46,6 +46,7 @@ from camstream.kernels import CamSmoother, simplify, threshold_value
 from camstream.model_card import ModelCard
 from camstream.models import load_model
 from camstream.preprocess import Normaliser, resize_mask, resize_to_rgb
+from camstream.progress import Tally, step
 from camstream.runtime import RssPeak, release_free_memory
 from camstream.storage import check_writable_folder, write_json_atomic
 from camstream.threshold_spec import ThresholdSpec, parse_threshold
@@ -107,14 +108,17 @@ def paired_statistics(a: np.ndarray, b: np.ndarray) -> dict:
 
 
 def explain_all(explainer: EvalExplainer, pixels: torch.Tensor, class_id,
-                batch: int) -> tuple[np.ndarray, torch.Tensor]:
-    """Maps (N, H, W) and targets (N,) of every image, `batch` at a time; `class_id` an int, None or (N,)."""
+                batch: int, tally: Tally | None = None) -> tuple[np.ndarray, torch.Tensor]:
+    """Maps (N, H, W) and targets (N,) of every image, `batch` at a time; `class_id` an int, None or (N,);
+    the images done so far counted in `tally`."""
     maps, targets = [], []
     for first in range(0, len(pixels), batch):
         wanted = class_id[first:first + batch] if isinstance(class_id, torch.Tensor) else class_id
         chunk_maps, chunk_targets = explainer(pixels[first:first + batch], wanted)
         maps.append(chunk_maps)
         targets.append(chunk_targets)
+        if tally is not None:
+            tally.done = min(first + batch, len(pixels))
     return np.concatenate(maps), torch.cat(targets)
 
 
@@ -206,7 +210,8 @@ def run_eval(data: str, out_dir: str, plan: EvalPlan | None = None,
     check_writable_folder(out_dir)  # what cannot be written or read is said before the model loads
     if plan.video:
         load_clip_frames(plan.video, 2, (8, 8))
-    images = _Images(data, plan)
+    with step(f"reading {data} and loading {plan.model}", tell=progress):
+        images = _Images(data, plan)
     thresholds = {name: parse_threshold(name) for name in ["none", *plan.thresholds]}
     insertion, deletion = InsertionAUC(plan.steps), DeletionAUC(plan.steps)
     faithfulness = (insertion, deletion, InsertionCorrelation(insertion), DeletionCorrelation(deletion),
@@ -232,7 +237,6 @@ def run_eval(data: str, out_dir: str, plan: EvalPlan | None = None,
                      "methods": {}, "skipped": {}}
     examples: dict[str, np.ndarray] = {}
     for method in plan.methods:
-        progress(f"{method}: explaining {len(images.names)} images")
         try:
             entry, example_maps = _evaluate_method(method, images, plan, thresholds, faithfulness, sensitivity,
                                                    clip, progress)
@@ -265,15 +269,23 @@ def _evaluate_method(method: str, images: _Images, plan: EvalPlan, thresholds: d
     explainer = make_explainer(method, images.spec, images.predict, plan.backend, plan.model, images.runtime,
                                plan.weights, plan.card)
     try:
-        explainer(pixels[:1], plan.class_id)  # warm-up: first-call compilation is not a per-image cost
-        release_free_memory()
-        with RssPeak() as memory:
-            began = time.perf_counter()
-            maps, targets = explain_all(explainer, pixels, plan.class_id, batch)
-            seconds = time.perf_counter() - began
+        explained = Tally(len(pixels), "images")
+        with step(f"{method}: explaining {len(pixels)} images", tell=progress, tally=explained):
+            explainer(pixels[:1], plan.class_id)  # warm-up: first-call compilation is not a per-image cost
+            release_free_memory()
+            with RssPeak() as memory:
+                began = time.perf_counter()
+                maps, targets = explain_all(explainer, pixels, plan.class_id, batch, explained)
+                seconds = time.perf_counter() - began
         affordable = method not in EXPENSIVE
-        noisy = [explain_all(explainer, noisy_pixels, targets, batch)[0]
-                 for noisy_pixels in sensitivity.noisy_inputs(pixels)] if affordable else []
+        noisy = []
+        if affordable:
+            drawn = Tally(sensitivity.samples * len(pixels), "images")
+            with step(f"{method}: {sensitivity.samples} noisy copies of each image (max-sensitivity)", tell=progress,
+                      tally=drawn):
+                for draw, noisy_pixels in enumerate(sensitivity.noisy_inputs(pixels)):
+                    noisy.append(explain_all(explainer, noisy_pixels, targets, batch)[0])
+                    drawn.done = (draw + 1) * len(pixels)
         entry: dict = {"computed_by": explainer.computed_by, "ms_per_image": round(seconds * 1e3 / len(pixels), 3),
                        "peak_rss_mb": round(memory.peak_mb, 1), "variants": {}, "curves": {}, "statistics": {}}
         if not affordable:
@@ -281,23 +293,23 @@ def _evaluate_method(method: str, images: _Images, plan: EvalPlan, thresholds: d
                                      f"explanation of every image at {entry['ms_per_image']:.0f} ms each")
         per_sample: dict[str, dict[str, np.ndarray]] = {}
         for label, threshold in thresholds.items():
-            progress(f"{method}: metrics for threshold {label}")
-            variant = simplified(maps, threshold)
-            scores = {m.name: m(images.predict, pixels, variant, targets) for m in faithfulness}
-            if affordable:
-                remapped = simplified(explain_all(explainer, pixels * torch.from_numpy(variant)[:, None], targets,
-                                                  batch)[0], threshold)
-                scores["adcc"] = Adcc()(images.predict, pixels, variant, targets, remapped)
-                scores["max_sensitivity"] = sensitivity(variant, [simplified(m, threshold) for m in noisy])
-            if images.has_truth.any():
-                truth = images.truth[images.has_truth]
-                for metric in LOCALISATION:
-                    given = variant if metric.name == "pointing_game" else variant > 0
-                    scores[metric.name] = metric(given[images.has_truth], truth)
-            per_sample[label] = scores
-            entry["variants"][label] = {name: round(float(values.mean()), 4) for name, values in scores.items()}
-            entry["curves"][label] = {"insertion": faithfulness[0].curves.mean(0).round(4).tolist(),
-                                      "deletion": faithfulness[1].curves.mean(0).round(4).tolist()}
+            with step(f"{method}: metrics for threshold {label}", tell=progress):
+                variant = simplified(maps, threshold)
+                scores = {m.name: m(images.predict, pixels, variant, targets) for m in faithfulness}
+                if affordable:
+                    remapped = simplified(explain_all(explainer, pixels * torch.from_numpy(variant)[:, None], targets,
+                                                      batch)[0], threshold)
+                    scores["adcc"] = Adcc()(images.predict, pixels, variant, targets, remapped)
+                    scores["max_sensitivity"] = sensitivity(variant, [simplified(m, threshold) for m in noisy])
+                if images.has_truth.any():
+                    truth = images.truth[images.has_truth]
+                    for metric in LOCALISATION:
+                        given = variant if metric.name == "pointing_game" else variant > 0
+                        scores[metric.name] = metric(given[images.has_truth], truth)
+                per_sample[label] = scores
+                entry["variants"][label] = {name: round(float(values.mean()), 4) for name, values in scores.items()}
+                entry["curves"][label] = {"insertion": faithfulness[0].curves.mean(0).round(4).tolist(),
+                                          "deletion": faithfulness[1].curves.mean(0).round(4).tolist()}
         full = entry["variants"]["none"]
         for label in plan.thresholds:
             kept = entry["variants"][label]
