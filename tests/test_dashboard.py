@@ -106,6 +106,15 @@ def test_stats_controls_and_the_token_on_the_server(minute_clip, tmp_path):
         assert status == 400 and "alpha must be in [0, 1]" in json.loads(body)["error"]
         assert json.loads(run.get("stats?token=s3cret")[1])["controls"]["hud"] == "off"  # nothing half-applied
         assert run.get("control?token=s3cret", {"class_id": 5000})[0] == 400  # the model has 1,000 classes
+        # one stream set on its own: the other keeps its settings; the method is the one model's, for all
+        status, body = run.get("control?token=s3cret", {"stream": 1, "threshold": "5", "alpha": 0.25})
+        assert status == 200 and json.loads(body)["stream"] == 1
+        streams = json.loads(run.get("stats?token=s3cret")[1])["streams"]
+        assert (streams[1]["controls"]["threshold"], streams[1]["controls"]["alpha"]) == ("5%", 0.25)
+        assert streams[0]["controls"]["threshold"] == "10%" and streams[0]["controls"]["alpha"] != 0.25
+        status, body = run.get("control?token=s3cret", {"stream": 1, "method": "gradcam"})
+        assert status == 400 and "shared by every stream" in json.loads(body)["error"]
+        assert run.get("control?token=s3cret", {"stream": 2, "alpha": 0.5})[0] == 400  # no third stream
     finally:
         assert run.stop() == 130
     report = json.loads((tmp_path / "out" / "report.json").read_text())
@@ -251,6 +260,52 @@ def test_the_dashboard_in_a_real_browser(minute_clip, tmp_path):
     finally:
         browser.quit()
         run.stop()
+
+
+def test_each_stream_of_a_shared_page_has_its_own_controls_in_a_real_browser(minute_clip, tmp_path):
+    """Issue 28: with several streams on one page, the controls set one stream (chosen in the page) or all of them:
+    pausing stream 1 holds its frame counter while stream 0 goes on; its class, chosen by name, is explained for
+    it alone; the controls shown are the chosen stream's."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    browser = _browser()
+    run = Run(minute_clip, tmp_path / "out", "--source", minute_clip)
+    try:
+        browser.get(run.url)
+        wait = WebDriverWait(browser, 30, poll_frequency=0.1)
+        wait.until(lambda b: b.find_element(By.ID, "status").text == "live", "the page never went live")
+        stats = lambda: json.loads(run.get("stats")[1])["streams"]  # noqa: E731 - read afresh at each call
+        assert browser.find_element(By.ID, "target-label").is_displayed()  # hidden with one stream
+        Select(browser.find_element(By.ID, "control-target")).select_by_value("1")
+        browser.find_element(By.ID, "pause").click()
+        wait.until(lambda b: stats()[1]["controls"]["paused"], "stream 1 not paused")
+        assert not stats()[0]["controls"]["paused"]
+        held, going = stats()[1]["frames_out"], stats()[0]["frames_out"]
+        wait.until(lambda b: stats()[0]["frames_out"] >= going + 10, "stream 0 stopped with stream 1")
+        assert stats()[1]["frames_out"] <= held + 1  # at most the one in flight
+        assert browser.find_element(By.ID, "pause").text == "resume"  # the chosen stream's state
+        class_input = browser.find_element(By.ID, "control-class")
+        class_input.clear()
+        class_input.send_keys("balloon")
+        browser.execute_script("arguments[0].dispatchEvent(new Event('change'));", class_input)
+        wait.until(lambda b: stats()[1]["controls"]["class_id"] == 417, "balloon not chosen for stream 1")
+        assert stats()[0]["controls"]["class_id"] is None
+        browser.find_element(By.ID, "pause").click()
+        wait.until(lambda b: (stats()[1]["classes"] or [{}])[-1].get("label") == "balloon",
+                   "stream 1 is not explained for its class")
+        going = stats()[0]["frames_out"]
+        wait.until(lambda b: stats()[0]["frames_out"] >= going + 5, "stream 0 stopped")
+        assert stats()[0]["classes"][-1]["label"] != "balloon"  # stream 0 still explains each frame's top-1
+        Select(browser.find_element(By.ID, "control-target")).select_by_value("0")
+        wait.until(lambda b: b.find_element(By.ID, "control-class").get_attribute("value") == "",
+                   "the controls still show stream 1's class")
+        Select(browser.find_element(By.ID, "control-target")).select_by_value("")  # every stream at once
+        Select(browser.find_element(By.ID, "control-threshold")).select_by_value("20")
+        wait.until(lambda b: [s["controls"]["threshold"] for s in stats()] == ["20%", "20%"], "not set on both")
+    finally:
+        browser.quit()
+        assert run.stop() == 130
 
 
 def test_a_server_error_of_a_vanished_client_is_never_a_traceback_and_one_line_with_verbose(capsys):

@@ -1,10 +1,11 @@
 """What the dashboard may change in a running pipeline, and the live figures it shows.
 
 `LiveControls.apply` takes a dict of settings — method, threshold, alpha, colormap, class_id (a number or a class
-name), smooth, hud, paused, step —
+name), smooth, hud, paused, step — and optionally `stream` (one stream's index; absent or null: every stream),
 checks every one before changing any, then sets them where each stage reads it on its next frame: the
-painters (threshold, alpha, colormap), the render stages (HUD), the inference stage (class, smoothing) and the
-backend (method, taken before its next batch). `LiveControls.stats` is `/stats`.
+painters (threshold, alpha, colormap), the render stages (HUD, pause), the inference stage (class and smoothing,
+per stream) and the backend (method, taken before its next batch: one model, so one method for every stream).
+`LiveControls.stats` is `/stats`: the settings of stream 0 under `controls`, each stream's own under its entry.
 """
 
 from __future__ import annotations
@@ -31,21 +32,23 @@ class LiveControls:
         self.streams = streams
         self.infer = infer
         self.backend = backend
-        self.colormap = streams[0].config.colormap
+        self.colormaps = [stream.config.colormap for stream in streams]  # each stream's colour map, by name
         self.running = True
         self._rates: dict[int, tuple[float, int, float]] = {}  # stream → (time, frames out, fps) at the last read
 
-    def state(self) -> dict[str, Any]:
-        """The settings as they are now, and what each may be set to."""
-        painter, render = self.streams[0].painter, self.streams[0].render
+    def state(self, index: int = 0) -> dict[str, Any]:
+        """Stream `index`'s settings as they are now, and what each may be set to."""
+        stream = self.streams[index]
+        painter, render = stream.painter, stream.render
         lut = painter.lut  # (256, 3) BGR, the one the frames are painted with: the colour bar's stops as hex RGB
         stops = [f"#{int(lut[i, 2]):02x}{int(lut[i, 1]):02x}{int(lut[i, 0]):02x}" for i in (*range(0, 256, 32), 255)]
-        class_id = self.infer.class_id
-        return {"method": self.backend.method, "methods": self.backend.methods(), "threshold": str(painter.spec),
-                "alpha": painter.alpha, "colormap": self.colormap, "colormaps": sorted(COLORMAPS),
-                "colormap_stops": stops, "class_id": class_id,
+        class_id = self.infer.class_ids[index]
+        smoothers = self.infer.smoothers
+        return {"stream": index, "method": self.backend.method, "methods": self.backend.methods(),
+                "threshold": str(painter.spec), "alpha": painter.alpha, "colormap": self.colormaps[index],
+                "colormaps": sorted(COLORMAPS), "colormap_stops": stops, "class_id": class_id,
                 "class_label": None if class_id is None else self.label(class_id), "classes": self.backend.classes,
-                "smooth": self.infer.smoothers[0].alpha if self.infer.smoothers else 0.0, "hud": render.hud,
+                "smooth": smoothers[index].alpha if smoothers else 0.0, "hud": render.hud,
                 "huds": list(HUD_PLACES), "paused": render.gate.paused}
 
     def label(self, class_id: int) -> str:
@@ -66,16 +69,32 @@ class LiveControls:
         if not 0 <= index < len(self.streams):
             return None
         taken = self.streams[index].render.snapshot()
-        taken["facts"] = {"stream": index, **taken["facts"], "settings": self.state()}
+        taken["facts"] = {"stream": index, **taken["facts"], "settings": self.state(index)}
         return taken
 
     def apply(self, changes: dict[str, Any]) -> dict[str, Any]:
-        """Check every setting in `changes`, then apply them all; returns `state()`. A ValueError names the
-        first bad one (nothing is changed then)."""
+        """Check every setting in `changes`, then apply them all, to `changes["stream"]` alone where given (else
+        to every stream); returns that stream's `state()`. A ValueError names the first bad one (nothing is
+        changed then)."""
+        changes = dict(changes)
+        index = self._stream(changes.pop("stream", None))
+        if index is not None and "method" in changes:
+            raise ValueError("method is shared by every stream (one model explains them all): send it without "
+                             "'stream'")
         checked = {name: self._check(name, value) for name, value in changes.items()}
+        chosen = self.streams if index is None else [self.streams[index]]
         for name, value in checked.items():
-            self._set(name, value)
-        return self.state()
+            self._set(name, value, chosen)
+        return self.state(index or 0)
+
+    def _stream(self, value: Any) -> int | None:
+        """The stream index a change names (None: every stream)."""
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < len(self.streams):
+            raise ValueError(f"stream must be a stream's index, 0 to {len(self.streams) - 1}, or null for every "
+                             "stream")
+        return value
 
     def _check(self, name: str, value: Any) -> Any:  # noqa: C901 - one branch per setting, each a line or two
         if name == "method":
@@ -116,7 +135,7 @@ class LiveControls:
                 raise ValueError(f"{name} must be true or false")
             return value
         raise ValueError(f"unknown setting '{name}' (method, threshold, alpha, colormap, class_id, smooth, hud, "
-                         "paused, step)")
+                         "paused, step; and stream)")
 
     def _class_by_name(self, text: str) -> int:
         """The id of the class named `text`: a whole name, or one of its comma-separated names, or the one name
@@ -132,29 +151,25 @@ class LiveControls:
         shown = ", ".join(f"{i}: {self.labels()[i]}" for i in holding[:5])
         raise ValueError(f"class '{text}' is {'ambiguous: ' + shown if holding else 'not one of the model classes'}")
 
-    def _set(self, name: str, value: Any) -> None:
+    def _set(self, name: str, value: Any, chosen: list[Stream]) -> None:  # noqa: C901 - one branch per setting
+        """Set `name` to `value` where each of the `chosen` streams reads it: the backend (method, for all),
+        the inference stage (class, smoothing), the painter (threshold, alpha, colours) and the render stage
+        (HUD; paused and step on its gate: held before rendering, or one frame let through)."""
         if name == "method":
             self.backend.set_method(value)
-            for stream in self.streams:
+        lut = colormap_lut(value) if name == "colormap" else None
+        for stream in chosen:
+            if name == "method":
                 stream.render.method = value
-        elif name == "class_id":
-            self.infer.class_id = value
-        elif name == "smooth":
-            for smoother in self.infer.smoothers:
-                smoother.alpha = value
-        elif name == "colormap":
-            self.colormap = value
-            lut = colormap_lut(value)
-            for stream in self.streams:
+            elif name == "class_id":
+                self.infer.class_ids[stream.index] = value
+            elif name == "smooth":
+                if self.infer.smoothers:
+                    self.infer.smoothers[stream.index].alpha = value
+            elif name == "colormap":
+                self.colormaps[stream.index] = value
                 stream.painter.lut = lut
-        else:
-            self._set_on_each_stream(name, value)
-
-    def _set_on_each_stream(self, name: str, value: Any) -> None:
-        """hud on each render stage; paused / step on each render stage's gate (held before rendering, or one
-        frame let through); threshold and alpha on each painter."""
-        for stream in self.streams:
-            if name == "hud":
+            elif name == "hud":
                 stream.render.hud = value
             elif name == "paused":
                 stream.render.gate.pause(value)
@@ -192,6 +207,7 @@ class LiveControls:
                 "classes": [{"seq": seq, "class_id": int(class_id), "label": stream.render.label(class_id),
                              "score": round(float(score), 3)} for seq, class_id, score in recent],
                 "threshold_value": stream.render.threshold_value,
+                "controls": self.state(stream.index),
                 "boxes": stream.render.latest_boxes()}  # a detector's newest boxes (frame pixels); None otherwise
 
 

@@ -57,7 +57,7 @@ class InferenceStage(threading.Thread):
         self.max_wait_s = max_wait_ms / 1e3
         self.smoothers = [CamSmoother(smooth) for _ in results]
         self.reuse_cam = reuse_cam
-        self.class_id = class_id
+        self.class_ids: list[int | None] = [class_id] * len(results)  # per stream: the class explained (None: top-1)
         self.clip_tracker = clip_tracker
         self.batches = 0
         self.error: BaseException | None = None
@@ -97,8 +97,16 @@ class InferenceStage(threading.Thread):
             slot.explained.score = scores[index]
 
     def _explain(self, slots: list[FrameSlot]) -> None:
+        """Explain `slots` in one batch, or in one per class where the dashboard set streams' classes apart."""
+        groups: dict[int | None, list[FrameSlot]] = {}
+        for slot in slots:
+            groups.setdefault(self.class_ids[slot.stream], []).append(slot)
+        for class_id, group in groups.items():
+            self._explain_batch(group, class_id)
+
+    def _explain_batch(self, slots: list[FrameSlot], class_id: int | None) -> None:
         began = time.perf_counter()
-        explanation = self.backend.explain([slot.model_input for slot in slots], self.class_id)
+        explanation = self.backend.explain([slot.model_input for slot in slots], class_id)
         if explanation.boxes is not None:
             hand_out_boxes(explanation, slots)
         else:
