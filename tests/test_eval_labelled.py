@@ -8,9 +8,9 @@ import json
 import numpy as np
 import torch
 
+from camstream.eval.baselines import baseline_maps
 from camstream.eval.datasets import Sample
 from camstream.eval.labelled import (
-    baseline_maps,
     best_classes,
     imagenet_classes_of_labels,
     labelled_boxes,

@@ -47,15 +47,25 @@ def test_eval_writes_json_markdown_and_plots_with_every_metric(tmp_path):
         assert len(entry["curves"]["none"]["insertion"]) == 5
     assert "captum-lrp cannot run on efficientnet_lite0" in report["skipped"]["captum-lrp"]
     assert "recipro" in report["between_methods"]
-    # the summary's localisation figures stand beside what a random and a centred map score on the same truth
-    baselines = report["truth_baselines"]
-    assert set(baselines) == {"random", "centre", "coverage"} and 0.0 < baselines["coverage"] < 1.0
-    for kind in ("random", "centre"):
-        assert len(baselines[kind]["pointing_game"]) == 4
+    # every compared figure stands beside what a random, a centred and a constant map score on the same images
+    baselines = report["baselines"]
+    assert set(baselines) == {"random", "centre", "constant"} and 0.0 < report["truth_coverage"] < 1.0
+    for kind in baselines:
+        assert set(baselines[kind]) == {"insertion_auc", "deletion_auc", "insertion_auc_normalised",
+                                        "deletion_auc_normalised", "pointing_game", "energy", "iou"}
         assert all(value in (0.0, 1.0) for value in baselines[kind]["pointing_game"])
+        assert len(baselines[kind]["deletion_auc"]) == 4
+    assert baselines["constant"]["energy"] == [round(c, 4) for c in baselines["constant"]["energy"]]
+    for method in ("gradcam", "recipro"):
+        compared = report["methods"][method]["against_baselines"]
+        assert set(compared) == set(baselines["random"])
+        deletion = compared["deletion_auc"]
+        best = min(baselines, key=lambda kind: sum(baselines[kind]["deletion_auc"]))  # lower deletion is better
+        assert deletion["baseline"] == best and deletion["n"] == 4 and isinstance(deletion["beats"], bool)
     markdown = (tmp_path / "eval.md").read_text()
     summary = markdown.split("## Faithfulness")[0]
-    assert "| *random map* |" in summary and "| *centre map* |" in summary and "ground truth covers" in summary
+    assert "| *random map* |" in summary and "| *centre map* |" in summary and "| *constant map* |" in summary
+    assert "ground truth covers" in summary and "## Against the baselines" in summary
     assert "| gradcam | 10 |" in markdown and "Temporal stability" in markdown and "*constant map*" in markdown
     assert "- **gradcam** " in markdown and "**Small sample: 4 images.**" in markdown
     for plot in ("pr_curves.png", "insertion_deletion.png", "heatmaps.png"):
@@ -89,20 +99,35 @@ def test_eval_scores_vit_methods_on_a_vit(tmp_path):
 
 
 def test_each_method_gets_a_verdict_in_words_coinciding_methods_are_said_once_and_a_small_sample_is_flagged():
+    """Issue 29: the verdict sets each figure beside the best of the baselines, image by image. Hand-computed: a
+    method better than every baseline on all 10 images has a two-sided Wilcoxon p of 2 / 2**10 = 0.00195 and beats
+    them; one worse than the random map on every image does not; a tie everywhere does not."""
+    from camstream.eval.baselines import against_baselines
     from camstream.eval.report import _verdicts, coinciding_methods
 
-    hits, misses = [1.0] * 9 + [0.0], [0.0] * 9 + [1.0]
-    same = {"per_image": {"pointing_game": hits, "insertion_auc": [0.5] * 10}}
-    results = {"images": 10, "methods": {"cam": same, "gradcam": {"per_image": dict(same["per_image"])},
-                                         "recipro": {"per_image": {"pointing_game": misses}}},
-               "truth_baselines": {"random": {"pointing_game": [0.0, 1.0] * 5}, "centre": {"pointing_game": misses}}}
+    ten = [0.1 * i for i in range(10)]
+    baselines = {"random": {"insertion_auc": ten, "deletion_auc": [0.01] * 10},
+                 "centre": {"insertion_auc": [v + 0.05 for v in ten], "deletion_auc": [0.2] * 10},
+                 "constant": {"insertion_auc": [0.0] * 10, "deletion_auc": [0.02] * 10}}
+    ours = {"insertion_auc": [v + 0.1 + 0.01 * i for i, v in enumerate(ten)], "deletion_auc": [0.05] * 10}
+    compared = against_baselines(ours, baselines)
+    insertion, deletion = compared["insertion_auc"], compared["deletion_auc"]
+    assert (insertion["baseline"], insertion["better"], insertion["worse"]) == ("centre", 10, 0)
+    assert abs(insertion["wilcoxon_p"] - 2 / 2**10) < 1e-12 and insertion["rank_biserial"] == 1.0
+    assert insertion["beats"] is True
+    assert (deletion["baseline"], deletion["better"], deletion["worse"], deletion["beats"]) == ("random", 0, 10, False)
+    tied = against_baselines({"deletion_auc": [0.01] * 10}, baselines)["deletion_auc"]
+    assert (tied["better"], tied["worse"], tied["wilcoxon_p"], tied["beats"]) == (0, 0, 1.0, False)
+
+    same = {"per_image": ours, "against_baselines": compared}
+    results = {"images": 10, "methods": {"cam": same, "gradcam": dict(same),
+                                         "recipro": {"per_image": {"insertion_auc": ten}, "against_baselines": {}}}}
     assert coinciding_methods(results) == [["cam", "gradcam"]]
     lines = _verdicts(results)
-    # 0.9 ± 0.23 against the random map's 0.5 ± 0.38: above, but the 95 % intervals overlap
-    assert lines[1] == ("- **cam** is above, within the intervals of, a random map on pointing (0.900 against 0.500); "
-                        "beats a centred map on pointing (0.900 against 0.100).")
-    assert lines[3] == ("- **recipro** does not beat a random map on pointing (0.100 against 0.500); does not beat a "
-                        "centred map on pointing (0.100 against 0.100).")
+    assert lines[1] == ("- **cam** beats the baselines on insertion AUC (0.595 against a centred map's 0.500, better "
+                        "on 10 of 10, p = 0.002); does not beat them on deletion AUC (0.050 against a random map's "
+                        "0.010, better on 0 of 10, p = 0.002).")
+    assert lines[3] == "- **recipro** was not set beside the baselines."
     assert sum("coincide" in line for line in lines) == 1 and "**cam and gradcam coincide**" in "".join(lines)
     assert "Small sample: 10 images." in lines[-1]
     results["images"] = 20

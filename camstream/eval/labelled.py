@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import torch
 
-from camstream.eval.localisation import IoU, PointingGame, Precision
+from camstream.eval.localisation import Energy, IoU, PointingGame, Precision
 from camstream.kernels import threshold_value
 from camstream.preprocess import resize_mask
 from camstream.threshold_spec import ThresholdSpec
@@ -82,25 +82,12 @@ def best_classes(probabilities: torch.Tensor, pairs: LabelledBoxes) -> torch.Ten
     return torch.tensor(chosen, dtype=torch.int64)
 
 
-def baseline_maps(kind: str, count: int, size: tuple[int, int]) -> np.ndarray:
-    """`count` maps of `size`: "random" (uniform noise, seed 0) or "centre" (a Gaussian at the centre, σ a quarter
-    of each side) — what a localisation figure must beat to mean anything."""
-    height, width = size
-    if kind == "random":
-        return np.random.default_rng(0).random((count, height, width)).astype(np.float32)
-    rows = np.exp(-0.5 * ((np.arange(height) - (height - 1) / 2) / (height / 4)) ** 2)
-    columns = np.exp(-0.5 * ((np.arange(width) - (width - 1) / 2) / (width / 4)) ** 2)
-    return np.repeat((rows[:, None] * columns[None, :]).astype(np.float32)[None], count, axis=0)
-
-
 def localisation_scores(maps: np.ndarray, truth: np.ndarray) -> dict[str, float]:
     """Pointing game (15 px), the share of the map's mass inside the boxes (threshold-free, Wang et al. 2020's
     energy-based pointing game), and IoU and precision of the region the dynamic threshold keeps."""
     dynamic = ThresholdSpec(dynamic=True)
     kept = np.stack([m > threshold_value(np.ascontiguousarray(m), dynamic) for m in maps])
-    mass = maps.reshape(len(maps), -1).clip(min=0)
-    inside = (mass * truth.reshape(len(truth), -1)).sum(1) / np.maximum(mass.sum(1), 1e-12)
     return {"pointing_game": round(float(PointingGame()(maps, truth).mean()), 4),
-            "energy_in_box": round(float(inside.mean()), 4),
+            "energy_in_box": round(float(Energy()(maps, truth).mean()), 4),
             "iou": round(float(IoU()(kept, truth).mean()), 4),
             "precision": round(float(Precision()(kept, truth).mean()), 4)}

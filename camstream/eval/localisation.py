@@ -16,6 +16,7 @@ class PointingGame(Metric):
     name = "pointing_game"
     higher_is_better = True
     category = "localisation"
+    reads_values = True
 
     def __init__(self, tolerance: float = 15.0) -> None:
         self.tolerance = tolerance
@@ -31,6 +32,21 @@ class PointingGame(Metric):
             distance = cv2.distanceTransform((~true).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
             hits[index] = float(distance[row, column] <= self.tolerance)
         return hits
+
+
+class Energy(Metric):
+    """Energy-based pointing game (Wang et al. 2020, "Score-CAM", CVPR workshops): the share of the map's mass
+    inside the ground truth, Σ M·G / Σ M (negative values count as 0; an empty map scores 0). Threshold-free."""
+
+    name = "energy"
+    higher_is_better = True
+    category = "localisation"
+    reads_values = True
+
+    def __call__(self, maps: np.ndarray, truth: np.ndarray) -> np.ndarray:
+        """maps (B, H, W) float, truth (B, H, W) bool → (B,)."""
+        mass = maps.reshape(len(maps), -1).clip(min=0).astype(np.float64)
+        return (mass * truth.reshape(len(truth), -1)).sum(1) / np.maximum(mass.sum(1), 1e-12)
 
 
 class _Overlap(Metric):

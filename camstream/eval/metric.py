@@ -14,6 +14,7 @@ class Metric:
     higher_is_better: ClassVar[bool]
     category: ClassVar[str]  # "localisation" or "faithfulness"
     value_range: ClassVar[tuple[float, float]] = (0.0, 1.0)
+    reads_values: ClassVar[bool] = False  # localisation: scored on the map's values, not the mask of what it shows
 
     def describe(self) -> dict:
         """What a report says about this metric."""

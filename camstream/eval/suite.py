@@ -16,6 +16,7 @@ import torch
 from camstream.backends.factory import pixels_graph
 from camstream.backends.graph import resolve_runtime
 from camstream.errors import CamstreamError
+from camstream.eval.baselines import BASELINES, COMPARED, against_baselines, baseline_maps
 from camstream.eval.boundary import BoundaryF1
 from camstream.eval.datasets import load_clip_frames, load_samples
 from camstream.eval.explainers import EvalExplainer, make_explainer
@@ -30,9 +31,10 @@ from camstream.eval.faithfulness import (
     InsertionAUCNormalised,
     InsertionCorrelation,
 )
-from camstream.eval.labelled import baseline_maps, best_classes, labelled_boxes, localisation_scores
+from camstream.eval.labelled import best_classes, labelled_boxes, localisation_scores
 from camstream.eval.localisation import (
     Dice,
+    Energy,
     IoU,
     PointingGame,
     Precision,
@@ -51,7 +53,7 @@ from camstream.runtime import RssPeak, release_free_memory
 from camstream.storage import check_writable_folder, write_json_atomic
 from camstream.threshold_spec import ThresholdSpec, parse_threshold
 
-LOCALISATION = (PointingGame(), IoU(), Dice(), Precision(), Recall(), BoundaryF1())
+LOCALISATION = (PointingGame(), Energy(), IoU(), Dice(), Precision(), Recall(), BoundaryF1())
 # Methods that need hundreds of forward passes per image: the metrics that explain again (ADCC's coherency,
 # max-sensitivity) and the video are skipped for them, and say so.
 EXPENSIVE = {"rise", "scorecam", "captum-lime"}
@@ -161,18 +163,22 @@ class _Images:
             frozen = torch.jit.freeze(torch.jit.trace(self.spec.module, normalise(self.pixels[:self.batch])))
         return lambda pixels: frozen(normalise(pixels))
 
-    def truth_baselines(self) -> dict:
-        """Per image, the pointing game of a random and of a centred map against the ground truth, and the share of
-        an image the truth covers: what the methods' localisation must beat to mean anything. Empty without
-        truth."""
-        if not self.has_truth.any():
-            return {}
-        truth = self.truth[self.has_truth]
-        scores: dict = {"coverage": round(float(truth.mean()), 4)}
-        for kind in ("random", "centre"):
-            hits = PointingGame()(baseline_maps(kind, len(truth), self.size), truth)
-            scores[kind] = {"pointing_game": hits.round(4).tolist()}
-        return scores
+    def baselines(self, faithfulness: tuple, class_id: int | None) -> dict[str, dict[str, list[float]]]:
+        """Per baseline map (`BASELINES`), the per-image figures of `COMPARED` that the methods' full maps get:
+        scored by the same metrics, on the same images, for the same classes (`class_id`, or each image's top-1)."""
+        targets = (self.predict(self.pixels).argmax(1) if class_id is None
+                   else torch.full((len(self.pixels),), class_id, dtype=torch.int64))
+        truth = self.truth[self.has_truth] if self.has_truth.any() else None
+        scored: dict[str, dict[str, list[float]]] = {}
+        for kind in BASELINES:
+            maps = baseline_maps(kind, len(self.pixels), self.size)
+            scores = {m.name: m(self.predict, self.pixels, maps, targets) for m in faithfulness if m.name in COMPARED}
+            for metric in LOCALISATION if truth is not None else ():
+                if metric.name in COMPARED:
+                    given = maps if metric.reads_values else maps > 0
+                    scores[metric.name] = metric(given[self.has_truth], truth)
+            scored[kind] = {name: values.round(4).tolist() for name, values in scores.items()}
+        return scored
 
     def label_aware(self) -> dict | None:
         """What the label-aware localisation is scored on, with its coverage and both baselines; None without
@@ -233,7 +239,9 @@ def run_eval(data: str, out_dir: str, plan: EvalPlan | None = None,
                                               "smooth": plan.smooth},
                      "metrics": [m.describe() for m in (*faithfulness, Adcc(), sensitivity, *LOCALISATION,
                                                         TemporalStability(), TemporalLag())],
-                     "label_aware": images.label_aware(), "truth_baselines": images.truth_baselines(),
+                     "label_aware": images.label_aware(),
+                     "truth_coverage": round(float(images.truth[images.has_truth].mean()), 4)
+                     if images.has_truth.any() else None,
                      "methods": {}, "skipped": {}}
     examples: dict[str, np.ndarray] = {}
     for method in plan.methods:
@@ -250,6 +258,10 @@ def run_eval(data: str, out_dir: str, plan: EvalPlan | None = None,
     if not results["methods"]:
         raise CamstreamError("no method could be evaluated: " + "; ".join(results["skipped"].values()))
     results["between_methods"] = _between_methods(results)
+    with step(f"the baselines: {', '.join(BASELINES)} maps", tell=progress):
+        results["baselines"] = images.baselines(faithfulness, plan.class_id)
+    for entry in results["methods"].values():
+        entry["against_baselines"] = against_baselines(entry["per_image"], results["baselines"])
     results["elapsed_s"] = round(time.perf_counter() - started, 1)
     results["scoring"] = {"images": images.scored, "seconds": round(images.scoring_s, 1),
                           "ms_per_image": round(images.scoring_s * 1e3 / max(images.scored, 1), 2)}
@@ -278,14 +290,7 @@ def _evaluate_method(method: str, images: _Images, plan: EvalPlan, thresholds: d
                 maps, targets = explain_all(explainer, pixels, plan.class_id, batch, explained)
                 seconds = time.perf_counter() - began
         affordable = method not in EXPENSIVE
-        noisy = []
-        if affordable:
-            drawn = Tally(sensitivity.samples * len(pixels), "images")
-            with step(f"{method}: {sensitivity.samples} noisy copies of each image (max-sensitivity)", tell=progress,
-                      tally=drawn):
-                for draw, noisy_pixels in enumerate(sensitivity.noisy_inputs(pixels)):
-                    noisy.append(explain_all(explainer, noisy_pixels, targets, batch)[0])
-                    drawn.done = (draw + 1) * len(pixels)
+        noisy = _noisy_maps(method, explainer, pixels, targets, batch, sensitivity, progress) if affordable else []
         entry: dict = {"computed_by": explainer.computed_by, "ms_per_image": round(seconds * 1e3 / len(pixels), 3),
                        "peak_rss_mb": round(memory.peak_mb, 1), "variants": {}, "curves": {}, "statistics": {}}
         if not affordable:
@@ -304,7 +309,7 @@ def _evaluate_method(method: str, images: _Images, plan: EvalPlan, thresholds: d
                 if images.has_truth.any():
                     truth = images.truth[images.has_truth]
                     for metric in LOCALISATION:
-                        given = variant if metric.name == "pointing_game" else variant > 0
+                        given = variant if metric.reads_values else variant > 0
                         scores[metric.name] = metric(given[images.has_truth], truth)
                 per_sample[label] = scores
                 entry["variants"][label] = {name: round(float(values.mean()), 4) for name, values in scores.items()}
@@ -331,6 +336,18 @@ def _evaluate_method(method: str, images: _Images, plan: EvalPlan, thresholds: d
         return entry, maps[:4].copy()
     finally:
         explainer.close()
+
+
+def _noisy_maps(method: str, explainer: EvalExplainer, pixels: torch.Tensor, targets: torch.Tensor, batch: int,
+                sensitivity: MaxSensitivity, progress: Callable[[str], None]) -> list[np.ndarray]:
+    """The maps of max-sensitivity's noisy copies of every image, one array per draw."""
+    drawn, noisy = Tally(sensitivity.samples * len(pixels), "images"), []
+    with step(f"{method}: {sensitivity.samples} noisy copies of each image (max-sensitivity)", tell=progress,
+              tally=drawn):
+        for draw, noisy_pixels in enumerate(sensitivity.noisy_inputs(pixels)):
+            noisy.append(explain_all(explainer, noisy_pixels, targets, batch)[0])
+            drawn.done = (draw + 1) * len(pixels)
+    return noisy
 
 
 # A ratio to the full map's score only for scores ≥ 0 that thresholding can move: the pointing game keeps the map's
