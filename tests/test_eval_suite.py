@@ -25,6 +25,9 @@ def test_eval_writes_json_markdown_and_plots_with_every_metric(tmp_path):
     for method in ("gradcam", "recipro"):
         entry = report["methods"][method]
         assert set(entry["variants"]) == {"none", "10", "dynamic"}
+        full = entry["variants"]["none"]  # ROAD: the full maps' figure (imputation is too dear for each threshold)
+        assert abs(full["road"] - (full["road_lerf"] - full["road_morf"]) / 2) < 2e-4  # each rounded to 4 places
+        assert "road" not in entry["variants"]["10"] and -0.5 <= full["road"] <= 0.5
         assert entry["ms_per_image"] > 0 and entry["peak_rss_mb"] >= 0
         for values in entry["variants"].values():
             assert 0.0 <= values["insertion_auc"] <= 1.0 and 0.0 <= values["iou"] <= 1.0
@@ -51,8 +54,9 @@ def test_eval_writes_json_markdown_and_plots_with_every_metric(tmp_path):
     baselines = report["baselines"]
     assert set(baselines) == {"random", "centre", "constant"} and 0.0 < report["truth_coverage"] < 1.0
     for kind in baselines:
-        assert set(baselines[kind]) == {"insertion_auc", "deletion_auc", "insertion_auc_normalised",
-                                        "deletion_auc_normalised", "pointing_game", "energy", "iou"}
+        assert set(baselines[kind]) == {"road", "road_morf", "road_lerf", "insertion_auc", "deletion_auc",
+                                        "insertion_auc_normalised", "deletion_auc_normalised", "pointing_game",
+                                        "energy", "iou"}
         assert all(value in (0.0, 1.0) for value in baselines[kind]["pointing_game"])
         assert len(baselines[kind]["deletion_auc"]) == 4
     assert baselines["constant"]["energy"] == [round(c, 4) for c in baselines["constant"]["energy"]]
@@ -80,6 +84,8 @@ def test_eval_rejects_unknown_methods_and_missing_folders(tmp_path):
                           "unknown method 'magic'")
     assert_one_line_error(camstream("eval", "--data", tmp_path, "--video", tmp_path / "missing.mp4", "--out",
                                     tmp_path), "no such video")
+    assert_one_line_error(camstream("eval", "--data", tmp_path, "--road-percents", "20,100", "--out", tmp_path),
+                          "--road-percents '20,100': give whole percentages from 1 to 99")
 
 
 def test_eval_scores_vit_methods_on_a_vit(tmp_path):

@@ -15,8 +15,9 @@ import numpy as np
 BASELINES = ("random", "centre", "constant")
 BASELINE_NAMES = {"random": "a random map", "centre": "a centred map", "constant": "a constant map"}
 # the figures set beside the baselines: faithfulness and localisation, each with its direction (True: higher wins)
-COMPARED = {"insertion_auc": True, "deletion_auc": False, "insertion_auc_normalised": True,
-            "deletion_auc_normalised": False, "pointing_game": True, "energy": True, "iou": True}
+COMPARED = {"road": True, "road_morf": False, "road_lerf": True, "insertion_auc": True, "deletion_auc": False,
+            "insertion_auc_normalised": True, "deletion_auc_normalised": False, "pointing_game": True, "energy": True,
+            "iou": True}
 SIGNIFICANCE = 0.05
 
 

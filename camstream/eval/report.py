@@ -7,21 +7,21 @@ import numpy as np
 
 from camstream.eval.baselines import BASELINE_NAMES, BASELINES, SIGNIFICANCE
 
-FAITHFULNESS = (("insertion_auc", "IAUC ↑"), ("deletion_auc", "DAUC ↓"), ("insertion_auc_normalised", "IAUC/p ↑"),
+FAITHFULNESS = (("road", "ROAD ↑"), ("road_morf", "MoRF ↓"), ("road_lerf", "LeRF ↑"), ("insertion_auc", "IAUC ↑"),
+                ("deletion_auc", "DAUC ↓"), ("insertion_auc_normalised", "IAUC/p ↑"),
                 ("deletion_auc_normalised", "DAUC/p ↓"), ("insertion_correlation", "IC ↑"),
                 ("deletion_correlation", "DC ↓"), ("average_drop", "AD ↓"), ("increase_in_confidence", "IIC ↑"),
                 ("adcc", "ADCC ↑"), ("max_sensitivity", "max-sens ↓"))
 LOCALISATION = (("pointing_game", "pointing ↑"), ("energy", "energy ↑"), ("iou", "IoU ↑"), ("dice", "Dice ↑"),
-                ("precision", "precision ↑"),
-                ("recall", "recall ↑"), ("boundary_f1", "boundary F1 ↑"))
+                ("precision", "precision ↑"), ("recall", "recall ↑"), ("boundary_f1", "boundary F1 ↑"))
 
 
-NAMES = {"insertion_auc": "insertion AUC", "deletion_auc": "deletion AUC",
-         "insertion_auc_normalised": "insertion AUC/p",
+NAMES = {"road": "ROAD", "road_morf": "ROAD MoRF", "road_lerf": "ROAD LeRF", "insertion_auc": "insertion AUC",
+         "deletion_auc": "deletion AUC", "insertion_auc_normalised": "insertion AUC/p",
          "deletion_auc_normalised": "deletion AUC/p", "pointing_game": "pointing", "energy": "energy", "iou": "IoU"}
 SMALL_SAMPLE = 20  # fewer images than this: intervals are wide and the paired tests have little power
-SUMMARY = (("insertion_auc", "insertion AUC ↑"), ("deletion_auc", "deletion AUC ↓"), ("pointing_game", "pointing ↑"),
-           ("max_sensitivity", "max-sensitivity ↓"))
+SUMMARY = (("road", "ROAD ↑"), ("insertion_auc", "insertion AUC ↑"), ("deletion_auc", "deletion AUC ↓"),
+           ("pointing_game", "pointing ↑"), ("max_sensitivity", "max-sensitivity ↓"))
 
 
 def mean_interval(values: list[float]) -> tuple[float, float | None]:

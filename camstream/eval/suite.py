@@ -42,6 +42,7 @@ from camstream.eval.localisation import (
     precision_recall_curve,
 )
 from camstream.eval.report import markdown
+from camstream.eval.road import ROAD_PERCENTS, Road, RoadLeastRelevantFirst, RoadMostRelevantFirst
 from camstream.eval.robustness import MaxSensitivity, TemporalLag, TemporalStability
 from camstream.explain.result import evaluation_mode
 from camstream.kernels import CamSmoother, simplify, threshold_value
@@ -81,6 +82,17 @@ class EvalPlan:
     video_frames: int = 96
     smooth: float = 0.6
     plots: bool = True
+    road_percents: tuple[int, ...] = ROAD_PERCENTS  # ROAD's removal percentages for the full maps; () skips it
+
+
+@dataclass
+class _Scorers:
+    """The metrics of one eval: `faithfulness` on every threshold's maps, `road` on the full maps only (each map
+    imputes every image once per percentage and order), `sensitivity` (max-sensitivity)."""
+
+    faithfulness: tuple
+    road: tuple
+    sensitivity: MaxSensitivity
 
 
 def simplified(maps: np.ndarray, spec: ThresholdSpec) -> np.ndarray:
@@ -224,6 +236,8 @@ def run_eval(data: str, out_dir: str, plan: EvalPlan | None = None,
                     InsertionAUCNormalised(insertion), DeletionAUCNormalised(deletion), AverageDrop(),
                     IncreaseInConfidence())
     sensitivity = MaxSensitivity()
+    morf, lerf = RoadMostRelevantFirst(plan.road_percents), RoadLeastRelevantFirst(plan.road_percents)
+    scorers = _Scorers(faithfulness, (morf, lerf, Road(morf, lerf)) if plan.road_percents else (), sensitivity)
     clip = _Clip(load_clip_frames(plan.video, plan.video_frames, images.size, images.spec.resize),
                  plan.steps) if plan.video else None
     results: dict = {"data": os.path.abspath(data), "images": len(images.names),
@@ -235,10 +249,11 @@ def run_eval(data: str, out_dir: str, plan: EvalPlan | None = None,
                      "class_id": plan.class_id, "video_class_id": plan.video_class_id,
                      "insertion_deletion_steps": plan.steps,
                      "max_sensitivity": {"radius": sensitivity.radius, "samples": sensitivity.samples},
+                     "road_percents": list(plan.road_percents),
                      "video": plan.video and {"path": os.path.abspath(plan.video), "frames": len(clip),
                                               "smooth": plan.smooth},
-                     "metrics": [m.describe() for m in (*faithfulness, Adcc(), sensitivity, *LOCALISATION,
-                                                        TemporalStability(), TemporalLag())],
+                     "metrics": [m.describe() for m in (*faithfulness, *scorers.road, Adcc(), sensitivity,
+                                                        *LOCALISATION, TemporalStability(), TemporalLag())],
                      "label_aware": images.label_aware(),
                      "truth_coverage": round(float(images.truth[images.has_truth].mean()), 4)
                      if images.has_truth.any() else None,
@@ -246,8 +261,7 @@ def run_eval(data: str, out_dir: str, plan: EvalPlan | None = None,
     examples: dict[str, np.ndarray] = {}
     for method in plan.methods:
         try:
-            entry, example_maps = _evaluate_method(method, images, plan, thresholds, faithfulness, sensitivity,
-                                                   clip, progress)
+            entry, example_maps = _evaluate_method(method, images, plan, thresholds, scorers, clip, progress)
         except CamstreamError as exc:
             reason = str(exc).split(". ")[0]
             progress(f"{method}: skipped: {reason}")
@@ -259,7 +273,7 @@ def run_eval(data: str, out_dir: str, plan: EvalPlan | None = None,
         raise CamstreamError("no method could be evaluated: " + "; ".join(results["skipped"].values()))
     results["between_methods"] = _between_methods(results)
     with step(f"the baselines: {', '.join(BASELINES)} maps", tell=progress):
-        results["baselines"] = images.baselines(faithfulness, plan.class_id)
+        results["baselines"] = images.baselines((*faithfulness, *scorers.road), plan.class_id)
     for entry in results["methods"].values():
         entry["against_baselines"] = against_baselines(entry["per_image"], results["baselines"])
     results["elapsed_s"] = round(time.perf_counter() - started, 1)
@@ -274,10 +288,11 @@ def run_eval(data: str, out_dir: str, plan: EvalPlan | None = None,
 
 
 def _evaluate_method(method: str, images: _Images, plan: EvalPlan, thresholds: dict[str, ThresholdSpec],
-                     faithfulness: tuple, sensitivity: MaxSensitivity, clip: _Clip | None,
+                     scorers: _Scorers, clip: _Clip | None,
                      progress: Callable[[str], None]) -> tuple[dict, np.ndarray]:
     """Everything measured for one method; also returns a few full maps for the example grid."""
     pixels, batch = images.pixels, images.batch
+    faithfulness, sensitivity = scorers.faithfulness, scorers.sensitivity
     explainer = make_explainer(method, images.spec, images.predict, plan.backend, plan.model, images.runtime,
                                plan.weights, plan.card)
     try:
@@ -300,7 +315,8 @@ def _evaluate_method(method: str, images: _Images, plan: EvalPlan, thresholds: d
         for label, threshold in thresholds.items():
             with step(f"{method}: metrics for threshold {label}", tell=progress):
                 variant = simplified(maps, threshold)
-                scores = {m.name: m(images.predict, pixels, variant, targets) for m in faithfulness}
+                full_only = scorers.road if label == "none" else ()  # ROAD: the full maps' figure
+                scores = {m.name: m(images.predict, pixels, variant, targets) for m in (*faithfulness, *full_only)}
                 if affordable:
                     remapped = simplified(explain_all(explainer, pixels * torch.from_numpy(variant)[:, None], targets,
                                                       batch)[0], threshold)
