@@ -309,6 +309,9 @@ def _add_eval_command(commands: argparse._SubParsersAction) -> None:
                           help="insertion/deletion steps (default 10: the mean AUC within 0.007 of 224 steps on the "
                                "shared balloon photos, full and thresholded maps; 16 steps within 0.004 at 1.6× the "
                                "cost; 8 steps were 0.011 off)")
+    evaluate.add_argument("--pointing-scale", choices=("image", "input"), default="image",
+                          help="where the pointing game's 15 px are measured: on each original image, against "
+                               "its truth at its own size, as Zhang et al. (default), or on the model input")
     evaluate.add_argument("--road-percents", default="20,50,80", metavar="K,K,...",
                           help="ROAD's removal percentages for the full maps (default 20,50,80: each image imputed "
                                "6 times per map, ~0.3 s; 'none' skips ROAD)")
@@ -469,7 +472,7 @@ def _eval(args: argparse.Namespace) -> int:
                     card=_options_card(args),
                     backend=args.backend, runtime=args.runtime, limit=args.limit, steps=args.steps, video=video,
                     video_frames=args.video_frames, smooth=args.smooth, plots=not args.no_plots,
-                    road_percents=road_percents)
+                    road_percents=road_percents, pointing_scale=args.pointing_scale)
     run_eval(args.data, args.out, plan, progress=progress)
     with open(os.path.join(args.out, "eval.md")) as summary:
         print(summary.read())

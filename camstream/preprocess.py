@@ -198,6 +198,18 @@ class Placement:
         frame[:, 1::2] = np.clip((found[:, 1::2] - top) * (frame_h / scaled_h), 0, frame_h)
         return frame
 
+    def frame_point(self, row: int, column: int) -> tuple[int, int] | None:
+        """The frame pixel under model-input pixel (`row`, `column`) (centre to centre), or None where the input
+        shows no frame there (letterbox padding)."""
+        point = []
+        for place, frame, scaled, offset in zip((row, column), self.frame_size, self.scaled, self.offset,
+                                                strict=True):
+            inside = place - offset  # its place in the scaled frame
+            if not 0 <= inside < scaled:
+                return None
+            point.append(min(frame - 1, max(0, int((inside + 0.5) * frame / scaled))))
+        return point[0], point[1]
+
     def frame_window(self) -> tuple[slice, slice]:
         """Rows and columns of the frame that the model sees."""
         windows = []

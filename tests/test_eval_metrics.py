@@ -360,3 +360,28 @@ def test_the_summary_interval_is_students_t_on_the_images():
     mean, half = mean_interval([1.0, 2.0, 3.0, 4.0])
     assert mean == 2.5 and half == pytest.approx(3.182446 * np.std([1, 2, 3, 4], ddof=1) / 2, rel=1e-5)
     assert mean_interval([0.7]) == (0.7, None)
+
+
+def test_pointing_at_the_image_scale_measures_its_15_px_on_the_original():
+    """Issue 29, hand-computed: a 1000×1000 photo on a 100×100 input (stretch), its truth the square of rows and
+    columns 500–599. The map's maximum at input pixel (47, 55) lies over original pixel (475, 555): 25 px above
+    the truth, a miss at Zhang et al.'s 15 px. On the input the truth starts at row 50, 3 px away: a hit there —
+    the old reading, which credited misses by up to 10× on large photos. In letterbox padding it is a miss."""
+    from camstream.eval.localisation import PointingGame
+    from camstream.preprocess import Placement, resize_mask
+
+    truth = np.zeros((1000, 1000), bool)
+    truth[500:600, 500:600] = True
+    heat = np.zeros((1, 100, 100), np.float32)
+    heat[0, 47, 55] = 1.0
+    pointing = PointingGame(15.0)
+    placement = Placement.of((1000, 1000), (100, 100), "stretch")
+    assert placement.frame_point(47, 55) == (475, 555)
+    assert pointing.at_image_scale(heat, [pointing.near_truth(truth)], [placement]).tolist() == [0.0]
+    assert pointing(heat, resize_mask(truth, (100, 100))[None]).tolist() == [1.0]  # the input's reading
+    heat[0, 47, 55], heat[0, 52, 55] = 0.0, 1.0  # over original row 525: inside the truth
+    assert pointing.at_image_scale(heat, [pointing.near_truth(truth)], [placement]).tolist() == [1.0]
+    wide = Placement.of((500, 1000), (100, 100), "letterbox")  # the photo fills rows 25–74 of the input
+    heat[0, 52, 55], heat[0, 10, 50] = 0.0, 1.0
+    assert wide.frame_point(10, 50) is None
+    assert pointing.at_image_scale(heat, [np.ones((500, 1000), bool)], [wide]).tolist() == [0.0]

@@ -10,8 +10,11 @@ from camstream.eval.metric import Metric, top_fraction_masks
 
 class PointingGame(Metric):
     """Pointing game (Zhang et al. 2018, "Top-down neural attention by excitation backprop", IJCV): a hit (1) when
-    the map's maximum lies within `tolerance` pixels of the ground truth (15 px in the paper; here at the input
-    scale), else a miss (0)."""
+    the map's maximum lies within `tolerance` pixels of the ground truth (15 px in the paper), else a miss (0).
+
+    Called with maps and truth of one size, the tolerance is in those pixels (the model input's). `at_image_scale`
+    gives the paper's reading: the maximum is carried back onto each original image (through its `Placement`) and
+    the tolerance is in the image's own pixels, against the truth at the image's own size."""
 
     name = "pointing_game"
     higher_is_better = True
@@ -32,6 +35,23 @@ class PointingGame(Metric):
             distance = cv2.distanceTransform((~true).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
             hits[index] = float(distance[row, column] <= self.tolerance)
         return hits
+
+
+    def at_image_scale(self, maps: np.ndarray, near: list[np.ndarray], placements: list) -> np.ndarray:
+        """maps (B, h, w) at the model input; `near[b]` the original image's pixels within `tolerance` of its truth
+        (`near_truth`), `placements[b]` how it was placed on the input → (B,) of 0/1 (a maximum in letterbox
+        padding misses)."""
+        hits = np.zeros(len(maps))
+        for index, (heat, close, placement) in enumerate(zip(maps, near, placements, strict=True)):
+            row, column = np.unravel_index(int(heat.argmax()), heat.shape)
+            point = placement.frame_point(int(row), int(column))
+            hits[index] = float(point is not None and bool(close[point]))
+        return hits
+
+    def near_truth(self, truth: np.ndarray) -> np.ndarray:
+        """The pixels of `truth`'s image (H, W) within `tolerance` of it (Euclidean), as bool."""
+        distance = cv2.distanceTransform((~truth).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+        return distance <= self.tolerance
 
 
 class Energy(Metric):

@@ -277,6 +277,15 @@ def _skipped_files(results: dict) -> str:
     return f" **{len(skipped)} file(s) skipped** ({listed}{more})."
 
 
+def _pointing(results: dict) -> str:
+    pointing = results.get("pointing")
+    if not pointing or not results.get("with_truth"):
+        return ""
+    where = "each original image, against its truth at its own size" if pointing["scale"] == "image" else (
+        "the model input (--pointing-scale input)")
+    return f" Pointing game: a hit within {pointing['tolerance_px']:g} px of the truth on {where}."
+
+
 def markdown(results: dict) -> str:
     """The whole report."""
     lines = [f"# camstream eval\n\n{results['images']} images ({results['with_truth']} with ground truth) from "
@@ -285,7 +294,8 @@ def markdown(results: dict) -> str:
              f"{results['elapsed_s']} s{_scoring(results)}.{_skipped_files(results)} Insertion/deletion in "
              f"{results['insertion_deletion_steps']} steps; "
              f"max-sensitivity: {results['max_sensitivity']['samples']} draws of U[±"
-             f"{results['max_sensitivity']['radius']}] noise.\n", *_summary(results), *_verdicts(results),
+             f"{results['max_sensitivity']['radius']}] noise.{_pointing(results)}\n", *_summary(results),
+             *_verdicts(results),
              *_against_baselines(results), "\n## Faithfulness and robustness\n",
              *_table(results, FAITHFULNESS), "\n## Localisation against the ground truth (all boxes or masks "
              "together, against the explained class)\n",

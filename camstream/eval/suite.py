@@ -41,6 +41,7 @@ from camstream.eval.localisation import (
     Recall,
     precision_recall_curve,
 )
+from camstream.eval.metric import Metric
 from camstream.eval.report import markdown
 from camstream.eval.road import ROAD_PERCENTS, Road, RoadLeastRelevantFirst, RoadMostRelevantFirst
 from camstream.eval.robustness import MaxSensitivity, TemporalLag, TemporalStability
@@ -48,13 +49,14 @@ from camstream.explain.result import evaluation_mode
 from camstream.kernels import CamSmoother, simplify, threshold_value
 from camstream.model_card import ModelCard
 from camstream.models import load_model
-from camstream.preprocess import Normaliser, resize_mask, resize_to_rgb
+from camstream.preprocess import Normaliser, Placement, resize_mask, resize_to_rgb
 from camstream.progress import Tally, step
 from camstream.runtime import RssPeak, release_free_memory
 from camstream.storage import check_writable_folder, write_json_atomic
 from camstream.threshold_spec import ThresholdSpec, parse_threshold
 
-LOCALISATION = (PointingGame(), Energy(), IoU(), Dice(), Precision(), Recall(), BoundaryF1())
+POINTING = PointingGame()  # 15 px, as Zhang et al.
+LOCALISATION = (POINTING, Energy(), IoU(), Dice(), Precision(), Recall(), BoundaryF1())
 # Methods that need hundreds of forward passes per image: the metrics that explain again (ADCC's coherency,
 # max-sensitivity) and the video are skipped for them, and say so.
 EXPENSIVE = {"rise", "scorecam", "captum-lime"}
@@ -83,6 +85,7 @@ class EvalPlan:
     smooth: float = 0.6
     plots: bool = True
     road_percents: tuple[int, ...] = ROAD_PERCENTS  # ROAD's removal percentages for the full maps; () skips it
+    pointing_scale: str = "image"  # the pointing game's 15 px: on each original image ("image") or the input
 
 
 @dataclass
@@ -152,6 +155,12 @@ class _Images:
         self.has_truth = np.array([s.truth is not None for s in samples])
         self.truth = np.stack([resize_mask(s.truth, (height, width), resize) if s.truth is not None
                                else np.zeros((height, width), bool) for s in samples])
+        # the pointing game at each image's own scale (Zhang et al.'s 15 px): where on the original the truth is
+        # near, and how the original was placed on the input
+        self.pointing_at_image_scale = plan.pointing_scale == "image"
+        with_truth = [s for s in samples if s.truth is not None]
+        self.near = [POINTING.near_truth(s.truth) for s in with_truth] if self.pointing_at_image_scale else []
+        self.placements = [Placement.of(s.image.shape[:2], (height, width), resize) for s in with_truth]
         self.pairs = labelled_boxes(samples, (height, width), resize=resize)  # box labels → ImageNet classes
         self.pair_classes: torch.Tensor | None = None  # each pair's class, once the scorer is ready
         # images per model call, scoring included (OpenVINO, Lite0, 6 interleaved rounds here: 10.0 ms an image in
@@ -180,17 +189,24 @@ class _Images:
         scored by the same metrics, on the same images, for the same classes (`class_id`, or each image's top-1)."""
         targets = (self.predict(self.pixels).argmax(1) if class_id is None
                    else torch.full((len(self.pixels),), class_id, dtype=torch.int64))
-        truth = self.truth[self.has_truth] if self.has_truth.any() else None
         scored: dict[str, dict[str, list[float]]] = {}
         for kind in BASELINES:
             maps = baseline_maps(kind, len(self.pixels), self.size)
             scores = {m.name: m(self.predict, self.pixels, maps, targets) for m in faithfulness if m.name in COMPARED}
-            for metric in LOCALISATION if truth is not None else ():
+            for metric in LOCALISATION if self.has_truth.any() else ():
                 if metric.name in COMPARED:
-                    given = maps if metric.reads_values else maps > 0
-                    scores[metric.name] = metric(given[self.has_truth], truth)
+                    scores[metric.name] = self.localised(metric, maps)
             scored[kind] = {name: values.round(4).tolist() for name, values in scores.items()}
         return scored
+
+    def localised(self, metric: Metric, maps: np.ndarray) -> np.ndarray:
+        """`metric` of the `maps` (N, H, W) of the images with ground truth, against it: the pointing game at
+        each image's own scale unless the plan says the input's; the others on the map's values or on what it
+        shows (> 0), as each reads."""
+        given = maps[self.has_truth]
+        if metric is POINTING and self.pointing_at_image_scale:
+            return metric.at_image_scale(given, self.near, self.placements)
+        return metric(given if metric.reads_values else given > 0, self.truth[self.has_truth])
 
     def label_aware(self) -> dict | None:
         """What the label-aware localisation is scored on, with its coverage and both baselines; None without
@@ -248,6 +264,7 @@ def run_eval(data: str, out_dir: str, plan: EvalPlan | None = None,
                                      "mean": list(images.spec.mean), "std": list(images.spec.std)},
                      "class_id": plan.class_id, "video_class_id": plan.video_class_id,
                      "insertion_deletion_steps": plan.steps,
+                     "pointing": {"tolerance_px": POINTING.tolerance, "scale": plan.pointing_scale},
                      "max_sensitivity": {"radius": sensitivity.radius, "samples": sensitivity.samples},
                      "road_percents": list(plan.road_percents),
                      "video": plan.video and {"path": os.path.abspath(plan.video), "frames": len(clip),
@@ -323,10 +340,8 @@ def _evaluate_method(method: str, images: _Images, plan: EvalPlan, thresholds: d
                     scores["adcc"] = Adcc()(images.predict, pixels, variant, targets, remapped)
                     scores["max_sensitivity"] = sensitivity(variant, [simplified(m, threshold) for m in noisy])
                 if images.has_truth.any():
-                    truth = images.truth[images.has_truth]
                     for metric in LOCALISATION:
-                        given = variant if metric.reads_values else variant > 0
-                        scores[metric.name] = metric(given[images.has_truth], truth)
+                        scores[metric.name] = images.localised(metric, variant)
                 per_sample[label] = scores
                 entry["variants"][label] = {name: round(float(values.mean()), 4) for name, values in scores.items()}
                 entry["curves"][label] = {"insertion": faithfulness[0].curves.mean(0).round(4).tolist(),
