@@ -13,9 +13,16 @@ from .cli import assert_one_line_error, camstream
 
 def test_sanity_flags_gradcam_plus_plus_and_passes_gradcam_on_the_default_model(tmp_path, monkeypatch, chelsea_rgb):
     monkeypatch.setenv("CAMSTREAM_CACHE", str(tmp_path / "cache"))
-    result = camstream("sanity", "--methods", "gradcam,gradcam++", "--frames", "4", "--json")
+    result = camstream("sanity", "--methods", "gradcam,gradcam++", "--frames", "4", "--draws", "3", "--json")
     assert result.returncode == 0, result.stderr
     methods = json.loads(result.stdout)["methods"]
+    for row in methods.values():  # issue 29: each check drawn 3 times (other classes, random heads); the mean rules
+        for check, mean in (("class_sensitivity", "class_sensitivity_spearman"), ("randomisation",
+                                                                                  "randomisation_spearman")):
+            drawn = row[check]
+            assert len(drawn["draws"]) == 3 and drawn["min"] <= drawn["mean"] == row[mean] <= drawn["max"]
+            assert abs(drawn["mean"] - sum(drawn["draws"]) / 3) < 1e-3
+        assert len(set(row["randomisation"]["draws"])) == 3  # three different random heads
     assert methods["gradcam"]["passed"] is True
     assert methods["gradcam++"]["passed"] is False
     assert methods["gradcam++"]["class_sensitivity_spearman"] > 0.5 > methods["gradcam"]["class_sensitivity_spearman"]
@@ -31,3 +38,17 @@ def test_sanity_flags_gradcam_plus_plus_and_passes_gradcam_on_the_default_model(
 
 def test_sanity_refuses_unknown_methods_in_one_line():
     assert_one_line_error(camstream("sanity", "--methods", "magic"), "unknown method 'magic'")
+
+
+def test_a_check_drawn_several_times_is_judged_by_its_mean():
+    """Hand-computed: draws of 0.4, 0.7 and 0.3 have mean 0.467 — below 0.5, so the check passes though one draw
+    alone would fail it."""
+    from camstream.eval.sanity import PASS_BELOW, drawn
+
+    summary = drawn([0.4, 0.7, 0.3])
+    assert summary == {"mean": 0.467, "min": 0.3, "max": 0.7, "draws": [0.4, 0.7, 0.3]}
+    assert summary["mean"] < PASS_BELOW < summary["max"]
+
+
+def test_sanity_refuses_a_draw_count_it_cannot_make():
+    assert_one_line_error(camstream("sanity", "--draws", "9"), "--draws must be 1 to 8")

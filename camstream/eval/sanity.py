@@ -1,12 +1,14 @@
 """Sanity checks for saliency methods (Adebayo et al. 2018, "Sanity checks for saliency maps", NeurIPS).
 
 A map that explains the model's decision must change when the decision's inputs change:
-- **class sensitivity**: the map for the top-1 class against the map for another class (here the class 500 ids
-  away) on the same image;
+- **class sensitivity**: the map for the top-1 class against the map for another class on the same image;
 - **model-parameter randomisation**: the map against the map of the same model whose classifier (its last linear
   layer, the first step of Adebayo et al.'s cascading randomisation) has random weights.
-Similarity is the Spearman rank correlation of the two maps, averaged over the images; a method passes a check
-when it stays below `PASS_BELOW` (an edge detector, blind to the model, scores near 1 on both).
+Similarity is the Spearman rank correlation of the two maps, averaged over the images. One draw of "another
+class" or "random weights" moves that figure by 0.1–0.35, so each check is drawn `draws` times (other classes
+spread over the ids, `OTHER_CLASS_OFFSETS`; random heads from seeds 0, 1, …) and reported as the mean with the
+range; a method passes a check when the mean stays below `PASS_BELOW` (an edge detector, blind to the model,
+scores near 1 on both).
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from camstream.models import load_model
 from camstream.preprocess import Normaliser, resize_to_rgb
 
 PASS_BELOW = 0.5
-OTHER_CLASS_OFFSET = 500
+OTHER_CLASS_OFFSETS = (500, 250, 750, 125, 625, 375, 875, 63)  # the other class of draw k: top-1 + offset k, mod C
+DRAWS = 5
 
 
 def _maps(model: nn.Module, method: str, inputs: torch.Tensor, input_shape: tuple[int, int, int],
@@ -60,27 +63,39 @@ def randomised_classifier(model: nn.Module, seed: int = 0) -> nn.Module:
     return copied
 
 
+def drawn(values: list[float]) -> dict:
+    """The summary of one check's draws: mean (the verdict's figure), min, max and each draw."""
+    return {"mean": round(float(np.mean(values)), 3), "min": round(min(values), 3), "max": round(max(values), 3),
+            "draws": [round(value, 3) for value in values]}
+
+
 def sanity_checks(frames_bgr: list[np.ndarray], methods: list[str], model: str = "efficientnet_lite0",
-                  weights: str | None = None, card: ModelCard | None = None) -> dict:
-    """Per method: the class-sensitivity and randomisation correlations on `frames_bgr`, and pass / fail; the
-    model made from `model`, `weights` and `card` (`load_model`), fed as a stream feeds it."""
+                  weights: str | None = None, card: ModelCard | None = None, draws: int = DRAWS) -> dict:
+    """Per method: the class-sensitivity and randomisation correlations on `frames_bgr` over `draws` other
+    classes and random classifiers (mean and range; the verdict from the means), and pass / fail; the model made
+    from `model`, `weights` and `card` (`load_model`), fed as a stream feeds it."""
+    if not 1 <= draws <= len(OTHER_CLASS_OFFSETS):
+        raise ValueError(f"draws must be 1 to {len(OTHER_CLASS_OFFSETS)}")
     spec = load_model(model, weights, card)
     height, width = spec.input_size
     pixels = torch.from_numpy(np.stack([resize_to_rgb(f, (height, width), spec.resize)
                                         for f in frames_bgr])).permute(0, 3, 1, 2)
     inputs = Normaliser(spec)(pixels.float() / 255.0)
     shape = (3, height, width)
-    randomised = randomised_classifier(spec.module)
+    randomised = [randomised_classifier(spec.module, seed) for seed in range(draws)]
     results = {}
     for method in methods:
         top_maps, targets, classes = _maps(spec.module, method, inputs, shape, None, spec.layer)
-        other_maps, _, _ = _maps(spec.module, method, inputs, shape, (targets + OTHER_CLASS_OFFSET) % classes,
-                                 spec.layer)
-        random_maps, _, _ = _maps(randomised, method, inputs, shape, targets, spec.layer)
-        class_rho, random_rho = _spearman(top_maps, other_maps), _spearman(top_maps, random_maps)
-        results[method] = {"class_sensitivity_spearman": round(class_rho, 3),
-                           "randomisation_spearman": round(random_rho, 3),
+        class_rhos = [_spearman(top_maps, _maps(spec.module, method, inputs, shape, (targets + offset) % classes,
+                                                spec.layer)[0]) for offset in OTHER_CLASS_OFFSETS[:draws]]
+        random_rhos = [_spearman(top_maps, _maps(head, method, inputs, shape, targets, spec.layer)[0])
+                       for head in randomised]
+        class_drawn, random_drawn = drawn(class_rhos), drawn(random_rhos)
+        class_rho, random_rho = class_drawn["mean"], random_drawn["mean"]
+        results[method] = {"class_sensitivity_spearman": class_rho, "randomisation_spearman": random_rho,
+                           "class_sensitivity": class_drawn, "randomisation": random_drawn,
                            "passes_class_sensitivity": class_rho < PASS_BELOW,
                            "passes_randomisation": random_rho < PASS_BELOW,
                            "passed": class_rho < PASS_BELOW and random_rho < PASS_BELOW}
-    return {"model": spec.name, "images": len(frames_bgr), "pass_below": PASS_BELOW, "methods": results}
+    return {"model": spec.name, "images": len(frames_bgr), "pass_below": PASS_BELOW, "draws": draws,
+            "methods": results}
