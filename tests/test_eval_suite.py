@@ -19,6 +19,7 @@ def test_eval_writes_json_markdown_and_plots_with_every_metric(tmp_path):
     report = json.loads((tmp_path / "eval.json").read_text())
     assert report["images"] == report["with_truth"] == 4
     names = {m["name"] for m in report["metrics"]}
+    assert report["max_sensitivity"]["samples"] == 16
     assert names >= {"insertion_auc", "deletion_auc", "insertion_correlation", "deletion_correlation",
                      "average_drop", "increase_in_confidence", "adcc", "max_sensitivity", "pointing_game", "iou",
                      "dice", "precision", "recall", "boundary_f1", "temporal_instability"}
@@ -32,6 +33,7 @@ def test_eval_writes_json_markdown_and_plots_with_every_metric(tmp_path):
         for values in entry["variants"].values():
             assert 0.0 <= values["insertion_auc"] <= 1.0 and 0.0 <= values["iou"] <= 1.0
             assert 0.0 <= values["adcc"] <= 1.0 and values["max_sensitivity"] >= 0.0
+            assert 0.0 <= values["max_sensitivity_normalised"] < values["max_sensitivity"]  # ‖Φ‖ > 1 at 224 px
             assert -1.0 <= values["insertion_correlation"] <= 1.0
         assert entry["variants"]["10"]["recall"] <= entry["variants"]["none"]["recall"]  # less shown, less found
         kept, full = entry["variants"]["10"], entry["variants"]["none"]

@@ -11,7 +11,7 @@ FAITHFULNESS = (("road", "ROAD ↑"), ("road_morf", "MoRF ↓"), ("road_lerf", "
                 ("deletion_auc", "DAUC ↓"), ("insertion_auc_normalised", "IAUC/p ↑"),
                 ("deletion_auc_normalised", "DAUC/p ↓"), ("insertion_correlation", "IC ↑"),
                 ("deletion_correlation", "DC ↓"), ("average_drop", "AD ↓"), ("increase_in_confidence", "IIC ↑"),
-                ("adcc", "ADCC ↑"), ("max_sensitivity", "max-sens ↓"))
+                ("adcc", "ADCC ↑"), ("max_sensitivity", "max-sens ↓"), ("max_sensitivity_normalised", "max-sens/‖Φ‖ ↓"))
 LOCALISATION = (("pointing_game", "pointing ↑"), ("energy", "energy ↑"), ("iou", "IoU ↑"), ("dice", "Dice ↑"),
                 ("precision", "precision ↑"), ("recall", "recall ↑"), ("boundary_f1", "boundary F1 ↑"))
 

@@ -22,7 +22,9 @@ class MaxSensitivity(Metric):
     category = "robustness"
     value_range = (0.0, float("inf"))
 
-    def __init__(self, radius: float = 0.02, samples: int = 4, seed: int = 0, normalise: bool = False) -> None:
+    # 16 draws: on 24 shared balloon photos the mean (Grad-CAM, Recipro-CAM) rose 4.8-5.8 % from 4 to 8 draws,
+    # 2.6-2.9 % from 8 to 12 and 1.0 % from 12 to 16 (a maximum only grows with draws: 0.1-0.6 % more to 20)
+    def __init__(self, radius: float = 0.02, samples: int = 16, seed: int = 0, normalise: bool = False) -> None:
         self.radius, self.samples, self.seed, self.normalise = radius, samples, seed, normalise
 
     def noisy_inputs(self, images: torch.Tensor) -> list[torch.Tensor]:
@@ -40,6 +42,16 @@ class MaxSensitivity(Metric):
         if not self.normalise:
             return change
         return np.divide(change, norm, out=np.zeros(batch), where=norm > 1e-12)
+
+
+class MaxSensitivityNormalised(MaxSensitivity):
+    """Max-sensitivity divided by ‖Φ(x)‖₂: the map's relative change, comparable across methods and thresholds
+    whose maps carry different mass (the unnormalised figure grows with it)."""
+
+    name = "max_sensitivity_normalised"
+
+    def __init__(self, radius: float = 0.02, samples: int = 16, seed: int = 0) -> None:
+        super().__init__(radius, samples, seed, normalise=True)
 
 
 class TemporalLag(Metric):

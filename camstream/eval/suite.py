@@ -44,7 +44,7 @@ from camstream.eval.localisation import (
 from camstream.eval.metric import Metric
 from camstream.eval.report import markdown
 from camstream.eval.road import ROAD_PERCENTS, Road, RoadLeastRelevantFirst, RoadMostRelevantFirst
-from camstream.eval.robustness import MaxSensitivity, TemporalLag, TemporalStability
+from camstream.eval.robustness import MaxSensitivity, MaxSensitivityNormalised, TemporalLag, TemporalStability
 from camstream.explain.result import evaluation_mode
 from camstream.kernels import CamSmoother, simplify, threshold_value
 from camstream.model_card import ModelCard
@@ -91,11 +91,13 @@ class EvalPlan:
 @dataclass
 class _Scorers:
     """The metrics of one eval: `faithfulness` on every threshold's maps, `road` on the full maps only (each map
-    imputes every image once per percentage and order), `sensitivity` (max-sensitivity)."""
+    imputes every image once per percentage and order), `sensitivity` (max-sensitivity; its noisy copies are
+    also scored `normalised`)."""
 
     faithfulness: tuple
     road: tuple
     sensitivity: MaxSensitivity
+    normalised: MaxSensitivityNormalised
 
 
 def simplified(maps: np.ndarray, spec: ThresholdSpec) -> np.ndarray:
@@ -253,7 +255,8 @@ def run_eval(data: str, out_dir: str, plan: EvalPlan | None = None,
                     IncreaseInConfidence())
     sensitivity = MaxSensitivity()
     morf, lerf = RoadMostRelevantFirst(plan.road_percents), RoadLeastRelevantFirst(plan.road_percents)
-    scorers = _Scorers(faithfulness, (morf, lerf, Road(morf, lerf)) if plan.road_percents else (), sensitivity)
+    scorers = _Scorers(faithfulness, (morf, lerf, Road(morf, lerf)) if plan.road_percents else (), sensitivity,
+                       MaxSensitivityNormalised(sensitivity.radius, sensitivity.samples, sensitivity.seed))
     clip = _Clip(load_clip_frames(plan.video, plan.video_frames, images.size, images.spec.resize),
                  plan.steps) if plan.video else None
     results: dict = {"data": os.path.abspath(data), "images": len(images.names),
@@ -270,7 +273,8 @@ def run_eval(data: str, out_dir: str, plan: EvalPlan | None = None,
                      "video": plan.video and {"path": os.path.abspath(plan.video), "frames": len(clip),
                                               "smooth": plan.smooth},
                      "metrics": [m.describe() for m in (*faithfulness, *scorers.road, Adcc(), sensitivity,
-                                                        *LOCALISATION, TemporalStability(), TemporalLag())],
+                                                        scorers.normalised, *LOCALISATION, TemporalStability(),
+                                                        TemporalLag())],
                      "label_aware": images.label_aware(),
                      "truth_coverage": round(float(images.truth[images.has_truth].mean()), 4)
                      if images.has_truth.any() else None,
@@ -332,16 +336,14 @@ def _evaluate_method(method: str, images: _Images, plan: EvalPlan, thresholds: d
         for label, threshold in thresholds.items():
             with step(f"{method}: metrics for threshold {label}", tell=progress):
                 variant = simplified(maps, threshold)
-                full_only = scorers.road if label == "none" else ()  # ROAD: the full maps' figure
-                scores = {m.name: m(images.predict, pixels, variant, targets) for m in (*faithfulness, *full_only)}
+                scores = _scores(images, scorers, variant, targets, label)
                 if affordable:
                     remapped = simplified(explain_all(explainer, pixels * torch.from_numpy(variant)[:, None], targets,
                                                       batch)[0], threshold)
                     scores["adcc"] = Adcc()(images.predict, pixels, variant, targets, remapped)
-                    scores["max_sensitivity"] = sensitivity(variant, [simplified(m, threshold) for m in noisy])
-                if images.has_truth.any():
-                    for metric in LOCALISATION:
-                        scores[metric.name] = images.localised(metric, variant)
+                    noisy_kept = [simplified(m, threshold) for m in noisy]
+                    for robustness in (sensitivity, scorers.normalised):
+                        scores[robustness.name] = robustness(variant, noisy_kept)
                 per_sample[label] = scores
                 entry["variants"][label] = {name: round(float(values.mean()), 4) for name, values in scores.items()}
                 entry["curves"][label] = {"insertion": faithfulness[0].curves.mean(0).round(4).tolist(),
@@ -367,6 +369,17 @@ def _evaluate_method(method: str, images: _Images, plan: EvalPlan, thresholds: d
         return entry, maps[:4].copy()
     finally:
         explainer.close()
+
+
+def _scores(images: _Images, scorers: _Scorers, maps: np.ndarray, targets: torch.Tensor,
+            label: str) -> dict[str, np.ndarray]:
+    """The per-image faithfulness figures of one threshold's `maps` (ROAD on the full maps, `label` "none") and
+    their localisation against the ground truth where there is some."""
+    full_only = scorers.road if label == "none" else ()  # ROAD: the full maps' figure (imputation is dear)
+    scores = {m.name: m(images.predict, images.pixels, maps, targets) for m in (*scorers.faithfulness, *full_only)}
+    for metric in LOCALISATION if images.has_truth.any() else ():
+        scores[metric.name] = images.localised(metric, maps)
+    return scores
 
 
 def _noisy_maps(method: str, explainer: EvalExplainer, pixels: torch.Tensor, targets: torch.Tensor, batch: int,
