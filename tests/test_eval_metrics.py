@@ -385,3 +385,26 @@ def test_pointing_at_the_image_scale_measures_its_15_px_on_the_original():
     heat[0, 52, 55], heat[0, 10, 50] = 0.0, 1.0
     assert wide.frame_point(10, 50) is None
     assert pointing.at_image_scale(heat, [np.ones((500, 1000), bool)], [wide]).tolist() == [0.0]
+
+
+def test_a_normalised_auc_leaves_out_images_the_model_scores_near_zero():
+    """Issue 29: divided by a whole-image score of 0.0024, one image's IAUC/p read 9.6 and outweighed the rest.
+    Hand-computed: three images whose class scores 0.4, 0.4 and 0.01 everywhere; the first two read 0.4 / 0.4 = 1,
+    the third is below the 0.05 floor and left out (NaN; null in eval.json), so the mean is 1.0, not 14."""
+    from camstream.eval import InsertionAUCNormalised
+    from camstream.eval.suite import listed, mean_of
+
+    class ThirdUnsure(torch.nn.Module):  # class 0 at 0.4 for the first two images, 0.01 for the third
+        def forward(self, images):
+            first = torch.where(images[:, 0, 0, 0] < 0.5, 0.4, 0.01)
+            return torch.stack([first, 1 - first], 1)
+
+    images = torch.zeros(3, 3, 16, 16)
+    images[2] = 1.0
+    maps = np.random.default_rng(0).random((3, 16, 16)).astype(np.float32)
+    normalised = InsertionAUCNormalised(InsertionAUC(steps=4))(ThirdUnsure(), images, maps,
+                                                               torch.zeros(3, dtype=torch.long))
+    assert np.allclose(normalised[:2], 1.0) and np.isnan(normalised[2])
+    assert InsertionAUCNormalised.FLOOR == 0.05 and 0.01 < InsertionAUCNormalised.FLOOR
+    assert mean_of(normalised) == 1.0 and listed(normalised) == [1.0, 1.0, None]
+    assert mean_of(np.array([np.nan])) is None

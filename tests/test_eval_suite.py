@@ -124,6 +124,9 @@ def test_each_method_gets_a_verdict_in_words_coinciding_methods_are_said_once_an
     assert abs(insertion["wilcoxon_p"] - 2 / 2**10) < 1e-12 and insertion["rank_biserial"] == 1.0
     assert insertion["beats"] is True
     assert (deletion["baseline"], deletion["better"], deletion["worse"], deletion["beats"]) == ("random", 0, 10, False)
+    left_out = against_baselines({"insertion_auc_normalised": [1.0, None, 2.0, 3.0]},
+                                 {"random": {"insertion_auc_normalised": [0.5, 0.5, None, 1.0]}})
+    assert left_out["insertion_auc_normalised"]["n"] == 2  # only the images both sides score
     tied = against_baselines({"deletion_auc": [0.01] * 10}, baselines)["deletion_auc"]
     assert (tied["better"], tied["worse"], tied["wilcoxon_p"], tied["beats"]) == (0, 0, 1.0, False)
 

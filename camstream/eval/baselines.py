@@ -36,20 +36,29 @@ def baseline_maps(kind: str, count: int, size: tuple[int, int]) -> np.ndarray:
     return np.repeat((rows[:, None] * columns[None, :]).astype(np.float32)[None], count, axis=0)
 
 
+def _array(values: list[float | None]) -> np.ndarray:
+    """Per-image figures as floats, an image left out (None) as NaN."""
+    return np.array([np.nan if value is None else value for value in values], np.float64)
+
+
 def against_baselines(per_image: dict[str, list[float]], baselines: dict[str, dict[str, list[float]]]) -> dict:
     """Per metric of `COMPARED` that both sides have: the method's mean, the best baseline (by mean, in the
     metric's direction) and its mean, the images where the method is better / worse, the Wilcoxon p of the
-    differences, the rank-biserial correlation (+1: better on every image) and whether it `beats` the baseline."""
+    differences, the rank-biserial correlation (+1: better on every image) and whether it `beats` the baseline;
+    over the images that every side scores (a figure may leave some out: None)."""
     from scipy import stats
 
     compared = {}
     for metric, higher in COMPARED.items():
         ours = per_image.get(metric)
-        scored = {kind: np.asarray(values[metric], np.float64) for kind, values in baselines.items()
-                  if metric in values}
+        scored = {kind: _array(values[metric]) for kind, values in baselines.items() if metric in values}
         if not ours or not scored:
             continue
-        ours_array = np.asarray(ours, np.float64)
+        ours_array = _array(ours)
+        kept = np.isfinite(ours_array) & np.all([np.isfinite(values) for values in scored.values()], axis=0)
+        if not kept.any():  # every image left out (a normalised AUC whose class scores are all below its floor)
+            continue
+        ours_array, scored = ours_array[kept], {kind: values[kept] for kind, values in scored.items()}
         best = (max if higher else min)(scored, key=lambda kind: scored[kind].mean())
         better = (ours_array - scored[best]) * (1 if higher else -1)  # > 0: the method did better on that image
         entry = {"mean": round(float(ours_array.mean()), 4), "baseline": best,

@@ -170,10 +170,15 @@ class _NormalisedCurve(Metric):
     """The AUC of a pixel curve divided by the target's score on the unmodified image, p(x): the curve as a share
     of what the model gave the whole image, so images the model is unsure of weigh as much as the sure ones (a
     common variant of Petsiuk et al.'s raw-probability AUC; may exceed 1 when a partial image scores above the
-    whole). Reuses the curve of the same maps when it was just drawn."""
+    whole). Reuses the curve of the same maps when it was just drawn.
+
+    An image whose p(x) is below `FLOOR` gets NaN, not a ratio: divided by a score near zero (0.0024 was seen for a
+    forced class) one image reads 9.6 and outweighs all the others, so the mean of the rest is reported and the
+    images left out are counted."""
 
     category = "faithfulness"
     value_range = (0.0, float("inf"))
+    FLOOR = 0.05
 
     def __init__(self, curve: _PixelCurve) -> None:
         self.curve = curve
@@ -183,7 +188,7 @@ class _NormalisedCurve(Metric):
             self.curve(predict, images, maps, targets)
         whole = target_scores(predict, images, targets)
         auc = np.trapezoid(self.curve.curves, dx=1.0 / self.curve.steps, axis=1)
-        return auc / np.maximum(whole, 1e-12)
+        return np.where(whole >= self.FLOOR, auc / np.maximum(whole, 1e-12), np.nan)
 
 
 class InsertionAUCNormalised(_NormalisedCurve):

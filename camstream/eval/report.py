@@ -153,7 +153,7 @@ def _table(results: dict, columns: tuple[tuple[str, str], ...]) -> list[str]:
              "|---|---|" + "---|" * len(columns)]
     for method, entry in results["methods"].items():
         for label, values in entry["variants"].items():
-            cells = [f"{values[key]:.3f}" if key in values else "n/a" for key, _ in columns]
+            cells = [f"{values[key]:.3f}" if values.get(key) is not None else "n/a" for key, _ in columns]
             lines.append(f"| {method} | {label} | " + " | ".join(cells) + " |")
     return lines
 
@@ -277,6 +277,16 @@ def _skipped_files(results: dict) -> str:
     return f" **{len(skipped)} file(s) skipped** ({listed}{more})."
 
 
+def _floor(results: dict) -> str:
+    floor = results.get("normalised_floor")
+    if not floor:
+        return ""
+    left = (f"leave out the {floor['excluded']} image{'s' * (floor['excluded'] != 1)} whose class scores below "
+            f"{floor['floor']:g} on the whole image" if floor["excluded"] else
+            f"would leave out images whose class scores below {floor['floor']:g} on the whole image (none here)")
+    return f" IAUC/p and DAUC/p {left}: a ratio to a near-zero score is noise, not a figure."
+
+
 def _pointing(results: dict) -> str:
     pointing = results.get("pointing")
     if not pointing or not results.get("with_truth"):
@@ -294,8 +304,8 @@ def markdown(results: dict) -> str:
              f"{results['elapsed_s']} s{_scoring(results)}.{_skipped_files(results)} Insertion/deletion in "
              f"{results['insertion_deletion_steps']} steps; "
              f"max-sensitivity: {results['max_sensitivity']['samples']} draws of U[±"
-             f"{results['max_sensitivity']['radius']}] noise.{_pointing(results)}\n", *_summary(results),
-             *_verdicts(results),
+             f"{results['max_sensitivity']['radius']}] noise.{_pointing(results)}{_floor(results)}\n",
+             *_summary(results), *_verdicts(results),
              *_against_baselines(results), "\n## Faithfulness and robustness\n",
              *_table(results, FAITHFULNESS), "\n## Localisation against the ground truth (all boxes or masks "
              "together, against the explained class)\n",

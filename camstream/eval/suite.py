@@ -126,6 +126,17 @@ def paired_statistics(a: np.ndarray, b: np.ndarray) -> dict:
             "rank_biserial": float((positive - negative) / ranks.sum())}
 
 
+def listed(values: np.ndarray) -> list[float | None]:
+    """Per-image figures for eval.json, to 4 places; an image a figure leaves out (NaN) is null."""
+    return [None if np.isnan(value) else round(float(value), 4) for value in values]
+
+
+def mean_of(values: np.ndarray) -> float | None:
+    """The mean of the images a figure scores (NaN: left out), to 4 places; None when it scores none."""
+    kept = values[~np.isnan(values)]
+    return round(float(kept.mean()), 4) if kept.size else None
+
+
 def explain_all(explainer: EvalExplainer, pixels: torch.Tensor, class_id,
                 batch: int, tally: Tally | None = None) -> tuple[np.ndarray, torch.Tensor]:
     """Maps (N, H, W) and targets (N,) of every image, `batch` at a time; `class_id` an int, None or (N,);
@@ -198,7 +209,7 @@ class _Images:
             for metric in LOCALISATION if self.has_truth.any() else ():
                 if metric.name in COMPARED:
                     scores[metric.name] = self.localised(metric, maps)
-            scored[kind] = {name: values.round(4).tolist() for name, values in scores.items()}
+            scored[kind] = {name: listed(values) for name, values in scores.items()}
         return scored
 
     def localised(self, metric: Metric, maps: np.ndarray) -> np.ndarray:
@@ -297,6 +308,8 @@ def run_eval(data: str, out_dir: str, plan: EvalPlan | None = None,
         results["baselines"] = images.baselines((*faithfulness, *scorers.road), plan.class_id)
     for entry in results["methods"].values():
         entry["against_baselines"] = against_baselines(entry["per_image"], results["baselines"])
+    results["normalised_floor"] = {"floor": InsertionAUCNormalised.FLOOR, "excluded": sum(
+        value is None for value in results["baselines"]["random"]["insertion_auc_normalised"])}
     results["elapsed_s"] = round(time.perf_counter() - started, 1)
     results["scoring"] = {"images": images.scored, "seconds": round(images.scoring_s, 1),
                           "ms_per_image": round(images.scoring_s * 1e3 / max(images.scored, 1), 2)}
@@ -345,7 +358,7 @@ def _evaluate_method(method: str, images: _Images, plan: EvalPlan, thresholds: d
                     for robustness in (sensitivity, scorers.normalised):
                         scores[robustness.name] = robustness(variant, noisy_kept)
                 per_sample[label] = scores
-                entry["variants"][label] = {name: round(float(values.mean()), 4) for name, values in scores.items()}
+                entry["variants"][label] = {name: mean_of(values) for name, values in scores.items()}
                 entry["curves"][label] = {"insertion": faithfulness[0].curves.mean(0).round(4).tolist(),
                                           "deletion": faithfulness[1].curves.mean(0).round(4).tolist()}
         full = entry["variants"]["none"]
@@ -365,7 +378,7 @@ def _evaluate_method(method: str, images: _Images, plan: EvalPlan, thresholds: d
         if clip is not None and affordable:
             progress(f"{method}: temporal stability on {len(clip)} frames")
             entry["temporal"] = _temporal(explainer, clip, plan, batch, images.predict)
-        entry["per_image"] = {name: values.round(4).tolist() for name, values in per_sample["none"].items()}
+        entry["per_image"] = {name: listed(values) for name, values in per_sample["none"].items()}
         return entry, maps[:4].copy()
     finally:
         explainer.close()
