@@ -44,9 +44,11 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
                         help="explanation method (default: gradcam for CNNs, vit-recipro for vision transformers "
                              "such as vit_b_16 and deit_tiny; vit-rollout is the fast ViT choice; box-gradcam for "
                              "detectors, one map per box; eigencam is their gradient-free, class-agnostic choice)")
-    parser.add_argument("--threshold", default="dynamic", type=parse_threshold, metavar="P|dynamic|none",
-                        help="show the top P %% of the map, the seed paper's dynamic threshold, or all of it "
-                             "(default dynamic: min coverage 5 %%, max threshold 0.5, step 0.05)")
+    parser.add_argument("--threshold", default="dynamic", type=parse_threshold, metavar="P|dynamic|faithful[:R]|none",
+                        help="show the top P %% of the map, the seed paper's dynamic threshold, the smallest top "
+                             "P %% whose region alone keeps R of the class score (faithful, R 0.95 by default: the "
+                             "model is asked, one batched forward of 7 candidates), or all of it (default dynamic: "
+                             "min coverage 5 %%, max threshold 0.5, step 0.05)")
 
 
 def _add_model_card_options(parser: argparse.ArgumentParser) -> None:
@@ -169,6 +171,9 @@ def _add_run_command(commands: argparse._SubParsersAction) -> None:
                           "explained frames, fed the same preprocessed frames as the image model, and the HUD's "
                           "bottom strip shows which steps decided (white frame: "
                           "kept by --threshold)")
+    run.add_argument("--faithful-every", type=int, default=8, metavar="N",
+                     help="--threshold faithful: search on every N-th explained frame of a stream, the frames between "
+                          "reuse its choice (default 8; 1: every frame, about 7 forwards more each)")
     run.add_argument("--clip-steps", type=int, default=16, metavar="N", help="frames the clip model sees (default 16)")
     run.add_argument("--clip-method", default="step-occlusion", choices=CLIP_METHODS,
                      help="time-step importance: masking each step, or gradient × feature (default step-occlusion)")
@@ -286,8 +291,9 @@ def _add_eval_command(commands: argparse._SubParsersAction) -> None:
                           "(default both), scored per box beside random, centred, box-prior maps and D-RISE")
     evaluate.add_argument("--drise-masks", type=int, default=500, metavar="N",
                           help="detectors: masks of the D-RISE reference (default 500)")
-    evaluate.add_argument("--thresholds", default="1,5,10,20,dynamic",
-                          help="comma-separated keep-percentages and/or dynamic (default 1,5,10,20,dynamic)")
+    evaluate.add_argument("--thresholds", default="1,5,10,20,dynamic,faithful",
+                          help="comma-separated keep-percentages, dynamic and/or faithful[:R] (default "
+                               "1,5,10,20,dynamic,faithful)")
     evaluate.add_argument("--class-id", type=int, metavar="N",
                           help="explain class N on the photos (default: each photo's top-1)")
     evaluate.add_argument("--video-class-id", type=int, metavar="N",
@@ -781,6 +787,11 @@ def _explain(args: argparse.Namespace) -> int:
         print(f"{summary['label']} (class {summary['class_id']}, score {summary['score']:.3f}) "
               f"{summary['method']} on {summary['layer']} ({summary['backend']}) in {summary['ms']:.1f} ms → "
               f"{summary['out']}")
+        kept = summary.get("faithful")
+        if kept:
+            print(f"faithful: the top {kept['keep_percent']:g} % of the map, alone, keeps {kept['retained']:.0%} of "
+                  f"the score" + ("" if kept["reached"] else f" — short of {args.threshold.faithful:g}: even the "
+                                  "largest region tried does not carry the decision"))
     return 0
 
 

@@ -11,6 +11,7 @@ import numpy as np
 from camstream.backends import make_backend
 from camstream.errors import InputError, OutputError
 from camstream.explain.drawing import HeatmapPainter
+from camstream.explain.faithful import CANDIDATES, FaithfulSearch
 from camstream.model_card import ModelCard
 from camstream.preprocess import Placement, read_image, resize_to_rgb
 from camstream.storage import check_writable_folder
@@ -36,16 +37,23 @@ def explain_image(path: str, out: str, model: str = "efficientnet_lite0", method
     if os.path.splitext(out)[1].lower() not in (".png", ".jpg", ".jpeg", ".bmp", ".webp"):
         raise InputError(f"cannot write {out}: use a .png or .jpg name")
     check_writable_folder(os.path.dirname(os.path.abspath(out)))  # before the model loads, not after it ran
-    explainer = make_backend(backend, model, method, weights, layer, max_batch=1, freeze=False, device=device,
-                             card=card)
-    painter = HeatmapPainter(threshold or ThresholdSpec(dynamic=True), model_size=explainer.input_size,
-                             resize=explainer.resize)
+    spec = threshold or ThresholdSpec(dynamic=True)
+    explainer = make_backend(backend, model, method, weights, layer, freeze=False, device=device, card=card,
+                             max_batch=len(CANDIDATES) if spec.faithful is not None else 1)  # the search's batch
+    painter = HeatmapPainter(spec, model_size=explainer.input_size, resize=explainer.resize)
+    kept = None
     try:
         rgb = resize_to_rgb(image, explainer.input_size, explainer.resize)
         start = time.perf_counter()
         result = explainer.explain([rgb], class_id)
         elapsed_ms = (time.perf_counter() - start) * 1e3
         cam = np.array(result.maps[0], dtype=np.float32) if result.boxes is None else np.empty((0, 0), np.float32)
+        if spec.faithful is not None:
+            if result.boxes is not None:
+                raise InputError("--threshold faithful keeps a region of one map; a detector has a map per box: "
+                                 "give dynamic, none or a percentage")
+            kept = FaithfulSearch(spec.faithful)(rgb, cam, int(result.class_ids[0]), float(result.scores[0]),
+                                                 explainer.class_scores)
     finally:
         explainer.close()
     overlaid = np.empty_like(image)
@@ -53,7 +61,7 @@ def explain_image(path: str, out: str, model: str = "efficientnet_lite0", method
     if found is not None:
         painter.paint_boxes(image, found, overlaid, explainer.label)
     else:
-        painter.paint(image, cam, overlaid)
+        painter.paint(image, cam, overlaid, None if kept is None else ThresholdSpec(keep_percent=kept.keep_percent))
     directory = os.path.dirname(os.path.abspath(out))
     os.makedirs(directory, exist_ok=True)
     if not cv2.imwrite(out, overlaid):
@@ -68,4 +76,6 @@ def explain_image(path: str, out: str, model: str = "efficientnet_lite0", method
     return {"class_id": target, "label": explainer.label(target), "score": round(float(result.scores[0]), 6),
             "method": explainer.method, "layer": explainer.layer, "backend": explainer.name,
             "cam_shape": list(cam.shape), "input_size": list(explainer.input_size), "resize": explainer.resize,
-            "threshold": str(painter.spec), "ms": round(elapsed_ms, 3), "out": out}
+            "threshold": str(painter.spec), "ms": round(elapsed_ms, 3), "out": out,
+            **({} if kept is None else {"faithful": {"keep_percent": kept.keep_percent, "retained": kept.retained,
+                                                     "reached": kept.reached}})}

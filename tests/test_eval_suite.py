@@ -13,7 +13,7 @@ from .conftest import shared_file
 def test_eval_writes_json_markdown_and_plots_with_every_metric(tmp_path):
     data = shared_file("images", "balloon", "train")
     result = camstream("eval", "--data", data, "--class-id", "417", "--methods", "gradcam,recipro,captum-lrp",
-                       "--thresholds", "10,dynamic", "--limit", "4", "--steps", "4", "--video-frames", "12",
+                       "--thresholds", "10,dynamic,faithful", "--limit", "4", "--steps", "4", "--video-frames", "12",
                        "--out", tmp_path)
     assert result.returncode == 0, result.stderr
     report = json.loads((tmp_path / "eval.json").read_text())
@@ -25,7 +25,12 @@ def test_eval_writes_json_markdown_and_plots_with_every_metric(tmp_path):
                      "dice", "precision", "recall", "boundary_f1", "temporal_instability"}
     for method in ("gradcam", "recipro"):
         entry = report["methods"][method]
-        assert set(entry["variants"]) == {"none", "10", "dynamic"}
+        assert set(entry["variants"]) == {"none", "10", "dynamic", "faithful"}
+        faithful = entry["faithful"]  # each image's search: its kept percentage and share of the score
+        assert faithful["images"] == 4 and len(faithful["kept_percents"]) == 4 and 0 <= faithful["reached"] <= 4
+        shown = entry["variants"]["faithful"]
+        assert abs(shown["region_area"] - faithful["kept_percent_mean"] / 100) < 0.02  # the chosen region is shown
+        assert abs(shown["region_score_share"] - faithful["retained_mean"]) < 0.02  # and keeps what it found
         full = entry["variants"]["none"]  # ROAD: the full maps' figure (imputation is too dear for each threshold)
         assert abs(full["road"] - (full["road_lerf"] - full["road_morf"]) / 2) < 2e-4  # each rounded to 4 places
         assert "road" not in entry["variants"]["10"] and -0.5 <= full["road"] <= 0.5
@@ -72,6 +77,7 @@ def test_eval_writes_json_markdown_and_plots_with_every_metric(tmp_path):
     summary = markdown.split("## Faithfulness")[0]
     assert "| *random map* |" in summary and "| *centre map* |" in summary and "| *constant map* |" in summary
     assert "ground truth covers" in summary and "## Against the baselines" in summary
+    assert "| gradcam | faithful |" in markdown.split("What each threshold's region keeps")[1]
     assert "| gradcam | 10 |" in markdown and "Temporal stability" in markdown and "*constant map*" in markdown
     assert "- **gradcam** " in markdown and "**Small sample: 4 images.**" in markdown
     for plot in ("pr_curves.png", "insertion_deletion.png", "heatmaps.png"):

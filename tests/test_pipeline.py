@@ -17,7 +17,7 @@ from camstream.stream.pipeline import Pipeline, PipelineConfig
 
 from .cli import camstream, one_stream
 
-STAGE_KEYS = {"decode", "preprocess", "inference", "cam", "boxes", "clip", "render", "sink"}
+STAGE_KEYS = {"decode", "preprocess", "inference", "cam", "boxes", "faithful", "clip", "render", "sink"}
 
 
 def frame_times(path) -> list[float]:
@@ -40,6 +40,7 @@ def test_file_run_keeps_every_frame_with_source_timing(tmp_path, dashcam_clip):
     assert set(report["stages"]) == STAGE_KEYS
     assert report["stages"].pop("clip")["count"] == 0 and report["clip"] is None  # no clip model in this run
     assert report["stages"].pop("boxes")["count"] == 0 and report["boxes_explained"] == 0  # not a detector
+    assert report["stages"].pop("faithful")["count"] == 0 and "faithful" not in report  # not --threshold faithful
     for stage in report["stages"].values():
         assert stage["count"] > 0 and 0 < stage["p50_ms"] <= stage["p95_ms"] <= stage["p99_ms"]
     assert 0 < report["latency_ms"]["p50"] <= report["latency_ms"]["p95"]

@@ -7,7 +7,6 @@ from __future__ import annotations
 import copy
 import importlib.util
 import os
-import statistics
 from collections.abc import Callable
 
 import numpy as np
@@ -15,7 +14,7 @@ import torch
 
 from camstream.bench.clips import derive_clip
 from camstream.bench.explainers import load_quietly, real_frames
-from camstream.bench.timing import interleaved_samples
+from camstream.bench.timing import interleaved_samples, ratio, spread
 from camstream.catalog import BUNDLED_DETECTOR
 from camstream.explain.detector import BoxGradCam, DetectorModel, HookedDetector
 from camstream.preprocess import Preprocessor
@@ -78,10 +77,10 @@ def bench_detector(video: str, rounds: int = 15, boxes: int = 5, score_threshold
 
     samples = interleaved_samples(contenders, rounds=rounds, on_round=tick)
     hooked.close()
-    timed = {name: _spread(values) for name, values in samples.items()}
-    ratios = {"box-gradcam_to_plain": _ratio(samples["box-gradcam"], samples["plain"])}
+    timed = {name: spread(values) for name, values in samples.items()}
+    ratios = {"box-gradcam_to_plain": ratio(samples["box-gradcam"], samples["plain"])}
     if not missing:
-        ratios["pytorch-grad-cam_loop_to_box-gradcam"] = _ratio(samples["pytorch-grad-cam loop"],
+        ratios["pytorch-grad-cam_loop_to_box-gradcam"] = ratio(samples["pytorch-grad-cam loop"],
                                                                 samples["box-gradcam"])
     return {"model": BUNDLED_DETECTOR, "layer": hooked.layer_name, "input": list(spec.input_size), "batch": 1,
             "boxes": found if found < boxes else boxes, "rounds": rounds, "ms": timed, "ratios": ratios,
@@ -107,22 +106,6 @@ def _peer_loop(detector: DetectorModel, batch: torch.Tensor, layer: str) -> Call
         return [extractor(input_tensor=batch, targets=one) for one in targets]
 
     return loop
-
-
-def _spread(values: list[float]) -> dict[str, float]:
-    """Median and interquartile range of `values` (seconds) in ms."""
-    quartiles = np.percentile(np.asarray(values) * 1e3, [25, 50, 75])
-    return {"median": round(float(quartiles[1]), 2), "q1": round(float(quartiles[0]), 2),
-            "q3": round(float(quartiles[2]), 2)}
-
-
-def _ratio(numerator: list[float], denominator: list[float]) -> dict[str, float]:
-    """The ratio of medians, and the spread of the per-round ratios (rounds are interleaved, so round i of each
-    contender ran side by side)."""
-    per_round = [a / b for a, b in zip(numerator, denominator, strict=True)]
-    low, high = np.percentile(per_round, [25, 75])
-    return {"median": round(statistics.median(numerator) / statistics.median(denominator), 3),
-            "per_round_q1": round(float(low), 3), "per_round_q3": round(float(high), 3)}
 
 
 def bench_detector_pipeline(video: str, clips_dir: str, frames: int = 120,

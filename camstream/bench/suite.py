@@ -17,6 +17,8 @@ import torch
 from camstream.bench.explainers import bench_explainers
 from camstream.bench.extensions import bench_extensions
 from camstream.bench.extensions import markdown as extensions_markdown
+from camstream.bench.faithful import bench_faithful
+from camstream.bench.faithful import markdown as faithful_markdown
 from camstream.bench.kernels import bench_kernels
 from camstream.bench.malloc_probe import compare as compare_malloc
 from camstream.bench.pipeline import bench_pipeline, bench_streams
@@ -51,19 +53,20 @@ class BenchPlan:
     detector_rounds: int = 15
     detector_frames: int = 120  # of the 720p detector clip written to a file
     one_core_frames: int = 300  # per run of the edge command pinned to one core
+    faithful_rounds: int = 10  # rounds of 8 frames: Grad-CAM alone and with the faithful search
 
     @classmethod
     def quick(cls) -> BenchPlan:
         return cls(models=("efficientnet_lite0",), rounds=20, pipeline_sizes=("720p",), pipeline_frames=300,
                    edge_rounds=8, stream_counts=(1, 2), extension_rounds=5, extension_quick=True, startup_rounds=1,
-                   detector_rounds=8, detector_frames=60, one_core_frames=150)
+                   detector_rounds=8, detector_frames=60, one_core_frames=150, faithful_rounds=5)
 
     @classmethod
     def smoke(cls) -> BenchPlan:
         """Every section once on the least work: shows the bench runs end to end (its figures mean nothing)."""
         return cls(models=("efficientnet_lite0",), batches=(1,), rounds=1, pipeline_sizes=("720p",), pipeline_frames=16,
                    edge_sides=(160,), edge_rounds=1, stream_counts=(1,), extension_rounds=1, extension_quick=True,
-                   startup_rounds=1, detector_rounds=1, detector_frames=8, one_core_frames=16)
+                   startup_rounds=1, detector_rounds=1, detector_frames=8, one_core_frames=16, faithful_rounds=1)
 
 
 PIPELINE_SIZES = {"720p": (1280, 720), "1080p": (1920, 1080)}
@@ -130,6 +133,7 @@ def run_bench(plan: BenchPlan, out_dir: str, footage: str | None = None,
     results["startup"] = bench_startup(plan.startup_rounds, progress=progress)
     results["extensions"] = bench_extensions(plan.extension_rounds, quick=plan.extension_quick, progress=progress)
     results["detectors"] = _bench_detectors_if_installed(plan, out_dir, progress)
+    results["faithful"] = bench_faithful(frames_video, plan.faithful_rounds, progress=progress)
     progress("allocator: tuned vs untuned child processes")
     results["malloc"] = compare_malloc()
     results["targets"] = check_targets(results)
@@ -284,7 +288,7 @@ def markdown(results: dict) -> str:
     lines += trust_markdown(results.get("trust") or verdict(results))
     for section in (_explainer_tables, _pipeline_table, _streams_table, _kernel_tables, _edge_table,
                     _backends_table, _one_core_table, _startup_table, _extensions_and_allocator, _detectors_table,
-                    _targets_table):
+                    lambda found: faithful_markdown(found.get("faithful")), _targets_table):
         lines += section(results)
     return "\n".join(lines) + "\n"
 

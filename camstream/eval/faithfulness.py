@@ -1,6 +1,6 @@
 """Faithfulness: does the model's score follow the map? Insertion/deletion AUC (Petsiuk et al. 2018),
 insertion/deletion correlation, Average Drop and Increase in Confidence (Chattopadhay et al. 2018), ADCC
-(Poppi et al. 2021).
+(Poppi et al. 2021); and what a thresholded map's shown region keeps of the score, on its own, at what area.
 
 `predict` maps images in [0, 1] (B, 3, H, W) to class probabilities (B, classes); maps are (B, H, W) at the
 image's size; `targets` (B,) are the explained classes.
@@ -273,3 +273,29 @@ class Adcc(Metric):
         parts = np.stack([coherency, 1.0 - complexity, 1.0 - drop])
         with np.errstate(divide="ignore"):
             return np.where((parts > 0).all(0), 3.0 / (1.0 / np.maximum(parts, 1e-12)).sum(0), 0.0)
+
+
+class RegionScoreShare(Metric):
+    """The share of the whole image's class score its map's shown region keeps alone: p_c(x ⊙ [M > 0]) / p_c(x),
+    the rest black (deletion's baseline) — what `--threshold faithful` asks of the region it shows (may exceed 1)."""
+
+    name = "region_score_share"
+    higher_is_better = True
+    category = "faithfulness"
+    value_range = (0.0, float("inf"))
+
+    def __call__(self, predict: Predict, images: torch.Tensor, maps: np.ndarray, targets: torch.Tensor) -> np.ndarray:
+        shown = torch.from_numpy(maps > 0)[:, None].to(images.dtype)
+        whole = target_scores(predict, images, targets)
+        return target_scores(predict, images * shown, targets) / np.maximum(whole, 1e-12)
+
+
+class RegionArea(Metric):
+    """The share of the image the map's shown region covers, |M > 0| / |M| (the price of a region's score)."""
+
+    name = "region_area"
+    higher_is_better = False
+    category = "faithfulness"
+
+    def __call__(self, predict: Predict, images: torch.Tensor, maps: np.ndarray, targets: torch.Tensor) -> np.ndarray:
+        return (maps > 0).reshape(len(maps), -1).mean(1).astype(np.float64)

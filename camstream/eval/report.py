@@ -287,6 +287,28 @@ def _floor(results: dict) -> str:
     return f" IAUC/p and DAUC/p {left}: a ratio to a near-zero score is noise, not a figure."
 
 
+def _regions(results: dict) -> list[str]:
+    """Each threshold's shown region on its own (the rest black): its area and the share of the whole image's
+    score it keeps — the faithful threshold's choice beside the fixed and dynamic ones."""
+    rows = []
+    for method, entry in results["methods"].items():
+        faithful = entry.get("faithful")
+        for label, values in entry["variants"].items():
+            if values.get("region_score_share") is None:
+                continue
+            reached = (f"{faithful['reached']} of {faithful['images']} reached {faithful['ratio']:g}"
+                       if faithful and label.startswith("faithful") else "")
+            rows.append(f"| {method} | {label} | {values['region_area']:.1%} | {values['region_score_share']:.1%} | "
+                        f"{reached} |")
+    if not rows:
+        return []
+    return ["\n## What each threshold's region keeps on its own (the rest black, deletion's baseline)\n",
+            "`faithful:R` shows, per image, the smallest top P % (of 1, 2, 5, 10, 20, 30, 50) whose region alone keeps "
+            "≥ R × the whole image's score, or 50 % flagged when none does; the goal is ≥ 95 % of the score at an "
+            "area no larger than dynamic's.\n",
+            "| method | threshold | area shown | score kept | faithful |", "|---|---|---|---|---|", *rows]
+
+
 def _pointing(results: dict) -> str:
     pointing = results.get("pointing")
     if not pointing or not results.get("with_truth"):
@@ -312,7 +334,7 @@ def markdown(results: dict) -> str:
              *_table(results, LOCALISATION), *_label_aware(results),
              "\n## What each threshold keeps: × a fraction of the full map's score, ± a difference from it (signed "
              "scores); the pointing game is left out, a threshold keeps the map's maximum by construction\n",
-             *_retained(results),
+             *_retained(results), *_regions(results),
              "\n## Cost\n", "| method | ms per image | peak RSS above start (MB) | not computed |", "|---|---|---|---|"]
     for method, entry in results["methods"].items():
         lines.append(f"| {method} | {entry['ms_per_image']:.1f} | {entry['peak_rss_mb']:.1f} | "

@@ -30,6 +30,9 @@ from camstream.eval.faithfulness import (
     InsertionAUC,
     InsertionAUCNormalised,
     InsertionCorrelation,
+    RegionArea,
+    RegionScoreShare,
+    target_scores,
 )
 from camstream.eval.labelled import best_classes, labelled_boxes, localisation_scores
 from camstream.eval.localisation import (
@@ -45,6 +48,7 @@ from camstream.eval.metric import Metric
 from camstream.eval.report import markdown
 from camstream.eval.road import ROAD_PERCENTS, Road, RoadLeastRelevantFirst, RoadMostRelevantFirst
 from camstream.eval.robustness import MaxSensitivity, MaxSensitivityNormalised, TemporalLag, TemporalStability
+from camstream.explain.faithful import FaithfulChoice, FaithfulSearch
 from camstream.explain.result import evaluation_mode
 from camstream.kernels import CamSmoother, simplify, threshold_value
 from camstream.model_card import ModelCard
@@ -67,7 +71,7 @@ class EvalPlan:
     """What `run_eval` measures; the defaults are those of `camstream eval`."""
 
     methods: list[str] = field(default_factory=lambda: ["cam", "gradcam", "gradcam++", "recipro"])
-    thresholds: list[str] = field(default_factory=lambda: ["1", "5", "10", "20", "dynamic"])
+    thresholds: list[str] = field(default_factory=lambda: ["1", "5", "10", "20", "dynamic", "faithful"])
     class_id: int | None = None  # the photos' class (None: each photo's top-1)
     video_class_id: int | None = None  # the video's class (None: each frame's own top-1)
     model: str = "efficientnet_lite0"
@@ -100,8 +104,13 @@ class _Scorers:
     normalised: MaxSensitivityNormalised
 
 
-def simplified(maps: np.ndarray, spec: ThresholdSpec) -> np.ndarray:
-    """Each map thresholded by `spec` with the jitted kernels (values above the threshold kept, others 0)."""
+def simplified(maps: np.ndarray, spec: ThresholdSpec, keep_percents: list[float] | None = None) -> np.ndarray:
+    """Each map thresholded by `spec` with the jitted kernels (values above the threshold kept, others 0); a
+    faithful spec keeps each map's top `keep_percents` entry (its search's choice for that image)."""
+    if spec.faithful is not None:
+        if keep_percents is None:
+            raise ValueError("a faithful threshold needs each image's chosen keep-percentage")
+        return np.stack([simplify(m, keep) for m, keep in zip(maps, keep_percents, strict=True)])
     if spec.keep_percent is None and not spec.dynamic:
         return maps
     if spec.keep_percent is not None:
@@ -212,6 +221,20 @@ class _Images:
             scored[kind] = {name: listed(values) for name, values in scores.items()}
         return scored
 
+    def faithful_choices(self, maps: np.ndarray, targets: torch.Tensor, ratio: float) -> list[FaithfulChoice]:
+        """`--threshold faithful:R` on each image: its candidates, kept where its map is in the top P % and black
+        elsewhere, scored in one batch by the scorer (`camstream.explain.faithful`)."""
+        search = FaithfulSearch(ratio)
+        whole = target_scores(self.predict, self.pixels, targets)
+        frames = self.pixels.permute(0, 2, 3, 1).numpy()  # (N, H, W, 3) in [0, 1], as the search masks them
+
+        def score(batch: np.ndarray, class_id: int) -> np.ndarray:
+            return target_scores(self.predict, torch.from_numpy(batch).permute(0, 3, 1, 2),
+                                 torch.full((len(batch),), class_id, dtype=torch.int64))
+
+        return [search(np.ascontiguousarray(frames[index]), maps[index], int(targets[index]), float(whole[index]),
+                       score) for index in range(len(maps))]
+
     def localised(self, metric: Metric, maps: np.ndarray) -> np.ndarray:
         """`metric` of the `maps` (N, H, W) of the images with ground truth, against it: the pointing game at
         each image's own scale unless the plan says the input's; the others on the map's values or on what it
@@ -263,7 +286,7 @@ def run_eval(data: str, out_dir: str, plan: EvalPlan | None = None,
     insertion, deletion = InsertionAUC(plan.steps), DeletionAUC(plan.steps)
     faithfulness = (insertion, deletion, InsertionCorrelation(insertion), DeletionCorrelation(deletion),
                     InsertionAUCNormalised(insertion), DeletionAUCNormalised(deletion), AverageDrop(),
-                    IncreaseInConfidence())
+                    IncreaseInConfidence(), RegionScoreShare(), RegionArea())
     sensitivity = MaxSensitivity()
     morf, lerf = RoadMostRelevantFirst(plan.road_percents), RoadLeastRelevantFirst(plan.road_percents)
     scorers = _Scorers(faithfulness, (morf, lerf, Road(morf, lerf)) if plan.road_percents else (), sensitivity,
@@ -348,13 +371,18 @@ def _evaluate_method(method: str, images: _Images, plan: EvalPlan, thresholds: d
         per_sample: dict[str, dict[str, np.ndarray]] = {}
         for label, threshold in thresholds.items():
             with step(f"{method}: metrics for threshold {label}", tell=progress):
-                variant = simplified(maps, threshold)
+                percents = None
+                if threshold.faithful is not None:  # each image's search; the variants below keep its choice
+                    choices = images.faithful_choices(maps, targets, threshold.faithful)
+                    percents = [choice.keep_percent for choice in choices]
+                    entry["faithful"] = _faithful_summary(choices, threshold.faithful)
+                variant = simplified(maps, threshold, percents)
                 scores = _scores(images, scorers, variant, targets, label)
                 if affordable:
                     remapped = simplified(explain_all(explainer, pixels * torch.from_numpy(variant)[:, None], targets,
-                                                      batch)[0], threshold)
+                                                      batch)[0], threshold, percents)
                     scores["adcc"] = Adcc()(images.predict, pixels, variant, targets, remapped)
-                    noisy_kept = [simplified(m, threshold) for m in noisy]
+                    noisy_kept = [simplified(m, threshold, percents) for m in noisy]
                     for robustness in (sensitivity, scorers.normalised):
                         scores[robustness.name] = robustness(variant, noisy_kept)
                 per_sample[label] = scores
@@ -382,6 +410,15 @@ def _evaluate_method(method: str, images: _Images, plan: EvalPlan, thresholds: d
         return entry, maps[:4].copy()
     finally:
         explainer.close()
+
+
+def _faithful_summary(choices: list[FaithfulChoice], ratio: float) -> dict:
+    """What eval says of a method's faithful threshold: the mean kept percentage and share of the score, and on how
+    many images the asked share was reached."""
+    return {"ratio": ratio, "images": len(choices), "reached": sum(choice.reached for choice in choices),
+            "kept_percent_mean": round(float(np.mean([c.keep_percent for c in choices])), 2),
+            "retained_mean": round(float(np.mean([c.retained for c in choices])), 4),
+            "kept_percents": [c.keep_percent for c in choices]}
 
 
 def _scores(images: _Images, scorers: _Scorers, maps: np.ndarray, targets: torch.Tensor,

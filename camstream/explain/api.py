@@ -30,12 +30,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from camstream.errors import ModelError
 from camstream.explain.base import SCRIPTED_MODEL, model_device, spatial_layers
 from camstream.explain.detector import as_detector
+from camstream.explain.faithful import FaithfulChoice, FaithfulSearch
 from camstream.explain.inputs import is_picture, picture_batch
 from camstream.explain.registry import (
     DEFAULT_METHOD,
@@ -94,7 +96,9 @@ def explain(model: nn.Module, inputs: Any, method: str | None = None, threshold:
             mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
             input_size: tuple[int, int] | None = None) -> Explanation:
     """Explain `model` on `inputs` with the method fitting its kind (`DEFAULT_METHOD`, or `method`),
-    thresholded by `threshold` ("dynamic", "none", a keep-percentage like "10", or a ThresholdSpec).
+    thresholded by `threshold` ("dynamic", "none", a keep-percentage like "10", "faithful[:R]" — the smallest top
+    P % whose region alone, black around it, keeps R of the class score; `faithful` then holds each sample's
+    choice — or a ThresholdSpec).
 
     `inputs` is a normalised tensor, an (x, edge_index) graph, or pictures: NumPy RGB arrays or PIL images,
     normalised here by `mean` / `std` (default: ImageNet's; a detector's own) and resized to `input_size` (height,
@@ -124,5 +128,33 @@ def explain(model: nn.Module, inputs: Any, method: str | None = None, threshold:
     else:
         with hook_model(detector or model, tuple(inputs.shape[1:]), layer) as hooked:
             found = make_method(method, hooked)(inputs, class_ids)
+            if spec.faithful is not None:
+                if detector is not None:
+                    raise ModelError("explain(): a faithful threshold keeps a region of one map; a detector has a "
+                                     "map per box: give dynamic, none or a percentage")
+                choices = faithful_choices(model, inputs, found, spec.faithful, mean or IMAGENET_MEAN,
+                                           std or IMAGENET_STD)
+                return found.threshold(spec, choices)
             return found.threshold(spec)  # copies the maps out of the method's reused buffer
+    if spec.faithful is not None:
+        raise ModelError(f"explain(): a faithful threshold keeps a region of an image map, not of {kind} maps")
     return found.threshold(spec)
+
+
+def faithful_choices(model: nn.Module, inputs: torch.Tensor, found: Explanation, ratio: float,
+                     mean: Sequence[float], std: Sequence[float]) -> list[FaithfulChoice]:
+    """`threshold="faithful"` for a batch of normalised `inputs` (by `mean` / `std`): each sample's search, its
+    candidates kept where its map is in the top P % and black elsewhere, scored in one batch by `model`."""
+    black = (-torch.tensor(mean) / torch.tensor(std)).view(1, 3, 1, 1).to(inputs.device, inputs.dtype)
+    frames = (inputs.detach() - black).permute(0, 2, 3, 1).float().cpu().numpy()  # black is 0 here
+    search = FaithfulSearch(ratio)
+
+    def score(batch: np.ndarray, class_id: int) -> np.ndarray:
+        with torch.inference_mode():
+            x = torch.from_numpy(batch).permute(0, 3, 1, 2).to(inputs.device, inputs.dtype) + black
+            return torch.softmax(model(x), 1)[:, class_id].double().cpu().numpy()
+
+    maps, targets, scores = (np.asarray(found.maps.detach().cpu() if hasattr(found.maps, "detach") else found.maps),
+                             found.class_ids.tolist(), found.scores.tolist())
+    return [search(np.ascontiguousarray(frames[index]), maps[index], int(targets[index]), float(scores[index]), score)
+            for index in range(len(frames))]

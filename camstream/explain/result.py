@@ -64,6 +64,7 @@ class Explanation:
     kept_edges: np.ndarray | None = None
     boxes: Array | None = None  # detector: (N, 4) float32 x1 y1 x2 y2, model-input pixels
     box_frames: Array | None = None  # detector: (N,) int64, the sample each box belongs to
+    faithful: list | None = None  # threshold faithful: each sample's `FaithfulChoice` (explain.faithful)
 
     def frame_detections(self, sample: int) -> FrameDetections:
         """The boxes of `sample`, copied out as NumPy arrays (best first); a detector's only. Only that sample's rows
@@ -97,9 +98,15 @@ class Explanation:
                                 for name in ("class_ids", "scores", "maps", "logits", "edge_maps", "boxes",
                                              "box_frames")})
 
-    def threshold(self, spec: ThresholdSpec) -> Explanation:
-        """A copy whose maps are detached and whose `kept` marks what `spec` keeps of each map."""
+    def threshold(self, spec: ThresholdSpec, faithful: list | None = None) -> Explanation:
+        """A copy whose maps are detached and whose `kept` marks what `spec` keeps of each map; under a faithful
+        spec, each map's top P % that its search chose (`faithful`, one `FaithfulChoice` per sample)."""
         maps = _owned(self.maps)
+        if spec.faithful is not None:
+            if faithful is None:
+                raise ValueError("threshold(): a faithful threshold needs each sample's search (explain() runs it)")
+            kept, thresholds = _keep_each(maps, [ThresholdSpec(keep_percent=c.keep_percent) for c in faithful])
+            return replace(self, maps=maps, kept=kept, thresholds=thresholds, faithful=faithful)
         kept, thresholds = _keep(maps, spec)
         edges = None if self.edge_maps is None else _owned(self.edge_maps)
         kept_edges = None if edges is None else _keep(edges, spec)[0]
@@ -129,8 +136,13 @@ def _owned(values: Any) -> Any:
 
 
 def _keep(maps: Any, spec: ThresholdSpec) -> tuple[np.ndarray, list[float]]:
-    values = np.asarray(maps, dtype=np.float32)
-    thresholds = [threshold_value(np.ascontiguousarray(one), spec) for one in values]
+    return _keep_each(maps, [spec] * len(maps))
+
+
+def _keep_each(maps: Any, specs: list[ThresholdSpec]) -> tuple[np.ndarray, list[float]]:
+    """What each map keeps under its own spec, and the threshold value each was cut at."""
+    values = np.asarray(_host(maps), dtype=np.float32)
+    thresholds = [threshold_value(np.ascontiguousarray(one), spec) for one, spec in zip(values, specs, strict=True)]
     if not len(values):  # a detector that found nothing
         return np.zeros(values.shape, bool), thresholds
     kept = np.stack([one > value for one, value in zip(values, thresholds, strict=True)])

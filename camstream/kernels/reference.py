@@ -40,3 +40,14 @@ def overlay_reference(frame: np.ndarray, cam: np.ndarray, threshold: float, colo
     out = frame.copy()
     cv2.copyTo(blend, mask, out)
     return out
+
+
+def kept_regions_reference(frame: np.ndarray, cam: np.ndarray, keep_percents: tuple[float, ...]) -> np.ndarray:
+    """The faithful threshold's masked batch in NumPy: the frame where cv2's bilinear upsample of `cam` is above
+    its np.percentile(100 − P), else 0, for each P."""
+    upsampled = upsample_reference(cam, frame.shape[:2])
+    batch = []
+    for keep in keep_percents:
+        threshold = -np.inf if keep >= 100 else np.percentile(upsampled, 100.0 - keep)
+        batch.append(np.where((upsampled > threshold)[..., None], frame, 0).astype(frame.dtype))
+    return np.stack(batch)

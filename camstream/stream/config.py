@@ -57,6 +57,7 @@ class PipelineConfig:
     method: str | None = None  # None: the default of the model's kind (gradcam for CNNs, vit-recipro for ViTs)
     threshold: ThresholdSpec = field(default_factory=lambda: ThresholdSpec(dynamic=True))
     class_id: int | None = None
+    faithful_every: int = 8  # --threshold faithful: search every N-th explained frame of a stream, reuse between
     policy: str | None = None  # None: lossless for files, live for cameras and streams
     realtime: bool | None = None  # None: pace a file at source speed only under the live policy
     max_batch: int = 4
@@ -93,7 +94,7 @@ class PipelineConfig:
 
     def validate(self) -> None:
         """Raise a `ConfigError` naming the first setting out of its range."""
-        at_least_one = ("max_batch", "clip_steps", "slots", "threads")
+        at_least_one = ("max_batch", "clip_steps", "slots", "threads", "faithful_every")
         for name in at_least_one:
             value = getattr(self, name)
             if value is not None and value < (2 if name in ("clip_steps", "slots") else 1):

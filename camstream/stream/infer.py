@@ -5,11 +5,13 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from camstream.backends import Backend
+from camstream.explain.faithful import FaithfulChoice, FaithfulSearch
 from camstream.explain.result import Explanation
 from camstream.kernels import CamSmoother
 from camstream.stream.records import END_OF_STREAM, FrameSlot
@@ -31,6 +33,33 @@ def hand_out_boxes(explanation: Explanation, slots: list[FrameSlot]) -> None:
         slot.explained.score = float(detections.scores[0]) if len(detections.scores) else 0.0
 
 
+@dataclass
+class FaithfulTally:
+    """One stream's faithful-threshold searches: how many explained frames it has seen, the searches, their sums
+    (for the report) and the newest choice (shown until the next)."""
+
+    explained: int = 0
+    searches: int = 0
+    reached: int = 0
+    kept_percent_sum: float = 0.0
+    retained_sum: float = 0.0
+    newest: FaithfulChoice | None = None
+
+    def add(self, choice: FaithfulChoice) -> None:
+        self.searches += 1
+        self.reached += choice.reached
+        self.kept_percent_sum += choice.keep_percent
+        self.retained_sum += choice.retained
+        self.newest = choice
+
+    def summary(self, ratio: float, every: int) -> dict:
+        """What the report says of the stream's faithful threshold."""
+        searches = max(self.searches, 1)
+        return {"ratio": ratio, "every": every, "searches": self.searches, "reached": self.reached,
+                "kept_percent_mean": round(self.kept_percent_sum / searches, 2),
+                "retained_mean": round(self.retained_sum / searches, 4)}
+
+
 class InferenceStage(threading.Thread):
     """Takes up to `max_batch` frames (waiting at most `max_wait_ms` for a full batch) and explains them.
 
@@ -45,7 +74,8 @@ class InferenceStage(threading.Thread):
     def __init__(self, reader: FrameReader, results: list[queue.Queue[FrameSlot]], backend: Backend,
                  telemetries: list[Telemetry], max_batch: int = 4,
                  max_wait_ms: float = 20.0, smooth: float = 0.0, reuse_cam: bool = False,
-                 class_id: int | None = None, clip_tracker: ClipTracker | None = None) -> None:
+                 class_id: int | None = None, clip_tracker: ClipTracker | None = None,
+                 faithful: FaithfulSearch | None = None, faithful_every: int = 8) -> None:
         super().__init__(name="camstream-infer", daemon=True)
         if len(results) != len(telemetries):
             raise ValueError("one result queue and one telemetry per stream")
@@ -59,6 +89,9 @@ class InferenceStage(threading.Thread):
         self.reuse_cam = reuse_cam
         self.class_ids: list[int | None] = [class_id] * len(results)  # per stream: the class explained (None: top-1)
         self.clip_tracker = clip_tracker
+        self.faithful = faithful  # --threshold faithful: the search, run on every `faithful_every`-th explained frame
+        self.faithful_every = faithful_every
+        self.faithful_tally = [FaithfulTally() for _ in results]  # per stream: its searches and its newest choice
         self.batches = 0
         self.error: BaseException | None = None
 
@@ -96,6 +129,21 @@ class InferenceStage(threading.Thread):
             slot.explained.class_id = class_ids[index]
             slot.explained.score = scores[index]
 
+    def _choose_kept(self, slots: list[FrameSlot]) -> float:
+        """--threshold faithful: search on each slot whose stream is due (every `faithful_every`-th explained
+        frame), the others reuse their stream's newest choice; returns the time taken (ms). Runs after everything
+        else that reads the backend's last batch: the search's own batch replaces it."""
+        began = time.perf_counter()
+        assert self.faithful is not None
+        for slot in slots:
+            tally, explained = self.faithful_tally[slot.stream], slot.explained
+            if tally.explained % self.faithful_every == 0 and explained.class_id >= 0:
+                tally.add(self.faithful(slot.model_input, explained.cam, explained.class_id, explained.score,
+                                        self.backend.class_scores))
+            tally.explained += 1
+            explained.kept = tally.newest
+        return (time.perf_counter() - began) * 1e3
+
     def _explain(self, slots: list[FrameSlot]) -> None:
         """Explain `slots` in one batch, or in one per class where the dashboard set streams' classes apart."""
         groups: dict[int | None, list[FrameSlot]] = {}
@@ -124,6 +172,7 @@ class InferenceStage(threading.Thread):
             for slot in slots:
                 slot.explained.steps = readings[slot.stream]
             clip_ms = (time.perf_counter() - began) * 1e3 * per_frame
+        faithful_ms = self._choose_kept(slots) * per_frame if self.faithful is not None else 0.0
         self.batches += 1
         for stream in {slot.stream for slot in slots}:
             telemetry = self.telemetries[stream]
@@ -136,6 +185,8 @@ class InferenceStage(threading.Thread):
                     telemetry.stages["boxes"].add(boxes_ms)
                 if self.clip_tracker is not None:
                     telemetry.stages["clip"].add(clip_ms)
+                if self.faithful is not None:
+                    telemetry.stages["faithful"].add(faithful_ms)
             telemetry.frames_explained += frames
             telemetry.boxes_explained += sum(len(slot.explained.detections.scores) for slot in slots
                                              if slot.stream == stream and slot.explained.detections is not None)

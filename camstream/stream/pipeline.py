@@ -14,6 +14,7 @@ import numpy as np
 from camstream.backends import make_backend
 from camstream.catalog import DETECTOR_METHODS
 from camstream.errors import CamstreamError, InputError
+from camstream.explain.faithful import CANDIDATES, FaithfulSearch
 from camstream.storage import write_json_atomic
 from camstream.stream.capture import UnavailableSource, local_file_problem
 from camstream.stream.config import PipelineConfig
@@ -25,6 +26,7 @@ from camstream.stream.report import RunFacts, run_report, stream_report
 from camstream.stream.ring import FairReader, FrameReader
 from camstream.stream.sinks import check_display_available
 from camstream.stream.streams import Stream, stream_folder_name
+from camstream.threshold_spec import ThresholdSpec
 
 if TYPE_CHECKING:
     from camstream.stream.dashboard import Dashboard
@@ -66,11 +68,19 @@ def _check_port_free(bind: str, port: int, what: str) -> None:
             raise CamstreamError(f"cannot serve {what} on {bind}:{port}: {exc.strerror or exc}") from None
 
 
+def faithful_search(spec: ThresholdSpec) -> FaithfulSearch | None:
+    """The inference stage's faithful threshold search under `spec` (None: another threshold)."""
+    return None if spec.faithful is None else FaithfulSearch(spec.faithful)
+
+
 def _check_detector_settings(config: PipelineConfig, backend) -> None:
     """A detector's class filter must name one of its classes; smoothing does not apply to its per-box maps
     (boxes move and change from frame to frame), which is said once."""
     if backend.method not in DETECTOR_METHODS:
         return
+    if config.threshold.faithful is not None:
+        raise InputError("--threshold faithful keeps a region of one map; a detector has a map per box: give "
+                         "dynamic, none or a percentage")
     if config.class_id is not None and backend.labels and not 0 <= config.class_id < len(backend.labels):
         named = ", ".join(backend.labels[:5]) + (", …" if len(backend.labels) > 5 else "")
         raise InputError(f"--class-id {config.class_id}: {backend.model_name} detects classes "
@@ -108,8 +118,11 @@ class Pipeline:
         self.dashboard = _dashboard_for(config)  # `--sink web`: one page for every stream
         # the model is ready before any source opens: a live source's frames are not left waiting on it
         try:
+            # the faithful search sends its candidates as one batch: the backend's batch buffers must hold them
+            batch = max(config.max_batch, len(CANDIDATES)) if config.threshold.faithful is not None else (
+                config.max_batch)
             self.backend = make_backend(config.backend, config.model, config.method, config.weights, config.layer,
-                                        config.max_batch, config.freeze, config.threads, config.device,
+                                        batch, config.freeze, config.threads, config.device,
                                         config.labels, config.model_card)
         except BaseException:
             self.output_lock.release(wrote=False)
@@ -130,7 +143,8 @@ class Pipeline:
             self.reader: FrameReader = rings[0] if len(rings) == 1 else FairReader(rings)
             self.infer = InferenceStage(self.reader, [s.results for s in self.streams], self.backend,
                                         [s.telemetry for s in self.streams], config.max_batch, config.max_wait_ms,
-                                        config.smooth, config.reuse_cam, config.class_id, self.clip_tracker)
+                                        config.smooth, config.reuse_cam, config.class_id, self.clip_tracker,
+                                        faithful_search(config.threshold), config.faithful_every)
             self.controls = LiveControls(self.streams, self.infer, self.backend)
             if self.dashboard is not None:
                 self.dashboard.start(self.controls.stats, self.controls.apply, self.controls.snapshot,
@@ -272,6 +286,9 @@ class Pipeline:
                 stream.source.close()
             stream.telemetry.finish()
             stream_reports.append(stream_report(stream, stuck, errors))
+            if self.infer.faithful is not None:  # --threshold faithful: its searches and what they kept
+                stream_reports[-1]["faithful"] = self.infer.faithful_tally[stream.index].summary(
+                    self.infer.faithful.ratio, self.infer.faithful_every)
         self._close_models()
         error = self.error()
         facts = RunFacts(self.config, self.backend, self.method_name,

@@ -18,6 +18,7 @@ import numpy as np
 from camstream.explain.result import FrameDetections
 
 if TYPE_CHECKING:
+    from camstream.explain.faithful import FaithfulChoice
     from camstream.explain.result import Explanation
 
 __all__ = ["END_OF_STREAM", "EndOfStream", "FrameDetections", "FrameExplanation", "FrameMeta", "FrameSlot",
@@ -57,6 +58,7 @@ class FrameExplanation:
     score: float = 0.0
     steps: Explanation | None = None  # the clip model's newest reading for this frame's stream, when one runs
     detections: FrameDetections | None = None  # a detector's boxes and their maps (then `cam` is unused)
+    kept: FaithfulChoice | None = None  # --threshold faithful: the region shown and the score it keeps
 
     def cam_buffer(self, shape: tuple[int, ...]) -> np.ndarray:
         """The CAM buffer, allocated once for the model's map shape."""
@@ -69,6 +71,7 @@ class FrameExplanation:
         self.has_cam = False
         self.steps = None
         self.detections = None
+        self.kept = None
 
 
 class EndOfStream:

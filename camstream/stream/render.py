@@ -16,6 +16,7 @@ import numpy as np
 
 from camstream.catalog import HUD_PLACES
 from camstream.explain.drawing import FONT, LEGIBLE_SCALE, HeatmapPainter
+from camstream.explain.faithful import FaithfulChoice
 from camstream.explain.result import Explanation
 from camstream.kernels import threshold_value
 from camstream.preprocess import Placement
@@ -24,6 +25,7 @@ from camstream.stream.ring import FrameRing
 from camstream.stream.sinks import Sink
 from camstream.stream.telemetry import Telemetry
 from camstream.stream.timeline_strip import draw_timeline
+from camstream.threshold_spec import ThresholdSpec
 
 
 class PauseGate:
@@ -104,6 +106,7 @@ class RenderStage(threading.Thread):
         self._step_map = np.empty(0, np.float32)  # its step importance (T,), read once per reading
         self._steps_threshold = 0.0  # its threshold under the painter's spec
         self._detections: FrameDetections | None = None  # a detector's newest boxes and maps
+        self._kept: FaithfulChoice | None = None  # --threshold faithful: the newest choice (shown until the next)
         self._frame_size: tuple[int, int] = (0, 0)  # (height, width) of the newest frame
         self.last_threshold = float("-inf")  # the map value the newest frame was drawn above (-inf: everywhere)
         self.gate = PauseGate()  # the dashboard's pause and single step: frames wait here while paused
@@ -161,6 +164,7 @@ class RenderStage(threading.Thread):
             if slot.explained.class_id >= 0:
                 self.recent_classes.append((slot.meta.seq, slot.explained.class_id, slot.explained.score))
             self._cam_meta = (slot.explained.class_id, slot.explained.score, slot.meta.seq, slot.meta.time_s)
+            self._kept = slot.explained.kept
         if slot.explained.steps is not None and slot.explained.steps is not self._steps:
             self._steps = slot.explained.steps
             self._step_map = np.asarray(slot.explained.steps.maps[0], dtype=np.float32)
@@ -171,10 +175,26 @@ class RenderStage(threading.Thread):
             self._frame_size = slot.image.shape[:2]
             self.painter.paint_boxes(slot.image, self._detections, slot.image, self.label)
         elif self._cam is not None:
-            self.last_threshold = self.painter.paint(slot.image, self._cam, slot.image)
+            self.last_threshold = self.painter.paint(slot.image, self._cam, slot.image, self._frame_spec())
         if self.hud != "off":
             self._draw_hud(slot.image, slot)
         return slot.image
+
+    def _frame_spec(self) -> ThresholdSpec | None:
+        """The spec this frame is drawn by: the painter's own, or under --threshold faithful the top P % its newest
+        search chose (all of the map before the first)."""
+        if self.painter.spec.faithful is None:
+            return None
+        return _KEEP_ALL if self._kept is None else _kept_spec(self._kept.keep_percent)
+
+    def faithful_text(self) -> str:
+        """The HUD's word on a faithful threshold's newest choice: `faithful:0.95 10% keeps 97%`, flagged `(< R)`
+        when the largest candidate did not reach R; the spec alone otherwise."""
+        spec = self.painter.spec
+        if spec.faithful is None or self._kept is None:
+            return str(spec)
+        kept = self._kept
+        return f"{spec} {kept.keep_percent:g}% keeps {kept.retained:.0%}" + ("" if kept.reached else " (< R)")
 
     def _keep(self, image: np.ndarray) -> None:
         """Copy the frame before the overlay is painted into it in place (one copy per frame, dashboard only)."""
@@ -234,9 +254,9 @@ class RenderStage(threading.Thread):
         if self._detections is not None:
             label = self.boxes_text(self._detections)
         top = f"{label} {'' if self._detections is not None else f'{score:.2f} '}| {self.method} " \
-              f"{self.painter.spec} | {self.telemetry.fps():.1f} fps"
+              f"{self.faithful_text()} | {self.telemetry.fps():.1f} fps"
         shown = ("decode", "inference", "cam", "boxes", "render", "sink") if self._detections is not None else (
-            "decode", "inference", "cam", "render", "sink")
+            "decode", "inference", "cam", *(("faithful",) if self._kept is not None else ()), "render", "sink")
         timing = " ".join(f"{name} {stages[name].recent_ms:.1f}" for name in shown)
         bottom = f"ms: {timing} | cam age {age_ms:.0f} ms | rss {self.telemetry.rss_latest_mb:.0f} MB"
         if self.telemetry.reconnects:
@@ -322,3 +342,12 @@ def _fit(text: str, room: int, scale: float) -> str:
         middle = (low + high) // 2
         low, high = (middle, high) if width(text[:middle] + "..") <= room else (low, middle)
     return text[:low].rstrip() + ".."
+
+
+_KEEP_ALL = ThresholdSpec()
+
+
+@functools.lru_cache(maxsize=16)
+def _kept_spec(keep_percent: float) -> ThresholdSpec:
+    """The spec of a faithful choice (one per candidate, made once)."""
+    return ThresholdSpec(keep_percent=keep_percent)

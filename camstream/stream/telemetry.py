@@ -11,7 +11,8 @@ import time
 import numpy as np
 import psutil
 
-STAGES = ("decode", "preprocess", "inference", "cam", "boxes", "clip", "render", "sink")  # boxes: a detector's
+# boxes: a detector's per-box explanation; faithful: the faithful threshold's search; clip: the clip model
+STAGES = ("decode", "preprocess", "inference", "cam", "boxes", "faithful", "clip", "render", "sink")
 
 
 class LatencyHistogram:

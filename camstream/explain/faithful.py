@@ -1,0 +1,58 @@
+"""A threshold the model vouches for (`--threshold faithful[:R]`).
+
+A fixed "top 10 %" or the seed paper's dynamic threshold is blind to the model: keeping the top 10 % of Grad-CAM
+keeps 1.15× the full map's insertion AUC on balloon photos but 0.60× on cluttered indoor scenes, and the viewer
+cannot tell which case they are looking at. The faithful threshold asks the model. For an explained frame and its
+class c, each candidate P of `CANDIDATES` gives the frame kept only where the map is in its top P % (the rest
+black, the baseline deletion uses); all candidates go through the model in **one batched forward**, and the
+smallest P whose score keeps ≥ R × the whole frame's score p_c is shown. When none reaches R the largest
+candidate is shown and flagged (`FaithfulChoice.reached` False): the map's top half does not carry the decision.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from camstream.kernels import KeptRegions
+
+CANDIDATES = (1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 50.0)  # the kept percentages tried, smallest first
+
+
+@dataclass(frozen=True)
+class FaithfulChoice:
+    """What the search showed: `keep_percent` of the map, the share of the whole frame's class score that region
+    alone keeps (`retained`, may exceed 1) and whether it reached the asked share."""
+
+    keep_percent: float
+    retained: float
+    reached: bool
+
+
+def choose(kept_scores: np.ndarray, full_score: float, ratio: float,
+           candidates: tuple[float, ...] = CANDIDATES) -> FaithfulChoice:
+    """The smallest candidate whose region keeps ≥ `ratio` × `full_score` (its `kept_scores` entry), else the
+    largest, flagged."""
+    retained = np.asarray(kept_scores, np.float64) / max(float(full_score), 1e-12)
+    for keep, share in zip(candidates, retained, strict=True):
+        if share >= ratio:
+            return FaithfulChoice(keep, round(float(share), 4), True)
+    return FaithfulChoice(candidates[-1], round(float(retained[-1]), 4), False)
+
+
+class FaithfulSearch:
+    """The search for one stream or one image set: its masked batch is built in reused buffers (`KeptRegions`)
+    and scored by `score(batch, class_id) -> class scores` — a backend's explain, or eval's scorer."""
+
+    def __init__(self, ratio: float, candidates: tuple[float, ...] = CANDIDATES) -> None:
+        self.ratio = ratio
+        self.candidates = candidates
+        self.regions = KeptRegions(candidates)
+
+    def __call__(self, frame: np.ndarray, cam: np.ndarray, class_id: int, full_score: float,
+                 score: Callable[[np.ndarray, int], np.ndarray]) -> FaithfulChoice:
+        """Choose for `frame` (H, W, C, as the model takes it before normalising) explained by `cam` (h, w) for
+        `class_id`, whose whole-frame score is `full_score`."""
+        return choose(score(self.regions(frame, cam), class_id), full_score, self.ratio, self.candidates)
