@@ -61,7 +61,7 @@ def explain_image(path: str, out: str, model: str = "efficientnet_lite0", method
     if found is not None:
         painter.paint_boxes(image, found, overlaid, explainer.label)
     else:
-        painter.paint(image, cam, overlaid, None if kept is None else ThresholdSpec(keep_percent=kept.keep_percent))
+        painter.paint(image, cam, overlaid, None if kept is None else kept.threshold)
     directory = os.path.dirname(os.path.abspath(out))
     os.makedirs(directory, exist_ok=True)
     if not cv2.imwrite(out, overlaid):

@@ -115,6 +115,8 @@ def test_stats_controls_and_the_token_on_the_server(minute_clip, tmp_path):
         status, body = run.get("control?token=s3cret", {"stream": 1, "method": "gradcam"})
         assert status == 400 and "shared by every stream" in json.loads(body)["error"]
         assert run.get("control?token=s3cret", {"stream": 2, "alpha": 0.5})[0] == 400  # no third stream
+        status, body = run.get("control?token=s3cret", {"threshold": "faithful"})  # it was taken, and drew all
+        assert status == 400 and "set when the run starts" in json.loads(body)["error"]
     finally:
         assert run.stop() == 130
     report = json.loads((tmp_path / "out" / "report.json").read_text())

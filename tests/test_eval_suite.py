@@ -26,7 +26,7 @@ def test_eval_writes_json_markdown_and_plots_with_every_metric(tmp_path):
     for method in ("gradcam", "recipro"):
         entry = report["methods"][method]
         assert set(entry["variants"]) == {"none", "10", "dynamic", "faithful"}
-        faithful = entry["faithful"]  # each image's search: its kept percentage and share of the score
+        faithful = entry["faithful"]["faithful"]  # per threshold label: each image's search, kept % and share
         assert faithful["images"] == 4 and len(faithful["kept_percents"]) == 4 and 0 <= faithful["reached"] <= 4
         shown = entry["variants"]["faithful"]
         assert abs(shown["region_area"] - faithful["kept_percent_mean"] / 100) < 0.02  # the chosen region is shown
@@ -205,3 +205,21 @@ def test_explaining_many_images_says_how_many_are_done_between_its_lines():
     assert any(line.startswith("gradcam: explaining 3 images … ") and line.endswith(" s (1/3 images)")
                for line in said), said
     assert all(is_progress_line(f"camstream: {line}") for line in said), said
+
+
+def test_pointing_at_the_image_scale_takes_a_mask_file_of_another_size(tmp_path):
+    """A `_mask.png` at half its photo's size crashed the image-scale pointing game (IndexError): the mask is
+    stretched to its photo first."""
+    import numpy as np
+
+    photo = np.full((200, 300, 3), 90, np.uint8)
+    photo[60:140, 100:200] = (30, 160, 220)
+    mask = np.zeros((100, 150), np.uint8)
+    mask[30:70, 50:100] = 255
+    cv2.imwrite(str(tmp_path / "a.png"), photo)
+    cv2.imwrite(str(tmp_path / "a_mask.png"), mask)
+    result = camstream("eval", "--data", tmp_path, "--methods", "gradcam", "--thresholds", "10", "--video", "none",
+                       "--no-plots", "--road-percents", "none", "--steps", "2", "--out", tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "out" / "eval.json").read_text())
+    assert report["with_truth"] == 1 and report["methods"]["gradcam"]["per_image"]["pointing_game"][0] in (0.0, 1.0)

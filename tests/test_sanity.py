@@ -52,3 +52,13 @@ def test_a_check_drawn_several_times_is_judged_by_its_mean():
 
 def test_sanity_refuses_a_draw_count_it_cannot_make():
     assert_one_line_error(camstream("sanity", "--draws", "9"), "--draws must be 1 to 8")
+
+
+def test_the_other_classes_are_never_the_top_1_however_few_classes_the_model_has():
+    """Offsets 500, 250 and 750 were the top-1 itself on a 10-class model (a Spearman of 1 every time). They are
+    spread evenly over 1..C−1 now: hand-computed, C // 6, 2C // 6, … for 5 draws."""
+    from camstream.eval.sanity import other_class_offsets
+
+    assert other_class_offsets(1000, 5) == [166, 333, 500, 666, 833]
+    assert other_class_offsets(10, 5) == [1, 3, 5, 6, 8]
+    assert other_class_offsets(3, 5) == [1, 2] and other_class_offsets(2, 5) == [1]

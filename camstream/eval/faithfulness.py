@@ -17,6 +17,7 @@ import torch
 from torchvision.transforms.functional import gaussian_blur
 
 from camstream.eval.metric import Metric
+from camstream.explain.faithful import SCORE_FLOOR
 
 Predict = Callable[[torch.Tensor], torch.Tensor]
 
@@ -178,7 +179,7 @@ class _NormalisedCurve(Metric):
 
     category = "faithfulness"
     value_range = (0.0, float("inf"))
-    FLOOR = 0.05
+    FLOOR = SCORE_FLOOR  # the faithful threshold's floor too: one figure for 'a score too small to share'
 
     def __init__(self, curve: _PixelCurve) -> None:
         self.curve = curve
@@ -277,7 +278,8 @@ class Adcc(Metric):
 
 class RegionScoreShare(Metric):
     """The share of the whole image's class score its map's shown region keeps alone: p_c(x ⊙ [M > 0]) / p_c(x),
-    the rest black (deletion's baseline) — what `--threshold faithful` asks of the region it shows (may exceed 1)."""
+    the rest black (deletion's baseline) — what `--threshold faithful` asks of the region it shows (may exceed 1).
+    NaN (left out) where p_c(x) is below the normalised AUCs' floor: a share of a near-zero score is noise."""
 
     name = "region_score_share"
     higher_is_better = True
@@ -287,7 +289,8 @@ class RegionScoreShare(Metric):
     def __call__(self, predict: Predict, images: torch.Tensor, maps: np.ndarray, targets: torch.Tensor) -> np.ndarray:
         shown = torch.from_numpy(maps > 0)[:, None].to(images.dtype)
         whole = target_scores(predict, images, targets)
-        return target_scores(predict, images * shown, targets) / np.maximum(whole, 1e-12)
+        share = target_scores(predict, images * shown, targets) / np.maximum(whole, 1e-12)
+        return np.where(whole >= _NormalisedCurve.FLOOR, share, np.nan)
 
 
 class RegionArea(Metric):

@@ -292,20 +292,20 @@ def _regions(results: dict) -> list[str]:
     score it keeps — the faithful threshold's choice beside the fixed and dynamic ones."""
     rows = []
     for method, entry in results["methods"].items():
-        faithful = entry.get("faithful")
         for label, values in entry["variants"].items():
             if values.get("region_score_share") is None:
                 continue
-            reached = (f"{faithful['reached']} of {faithful['images']} reached {faithful['ratio']:g}"
-                       if faithful and label.startswith("faithful") else "")
+            faithful = (entry.get("faithful") or {}).get(label)
+            reached = f"{faithful['reached']} of {faithful['images']} reached {faithful['ratio']:g}" if faithful else ""
             rows.append(f"| {method} | {label} | {values['region_area']:.1%} | {values['region_score_share']:.1%} | "
                         f"{reached} |")
     if not rows:
         return []
     return ["\n## What each threshold's region keeps on its own (the rest black, deletion's baseline)\n",
             "`faithful:R` shows, per image, the smallest top P % (of 1, 2, 5, 10, 20, 30, 50) whose region alone keeps "
-            "≥ R × the whole image's score, or 50 % flagged when none does; the goal is ≥ 95 % of the score at an "
-            "area no larger than dynamic's.\n",
+            "≥ R × the whole image's score, or 50 % flagged when none does (or when the class scores below 0.05, "
+            "where no share means anything; such images are left out of 'score kept'); the goal is ≥ 95 % of the "
+            "score at an area no larger than dynamic's.\n",
             "| method | threshold | area shown | score kept | faithful |", "|---|---|---|---|---|", *rows]
 
 

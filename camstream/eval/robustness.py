@@ -6,6 +6,8 @@ consecutive video frames, where the scene changes a little and the map should ch
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import torch
 
@@ -27,11 +29,12 @@ class MaxSensitivity(Metric):
     def __init__(self, radius: float = 0.02, samples: int = 16, seed: int = 0, normalise: bool = False) -> None:
         self.radius, self.samples, self.seed, self.normalise = radius, samples, seed, normalise
 
-    def noisy_inputs(self, images: torch.Tensor) -> list[torch.Tensor]:
-        """The perturbed copies of `images` (the same draws on every call), clipped to [0, 1]."""
+    def noisy_inputs(self, images: torch.Tensor) -> Iterator[torch.Tensor]:
+        """The perturbed copies of `images` (the same draws on every call), clipped to [0, 1], one at a time (16
+        copies of a large image set at once would not fit)."""
         generator = torch.Generator().manual_seed(self.seed)
-        return [(images + (torch.rand(images.shape, generator=generator) * 2 - 1) * self.radius).clamp_(0, 1)
-                for _ in range(self.samples)]
+        for _ in range(self.samples):
+            yield (images + (torch.rand(images.shape, generator=generator) * 2 - 1) * self.radius).clamp_(0, 1)
 
     def __call__(self, maps: np.ndarray, noisy_maps: list[np.ndarray]) -> np.ndarray:
         """maps (B, H, W) of the clean images and one such array per noisy copy → (B,)."""

@@ -6,8 +6,8 @@ A map that explains the model's decision must change when the decision's inputs 
   layer, the first step of Adebayo et al.'s cascading randomisation) has random weights.
 Similarity is the Spearman rank correlation of the two maps, averaged over the images. One draw of "another
 class" or "random weights" moves that figure by 0.1–0.35, so each check is drawn `draws` times (other classes
-spread over the ids, `OTHER_CLASS_OFFSETS`; random heads from seeds 0, 1, …) and reported as the mean with the
-range; a method passes a check when the mean stays below `PASS_BELOW` (an edge detector, blind to the model,
+spread evenly over the ids, `other_class_offsets`; random heads from seeds 0, 1, …) and reported as the mean with
+the range; a method passes a check when the mean stays below `PASS_BELOW` (an edge detector, blind to the model,
 scores near 1 on both).
 """
 
@@ -20,14 +20,22 @@ import torch
 from scipy import stats
 from torch import nn
 
+from camstream.errors import ModelError
 from camstream.explain import hook_model, make_method
 from camstream.model_card import ModelCard
 from camstream.models import load_model
 from camstream.preprocess import Normaliser, resize_to_rgb
 
 PASS_BELOW = 0.5
-OTHER_CLASS_OFFSETS = (500, 250, 750, 125, 625, 375, 875, 63)  # the other class of draw k: top-1 + offset k, mod C
 DRAWS = 5
+MAX_DRAWS = 8
+
+
+def other_class_offsets(classes: int, draws: int) -> list[int]:
+    """How far from the top-1 class each draw's other class lies (mod `classes`): spread evenly over 1..C−1, so never
+    the top-1 itself and never twice the same (fewer draws when the model has fewer other classes)."""
+    offsets = sorted({classes * (k + 1) // (draws + 1) for k in range(draws)} - {0})
+    return [offset for offset in offsets if offset < classes]
 
 
 def _maps(model: nn.Module, method: str, inputs: torch.Tensor, input_shape: tuple[int, int, int],
@@ -74,23 +82,28 @@ def sanity_checks(frames_bgr: list[np.ndarray], methods: list[str], model: str =
     """Per method: the class-sensitivity and randomisation correlations on `frames_bgr` over `draws` other
     classes and random classifiers (mean and range; the verdict from the means), and pass / fail; the model made
     from `model`, `weights` and `card` (`load_model`), fed as a stream feeds it."""
-    if not 1 <= draws <= len(OTHER_CLASS_OFFSETS):
-        raise ValueError(f"draws must be 1 to {len(OTHER_CLASS_OFFSETS)}")
+    if not 1 <= draws <= MAX_DRAWS:
+        raise ValueError(f"draws must be 1 to {MAX_DRAWS}")
     spec = load_model(model, weights, card)
     height, width = spec.input_size
     pixels = torch.from_numpy(np.stack([resize_to_rgb(f, (height, width), spec.resize)
                                         for f in frames_bgr])).permute(0, 3, 1, 2)
     inputs = Normaliser(spec)(pixels.float() / 255.0)
     shape = (3, height, width)
-    randomised = [randomised_classifier(spec.module, seed) for seed in range(draws)]
+    tops = {method: _maps(spec.module, method, inputs, shape, None, spec.layer) for method in methods}
+    random_rhos: dict[str, list[float]] = {method: [] for method in methods}
+    for seed in range(draws):  # one randomised copy of the model at a time (a ViT's is 0.3 GB)
+        head = randomised_classifier(spec.module, seed)
+        for method, (top_maps, targets, _classes) in tops.items():
+            random_rhos[method].append(_spearman(top_maps, _maps(head, method, inputs, shape, targets, spec.layer)[0]))
+        del head
     results = {}
-    for method in methods:
-        top_maps, targets, classes = _maps(spec.module, method, inputs, shape, None, spec.layer)
+    for method, (top_maps, targets, classes) in tops.items():
+        if classes < 2:
+            raise ModelError(f"{spec.name} has one output: the class-sensitivity check needs another class")
         class_rhos = [_spearman(top_maps, _maps(spec.module, method, inputs, shape, (targets + offset) % classes,
-                                                spec.layer)[0]) for offset in OTHER_CLASS_OFFSETS[:draws]]
-        random_rhos = [_spearman(top_maps, _maps(head, method, inputs, shape, targets, spec.layer)[0])
-                       for head in randomised]
-        class_drawn, random_drawn = drawn(class_rhos), drawn(random_rhos)
+                                                spec.layer)[0]) for offset in other_class_offsets(classes, draws)]
+        class_drawn, random_drawn = drawn(class_rhos), drawn(random_rhos[method])
         class_rho, random_rho = class_drawn["mean"], random_drawn["mean"]
         results[method] = {"class_sensitivity_spearman": class_rho, "randomisation_spearman": random_rho,
                            "class_sensitivity": class_drawn, "randomisation": random_drawn,

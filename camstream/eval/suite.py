@@ -10,6 +10,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 import torch
 
@@ -48,7 +49,7 @@ from camstream.eval.metric import Metric
 from camstream.eval.report import markdown
 from camstream.eval.road import ROAD_PERCENTS, Road, RoadLeastRelevantFirst, RoadMostRelevantFirst
 from camstream.eval.robustness import MaxSensitivity, MaxSensitivityNormalised, TemporalLag, TemporalStability
-from camstream.explain.faithful import FaithfulChoice, FaithfulSearch
+from camstream.explain.faithful import SCORE_FLOOR, FaithfulChoice, FaithfulSearch
 from camstream.explain.result import evaluation_mode
 from camstream.kernels import CamSmoother, simplify, threshold_value
 from camstream.model_card import ModelCard
@@ -181,7 +182,8 @@ class _Images:
         # near, and how the original was placed on the input
         self.pointing_at_image_scale = plan.pointing_scale == "image"
         with_truth = [s for s in samples if s.truth is not None]
-        self.near = [POINTING.near_truth(s.truth) for s in with_truth] if self.pointing_at_image_scale else []
+        self.near = [POINTING.near_truth(_on_image(s.truth, s.image.shape[:2])) for s in with_truth] if (
+            self.pointing_at_image_scale) else []
         self.placements = [Placement.of(s.image.shape[:2], (height, width), resize) for s in with_truth]
         self.pairs = labelled_boxes(samples, (height, width), resize=resize)  # box labels → ImageNet classes
         self.pair_classes: torch.Tensor | None = None  # each pair's class, once the scorer is ready
@@ -221,9 +223,11 @@ class _Images:
             scored[kind] = {name: listed(values) for name, values in scores.items()}
         return scored
 
-    def faithful_choices(self, maps: np.ndarray, targets: torch.Tensor, ratio: float) -> list[FaithfulChoice]:
+    def faithful_choices(self, maps: np.ndarray, targets: torch.Tensor,
+                         ratio: float) -> tuple[list[FaithfulChoice], np.ndarray]:
         """`--threshold faithful:R` on each image: its candidates, kept where its map is in the top P % and black
-        elsewhere, scored in one batch by the scorer (`camstream.explain.faithful`)."""
+        elsewhere, scored in one batch by the scorer (`camstream.explain.faithful`); and each image's whole
+        score of its class."""
         search = FaithfulSearch(ratio)
         whole = target_scores(self.predict, self.pixels, targets)
         frames = self.pixels.permute(0, 2, 3, 1).numpy()  # (N, H, W, 3) in [0, 1], as the search masks them
@@ -233,7 +237,7 @@ class _Images:
                                  torch.full((len(batch),), class_id, dtype=torch.int64))
 
         return [search(np.ascontiguousarray(frames[index]), maps[index], int(targets[index]), float(whole[index]),
-                       score) for index in range(len(maps))]
+                       score) for index in range(len(maps))], whole
 
     def localised(self, metric: Metric, maps: np.ndarray) -> np.ndarray:
         """`metric` of the `maps` (N, H, W) of the images with ground truth, against it: the pointing game at
@@ -373,9 +377,9 @@ def _evaluate_method(method: str, images: _Images, plan: EvalPlan, thresholds: d
             with step(f"{method}: metrics for threshold {label}", tell=progress):
                 percents = None
                 if threshold.faithful is not None:  # each image's search; the variants below keep its choice
-                    choices = images.faithful_choices(maps, targets, threshold.faithful)
+                    choices, whole = images.faithful_choices(maps, targets, threshold.faithful)
                     percents = [choice.keep_percent for choice in choices]
-                    entry["faithful"] = _faithful_summary(choices, threshold.faithful)
+                    entry.setdefault("faithful", {})[label] = _faithful_summary(choices, whole, threshold.faithful)
                 variant = simplified(maps, threshold, percents)
                 scores = _scores(images, scorers, variant, targets, label)
                 if affordable:
@@ -412,12 +416,22 @@ def _evaluate_method(method: str, images: _Images, plan: EvalPlan, thresholds: d
         explainer.close()
 
 
-def _faithful_summary(choices: list[FaithfulChoice], ratio: float) -> dict:
-    """What eval says of a method's faithful threshold: the mean kept percentage and share of the score, and on how
-    many images the asked share was reached."""
+def _on_image(truth: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A truth mask at its image's `size` (height, width): a mask file of another size is stretched to it."""
+    if truth.shape == tuple(size):
+        return truth
+    return cv2.resize(truth.astype(np.uint8), (size[1], size[0]), interpolation=cv2.INTER_NEAREST).astype(bool)
+
+
+def _faithful_summary(choices: list[FaithfulChoice], whole: np.ndarray, ratio: float) -> dict:
+    """What eval says of a method's faithful threshold: the mean kept percentage, the mean share of the score (over
+    the images whose class scores at least the floor, as `RegionScoreShare`), and on how many images the asked
+    share was reached."""
+    scored = whole >= SCORE_FLOOR
     return {"ratio": ratio, "images": len(choices), "reached": sum(choice.reached for choice in choices),
+            "below_score_floor": int((~scored).sum()),
             "kept_percent_mean": round(float(np.mean([c.keep_percent for c in choices])), 2),
-            "retained_mean": round(float(np.mean([c.retained for c in choices])), 4),
+            "retained_mean": mean_of(np.array([c.retained for c in choices])[scored]) if scored.any() else None,
             "kept_percents": [c.keep_percent for c in choices]}
 
 

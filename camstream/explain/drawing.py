@@ -46,10 +46,9 @@ class HeatmapPainter:
         self._scratch = np.empty(PROXY_SIDE * PROXY_SIDE, dtype=np.float64)
         self._model_map: np.ndarray | None = None
 
-    def threshold(self, cam: np.ndarray, spec: ThresholdSpec | None = None) -> float:
-        """The map value above which the heatmap is drawn (-inf: everywhere), by `spec` (default the painter's;
-        a faithful threshold's choice for one frame comes as a keep-percentage)."""
-        spec = spec or self.spec
+    def threshold(self, cam: np.ndarray) -> float:
+        """The map value above which the heatmap is drawn (-inf: everywhere)."""
+        spec = self.spec
         if self.fixed_threshold is not None:
             return float(self.fixed_threshold)
         if spec.keep_percent is None and not spec.dynamic:
@@ -57,14 +56,14 @@ class HeatmapPainter:
         upsample_bilinear(cam, self._proxy.shape, self._proxy)
         return threshold_value(self._proxy, spec, self._scratch)
 
-    def paint(self, frame: np.ndarray, cam: np.ndarray, out: np.ndarray, spec: ThresholdSpec | None = None) -> float:
-        """Write frame + heatmap into `out`, thresholded by `spec` (default the painter's); returns the threshold
-        used."""
+    def paint(self, frame: np.ndarray, cam: np.ndarray, out: np.ndarray, at: float | None = None) -> float:
+        """Write frame + heatmap into `out`, shown where the map is above `at` (a map value: a faithful
+        threshold's cut) or else above the painter's own threshold; returns the threshold used."""
         placement = None
         if self.resize != "stretch" and self.model_size is not None:
             placement = Placement.of(frame.shape[:2], self.model_size, self.resize)
         if placement is None or placement.whole:
-            threshold = self.threshold(cam, spec)
+            threshold = self.threshold(cam) if at is None else at
             overlay_kernel(frame, cam, threshold, self.lut, self.alpha, out)
             return threshold
         if self._model_map is None or self._model_map.shape != placement.model_size:
@@ -73,7 +72,7 @@ class HeatmapPainter:
         if out is not frame:
             np.copyto(out, frame)
         window = out[placement.frame_window()]
-        threshold = self.threshold(seen, spec)
+        threshold = self.threshold(seen) if at is None else at
         overlay_kernel(window, seen, threshold, self.lut, self.alpha, window)
         return threshold
 

@@ -105,8 +105,9 @@ class Explanation:
         if spec.faithful is not None:
             if faithful is None:
                 raise ValueError("threshold(): a faithful threshold needs each sample's search (explain() runs it)")
-            kept, thresholds = _keep_each(maps, [ThresholdSpec(keep_percent=c.keep_percent) for c in faithful])
-            return replace(self, maps=maps, kept=kept, thresholds=thresholds, faithful=faithful)
+            values = np.asarray(_host(maps), dtype=np.float32)  # each map cut at the value its search cut it at
+            kept = np.stack([one > choice.threshold for one, choice in zip(values, faithful, strict=True)])
+            return replace(self, maps=maps, kept=kept, thresholds=[c.threshold for c in faithful], faithful=faithful)
         kept, thresholds = _keep(maps, spec)
         edges = None if self.edge_maps is None else _owned(self.edge_maps)
         kept_edges = None if edges is None else _keep(edges, spec)[0]

@@ -103,9 +103,15 @@ class LiveControls:
             return value
         if name == "threshold":
             try:
-                return parse_threshold(str(value))
+                spec = parse_threshold(str(value))
             except Exception as exc:  # noqa: BLE001 - argparse's type error: the message is what matters
                 raise ValueError(f"threshold: {exc}") from None
+            search = self.infer.faithful
+            if spec.faithful is not None and (search is None or search.ratio != spec.faithful):
+                started = "" if search is None else f" (this run searches for faithful:{search.ratio:g})"
+                raise ValueError("threshold: the faithful search is set when the run starts (--threshold "
+                                 f"faithful[:R]){started}")
+            return spec
         if name in ("alpha", "smooth"):
             number = _number(name, value)
             if not (0.0 <= number <= 1.0 if name == "alpha" else 0.0 <= number < 1.0):
@@ -163,6 +169,7 @@ class LiveControls:
                 stream.render.method = value
             elif name == "class_id":
                 self.infer.class_ids[stream.index] = value
+                self.infer.faithful_tally[stream.index].explained = 0  # a new class: search on its next frame
             elif name == "smooth":
                 if self.infer.smoothers:
                     self.infer.smoothers[stream.index].alpha = value
@@ -178,6 +185,9 @@ class LiveControls:
                     stream.render.gate.step()
             else:
                 setattr(stream.painter, "spec" if name == "threshold" else name, value)
+                if name == "threshold" and self.infer.faithful is not None:  # search only where it is shown
+                    self.infer.faithful_tally[stream.index].searching = value.faithful is not None
+                    self.infer.faithful_tally[stream.index].explained = 0
 
     def stats(self) -> dict[str, Any]:
         """The live figures: per stream its frames, fps now (since the last read) and overall, per-stage and

@@ -39,6 +39,7 @@ class FaithfulTally:
     (for the report) and the newest choice (shown until the next)."""
 
     explained: int = 0
+    searching: bool = True  # False while the dashboard shows this stream by another threshold
     searches: int = 0
     reached: int = 0
     kept_percent_sum: float = 0.0
@@ -137,6 +138,8 @@ class InferenceStage(threading.Thread):
         assert self.faithful is not None
         for slot in slots:
             tally, explained = self.faithful_tally[slot.stream], slot.explained
+            if not tally.searching:
+                continue
             if tally.explained % self.faithful_every == 0 and explained.class_id >= 0:
                 tally.add(self.faithful(slot.model_input, explained.cam, explained.class_id, explained.score,
                                         self.backend.class_scores))
@@ -151,6 +154,7 @@ class InferenceStage(threading.Thread):
             groups.setdefault(self.class_ids[slot.stream], []).append(slot)
         for class_id, group in groups.items():
             self._explain_batch(group, class_id)
+        self.batches += 1  # one batch taken, however many class groups it was explained in
 
     def _explain_batch(self, slots: list[FrameSlot], class_id: int | None) -> None:
         began = time.perf_counter()
@@ -173,7 +177,6 @@ class InferenceStage(threading.Thread):
                 slot.explained.steps = readings[slot.stream]
             clip_ms = (time.perf_counter() - began) * 1e3 * per_frame
         faithful_ms = self._choose_kept(slots) * per_frame if self.faithful is not None else 0.0
-        self.batches += 1
         for stream in {slot.stream for slot in slots}:
             telemetry = self.telemetries[stream]
             frames = sum(slot.stream == stream for slot in slots)

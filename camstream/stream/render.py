@@ -168,24 +168,27 @@ class RenderStage(threading.Thread):
         if slot.explained.steps is not None and slot.explained.steps is not self._steps:
             self._steps = slot.explained.steps
             self._step_map = np.asarray(slot.explained.steps.maps[0], dtype=np.float32)
-            self._steps_threshold = threshold_value(self._step_map, self.painter.spec)
+            # the steps are cut by the painter's spec; under a faithful one, at the image's newest kept percentage
+            spec = self.painter.spec if self.painter.spec.faithful is None or self._kept is None else (
+                _kept_spec(self._kept.keep_percent))
+            self._steps_threshold = threshold_value(self._step_map, spec)
         if self.keep_original:
             self._keep(slot.image)
         if self._detections is not None:
             self._frame_size = slot.image.shape[:2]
             self.painter.paint_boxes(slot.image, self._detections, slot.image, self.label)
         elif self._cam is not None:
-            self.last_threshold = self.painter.paint(slot.image, self._cam, slot.image, self._frame_spec())
+            self.last_threshold = self.painter.paint(slot.image, self._cam, slot.image, self._faithful_cut())
         if self.hud != "off":
             self._draw_hud(slot.image, slot)
         return slot.image
 
-    def _frame_spec(self) -> ThresholdSpec | None:
-        """The spec this frame is drawn by: the painter's own, or under --threshold faithful the top P % its newest
-        search chose (all of the map before the first)."""
+    def _faithful_cut(self) -> float | None:
+        """Under --threshold faithful, the map value its newest search cut at (all of the map before the first);
+        None: the painter's own threshold."""
         if self.painter.spec.faithful is None:
             return None
-        return _KEEP_ALL if self._kept is None else _kept_spec(self._kept.keep_percent)
+        return float("-inf") if self._kept is None else self._kept.threshold
 
     def faithful_text(self) -> str:
         """The HUD's word on a faithful threshold's newest choice: `faithful:0.95 10% keeps 97%`, flagged `(< R)`
@@ -342,9 +345,6 @@ def _fit(text: str, room: int, scale: float) -> str:
         middle = (low + high) // 2
         low, high = (middle, high) if width(text[:middle] + "..") <= room else (low, middle)
     return text[:low].rstrip() + ".."
-
-
-_KEEP_ALL = ThresholdSpec()
 
 
 @functools.lru_cache(maxsize=16)
