@@ -463,6 +463,18 @@ def _eval(args: argparse.Namespace) -> int:
 
     if args.model in DETECTOR_MODELS:
         return _eval_detector(args)
+    if os.path.isfile(args.model):  # a file may hold a detector (a YOLO .pt, a pickled torchvision model)
+        from camstream.eval.datasets import check_data_folder
+        from camstream.explain.detector import DetectorModel
+        from camstream.models import load_model
+        from camstream.storage import check_writable_folder
+
+        check_data_folder(args.data)  # what can be checked without the model is, before it loads
+        check_writable_folder(args.out)
+        with step(f"reading {args.model}"):
+            spec = load_model(args.model, args.weights, _options_card(args))
+        if isinstance(spec.module, DetectorModel):
+            return _eval_detector(args, spec)
     methods = [m.strip() for m in (args.methods or "cam,gradcam,gradcam++,recipro").split(",") if m.strip()]
     unknown = [m for m in methods if m not in EXPLAINERS]
     if unknown or not methods:
@@ -493,12 +505,13 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _eval_detector(args: argparse.Namespace) -> int:
-    """`camstream eval --model DETECTOR`: per-box faithfulness on the photos of --data and frames of --video."""
+def _eval_detector(args: argparse.Namespace, spec=None) -> int:
+    """`camstream eval --model DETECTOR`: per-box faithfulness on the photos of --data and frames of --video
+    (`spec`: the detector, when a file was already read to find out that it holds one)."""
     from camstream.catalog import DETECTOR_METHODS
+    from camstream.eval.datasets import check_data_folder
 
-    if not os.path.isdir(args.data):
-        raise CamstreamError(f"no such folder: {args.data}")
+    check_data_folder(args.data)
     methods = [m.strip() for m in (args.methods or ",".join(DETECTOR_METHODS)).split(",") if m.strip()]
     unknown = [m for m in methods if m not in DETECTOR_METHODS]
     if unknown or not methods:
@@ -514,11 +527,12 @@ def _eval_detector(args: argparse.Namespace) -> int:
     from camstream.storage import check_writable_folder
 
     check_writable_folder(args.out)  # before the model loads and the evaluation runs, not after
-    progress(f"loading {args.model} …")
     from camstream.eval.detection import markdown, read_photos, run_detector_eval, spread_frames
     from camstream.models import load_model
 
-    spec = load_model(args.model, args.weights, _options_card(args))
+    if spec is None:
+        progress(f"loading {args.model} …")
+        spec = load_model(args.model, args.weights, _options_card(args))
     photos, skipped = read_photos(args.data, spec.input_size, spec.resize)
     photos = photos[:args.limit] if args.limit else photos
     if video is not None:

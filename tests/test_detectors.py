@@ -270,6 +270,21 @@ def test_batched_box_maps_equal_one_box_at_a_time_on_yolo(yolo_file):
     assert torch.allclose(batched, reference, atol=1e-5, rtol=0)
 
 
+def test_eval_of_a_yolo_file_is_the_detector_eval(yolo_file, tmp_path):
+    """Issue 26: `camstream eval --model yolo.pt` went to the classifier eval and ended in a traceback (tracing a
+    module that returns detections). A file that holds a detector now gets the per-box eval."""
+    data = tmp_path / "photos"
+    data.mkdir()
+    (data / "obama.jpg").write_bytes(shared_file("images", "faces", "obama.jpg").read_bytes())
+    result = camstream("eval", "--model", yolo_file, "--data", data, "--video", "none", "--steps", "2",
+                       "--drise-masks", "4", "--out", tmp_path / "out")
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    report = json.loads((tmp_path / "out" / "eval.json").read_text())
+    assert report["images"] == 1 and "box-gradcam" in report["methods"]  # the detector eval's report
+    assert_one_line_error(camstream("eval", "--model", yolo_file, "--data", tmp_path / "nowhere", "--out",
+                                    tmp_path / "o2"), "no such folder")
+
+
 def test_a_yolo_file_without_the_extra_is_one_line(yolo_file, tmp_path):
     """Without Ultralytics installed, unpickling a YOLO checkpoint fails: camstream says which extra to install."""
     blocker = tmp_path / "sitecustomize.py"  # hide Ultralytics from the child process

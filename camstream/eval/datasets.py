@@ -43,15 +43,20 @@ def _via_masks(folder: str) -> dict[str, list[tuple[list[int], list[int]]]]:
     return polygons
 
 
+def check_data_folder(folder: str) -> None:
+    """An InputError unless `folder` is a folder (said before any model loads)."""
+    if os.path.isfile(folder):
+        raise InputError(f"{folder} is a file, not a folder: --data takes a folder of images")
+    if not os.path.isdir(folder):
+        raise InputError(f"no such folder: {folder}")
+
+
 def load_samples(folder: str, limit: int | None = None) -> tuple[list[Sample], list[dict[str, str]]]:
     """Images of `folder` with ground truth from a VIA JSON beside them, from `ground-truth/<name>.txt` boxes
     (images in `images/`), or from `<name>_mask.png`; images without any of these get `truth=None`. Files that
     cannot be read or are damaged are skipped and returned with the reason ({file, reason}); an InputError when
     none is left."""
-    if os.path.isfile(folder):
-        raise InputError(f"{folder} is a file, not a folder: --data takes a folder of images")
-    if not os.path.isdir(folder):
-        raise InputError(f"no such folder: {folder}")
+    check_data_folder(folder)
     image_dir = os.path.join(folder, "images") if os.path.isdir(os.path.join(folder, "images")) else folder
     names = sorted(n for n in os.listdir(image_dir) if n.lower().endswith(IMAGE_SUFFIXES) and "_mask." not in n)
     if not names:
