@@ -11,7 +11,7 @@ import numpy as np
 from camstream.backends import make_backend
 from camstream.errors import InputError, OutputError
 from camstream.explain.drawing import HeatmapPainter
-from camstream.explain.faithful import CANDIDATES, FaithfulSearch
+from camstream.explain.faithful import CANDIDATES, NOT_FOR_DETECTORS, FaithfulSearch
 from camstream.model_card import ModelCard
 from camstream.preprocess import Placement, read_image, resize_to_rgb
 from camstream.storage import check_writable_folder
@@ -50,8 +50,7 @@ def explain_image(path: str, out: str, model: str = "efficientnet_lite0", method
         cam = np.array(result.maps[0], dtype=np.float32) if result.boxes is None else np.empty((0, 0), np.float32)
         if spec.faithful is not None:
             if result.boxes is not None:
-                raise InputError("--threshold faithful keeps a region of one map; a detector has a map per box: "
-                                 "give dynamic, none or a percentage")
+                raise InputError(f"--threshold faithful {NOT_FOR_DETECTORS}")
             kept = FaithfulSearch(spec.faithful)(rgb, cam, int(result.class_ids[0]), float(result.scores[0]),
                                                  explainer.class_scores)
     finally:

@@ -6,7 +6,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from camstream.explain.result import Explanation
+from camstream.explain.result import Explanation, host_array
 
 
 class Backend:
@@ -41,8 +41,7 @@ class Backend:
     def class_scores(self, frames: np.ndarray, class_id: int) -> np.ndarray:
         """The model's probability of `class_id` for each frame of `frames` (K, H, W, 3), as float64 in host
         memory: one batch through `explain` (the faithful threshold's candidates)."""
-        scores = self.explain(list(frames), [class_id] * len(frames)).scores
-        return np.asarray(scores.detach().cpu() if hasattr(scores, "detach") else scores, np.float64)
+        return host_array(self.explain(list(frames), [class_id] * len(frames)).scores).astype(np.float64)
 
     def methods(self) -> list[str]:
         """The methods this backend can switch to while it runs (`set_method`)."""

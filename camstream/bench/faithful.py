@@ -10,6 +10,7 @@ from camstream.backends import make_backend
 from camstream.bench.explainers import real_frames
 from camstream.bench.timing import interleaved_samples, ratio, spread
 from camstream.explain.faithful import CANDIDATES, FaithfulSearch
+from camstream.explain.result import host_array
 
 EVERY = (1, 8)
 
@@ -28,7 +29,7 @@ def bench_faithful(video: str, rounds: int = 10, model: str = "efficientnet_lite
             for index, frame in enumerate(frames):
                 found = backend.explain([frame])
                 if every is not None and index % every == 0:
-                    cam = found.maps[0].detach().cpu().numpy() if hasattr(found.maps, "detach") else found.maps[0]
+                    cam = host_array(found.maps)[0]
                     reached.append(search(frame, cam, int(found.class_ids[0]), float(found.scores[0]),
                                           backend.class_scores).reached)
         return explain_frames

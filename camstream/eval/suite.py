@@ -236,8 +236,7 @@ class _Images:
             return target_scores(self.predict, torch.from_numpy(batch).permute(0, 3, 1, 2),
                                  torch.full((len(batch),), class_id, dtype=torch.int64))
 
-        return [search(np.ascontiguousarray(frames[index]), maps[index], int(targets[index]), float(whole[index]),
-                       score) for index in range(len(maps))], whole
+        return search.each(frames, maps, targets.tolist(), whole.tolist(), score), whole
 
     def localised(self, metric: Metric, maps: np.ndarray) -> np.ndarray:
         """`metric` of the `maps` (N, H, W) of the images with ground truth, against it: the pointing game at

@@ -37,7 +37,7 @@ from torch import nn
 from camstream.errors import ModelError
 from camstream.explain.base import SCRIPTED_MODEL, model_device, spatial_layers
 from camstream.explain.detector import as_detector
-from camstream.explain.faithful import FaithfulChoice, FaithfulSearch
+from camstream.explain.faithful import NOT_FOR_DETECTORS, FaithfulChoice, FaithfulSearch
 from camstream.explain.inputs import is_picture, picture_batch
 from camstream.explain.registry import (
     DEFAULT_METHOD,
@@ -46,7 +46,7 @@ from camstream.explain.registry import (
     make_method,
     methods_for,
 )
-from camstream.explain.result import Explanation, ModelKind
+from camstream.explain.result import Explanation, ModelKind, host_array
 from camstream.explain.vit import find_token_layout
 from camstream.model_card import IMAGENET_MEAN, IMAGENET_STD
 from camstream.threshold_spec import ThresholdSpec, parse_threshold
@@ -130,8 +130,7 @@ def explain(model: nn.Module, inputs: Any, method: str | None = None, threshold:
             found = make_method(method, hooked)(inputs, class_ids)
             if spec.faithful is not None:
                 if detector is not None:
-                    raise ModelError("explain(): a faithful threshold keeps a region of one map; a detector has a "
-                                     "map per box: give dynamic, none or a percentage")
+                    raise ModelError(f"explain(): a faithful threshold {NOT_FOR_DETECTORS}")
                 choices = faithful_choices(model, inputs, found, spec.faithful, mean or IMAGENET_MEAN,
                                            std or IMAGENET_STD)
                 return found.threshold(spec, choices)
@@ -154,7 +153,4 @@ def faithful_choices(model: nn.Module, inputs: torch.Tensor, found: Explanation,
             x = torch.from_numpy(batch).permute(0, 3, 1, 2).to(inputs.device, inputs.dtype) + black
             return torch.softmax(model(x), 1)[:, class_id].double().cpu().numpy()
 
-    maps, targets, scores = (np.asarray(found.maps.detach().cpu() if hasattr(found.maps, "detach") else found.maps),
-                             found.class_ids.tolist(), found.scores.tolist())
-    return [search(np.ascontiguousarray(frames[index]), maps[index], int(targets[index]), float(scores[index]), score)
-            for index in range(len(frames))]
+    return search.each(frames, host_array(found.maps), found.class_ids.tolist(), found.scores.tolist(), score)

@@ -24,6 +24,8 @@ import numpy as np
 from camstream.kernels import KeptRegions
 
 CANDIDATES = (1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 50.0)  # the kept percentages tried, smallest first
+NOT_FOR_DETECTORS = ("keeps a region of one map; a detector has a map per box: give dynamic, "
+                     "none or a percentage")  # what run, explain and explain() say to a detector
 SCORE_FLOOR = 0.05  # below it a class's score is too small to keep a share of (as eval's normalised AUCs)
 
 
@@ -68,3 +70,9 @@ class FaithfulSearch:
         `class_id`, whose whole-frame score is `full_score`."""
         batch = self.regions(frame, cam)
         return choose(score(batch, class_id), full_score, self.ratio, self.candidates, self.regions.thresholds)
+
+    def each(self, frames: np.ndarray, maps: np.ndarray, class_ids: list[int], full_scores: list[float],
+             score: Callable[[np.ndarray, int], np.ndarray]) -> list[FaithfulChoice]:
+        """The choice for each frame of `frames` (N, H, W, C) with its map, class and whole-frame score."""
+        return [self(np.ascontiguousarray(frames[index]), maps[index], int(class_ids[index]),
+                     float(full_scores[index]), score) for index in range(len(frames))]

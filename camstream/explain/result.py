@@ -70,7 +70,7 @@ class Explanation:
         """The boxes of `sample`, copied out as NumPy arrays (best first); a detector's only. Only that sample's rows
         are copied."""
         rows = self.frame_boxes(sample)
-        boxes, labels, scores, maps = (np.asarray(_host(field))[rows]
+        boxes, labels, scores, maps = (np.asarray(host_array(field))[rows]
                                        for field in (self.boxes, self.class_ids, self.scores, self.maps))
         return FrameDetections(boxes, labels, scores, maps)
 
@@ -78,7 +78,7 @@ class Explanation:
         """Indices of the boxes (rows of `maps`, `boxes`, ...) found in `sample`; a detector's only."""
         if self.kind != ModelKind.DETECTOR or self.box_frames is None:
             raise ValueError(f"frame_boxes(): {self.kind} explanations have no boxes")
-        return np.flatnonzero(np.asarray(_host(self.box_frames)) == sample)
+        return np.flatnonzero(np.asarray(host_array(self.box_frames)) == sample)
 
     def upsampled(self, size: tuple[int, int]) -> np.ndarray:
         """The image maps (cnn, vit) bilinearly resized to `size` (height, width): (B, H, W) float32 NumPy, by the
@@ -86,7 +86,7 @@ class Explanation:
         if self.kind not in (ModelKind.CNN, ModelKind.VIT, ModelKind.DETECTOR):
             cells = "time steps" if self.kind == ModelKind.TEMPORAL else "graph nodes"
             raise ValueError(f"upsampled(): {self.kind} maps are over {cells}, not image cells")
-        maps = np.asarray(_host(self.maps), dtype=np.float32)
+        maps = np.asarray(host_array(self.maps), dtype=np.float32)
         out = np.empty((maps.shape[0], *size), np.float32)
         for index, one in enumerate(maps):
             upsample_bilinear(one, size, out[index])
@@ -94,7 +94,7 @@ class Explanation:
 
     def to_numpy(self) -> Explanation:
         """A copy whose every array field is a NumPy array (torch methods give tensors, runtimes arrays)."""
-        return replace(self, **{name: None if getattr(self, name) is None else np.array(_host(getattr(self, name)))
+        return replace(self, **{name: None if getattr(self, name) is None else np.array(host_array(getattr(self, name)))
                                 for name in ("class_ids", "scores", "maps", "logits", "edge_maps", "boxes",
                                              "box_frames")})
 
@@ -105,7 +105,7 @@ class Explanation:
         if spec.faithful is not None:
             if faithful is None:
                 raise ValueError("threshold(): a faithful threshold needs each sample's search (explain() runs it)")
-            values = np.asarray(_host(maps), dtype=np.float32)  # each map cut at the value its search cut it at
+            values = np.asarray(host_array(maps), dtype=np.float32)  # each map cut at the value its search cut it at
             kept = np.stack([one > choice.threshold for one, choice in zip(values, faithful, strict=True)])
             return replace(self, maps=maps, kept=kept, thresholds=[c.threshold for c in faithful], faithful=faithful)
         kept, thresholds = _keep(maps, spec)
@@ -126,7 +126,7 @@ class FrameDetections:
     cams: np.ndarray
 
 
-def _host(values: Any) -> np.ndarray:
+def host_array(values: Any) -> np.ndarray:
     """A tensor as a NumPy array (detached, on the CPU), or the array as it is."""
     return values.detach().cpu().numpy() if hasattr(values, "detach") else np.asarray(values)
 
@@ -142,7 +142,7 @@ def _keep(maps: Any, spec: ThresholdSpec) -> tuple[np.ndarray, list[float]]:
 
 def _keep_each(maps: Any, specs: list[ThresholdSpec]) -> tuple[np.ndarray, list[float]]:
     """What each map keeps under its own spec, and the threshold value each was cut at."""
-    values = np.asarray(_host(maps), dtype=np.float32)
+    values = np.asarray(host_array(maps), dtype=np.float32)
     thresholds = [threshold_value(np.ascontiguousarray(one), spec) for one, spec in zip(values, specs, strict=True)]
     if not len(values):  # a detector that found nothing
         return np.zeros(values.shape, bool), thresholds

@@ -14,7 +14,7 @@ import numpy as np
 from camstream.backends import make_backend
 from camstream.catalog import DETECTOR_METHODS
 from camstream.errors import CamstreamError, InputError
-from camstream.explain.faithful import CANDIDATES, FaithfulSearch
+from camstream.explain.faithful import CANDIDATES, NOT_FOR_DETECTORS, FaithfulSearch
 from camstream.storage import write_json_atomic
 from camstream.stream.capture import UnavailableSource, local_file_problem
 from camstream.stream.config import PipelineConfig
@@ -79,8 +79,7 @@ def _check_detector_settings(config: PipelineConfig, backend) -> None:
     if backend.method not in DETECTOR_METHODS:
         return
     if config.threshold.faithful is not None:
-        raise InputError("--threshold faithful keeps a region of one map; a detector has a map per box: give "
-                         "dynamic, none or a percentage")
+        raise InputError(f"--threshold faithful {NOT_FOR_DETECTORS}")
     if config.class_id is not None and backend.labels and not 0 <= config.class_id < len(backend.labels):
         named = ", ".join(backend.labels[:5]) + (", …" if len(backend.labels) > 5 else "")
         raise InputError(f"--class-id {config.class_id}: {backend.model_name} detects classes "
