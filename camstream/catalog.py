@@ -26,7 +26,7 @@ HUD_PLACES = ("top", "bottom", "off")
 SINKS = ("file", "web", "mjpeg", "window", "null")
 COLORMAPS = ("jet", "turbo", "inferno", "viridis", "hot")  # where the HUD is drawn on each frame
 DEVICES = ("auto", "cpu", "cuda")  # auto: cuda where the backend sees a CUDA device, else cpu
-EXPORT_FORMAT = 3  # raised whenever the exported graph changes, so cached exports are made again
+EXPORT_FORMAT = 4  # raised whenever the exported graph changes, so cached exports are made again
 EXPORT_METADATA_PREFIX = "camstream."  # the keys an exported graph's settings are stored under
 # the extra (pip install 'camstream[EXTRA]') that brings each optional top-level module
 EXTRA_OF_MODULE = {"torch": "torch", "torchvision": "torch", "timm": "torch", "scipy": "torch",

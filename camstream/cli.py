@@ -427,7 +427,7 @@ def _sanity(args: argparse.Namespace) -> int:
 def _sanity_images(folder: str | None, count: int) -> list:
     """`count` images of `folder`, or `count` frames spread over the demo clip."""
     if folder is not None:
-        from camstream.export import read_image_folder
+        from camstream.backends.export import read_image_folder
 
         return [frame[..., ::-1].copy() for frame in read_image_folder(folder, (224, 224))[:count]]
     import av
@@ -810,7 +810,7 @@ def _explain(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from camstream.export import export_model
+    from camstream.backends.export import export_model
 
     card = _options_card(args)
     with step(f"exporting {args.model} to {args.out}"):
@@ -818,7 +818,7 @@ def _export(args: argparse.Namespace) -> int:
     print(f"{written['model']} {written['method']} on {written['layer']}, input {written['input_size'][0]}×"
           f"{written['input_size'][1]} → {written['out']} ({written['bytes'] / 1e6:.1f} MB)")
     if args.int8:
-        from camstream.export import quantise_int8, read_image_folder
+        from camstream.backends.export import quantise_int8, read_image_folder
 
         frames = read_image_folder(args.int8, tuple(written["input_size"]))
         quantised = quantise_int8(args.out, args.out.removesuffix(".onnx") + "-int8.onnx", frames[::2], frames[1::2])

@@ -8,7 +8,7 @@ import time
 import cv2
 import numpy as np
 
-from camstream.backends import make_backend
+from camstream.backends import BackendRequest, make_backend
 from camstream.errors import InputError, OutputError
 from camstream.explain.drawing import HeatmapPainter
 from camstream.explain.faithful import CANDIDATES, NOT_FOR_DETECTORS, FaithfulSearch
@@ -38,8 +38,9 @@ def explain_image(path: str, out: str, model: str = "efficientnet_lite0", method
         raise InputError(f"cannot write {out}: use a .png or .jpg name")
     check_writable_folder(os.path.dirname(os.path.abspath(out)))  # before the model loads, not after it ran
     spec = threshold or ThresholdSpec(dynamic=True)
-    explainer = make_backend(backend, model, method, weights, layer, freeze=False, device=device, card=card,
-                             max_batch=len(CANDIDATES) if spec.faithful is not None else 1)  # the search's batch
+    batch = len(CANDIDATES) if spec.faithful is not None else 1  # the faithful search's candidates are one batch
+    explainer = make_backend(BackendRequest(backend, model, method, weights, layer, max_batch=batch, freeze=False,
+                                            device=device, card=card))
     painter = HeatmapPainter(spec, model_size=explainer.input_size, resize=explainer.resize)
     kept = None
     try:

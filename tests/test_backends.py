@@ -14,10 +14,12 @@ import pytest
 import torch
 from torch import nn
 
-from camstream.backends import make_backend
+from camstream.backends import BackendRequest, make_backend
+from camstream.backends.export import export_model
+from camstream.catalog import EXPORTABLE_METHODS
 from camstream.errors import CamstreamError, ModelError
 from camstream.explain import HookedModel, make_method
-from camstream.export import EXPORTABLE_METHODS, analyse_head, export_model
+from camstream.explain.head import analyse_head
 from camstream.models import load_model
 from camstream.preprocess import Preprocessor, resize_to_rgb
 
@@ -64,7 +66,7 @@ def test_runtime_maps_equal_the_torch_maps_on_the_shared_photos(model, graphs):
         for method in EXPORTABLE_METHODS:
             expected = make_method(method, hooked)(batch.clone())
             for backend in ("onnxruntime", "openvino"):
-                found = make_backend(backend, graphs[model, method]).explain(frames)
+                found = make_backend(BackendRequest(backend, graphs[model, method])).explain(frames)
                 difference = float(np.abs(np.asarray(found.maps) - expected.maps.numpy()).max())
                 assert difference <= 1e-4, f"{model} {method} on {backend}: max |Δ| {difference:.2e}"
                 np.testing.assert_array_equal(found.class_ids, expected.class_ids.numpy())
@@ -86,17 +88,17 @@ def test_same_padding_is_exported_as_constants_the_runtime_can_fold(graphs):
 
 
 def test_the_float_baseline_of_the_bench_is_the_same_model_fed_by_numpy(tmp_path, demo_clip):
-    from camstream.backends.graph import onnxruntime_session
+    from camstream.backends.export import export_plain
+    from camstream.backends.graph import OnnxRuntimeSession
     from camstream.bench.backends import numpy_normalised
     from camstream.bench.explainers import real_frames
-    from camstream.export import export_plain
 
     frames = real_frames(str(demo_clip), 2, (224, 224))
     spec = seeded_model("efficientnet_lite0")
-    plain = onnxruntime_session(export_plain(str(tmp_path / "plain.onnx")))
-    by_hand = onnxruntime_session(export_plain(str(tmp_path / "float.onnx"), layout="normalised"))
-    logits = plain.run(None, {"frames": np.stack(frames)})[0]
-    expected = by_hand.run(None, {"pixels": numpy_normalised(frames, spec.mean, spec.std)})[0]
+    plain = OnnxRuntimeSession(export_plain(str(tmp_path / "plain.onnx")))
+    by_hand = OnnxRuntimeSession(export_plain(str(tmp_path / "float.onnx"), layout="normalised"))
+    logits = plain(np.stack(frames))[0]
+    expected = by_hand(numpy_normalised(frames, spec.mean, spec.std))[0]
     np.testing.assert_allclose(logits, expected, atol=1e-4, rtol=1e-4)
     reference = Preprocessor(spec, 2)(frames).numpy()
     np.testing.assert_allclose(numpy_normalised(frames, spec.mean, spec.std), reference, atol=1e-6)
@@ -105,7 +107,7 @@ def test_the_float_baseline_of_the_bench_is_the_same_model_fed_by_numpy(tmp_path
 def test_a_given_class_is_explained_inside_the_graph(graphs):
     spec = seeded_model("efficientnet_lite0")
     frames = [resize_to_rgb(photo, spec.input_size) for photo in shared_photos(2)]
-    backend = make_backend("onnxruntime", graphs["efficientnet_lite0", "gradcam"])
+    backend = make_backend(BackendRequest("onnxruntime", graphs["efficientnet_lite0", "gradcam"]))
     top = backend.explain(frames)
     chosen = backend.explain(frames, class_id=417)
     assert chosen.class_ids.tolist() == [417, 417]
@@ -167,7 +169,7 @@ def test_a_graph_on_the_torch_backend_or_with_another_method_is_one_line(graphs)
 def test_a_missing_extra_names_it(monkeypatch, graphs):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # what an install without the extra looks like
     with pytest.raises(CamstreamError, match=r"pip install 'camstream\[onnx\]'"):
-        make_backend("onnxruntime", graphs["efficientnet_lite0", "gradcam"])
+        make_backend(BackendRequest("onnxruntime", graphs["efficientnet_lite0", "gradcam"]))
 
 
 TORCH_FREE_RUN = """
@@ -207,7 +209,7 @@ def test_int8_export_is_smaller_runs_and_says_how_it_agrees(tmp_path):
     assert 0.0 <= float(found.group(1)) <= 1.0
     quantised = tmp_path / "lite0-int8.onnx"
     assert quantised.stat().st_size < 0.7 * (tmp_path / "lite0.onnx").stat().st_size
-    backend = make_backend("onnxruntime", str(quantised))  # the settings travel into the int8 graph too
+    backend = make_backend(BackendRequest("onnxruntime", str(quantised)))  # the settings travel into the int8 graph too
     assert backend.method == "gradcam" and backend.layer == "bn2"
     frames = [np.zeros((224, 224, 3), np.uint8)] * 2
     explanation = backend.explain(frames)

@@ -132,8 +132,8 @@ def test_the_one_core_profile_pins_each_run_to_one_core_and_reads_its_report(tmp
     import sys
 
     pytest.importorskip("onnxruntime", reason="the onnx extra (in the test extra) provides ONNX Runtime")
+    from camstream.backends.export import export_model
     from camstream.bench.one_core import bench_one_core, first_core, markdown, pinned_run
-    from camstream.export import export_model
 
     core = first_core()
     seen = pinned_run([sys.executable, "-c", "import os; print(sorted(os.sched_getaffinity(0)))"], core)

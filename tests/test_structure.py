@@ -99,7 +99,7 @@ def test_every_setting_of_a_run_is_an_option_of_camstream_run_with_the_same_defa
 
 def test_the_catalog_names_what_the_registry_and_the_loaders_implement():
     from camstream import catalog
-    from camstream.export import EXPORTABLE_METHODS
+    from camstream.catalog import EXPORTABLE_METHODS
     from camstream.models import model_names
 
     assert tuple(REGISTRY[ModelKind.CNN]) == catalog.CNN_METHODS  # same order: the first is the default

@@ -2,21 +2,40 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from dataclasses import dataclass
 
 import numpy as np
 
+from camstream.catalog import DEFAULT_MODEL
 from camstream.explain.result import Explanation, host_array
+from camstream.model_card import ModelCard
+
+
+@dataclass(frozen=True)
+class BackendRequest:
+    """What a caller asks `make_backend` for (a run's config, `camstream explain`, eval and bench build one)."""
+
+    backend: str | None = None  # torch or a runtime (`backend_names`); None: torch, or onnxruntime for a .onnx
+    model: str = DEFAULT_MODEL  # a model name or file, or an exported .onnx graph
+    method: str | None = None  # None: the model card's, else the model kind's default
+    weights: str | None = None  # a state dict or checkpoint for `model`
+    layer: str | None = None  # the target layer (None: the card's, else the last spatial one)
+    max_batch: int = 4  # the most frames one call explains (torch preallocates for it)
+    freeze: bool = True  # torch: trace and freeze the model where it traces
+    threads: int | None = None  # None: the runtime's default
+    device: str = "auto"  # auto, cpu or cuda, resolved by each runtime
+    labels: str | None = None  # a file of class names, one per line, over the model's own
+    card: ModelCard | None = None  # the options' model facts, over the files' own
 
 
 class Backend:
     """Explains batches of frames: (B, H, W, 3) uint8 RGB at `input_size` in, one `Explanation` out.
 
     Subclasses set the description attributes when they open and implement `explain`; `forward_ms` and
-    `preprocess_ms` are the last call's times, for the telemetry.
+    `preprocess_ms` are the last call's times, for the telemetry. Everything a caller reads is declared here.
     """
 
-    name: ClassVar[str]
+    name: str  # torch, or the runtime a graph runs on
     model_name: str
     method: str
     layer: str
@@ -27,6 +46,10 @@ class Backend:
     frozen: bool = False  # torch only: the traced + frozen model runs
     resize: str = "stretch"  # how a frame becomes the model input (camstream.preprocess.Placement)
     classes: int | None = None  # the model's outputs (None: not known)
+    path: str | None = None  # the exported graph that runs (None on torch)
+    mean: tuple[float, ...] | None = None  # a graph's normalisation, baked in at export (None on torch)
+    std: tuple[float, ...] | None = None
+    last_inputs: object | None = None  # torch: the last normalised batch, which a clip model shares (else None)
 
     def __init__(self) -> None:
         self.forward_ms = 0.0

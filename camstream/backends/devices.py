@@ -6,7 +6,8 @@ from camstream.catalog import DEVICES
 from camstream.errors import CamstreamError
 
 
-def _check(requested: str) -> None:
+def check_device_name(requested: str) -> None:
+    """A CamstreamError when `requested` is not one of `DEVICES`."""
     if requested not in DEVICES:
         raise CamstreamError(f"unknown device '{requested}' (choose from {', '.join(DEVICES)})")
 
@@ -15,7 +16,7 @@ def torch_device(requested: str = "auto") -> str:
     """'cuda' or 'cpu' for torch: auto takes the GPU when torch sees one; cuda without one is an error."""
     import torch
 
-    _check(requested)
+    check_device_name(requested)
     available = torch.cuda.is_available()
     if requested == "cuda" and not available:
         raise CamstreamError("--device cuda: torch sees no CUDA device here (a CPU build of torch, no NVIDIA "
@@ -26,7 +27,7 @@ def torch_device(requested: str = "auto") -> str:
 def onnxruntime_providers(requested: str, available: list[str]) -> list[str]:
     """ONNX Runtime's execution providers for `requested`, given the `available` ones: CUDA first (CPU after it
     for the nodes CUDA lacks) where asked for or, with auto, where installed."""
-    _check(requested)
+    check_device_name(requested)
     has_cuda = "CUDAExecutionProvider" in available
     if requested == "cuda" and not has_cuda:
         raise CamstreamError("--device cuda: this ONNX Runtime has no CUDAExecutionProvider (pip install "
@@ -38,7 +39,7 @@ def onnxruntime_providers(requested: str, available: list[str]) -> list[str]:
 
 def openvino_device(requested: str) -> str:
     """OpenVINO's device name: the CPU (its GPU plugin targets Intel GPUs, not CUDA)."""
-    _check(requested)
+    check_device_name(requested)
     if requested == "cuda":
         raise CamstreamError("--device cuda: OpenVINO does not run on NVIDIA GPUs; use --backend torch or "
                              "onnxruntime (with onnxruntime-gpu) for CUDA, or --device cpu")

@@ -9,54 +9,52 @@ import warnings
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from camstream.backends.base import Backend
-from camstream.catalog import BACKENDS, EXPORT_FORMAT
+from camstream.backends.base import Backend, BackendRequest
+from camstream.catalog import EXPORT_FORMAT
 from camstream.errors import CamstreamError, ModelError
 from camstream.model_card import ModelCard, files_card, read_labels
 from camstream.storage import cache_folder
 
 if TYPE_CHECKING:
-    from camstream.backends.graph import CompiledGraph
+    from camstream.backends.graph import GraphSession
     from camstream.models import ModelSpec
 
 
-def make_backend(backend: str | None, model: str, method: str | None = None, weights: str | None = None,
-                 layer: str | None = None, max_batch: int = 4, freeze: bool = True,
-                 threads: int | None = None, device: str = "auto", labels: str | None = None,
-                 card: ModelCard | None = None) -> Backend:
-    """The backend called `backend` for `model`: a model name or file, or an exported .onnx file (which runs on
-    ONNX Runtime unless told otherwise). A runtime backend given a torch model exports it once to a cache.
-    `device` (auto, cpu, cuda) is resolved by each runtime (`camstream.backends.devices`). `card` (the
-    options' model facts) and `labels` (a file, one class name per line) win over the model's own card
+def make_backend(request: BackendRequest) -> Backend:
+    """The backend `request` asks for, for its model: a model name or file, or an exported .onnx file (which runs
+    on ONNX Runtime unless told otherwise). A runtime backend given a torch model exports it once to a cache.
+    The device (auto, cpu, cuda) is resolved by each runtime (`camstream.backends.devices`). The request's card
+    (the options' model facts) and labels (a file, one class name per line) win over the model's own card
     (`camstream.model_card`): sidecar files, the checkpoint's, the built-in defaults."""
-    given = card or ModelCard()
-    if labels:
-        given = replace(given, labels=read_labels(labels))
+    model, method, weights, layer = request.model, request.method, request.weights, request.layer
+    given = request.card or ModelCard()
+    if request.labels:
+        given = replace(given, labels=read_labels(request.labels))
     beside = files_card(model, weights)  # a bad file or sidecar is said before the model loads
     _warn_if_insane(model, method or given.over(beside).method, weights)
     is_graph = model.endswith(".onnx")
-    backend = backend or ("onnxruntime" if is_graph else "torch")
-    if backend not in BACKENDS:
-        raise CamstreamError(f"unknown backend '{backend}' (choose from {', '.join(BACKENDS)})")
+    backend = request.backend or ("onnxruntime" if is_graph else "torch")
+    from camstream.backends.graph import RUNTIMES, GraphBackend, backend_names
+
+    if backend not in backend_names():
+        raise CamstreamError(f"unknown backend '{backend}' (choose from {', '.join(backend_names())})")
     if backend == "torch":
         if is_graph:
             raise CamstreamError(f"{model} is an exported graph: run it with --backend onnxruntime or openvino")
         from camstream.backends.torch_backend import TorchBackend
 
-        return TorchBackend(model, method, weights, layer, max_batch, freeze, threads, device, given)
-    from camstream.backends.devices import openvino_device
-    from camstream.backends.graph import GRAPH_BACKENDS
+        return TorchBackend(model, method, weights, layer, request.max_batch, request.freeze, request.threads,
+                            request.device, given)
     from camstream.catalog import DETECTOR_MODELS
 
     if model in DETECTOR_MODELS:  # said before anything loads (a detector file is refused by the export)
-        from camstream.export import DETECTORS_STAY_ON_TORCH
+        from camstream.backends.export import DETECTORS_STAY_ON_TORCH
 
         raise ModelError(DETECTORS_STAY_ON_TORCH.format(name=model))
 
-    if backend == "openvino":
-        openvino_device(device)  # a device OpenVINO cannot use is said before any export
+    RUNTIMES[backend].check_device(request.device)  # a device the runtime cannot use is said before any export
     path = model if is_graph else exported_copy(model, method, weights, layer, given)
-    graph_backend = GRAPH_BACKENDS[backend](path, threads, device)
+    graph_backend = GraphBackend(path, backend, request.threads, request.device)
     if method is not None and method != graph_backend.method:
         raise CamstreamError(f"{path} explains with {graph_backend.method}, not {method}: export it again with "
                              f"--method {method}")
@@ -108,19 +106,19 @@ def exported_copy(model: str, method: str | None, weights: str | None, layer: st
     must be made: a run on a cached graph loads no torch."""
     path = exported_path(model, method, weights, layer, card)
     if not os.path.exists(path):
-        from camstream.export import export_model
+        from camstream.backends.export import export_model
 
         export_model(path, model, method, weights, layer, card=card)
     return path
 
 
-def pixels_graph(spec: ModelSpec, method: str | None, runtime: str) -> CompiledGraph:
+def pixels_graph(spec: ModelSpec, method: str | None, runtime: str) -> GraphSession:
     """`spec`'s model as `camstream eval` runs it on `runtime`: the float pixels graph
-    (`camstream.export.export_pixels_graph`; plain when `method` is None), exported once to `cache_folder()` and
-    compiled (`CompiledGraph`). The file is named by a digest of the weights themselves and of what else the
-    graph bakes in, so a model with fresh random weights never meets another's graph. A ModelError when its
-    head cannot be exported."""
-    from camstream.backends.graph import CompiledGraph
+    (`camstream.backends.export.export_pixels_graph`; plain when `method` is None), exported once to
+    `cache_folder()` and opened on all cores (`GraphSession`). The file is named by a digest of the weights
+    themselves and of what else the graph bakes in, so a model with fresh random weights never meets another's
+    graph. A ModelError when its head cannot be exported."""
+    from camstream.backends.graph import RUNTIMES
 
     digest = hashlib.sha256()
     for name, tensor in spec.module.state_dict().items():
@@ -130,7 +128,7 @@ def pixels_graph(spec: ModelSpec, method: str | None, runtime: str) -> CompiledG
                               EXPORT_FORMAT]).encode())
     path = os.path.join(cache_folder(), "exports", f"eval-{method or 'plain'}-{digest.hexdigest()[:16]}.onnx")
     if not os.path.exists(path):
-        from camstream.export import export_pixels_graph
+        from camstream.backends.export import export_pixels_graph
 
         export_pixels_graph(path, spec, method)
-    return CompiledGraph(path, runtime)
+    return RUNTIMES[runtime](path)

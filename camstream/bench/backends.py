@@ -26,11 +26,11 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from camstream.backends.graph import GRAPH_BACKENDS, onnxruntime_session, openvino_model
+from camstream.backends.export import export_model, export_plain
+from camstream.backends.graph import RUNTIMES, GraphBackend
 from camstream.backends.torch_backend import TorchBackend
 from camstream.bench.explainers import real_frames
 from camstream.bench.timing import interleaved_samples
-from camstream.export import export_model, export_plain
 
 SETTINGS = ((1, 1), (2, 8))  # (threads, batch): the edge profile, and a batched desktop profile
 METHODS = ("gradcam", "recipro")
@@ -100,13 +100,13 @@ def _one_setting(frames: list[np.ndarray], threads: int, batch: int, model: str,
         "torch plain": lambda: torch_backend.hooked.forward(torch_backend.preprocessor(frames)),
         "torch gradcam": lambda: torch_backend.explain(frames),
     }
-    for name, backend_type in GRAPH_BACKENDS.items():
-        by_hand = _plain_runner(name, float_graph, threads, "pixels")
+    for name, session in RUNTIMES.items():  # opened as the backends open the explained graphs
+        by_hand = session(float_graph, threads)
         contenders[f"{name} float + numpy"] = lambda run=by_hand: run(numpy_normalised(frames, mean, std))
-        plain = _plain_runner(name, plain_graph, threads)
+        plain = session(plain_graph, threads)
         contenders[f"{name} plain"] = lambda run=plain: run(np.stack(frames))
         for method, graph in graphs.items():
-            backend = backend_type(graph, threads)
+            backend = GraphBackend(graph, name, threads)
             contenders[f"{name} {method}"] = lambda b=backend: b.explain(frames)
     samples = interleaved_samples(contenders, rounds=rounds)
     torch_backend.close()
@@ -123,16 +123,6 @@ def _one_setting(frames: list[np.ndarray], threads: int, batch: int, model: str,
         if by_hand:
             rows[name]["ratio_to_float_numpy"] = round(median / statistics.median(by_hand), 3)
     return {"threads": threads, "batch": batch, "rounds": rounds, "ms_per_frame": rows}
-
-
-def _plain_runner(backend: str, path: str, threads: int, input_name: str = "frames"
-                  ) -> Callable[[np.ndarray], object]:
-    """A call that runs a one-input graph on `backend`, opened as the backends open the explained graphs."""
-    if backend == "onnxruntime":
-        session = onnxruntime_session(path, threads)
-        return lambda batch: session.run(None, {input_name: batch})
-    request = openvino_model(path, threads).create_infer_request()
-    return lambda batch: request.infer({input_name: batch})
 
 
 def markdown(results: dict) -> list[str]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from camstream.backends import make_backend
+from camstream.backends import BackendRequest, make_backend
 from camstream.bench.explainers import real_frames
 from camstream.bench.timing import interleaved_samples, ratio, spread
 from camstream.explain.faithful import CANDIDATES, FaithfulSearch
@@ -19,7 +19,7 @@ def bench_faithful(video: str, rounds: int = 10, model: str = "efficientnet_lite
                    progress: Callable[[str], None] | None = None) -> dict:
     """ms per explained frame of plain Grad-CAM and of Grad-CAM with the faithful search every N-th frame (N of
     `EVERY`), over runs of 8 frames of `video`; medians, spreads and the ratios to plain."""
-    backend = make_backend("torch", model, "gradcam", max_batch=len(CANDIDATES))
+    backend = make_backend(BackendRequest("torch", model, "gradcam", max_batch=len(CANDIDATES)))
     frames = real_frames(video, 8, backend.input_size)
     search = FaithfulSearch(0.95)
     reached: list[bool] = []

@@ -21,7 +21,7 @@ import time
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("plain", help="the plain graph (camstream.export.export_plain)")
+    parser.add_argument("plain", help="the plain graph (camstream.backends.export.export_plain)")
     parser.add_argument("frames", help=".npy of uint8 frames (B, H, W, 3)")
     parser.add_argument("--ours", nargs="*", default=[], metavar="NAME=GRAPH", help="camstream's explained graphs")
     parser.add_argument("--threads", type=int, default=1)

@@ -174,8 +174,8 @@ def bench_one_core_if_installed(plan: BenchPlan, out_dir: str, footage: str,
     except ImportError:
         progress("one core: skipped (pip install 'camstream[onnx,openvino]')")
         return None
+    from camstream.backends.export import export_model
     from camstream.bench.one_core import bench_one_core
-    from camstream.export import export_model
 
     clips = os.path.join(out_dir, "clips")
     graph = export_model(os.path.join(clips, "lite0-gradcam.onnx"))["out"]

@@ -115,7 +115,7 @@ class OwnMethod(EvalExplainer):
 
 class ExportedMethod(EvalExplainer):
     """One of camstream's CNN CAM methods computed by a runtime from the exported graph that reproduces the torch
-    method (`camstream.export.export_pixels_graph`: float pixels in, the same maps); eval's fast path."""
+    method (`camstream.backends.export.export_pixels_graph`: float pixels in, the same maps); eval's fast path."""
 
     name = "own"
 
@@ -145,12 +145,12 @@ class BackendMethod(EvalExplainer):
     def __init__(self, spec: ModelSpec, method: str, predict: Predict | None = None, backend: str = "onnxruntime",
                  model: str | None = None, max_batch: int = 8, weights: str | None = None,
                  card: ModelCard | None = None) -> None:
-        from camstream.backends import make_backend
+        from camstream.backends import BackendRequest, make_backend
 
         super().__init__(spec, predict)
         self.name = method
-        self.backend = make_backend(backend, model or spec.name, method, weights, max_batch=max_batch, device="cpu",
-                                    card=card)
+        self.backend = make_backend(BackendRequest(backend, model or spec.name, method, weights, max_batch=max_batch,
+                                                   device="cpu", card=card))
         self.computed_by = f"{backend} backend (uint8 frames, as a stream)"
 
     def explain(self, pixels, class_id):

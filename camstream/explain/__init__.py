@@ -25,7 +25,7 @@ _HOMES = {
     "CamMethod": "base", "HookedModel": "base", "HookedNetwork": "base", "locate_target_layer": "base",
     "Cam": "cnn", "GradCam": "cnn", "GradCamPlusPlus": "cnn", "ReciproCam": "cnn",
     "CAM_METHODS": "registry", "DEFAULT_METHOD": "registry", "REGISTRY": "registry", "hook_model": "registry",
-    "make_method": "registry", "methods_for": "registry",
+    "make_method": "registry", "methods_for": "registry", "register_method": "registry",
     "Explanation": "result", "ModelKind": "result", "evaluation_mode": "result",
     "DetectorModel": "detector", "Detections": "detector", "BoxGradCam": "detector", "EigenCam": "detector",
     "HookedDetector": "detector", "FRAME_METHODS": "registry",

@@ -20,6 +20,7 @@ from torch import nn
 
 from camstream.errors import ModelError
 from camstream.explain import freezing
+from camstream.explain.head import GapLinearHead
 from camstream.explain.result import Explanation, ModelKind, evaluation_mode
 
 SCRIPTED_MODEL = ("a TorchScript model cannot be explained: its layers cannot be hooked. Give the nn.Module "
@@ -314,6 +315,9 @@ class CamMethod:
     `channel_weights`; subclasses override that, or `compute_maps` for maps of another kind.
     `model_kind` names the hooked model the method works on (CNN: `HookedModel`, VIT: the
     token-hooked model of `camstream.explain.vit`).
+
+    The formula is written once: the torch path hands it the autograd gradient, an exported graph
+    (`camstream.backends.export`) the analytic one of `analytic_head`, which it also sets here.
     """
 
     name: ClassVar[str]
@@ -322,6 +326,7 @@ class CamMethod:
 
     def __init__(self, hooked: HookedModel) -> None:
         self.hooked = hooked
+        self.analytic_head: GapLinearHead | None = None  # the head in closed form, inside an exported graph
         self._buffers: dict[tuple[int, ...], torch.Tensor] = {}
         self.forward_ms = 0.0  # time of the last call's forward pass
 
@@ -365,13 +370,16 @@ class CamMethod:
         raise NotImplementedError
 
     def compute_maps(self, activation: torch.Tensor, gradient: torch.Tensor | None, targets: torch.Tensor,
-                     out: torch.Tensor) -> None:
-        """Write relu(sum_k w_k A_k), scaled to max 1, into `out` (B, h, w)."""
+                     out: torch.Tensor | None = None) -> torch.Tensor:
+        """relu(sum_k w_k A_k), scaled to max 1: the maps (B, h, w), written into `out` when given."""
         weights = self.channel_weights(activation, gradient, targets).to(torch.float32)
         batch, channels = weights.shape
-        torch.matmul(weights.view(batch, 1, channels), activation.float().flatten(2), out=out.view(batch, 1, -1))
-        out.relu_()
-        scale_to_unit_max(out)
+        height, width = activation.shape[2:]
+        maps = torch.matmul(weights.view(batch, 1, channels), activation.float().flatten(2),
+                            out=None if out is None else out.view(batch, 1, -1)).view(batch, height, width)
+        maps.relu_()
+        scale_to_unit_max(maps)
+        return maps
 
 
 def scale_to_unit_max(maps: torch.Tensor) -> None:

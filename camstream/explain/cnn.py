@@ -28,6 +28,8 @@ class Cam(CamMethod):
 
     def channel_weights(self, activation: torch.Tensor, gradient: torch.Tensor | None,
                         targets: torch.Tensor) -> torch.Tensor:
+        if self.analytic_head is not None:
+            return self.analytic_head.weight[targets]
         if self._classifier is None:
             self._classifier = self._find_gap_linear_head(activation)
         return self._classifier.weight[targets]
@@ -85,6 +87,7 @@ _CELL_MASKS: dict[tuple[int, int, str], torch.Tensor] = {}
 
 def gaussian_cell_masks(height: int, width: int, device: torch.device | str = "cpu") -> torch.Tensor:
     """(h·w, 1, h, w) masks, one 3×3 Gaussian (peak 1) centred on each cell; built once per shape and device."""
+    height, width = int(height), int(width)  # sizes read while tracing an export come as 0-d tensors
     key = (height, width, str(device))
     if key not in _CELL_MASKS:
         padded = torch.zeros(height * width, 1, height + 2, width + 2)
@@ -102,13 +105,23 @@ class MaskedHeadMethod(CamMethod):
     """
 
     def compute_maps(self, activation: torch.Tensor, gradient: torch.Tensor | None, targets: torch.Tensor,
-                     out: torch.Tensor) -> None:
-        height, width = out.shape[1:]
-        masks = gaussian_cell_masks(height, width, activation.device)
-        for sample in range(activation.shape[0]):
-            logits = self.hooked.head(self.masked_inputs(activation[sample:sample + 1].float(), masks))
-            out[sample].view(-1).copy_(torch.softmax(logits, 1)[:, targets[sample]])
-        scale_to_unit_range(out)
+                     out: torch.Tensor | None = None) -> torch.Tensor:
+        batch = activation.shape[0]
+        height, width = self.hooked.map_shape(activation)
+        logits = self.cell_logits(activation, gaussian_cell_masks(height, width, activation.device))
+        cells = torch.softmax(logits, 2).gather(2, targets.view(-1, 1, 1).expand(batch, height * width, 1))
+        maps = cells.view(batch, height, width)
+        maps = maps if out is None else out.copy_(maps)
+        scale_to_unit_range(maps)
+        return maps
+
+    def cell_logits(self, activation: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        """head(masked) for each sample and cell, (B, h·w, K): the model's own head one sample at a time, or the
+        head in closed form for the whole batch inside an exported graph (`analytic_head`)."""
+        if self.analytic_head is not None:
+            return self.analytic_head.masked_logits(activation, masks)
+        return torch.stack([self.hooked.head(self.masked_inputs(activation[sample:sample + 1].float(), masks))
+                            for sample in range(activation.shape[0])])
 
     def __init__(self, hooked: HookedModel) -> None:
         super().__init__(hooked)

@@ -37,6 +37,18 @@ FRAME_METHODS: dict[str, type[CamMethod] | type[BoxMethod]] = {
     **CAM_METHODS, **REGISTRY[ModelKind.DETECTOR]}  # type: ignore[dict-item]
 
 
+def register_method(method: Method) -> Method:
+    """Make `method` one every entry point can name (a class decorator): the registry of its `model_kind`, and
+    the image and frame methods where its kind explains frames. A CNN `CamMethod` is also exportable: the
+    exported graph runs the same class (`camstream.backends.export`)."""
+    REGISTRY[method.model_kind][method.name] = method
+    if method.model_kind in (ModelKind.CNN, ModelKind.VIT):
+        CAM_METHODS[method.name] = method  # type: ignore[assignment]
+    if method.model_kind in (ModelKind.CNN, ModelKind.VIT, ModelKind.DETECTOR):
+        FRAME_METHODS[method.name] = method  # type: ignore[assignment]
+    return method
+
+
 def methods_for(kind: ModelKind) -> list[str]:
     """The names of the methods that explain models of `kind`, the default first."""
     return list(REGISTRY[ModelKind(kind)])

@@ -242,7 +242,7 @@ class VitRollout(CamMethod):
         self.taps = hooked.tap_attention()
 
     def compute_maps(self, activation: torch.Tensor, gradient: torch.Tensor | None, targets: torch.Tensor,
-                     out: torch.Tensor) -> None:
+                     out: torch.Tensor | None = None) -> torch.Tensor:
         if any(m is None for m in self.taps.maps):
             raise ModelError("the attention modules did not run in this forward")
         rollout = None
@@ -253,8 +253,10 @@ class VitRollout(CamMethod):
             rollout = mixed if rollout is None else mixed @ rollout
         prefix = self.hooked.layout.prefix
         rows = rollout[:, 0, prefix:] if prefix else rollout.mean(1)
-        out.view(out.shape[0], -1).copy_(rows)
-        scale_to_unit_range(out)
+        maps = rows.reshape(rows.shape[0], *self.hooked.map_shape(activation))
+        maps = maps if out is None else out.copy_(maps)
+        scale_to_unit_range(maps)
+        return maps
 
 
 class VitReciproCam(MaskedHeadMethod):

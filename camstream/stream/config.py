@@ -11,7 +11,9 @@ import argparse
 from dataclasses import dataclass, field, fields
 from importlib import resources
 
-from camstream.catalog import BACKENDS, DEFAULT_MODEL, DEVICES, HUD_PLACES
+from camstream.backends.base import BackendRequest
+from camstream.backends.graph import backend_names
+from camstream.catalog import DEFAULT_MODEL, DEVICES, HUD_PLACES
 from camstream.errors import CamstreamError
 from camstream.model_card import RESIZE_MODES, ModelCard, detection_problem, number_problem, options_card
 from camstream.redaction import remember_secrets
@@ -87,6 +89,11 @@ class PipelineConfig:
         """The model facts the options give (they win over the model's own card)."""
         return options_card(self.input_size, self.mean, self.std, self.resize, self.score_threshold, self.max_boxes)
 
+    def backend_request(self, max_batch: int) -> BackendRequest:
+        """What this run asks of `make_backend`, explaining up to `max_batch` frames a call."""
+        return BackendRequest(self.backend, self.model, self.method, self.weights, self.layer, max_batch, self.freeze,
+                              self.threads, self.device, self.labels, self.model_card)
+
     @property
     def all_sources(self) -> tuple[str, ...]:
         """The sources to run, in stream order."""
@@ -119,8 +126,8 @@ class PipelineConfig:
             raise ConfigError("sinks", f"has unknown '{unknown[0]}' (choose from {', '.join(SINKS)})")
         if self.keep_serving and "web" not in self.sinks:
             raise ConfigError("keep_serving", "keeps the dashboard up: it needs --sink web")
-        if self.backend is not None and self.backend not in BACKENDS:
-            raise ConfigError("backend", f"must be one of {', '.join(BACKENDS)}")
+        if self.backend is not None and self.backend not in backend_names():
+            raise ConfigError("backend", f"must be one of {', '.join(backend_names())}")
         if self.device not in DEVICES:
             raise ConfigError("device", f"must be one of {', '.join(DEVICES)}")
         if self.clip_model is not None and (self.backend or "torch") != "torch":

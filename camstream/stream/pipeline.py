@@ -120,9 +120,7 @@ class Pipeline:
             # the faithful search sends its candidates as one batch: the backend's batch buffers must hold them
             batch = max(config.max_batch, len(CANDIDATES)) if config.threshold.faithful is not None else (
                 config.max_batch)
-            self.backend = make_backend(config.backend, config.model, config.method, config.weights, config.layer,
-                                        batch, config.freeze, config.threads, config.device,
-                                        config.labels, config.model_card)
+            self.backend = make_backend(config.backend_request(batch))
         except BaseException:
             self.output_lock.release(wrote=False)
             raise

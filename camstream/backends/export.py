@@ -5,10 +5,10 @@ Inputs: `frames` (B, H, W, 3) uint8 RGB at the model's size (normalisation is in
 (softmax of the explained class) and `cam` (B, h, w) in [0, 1], the explanation computed inside the graph.
 
 The gradient methods need ∂y_c/∂A in the graph. For a head that is an elementwise activation φ (identity,
-ReLU or ReLU6), global average pooling and a linear layer W — EfficientNet-Lite0, MobileNetV2, ResNet18 and
-most classifiers — it is analytic: ∂y_c/∂A_kij = W[c, k] · φ'(A_kij) / (h·w), so the graph needs no backward
-pass. A head that is not of that form is refused with a message naming the layer. The graph's maps equal
-the torch methods' on the frozen model (`HookedModel.freeze`, what `camstream run` uses).
+ReLU or ReLU6), global average pooling and a linear layer W it is analytic (`camstream.explain.head`), so the
+graph needs no backward pass; the method's own class computes the map from it. A head that is not of that
+form is refused with a message naming the layer. The graph's maps equal the torch methods' on the frozen
+model (`HookedModel.freeze`, what `camstream run` uses).
 
 The labels, input size and settings travel inside the file (ONNX metadata), so a run on the file needs
 nothing else.
@@ -21,57 +21,20 @@ import os
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
 import torch
 from torch import nn
 
-from camstream.catalog import EXPORT_METADATA_PREFIX, EXPORTABLE_METHODS
+from camstream.catalog import EXPORT_METADATA_PREFIX
 from camstream.errors import CamstreamError, ModelError
-from camstream.explain import HookedModel
-from camstream.explain.cnn import gaussian_cell_masks
+from camstream.explain.base import CamMethod, HookedModel
+from camstream.explain.head import GapLinearHead, analyse_head
+from camstream.explain.registry import make_method
 from camstream.model_card import ModelCard
 from camstream.models import ModelSpec, load_model
 from camstream.storage import written_atomically
-
-_ACTIVATIONS = {  # φ and φ' of the activations a GAP + linear head may start with (torch's backward rules)
-    "identity": (lambda a: a, lambda a: torch.ones_like(a)),
-    "relu": (torch.relu, lambda a: (a > 0).to(a.dtype)),
-    "relu6": (lambda a: a.clamp(0.0, 6.0), lambda a: ((a > 0) & (a < 6)).to(a.dtype)),
-}
-
-
-@dataclass
-class GapLinearHead:
-    """The layers after the target: y = W · mean_ij φ(A_ij) + b."""
-
-    activation: str  # a key of _ACTIVATIONS
-    weight: torch.Tensor  # (K, C)
-    bias: torch.Tensor  # (K,)
-
-
-def analyse_head(hooked: HookedModel) -> GapLinearHead:
-    """The head after the hooked layer as φ → GAP → linear, checked numerically on activations that cross
-    every activation's kinks; a ModelError naming the layer when the head has another form."""
-    with torch.inference_mode():
-        hooked.forward(torch.zeros(1, *hooked.input_shape))
-        shape = hooked.activation.shape[1:]
-    generator = torch.Generator().manual_seed(0)
-    features = torch.rand(2, *shape, generator=generator) * 12.0 - 3.0  # values in [-3, 9)
-    expected = hooked.head(features).float()
-    linears = [m for m in hooked.model.modules() if isinstance(m, nn.Linear) and m.in_features == shape[0]]
-    for linear in reversed(linears):
-        bias = linear.bias if linear.bias is not None else torch.zeros(linear.out_features)
-        for name, (phi, _) in _ACTIVATIONS.items():
-            pooled = phi(features).mean((2, 3))
-            if torch.allclose(nn.functional.linear(pooled, linear.weight, bias), expected, atol=1e-4, rtol=1e-4):
-                return GapLinearHead(name, linear.weight.detach().clone(), bias.detach().clone())
-    raise ModelError(f"the layers after '{hooked.layer_name}' are not an activation + global average pool + "
-                     "linear head: camstream export needs that form for an analytic gradient; pick such a layer "
-                     "(--layer) or run this model on --backend torch")
-
 
 PIXEL_LAYOUTS = ("frames", "pixels", "normalised")
 # frames: uint8 (B, H, W, 3) RGB as decoded; pixels: float (B, 3, H, W) in [0, 1]; normalised: float (B, 3, H, W)
@@ -107,25 +70,26 @@ class PlainGraph(nn.Module):
 
 
 class ExplainedGraph(nn.Module):
-    """The model, its preprocessing and one CAM method as one traceable module (see the module docstring)."""
+    """The model, its preprocessing and one CAM method as one traceable module (see the module docstring).
+
+    The method is the class the torch path runs (`camstream.explain.registry.make_method`), handed the head in
+    closed form (`CamMethod.analytic_head`): its formula is written once, in `camstream.explain`."""
 
     def __init__(self, spec: ModelSpec, hooked: HookedModel, head: GapLinearHead, method: str,
                  layout: str = "frames") -> None:
         super().__init__()
-        if method not in EXPORTABLE_METHODS:
-            raise CamstreamError(f"method '{method}' cannot be exported (choose from {', '.join(EXPORTABLE_METHODS)})")
+        explainer = make_method(method, hooked)
+        if not isinstance(explainer, CamMethod):
+            raise CamstreamError(f"method '{method}' cannot be exported: it does not make its map from the target "
+                                 "layer's activation")
+        explainer.analytic_head = head
         self.plain = PlainGraph(spec, layout)  # preprocessing and the model, as the plain graph has them
         self.hooked = hooked
-        self.method = method
-        self.phi, self.dphi = _ACTIVATIONS[head.activation]
-        self.phi_is_identity = head.activation == "identity"
-        self.homogeneous = head.activation in ("identity", "relu")  # recipro then pools the masks as one matmul
-        self.register_buffer("weight", head.weight.float())
-        self.register_buffer("bias", head.bias.float())
-        with torch.inference_mode():
-            hooked.forward(torch.zeros(1, *hooked.input_shape))
-            height, width = hooked.activation.shape[2:]
-        self.register_buffer("masks", gaussian_cell_masks(height, width).clone())
+        self.head = head
+        self.method = explainer
+        # the head's tensors as buffers: the export then stores the classifier once, shared with the model's own
+        self.register_buffer("weight", head.weight)
+        self.register_buffer("bias", head.bias)
 
     def forward(self, frames: torch.Tensor, class_ids: torch.Tensor) -> tuple[torch.Tensor, ...]:
         logits = self.plain(frames)  # frames, or pixels (see PlainGraph)
@@ -133,43 +97,8 @@ class ExplainedGraph(nn.Module):
         top = logits.argmax(1)
         target = torch.where(class_ids >= 0, class_ids, top)
         score = torch.softmax(logits, 1).gather(1, target[:, None])[:, 0]
-        cam = self.recipro(activation, target) if self.method == "recipro" else self.weighted(activation, target)
-        return logits, target, score, cam
-
-    def weighted(self, activation: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """relu(Σ_k w_k A_k) / max, w from the analytic gradient g = W[c] · φ'(A) / (h·w)."""
-        batch, channels, height, width = activation.shape
-        class_weight = self.weight[target]  # (B, C)
-        if self.method == "cam":
-            weights = class_weight
-        elif self.method == "gradcam":  # mean_ij g = W[c] · mean_ij φ'(A) / (h·w); φ' = 1 for the identity
-            slope = 1.0 if self.phi_is_identity else self.dphi(activation).mean((2, 3))
-            weights = class_weight * slope / float(height * width)
-        else:
-            # gradcam++: α = g² / (2g² + Σ_ab A · g³), w = Σ_ij α · relu(g)  (Chattopadhay et al. 2018)
-            gradient = class_weight[:, :, None, None] * self.dphi(activation) / float(height * width)
-            grad_2 = gradient * gradient
-            alpha = grad_2 / (2 * grad_2 + activation.sum((2, 3), keepdim=True) * grad_2 * gradient + 1e-7)
-            alpha = torch.where(gradient != 0, alpha, torch.zeros_like(alpha))
-            weights = (alpha * gradient.relu()).sum((2, 3))
-        maps = torch.bmm(weights[:, None, :], activation.flatten(2)).view(batch, height, width).relu()
-        return maps / maps.flatten(1).amax(1).clamp_min(1e-12).view(-1, 1, 1)
-
-    def recipro(self, activation: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Recipro-CAM (Byun & Lee 2022): cam_ij = softmax(head(A ⊙ M_ij))[c], scaled to [0, 1]; all cells of
-        all frames in one batched head pass."""
-        batch, channels, height, width = activation.shape
-        if self.homogeneous:  # φ(m·a) = m·φ(a) for m ≥ 0: pooled_ij = Σ_xy M_ij(x, y) φ(A)(x, y) / (h·w)
-            masks = self.masks.view(height * width, height * width)  # (cells, positions)
-            pooled = torch.matmul(self.phi(activation).flatten(2), masks.t()).transpose(1, 2) / float(height * width)
-        else:
-            pooled = self.phi(activation[:, None] * self.masks[None]).mean((3, 4))  # via (B, h·w, C, h, w)
-        logits = torch.matmul(pooled, self.weight.t()) + self.bias  # (B, h·w, K)
-        cells = torch.softmax(logits, 2).gather(2, target.view(-1, 1, 1).expand(batch, height * width, 1))
-        maps = cells.view(batch, height, width)
-        low = maps.flatten(1).amin(1).view(-1, 1, 1)
-        span = (maps.flatten(1).amax(1).view(-1, 1, 1) - low).clamp_min(1e-12)
-        return (maps - low) / span
+        gradient = self.head.gradient(activation, target) if self.method.needs_gradient else None
+        return logits, target, score, self.method.compute_maps(activation, gradient, target)
 
 
 def export_plain(out: str, model: str = "efficientnet_lite0", weights: str | None = None,
