@@ -12,7 +12,7 @@ if TYPE_CHECKING:  # for type checkers; at run time these load on first use, so 
     from camstream.explain.api import explain
     from camstream.explain.drawing import overlay
     from camstream.explain.result import Explanation, ModelKind
-    from camstream.model_card import ModelCard
+    from camstream.model.card import ModelCard
 
 
 def __getattr__(name: str) -> object:
@@ -21,7 +21,7 @@ def __getattr__(name: str) -> object:
 
         return package if name == "explain" else getattr(package, name)
     if name == "ModelCard":
-        from camstream.model_card import ModelCard
+        from camstream.model.card import ModelCard
 
         return ModelCard
     raise AttributeError(f"module 'camstream' has no attribute '{name}'")

@@ -53,7 +53,7 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
 
 def _add_model_card_options(parser: argparse.ArgumentParser) -> None:
     """The options that say what a model is fed and what its classes are called (they win over its model card)."""
-    from camstream.model_card import RESIZE_MODES
+    from camstream.model.card import RESIZE_MODES
 
     parser.add_argument("--labels", metavar="FILE", help="class names, one per line (line N names class N), in "
                         "place of the model's own (ImageNet's for the bundled models)")
@@ -376,14 +376,14 @@ def _add_inspect_command(commands: argparse._SubParsersAction) -> None:
 
 def _options_card(args: argparse.Namespace):
     """The model card that the model-card options give (`_add_model_card_options`), checked."""
-    from camstream.model_card import options_card, read_labels
+    from camstream.model.card import options_card, read_labels
 
     card = options_card(args.input_size, args.mean, args.std, args.resize, args.score_threshold, args.max_boxes)
     return dataclasses.replace(card, labels=read_labels(args.labels)) if args.labels else card
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    from camstream.inspect_model import inspect_model, inspect_text
+    from camstream.commands.inspect_model import inspect_model, inspect_text
 
     if args.rounds < 1:
         raise CamstreamError("--rounds must be at least 1")
@@ -466,7 +466,7 @@ def _eval(args: argparse.Namespace) -> int:
     if os.path.isfile(args.model):  # a file may hold a detector (a YOLO .pt, a pickled torchvision model)
         from camstream.eval.datasets import check_data_folder
         from camstream.explain.detector import DetectorModel
-        from camstream.models import load_model
+        from camstream.model.load import load_model
         from camstream.storage import check_writable_folder
 
         check_data_folder(args.data)  # what can be checked without the model is, before it loads
@@ -528,7 +528,7 @@ def _eval_detector(args: argparse.Namespace, spec=None) -> int:
 
     check_writable_folder(args.out)  # before the model loads and the evaluation runs, not after
     from camstream.eval.detection import markdown, read_photos, run_detector_eval, spread_frames
-    from camstream.models import load_model
+    from camstream.model.load import load_model
 
     if spec is None:
         progress(f"loading {args.model} …")
@@ -556,7 +556,7 @@ def _eval_detector(args: argparse.Namespace, spec=None) -> int:
 
 
 def _fleet(args: argparse.Namespace) -> int:
-    from camstream.fleet import FleetConfig, run_fleet
+    from camstream.commands.fleet import FleetConfig, run_fleet
     from camstream.stream.config import PipelineConfig, read_sources_file
 
     if args.streams_per_actor < 1:
@@ -786,7 +786,7 @@ def _print_summary(report: dict, report_path: str | None) -> None:
 
 
 def _explain(args: argparse.Namespace) -> int:
-    from camstream.explain_image import explain_image
+    from camstream.commands.explain_image import explain_image
 
     with step(f"explaining {args.image} with {args.model}"):
         summary = explain_image(args.image, args.out, args.model, args.method, args.threshold, args.class_id,

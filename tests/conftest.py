@@ -63,13 +63,13 @@ def cat_on_canvas(chelsea_rgb) -> tuple[np.ndarray, tuple[int, int, int, int]]:
 
 @pytest.fixture(scope="session")
 def effnet():
-    from camstream.models import load_model
+    from camstream.model.load import load_model
 
     return load_model()
 
 
 def random_weights_model(name: str):
-    from camstream.models import load_model
+    from camstream.model.load import load_model
 
     torch.manual_seed(0)
     with warnings.catch_warnings():
@@ -79,7 +79,7 @@ def random_weights_model(name: str):
 
 def to_batch(spec, images_rgb: list[np.ndarray]) -> torch.Tensor:
     """Resize (area) and normalise RGB images for `spec` into a fresh batch tensor."""
-    from camstream.preprocess import Preprocessor
+    from camstream.model.preprocess import Preprocessor
 
     height, width = spec.input_size
     small = [cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA) for image in images_rgb]

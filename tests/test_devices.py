@@ -75,7 +75,7 @@ def test_results_come_to_the_host_in_one_packed_copy_with_their_types():
 @pytest.mark.parametrize("method", ["gradcam", "gradcam++", "cam", "recipro"])
 def test_gpu_maps_equal_cpu_maps(method, chelsea_rgb):
     from camstream.backends.torch_backend import TorchBackend
-    from camstream.preprocess import resize_to_rgb
+    from camstream.model.preprocess import resize_to_rgb
 
     results = {}
     for device in ("cpu", "cuda"):

@@ -368,7 +368,7 @@ def test_pointing_at_the_image_scale_measures_its_15_px_on_the_original():
     the truth, a miss at Zhang et al.'s 15 px. On the input the truth starts at row 50, 3 px away: a hit there —
     the old reading, which credited misses by up to 10× on large photos. In letterbox padding it is a miss."""
     from camstream.eval.localisation import PointingGame
-    from camstream.preprocess import Placement, resize_mask
+    from camstream.model.preprocess import Placement, resize_mask
 
     truth = np.zeros((1000, 1000), bool)
     truth[500:600, 500:600] = True

@@ -16,8 +16,8 @@ from camstream.backends.graph import resolve_runtime
 from camstream.errors import CamstreamError
 from camstream.eval.explainers import make_explainer
 from camstream.eval.suite import EvalPlan, run_eval
-from camstream.models import ModelSpec
-from camstream.preprocess import Normaliser
+from camstream.model.load import ModelSpec
+from camstream.model.preprocess import Normaliser
 
 from .conftest import shared_file
 

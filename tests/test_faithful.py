@@ -58,7 +58,7 @@ def test_on_a_small_object_pasted_on_clutter_it_keeps_the_object_and_reaches_r(e
     from skimage.data import coffee
 
     from camstream.explain import explain
-    from camstream.preprocess import Normaliser
+    from camstream.model.preprocess import Normaliser
 
     rng = np.random.default_rng(0)
     tiles = cv2.resize(coffee(), (224, 224)).reshape(7, 32, 7, 32, 3).transpose(0, 2, 1, 3, 4).reshape(49, 32, 32, 3)

@@ -30,7 +30,7 @@ def photos() -> list[np.ndarray]:
 @pytest.fixture(scope="module", params=MODELS)
 def model_and_batch(request, photos):
     if request.param == "efficientnet_lite0":
-        from camstream.models import load_model
+        from camstream.model.load import load_model
 
         spec = load_model()
     else:

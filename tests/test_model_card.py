@@ -13,9 +13,9 @@ import torch
 from torch import nn
 
 from camstream.errors import ModelError
-from camstream.model_card import ModelCard, read_sidecar
-from camstream.models import load_model
-from camstream.preprocess import Placement, resize_mask, resize_to_rgb
+from camstream.model.card import ModelCard, read_sidecar
+from camstream.model.load import load_model
+from camstream.model.preprocess import Placement, resize_mask, resize_to_rgb
 from camstream.stream.render import HeatmapPainter
 from camstream.threshold_spec import ThresholdSpec
 

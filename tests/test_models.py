@@ -7,7 +7,7 @@ import torch
 
 from camstream.errors import ModelError
 from camstream.explain import HookedModel, make_method
-from camstream.models import load_model
+from camstream.model.load import load_model
 
 from .conftest import random_weights_model, to_batch
 

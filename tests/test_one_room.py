@@ -17,7 +17,7 @@ from camstream.backends import BackendRequest, make_backend
 from camstream.backends import graph as graph_module
 from camstream.explain import registry
 from camstream.explain.base import CamMethod
-from camstream.model_card import ModelCard
+from camstream.model.card import ModelCard
 
 SIDE = 32
 
@@ -93,7 +93,7 @@ def test_a_toy_method_exports_and_runs_on_a_toy_runtime_with_torchs_maps(toys, c
 
 def test_the_toys_run_through_explain_and_a_one_stream_pipeline(toys, chelsea_rgb, demo_clip):
     import camstream
-    from camstream.explain_image import explain_image
+    from camstream.commands.explain_image import explain_image
     from camstream.stream.config import PipelineConfig
     from camstream.stream.pipeline import Pipeline
 

@@ -37,8 +37,8 @@ def test_noisy_linear_imputation_equals_the_reference_imputer(chelsea_rgb):
 
 @pytest.fixture(scope="module")
 def scorer():
-    from camstream.models import load_model
-    from camstream.preprocess import Normaliser
+    from camstream.model.load import load_model
+    from camstream.model.preprocess import Normaliser
 
     spec = load_model("efficientnet_lite0")
     normalise = Normaliser(spec)
@@ -61,7 +61,7 @@ def test_road_morf_and_lerf_agree_with_pytorch_grad_cam(scorer, chelsea_rgb):
     )
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-    from camstream.preprocess import resize_to_rgb
+    from camstream.model.preprocess import resize_to_rgb
 
     pixels = torch.from_numpy(resize_to_rgb(chelsea_rgb[:, :, ::-1].copy(), (224, 224), "stretch")).permute(
         2, 0, 1)[None].float() / 255
@@ -88,7 +88,7 @@ def test_road_morf_and_lerf_agree_with_pytorch_grad_cam(scorer, chelsea_rgb):
 def test_on_road_a_centred_object_map_beats_a_random_map(scorer, chelsea_rgb):
     """ROAD's reason to be: removing the cat's pixels (an object map) lowers its score more than removing
     scattered random pixels, which imputation fills back from their neighbours; `road` = (LeRF − MoRF) / 2."""
-    from camstream.preprocess import resize_to_rgb
+    from camstream.model.preprocess import resize_to_rgb
 
     pixels = torch.from_numpy(resize_to_rgb(chelsea_rgb[:, :, ::-1].copy(), (224, 224), "stretch")).permute(
         2, 0, 1)[None].float() / 255

@@ -14,7 +14,7 @@ from camstream.backends import torch_backend
 from camstream.eval.explainers import make_explainer
 from camstream.explain import REGISTRY, ModelKind, evaluation_mode
 from camstream.explain.temporal import ClipClassifier
-from camstream.models import ModelSpec, load_model
+from camstream.model.load import ModelSpec, load_model
 from camstream.stream import pipeline as pipeline_module
 from camstream.stream.config import DEST_OF_FIELD, NOT_OPTIONS, PipelineConfig, config_from_options
 from camstream.stream.timeline import ClipTracker
@@ -100,7 +100,7 @@ def test_every_setting_of_a_run_is_an_option_of_camstream_run_with_the_same_defa
 def test_the_catalog_names_what_the_registry_and_the_loaders_implement():
     from camstream import catalog
     from camstream.catalog import EXPORTABLE_METHODS
-    from camstream.models import model_names
+    from camstream.model.load import model_names
 
     assert tuple(REGISTRY[ModelKind.CNN]) == catalog.CNN_METHODS  # same order: the first is the default
     assert tuple(REGISTRY[ModelKind.VIT]) == catalog.VIT_METHODS

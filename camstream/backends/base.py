@@ -8,7 +8,7 @@ import numpy as np
 
 from camstream.catalog import DEFAULT_MODEL
 from camstream.explain.result import Explanation, host_array
-from camstream.model_card import ModelCard
+from camstream.model.card import ModelCard
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ class Backend:
     provider: str = "cpu"
     device: str = "cpu"  # cpu or cuda: where the model runs (frames come in, and results go out, in host memory)
     frozen: bool = False  # torch only: the traced + frozen model runs
-    resize: str = "stretch"  # how a frame becomes the model input (camstream.preprocess.Placement)
+    resize: str = "stretch"  # how a frame becomes the model input (camstream.model.preprocess.Placement)
     classes: int | None = None  # the model's outputs (None: not known)
     path: str | None = None  # the exported graph that runs (None on torch)
     mean: tuple[float, ...] | None = None  # a graph's normalisation, baked in at export (None on torch)

@@ -32,8 +32,8 @@ from camstream.errors import CamstreamError, ModelError
 from camstream.explain.base import CamMethod, HookedModel
 from camstream.explain.head import GapLinearHead, analyse_head
 from camstream.explain.registry import make_method
-from camstream.model_card import ModelCard
-from camstream.models import ModelSpec, load_model
+from camstream.model.card import ModelCard
+from camstream.model.load import ModelSpec, load_model
 from camstream.storage import written_atomically
 
 PIXEL_LAYOUTS = ("frames", "pixels", "normalised")
@@ -66,7 +66,7 @@ class PlainGraph(nn.Module):
             return self.model(images.permute(0, 3, 1, 2).float() * self.scale + self.shift)
         if self.layout == "normalised":
             return self.model(images)
-        return self.model((images - self.mean) / self.std)  # as camstream.preprocess.Normaliser
+        return self.model((images - self.mean) / self.std)  # as camstream.model.preprocess.Normaliser
 
 
 class ExplainedGraph(nn.Module):
@@ -314,7 +314,7 @@ def read_image_folder(folder: str, size: tuple[int, int], limit: int = 200) -> l
     import cv2
 
     from camstream.errors import InputError
-    from camstream.preprocess import resize_to_rgb
+    from camstream.model.preprocess import resize_to_rgb
 
     if not os.path.isdir(folder):
         raise InputError(f"no such folder: {folder}")

@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING
 from camstream.backends.base import Backend, BackendRequest
 from camstream.catalog import EXPORT_FORMAT
 from camstream.errors import CamstreamError, ModelError
-from camstream.model_card import ModelCard, files_card, read_labels
+from camstream.model.card import ModelCard, files_card, read_labels
 from camstream.storage import cache_folder
 
 if TYPE_CHECKING:
     from camstream.backends.graph import GraphSession
-    from camstream.models import ModelSpec
+    from camstream.model.load import ModelSpec
 
 
 def make_backend(request: BackendRequest) -> Backend:
@@ -25,7 +25,7 @@ def make_backend(request: BackendRequest) -> Backend:
     on ONNX Runtime unless told otherwise). A runtime backend given a torch model exports it once to a cache.
     The device (auto, cpu, cuda) is resolved by each runtime (`camstream.backends.devices`). The request's card
     (the options' model facts) and labels (a file, one class name per line) win over the model's own card
-    (`camstream.model_card`): sidecar files, the checkpoint's, the built-in defaults."""
+    (`camstream.model.card`): sidecar files, the checkpoint's, the built-in defaults."""
     model, method, weights, layer = request.model, request.method, request.weights, request.layer
     given = request.card or ModelCard()
     if request.labels:

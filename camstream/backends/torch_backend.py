@@ -20,9 +20,9 @@ from camstream.catalog import DEFAULT_MODEL
 from camstream.explain import HookedModel, hook_model, make_method, methods_for
 from camstream.explain.frozen import FrozenHookedModel
 from camstream.explain.result import Explanation
-from camstream.model_card import ModelCard, sidecar_path
-from camstream.models import ModelSpec, load_model
-from camstream.preprocess import Preprocessor
+from camstream.model.card import ModelCard, sidecar_path
+from camstream.model.load import ModelSpec, load_model
+from camstream.model.preprocess import Preprocessor
 from camstream.storage import cache_folder, write_json_atomic
 
 TRACE_FORMAT = 1  # bumped when what `HookedModel.freeze` traces changes: older cached graphs are then ignored

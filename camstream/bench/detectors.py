@@ -17,7 +17,7 @@ from camstream.bench.explainers import load_quietly, real_frames
 from camstream.bench.timing import interleaved_samples, ratio, spread
 from camstream.catalog import BUNDLED_DETECTOR
 from camstream.explain.detector import BoxGradCam, DetectorModel, HookedDetector
-from camstream.preprocess import Preprocessor
+from camstream.model.preprocess import Preprocessor
 
 
 class _DictOutput(torch.nn.Module):

@@ -12,8 +12,8 @@ import torch
 
 from camstream.bench.timing import interleaved_medians
 from camstream.explain import REGISTRY, HookedModel, ModelKind, make_method
-from camstream.models import ModelSpec, load_model
-from camstream.preprocess import Preprocessor
+from camstream.model.load import ModelSpec, load_model
+from camstream.model.preprocess import Preprocessor
 
 PEERS = {"pytorch-grad-cam": "pytorch_grad_cam", "captum": "captum", "torchcam": "torchcam"}
 

@@ -22,7 +22,7 @@ from camstream.explain.graph import GCN
 from camstream.explain.registry import REGISTRY
 from camstream.explain.result import ModelKind
 from camstream.explain.temporal import ClipClassifier
-from camstream.models import load_model
+from camstream.model.load import load_model
 from camstream.storage import write_json_atomic
 
 

@@ -11,7 +11,7 @@ from camstream.bench.clips import derive_clip
 from camstream.bench.explainers import load_quietly, real_frames
 from camstream.bench.timing import interleaved_medians
 from camstream.explain import HookedModel
-from camstream.preprocess import Preprocessor
+from camstream.model.preprocess import Preprocessor
 from camstream.stream.pipeline import Pipeline, PipelineConfig
 
 

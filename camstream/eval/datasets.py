@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from camstream.errors import InputError
-from camstream.preprocess import read_images, resize_to_rgb
+from camstream.model.preprocess import read_images, resize_to_rgb
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 

@@ -275,7 +275,7 @@ def read_photos(folder: str, size: tuple[int, int], resize: str) -> tuple[list[t
     """The images of `folder` placed on the model input ((name, RGB)), and the files skipped with the reason."""
     import os
 
-    from camstream.preprocess import read_images, resize_to_rgb
+    from camstream.model.preprocess import read_images, resize_to_rgb
 
     names = [name for name in sorted(os.listdir(folder))
              if os.path.splitext(name)[1].lower() in (".jpg", ".jpeg", ".png", ".bmp", ".webp")]
@@ -287,7 +287,7 @@ def spread_frames(path: str, count: int, size: tuple[int, int], resize: str) -> 
     """`count` frames spread evenly over the clip at `path`, placed on the model input ((name, RGB))."""
     import av
 
-    from camstream.preprocess import resize_to_rgb
+    from camstream.model.preprocess import resize_to_rgb
 
     with av.open(path) as container:
         frames = [frame.to_ndarray(format="bgr24") for frame in container.decode(video=0)]
@@ -300,7 +300,7 @@ def run_detector_eval(spec, pictures: list[tuple[str, np.ndarray]], methods: lis
     """Detect in each picture (RGB at the model's input size) with `spec`'s detector, then score every box
     (`evaluate_boxes`); the results, ready for eval.json."""
     from camstream.explain.registry import hook_model
-    from camstream.preprocess import Preprocessor
+    from camstream.model.preprocess import Preprocessor
 
     detector: DetectorModel = spec.module
     unknown = [m for m in methods if m not in REGISTRY[ModelKind.DETECTOR]]

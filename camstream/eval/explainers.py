@@ -21,9 +21,9 @@ from camstream.errors import CamstreamError, ModelError
 from camstream.explain import CAM_METHODS, HookedModel, hook_model, make_method
 from camstream.explain.result import evaluation_mode
 from camstream.kernels import upsample_bilinear
-from camstream.model_card import ModelCard
-from camstream.models import ModelSpec
-from camstream.preprocess import Normaliser
+from camstream.model.card import ModelCard
+from camstream.model.load import ModelSpec
+from camstream.model.preprocess import Normaliser
 
 Predict = Callable[[torch.Tensor], torch.Tensor]  # pixels (B, 3, H, W) in [0, 1] → probabilities (B, classes)
 

@@ -18,7 +18,7 @@ import torch
 
 from camstream.eval.localisation import Energy, IoU, PointingGame, Precision
 from camstream.kernels import threshold_value
-from camstream.preprocess import resize_mask
+from camstream.model.preprocess import resize_mask
 from camstream.threshold_spec import ThresholdSpec
 
 

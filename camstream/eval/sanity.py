@@ -22,9 +22,9 @@ from torch import nn
 
 from camstream.errors import ModelError
 from camstream.explain import hook_model, make_method
-from camstream.model_card import ModelCard
-from camstream.models import load_model
-from camstream.preprocess import Normaliser, resize_to_rgb
+from camstream.model.card import ModelCard
+from camstream.model.load import load_model
+from camstream.model.preprocess import Normaliser, resize_to_rgb
 
 PASS_BELOW = 0.5
 DRAWS = 5

@@ -51,10 +51,10 @@ from camstream.eval.road import ROAD_PERCENTS, Road, RoadLeastRelevantFirst, Roa
 from camstream.eval.robustness import MaxSensitivity, MaxSensitivityNormalised, TemporalLag, TemporalStability
 from camstream.explain.faithful import SCORE_FLOOR, FaithfulChoice, FaithfulSearch
 from camstream.explain.result import evaluation_mode
-from camstream.kernels import CamSmoother, simplify, threshold_value
-from camstream.model_card import ModelCard
-from camstream.models import load_model
-from camstream.preprocess import Normaliser, Placement, resize_mask, resize_to_rgb
+from camstream.kernels import CamSmoother, thresholded
+from camstream.model.card import ModelCard
+from camstream.model.load import load_model
+from camstream.model.preprocess import Normaliser, Placement, resize_mask, resize_to_rgb
 from camstream.progress import Tally, step
 from camstream.runtime import RssPeak, release_free_memory
 from camstream.storage import check_writable_folder, write_json_atomic
@@ -108,15 +108,14 @@ class _Scorers:
 def simplified(maps: np.ndarray, spec: ThresholdSpec, keep_percents: list[float] | None = None) -> np.ndarray:
     """Each map thresholded by `spec` with the jitted kernels (values above the threshold kept, others 0); a
     faithful spec keeps each map's top `keep_percents` entry (its search's choice for that image)."""
+    if spec.keep_percent is None and not spec.dynamic and spec.faithful is None:
+        return maps
+    specs = [spec] * len(maps)
     if spec.faithful is not None:
         if keep_percents is None:
             raise ValueError("a faithful threshold needs each image's chosen keep-percentage")
-        return np.stack([simplify(m, keep) for m, keep in zip(maps, keep_percents, strict=True)])
-    if spec.keep_percent is None and not spec.dynamic:
-        return maps
-    if spec.keep_percent is not None:
-        return np.stack([simplify(m, spec.keep_percent) for m in maps])
-    return np.stack([np.where(m > threshold_value(m, spec), m, 0).astype(np.float32) for m in maps])
+        specs = [ThresholdSpec(keep_percent=keep) for keep in keep_percents]
+    return np.stack([thresholded(m, one) for m, one in zip(maps, specs, strict=True)])
 
 
 def paired_statistics(a: np.ndarray, b: np.ndarray) -> dict:

@@ -48,7 +48,7 @@ from camstream.explain.registry import (
 )
 from camstream.explain.result import Explanation, ModelKind, host_array
 from camstream.explain.vit import find_token_layout
-from camstream.model_card import IMAGENET_MEAN, IMAGENET_STD
+from camstream.model.card import IMAGENET_MEAN, IMAGENET_STD
 from camstream.threshold_spec import ThresholdSpec, parse_threshold
 
 

@@ -15,7 +15,7 @@ import numpy as np
 from camstream.explain.result import Explanation, FrameDetections, ModelKind
 from camstream.kernels import colormap_lut, threshold_value, upsample_bilinear
 from camstream.kernels import overlay as overlay_kernel
-from camstream.preprocess import Placement
+from camstream.model.preprocess import Placement
 from camstream.threshold_spec import ThresholdSpec
 
 FONT = cv2.FONT_HERSHEY_SIMPLEX

@@ -12,8 +12,8 @@ import numpy as np
 import torch
 
 from camstream.errors import ModelError
-from camstream.model_card import IMAGENET_MEAN, IMAGENET_STD, ModelCard
-from camstream.preprocess import Normaliser
+from camstream.model.card import IMAGENET_MEAN, IMAGENET_STD, ModelCard
+from camstream.model.preprocess import Normaliser
 
 
 def is_picture(value: Any) -> bool:

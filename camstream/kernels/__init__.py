@@ -9,8 +9,8 @@ from camstream.kernels.colormap import colormap_lut
 from camstream.kernels.masking import KeptRegions
 from camstream.kernels.overlay import overlay
 from camstream.kernels.smoothing import CamSmoother
-from camstream.kernels.threshold import dynamic_threshold, percentile, simplify, threshold_value
+from camstream.kernels.threshold import dynamic_threshold, percentile, simplify, threshold_value, thresholded
 from camstream.kernels.upsample import resize_tables, upsample_bilinear
 
 __all__ = ["CamSmoother", "KeptRegions", "colormap_lut", "dynamic_threshold", "overlay", "percentile",
-           "resize_tables", "simplify", "threshold_value", "upsample_bilinear"]
+           "resize_tables", "simplify", "threshold_value", "thresholded", "upsample_bilinear"]

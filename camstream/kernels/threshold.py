@@ -1,4 +1,11 @@
-"""Threshold-based simplification (seed paper 3.4.1 SimplifyGradCAM, 3.4.2 DynamicThreshold).
+"""Threshold-based simplification (seed paper 3.4.1 SimplifyGradCAM, 3.4.2 DynamicThreshold): the one place a
+`ThresholdSpec` becomes a value (`threshold_value`) and a kept map (`thresholded`).
+
+A spec is applied on the grid of the values it is given, and each caller says which: the map's own cells
+(`Explanation.threshold`), the painter's 64×64 bilinear proxy of the map (`HeatmapPainter`, what a frame shows),
+the model input (`camstream eval`, where the metrics perturb pixels), the clip's steps (the render's strip). The
+faithful threshold's keep-percentage is chosen per map elsewhere (`camstream.explain.faithful`) and applied
+here as a plain percentage.
 
 Non-finite CAM values (NaN, ±inf) count as 0 everywhere here, so a broken map never crashes the render
 path: it simply shows nothing.
@@ -96,12 +103,16 @@ def _simplify(cam, threshold, out):
 
 def simplify(cam: np.ndarray, keep_percent: float, out: np.ndarray | None = None) -> np.ndarray:
     """SimplifyGradCAM: out = cam where cam > percentile(cam, 100 - P), else 0 (keeps the top P %)."""
+    return thresholded(cam, ThresholdSpec(keep_percent=keep_percent), out)
+
+
+def thresholded(cam: np.ndarray, spec: ThresholdSpec, out: np.ndarray | None = None) -> np.ndarray:
+    """out = cam where cam > `threshold_value(cam, spec)`, else 0, on the grid `cam` is on."""
     if out is None:
         out = np.empty_like(cam)
     if cam.size == 0:
         return out
-    threshold = -np.inf if keep_percent >= 100 else percentile(cam, 100.0 - keep_percent)
-    _simplify(np.ascontiguousarray(cam), threshold, out)
+    _simplify(np.ascontiguousarray(cam), threshold_value(cam, spec), out)
     return out
 
 

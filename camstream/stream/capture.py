@@ -20,7 +20,7 @@ from fractions import Fraction
 import numpy as np
 
 from camstream.errors import InputError
-from camstream.preprocess import Placement, image_damage, resize_to_rgb
+from camstream.model.preprocess import Placement, image_damage, resize_to_rgb
 from camstream.redaction import redact, remember_secrets
 from camstream.stream.records import SourceInfo
 from camstream.stream.ring import FrameRing

@@ -15,7 +15,7 @@ from camstream.backends.base import BackendRequest
 from camstream.backends.graph import backend_names
 from camstream.catalog import DEFAULT_MODEL, DEVICES, HUD_PLACES
 from camstream.errors import CamstreamError
-from camstream.model_card import RESIZE_MODES, ModelCard, detection_problem, number_problem, options_card
+from camstream.model.card import RESIZE_MODES, ModelCard, detection_problem, number_problem, options_card
 from camstream.redaction import remember_secrets
 from camstream.stream.ring import POLICIES
 from camstream.stream.sinks import SINKS

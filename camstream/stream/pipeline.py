@@ -130,7 +130,7 @@ class Pipeline:
             HeatmapPainter(config.threshold, config.colormap, config.alpha).paint(  # compile / load the kernels
                 np.zeros((8, 8, 3), np.uint8), np.zeros((2, 2), np.float32), np.zeros((8, 8, 3), np.uint8))
             if config.clip_model is not None:
-                from camstream.models import load_module
+                from camstream.model.load import load_module
                 from camstream.stream.timeline import ClipTracker
 
                 clip_model = load_module(config.clip_model).to(self.backend.device)

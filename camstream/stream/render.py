@@ -19,7 +19,7 @@ from camstream.explain.drawing import FONT, LEGIBLE_SCALE, HeatmapPainter
 from camstream.explain.faithful import FaithfulChoice
 from camstream.explain.result import Explanation
 from camstream.kernels import threshold_value
-from camstream.preprocess import Placement
+from camstream.model.preprocess import Placement
 from camstream.stream.records import END_OF_STREAM, FrameDetections, FrameSlot
 from camstream.stream.ring import FrameRing
 from camstream.stream.sinks import Sink

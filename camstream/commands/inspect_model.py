@@ -13,8 +13,8 @@ from camstream.errors import ModelError
 from camstream.explain.api import model_kind
 from camstream.explain.base import SCRIPTED_MODEL, spatial_layers
 from camstream.explain.registry import DEFAULT_METHOD, hook_model, make_method, methods_for
-from camstream.model_card import ModelCard, sidecar_path
-from camstream.models import load_model
+from camstream.model.card import ModelCard, sidecar_path
+from camstream.model.load import load_model
 
 
 def _median_ms(call, rounds: int) -> tuple[float, float, float]:

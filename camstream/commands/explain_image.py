@@ -12,8 +12,8 @@ from camstream.backends import BackendRequest, make_backend
 from camstream.errors import InputError, OutputError
 from camstream.explain.drawing import HeatmapPainter
 from camstream.explain.faithful import CANDIDATES, NOT_FOR_DETECTORS, FaithfulSearch
-from camstream.model_card import ModelCard
-from camstream.preprocess import Placement, read_image, resize_to_rgb
+from camstream.model.card import ModelCard
+from camstream.model.preprocess import Placement, read_image, resize_to_rgb
 from camstream.storage import check_writable_folder
 from camstream.threshold_spec import ThresholdSpec
 
@@ -32,7 +32,7 @@ def explain_image(path: str, out: str, model: str = "efficientnet_lite0", method
                   layer: str | None = None, backend: str | None = None, device: str = "auto",
                   card: ModelCard | None = None) -> dict:
     """Explain the image at `path`, write the overlay (at the image's size) to `out`, return the summary.
-    `card` holds the model facts the options give (`camstream.model_card`)."""
+    `card` holds the model facts the options give (`camstream.model.card`)."""
     image = read_image(path)
     if os.path.splitext(out)[1].lower() not in (".png", ".jpg", ".jpeg", ".bmp", ".webp"):
         raise InputError(f"cannot write {out}: use a .png or .jpg name")

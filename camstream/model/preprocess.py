@@ -7,18 +7,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import cv2
 import numpy as np
 
-from camstream.model_card import RESIZE_MODES
+from camstream.model.card import RESIZE_MODES
 
 if TYPE_CHECKING:  # torch is imported by the classes that use it: resize_to_rgb serves torch-free runs too
     import torch
 
-    from camstream.model_card import ModelCard
-    from camstream.models import ModelSpec
+
+class Normalisation(Protocol):
+    """What preprocessing reads of a model: a `ModelSpec`, or a `ModelCard` that gives all three."""
+
+    input_size: tuple[int, int]
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
 
 
 def image_damage(data: bytes) -> str | None:
@@ -244,7 +249,7 @@ class Normaliser:
     """x = (pixels − mean) / std for (B, 3, H, W) pixels in [0, 1], with the mean and std of `spec` (a model's
     spec, or a `ModelCard` that gives both)."""
 
-    def __init__(self, spec: ModelSpec | ModelCard) -> None:
+    def __init__(self, spec: Normalisation) -> None:
         import torch
 
         self.mean = torch.tensor(spec.mean, dtype=torch.float32).view(1, 3, 1, 1)
@@ -261,7 +266,7 @@ class Preprocessor:
     gathered in one pinned host buffer and go to the device in one copy per batch.
     """
 
-    def __init__(self, spec: ModelSpec | ModelCard, max_batch: int, device: str | torch.device = "cpu") -> None:
+    def __init__(self, spec: Normalisation, max_batch: int, device: str | torch.device = "cpu") -> None:
         import torch
 
         height, width = spec.input_size

@@ -21,7 +21,7 @@ from camstream.catalog import (
     TORCHVISION_MODELS,
 )
 from camstream.errors import InputError, ModelError
-from camstream.model_card import CARD_KEY, IMAGENET_MEAN, IMAGENET_STD, ModelCard, card_from_dict, files_card
+from camstream.model.card import CARD_KEY, IMAGENET_MEAN, IMAGENET_STD, ModelCard, card_from_dict, files_card
 
 
 @lru_cache(maxsize=1)
@@ -38,7 +38,7 @@ class ModelSpec:
     """A classifier in eval mode and what its inputs must look like.
 
     `input_size` is (height, width); a frame is scaled to it by `resize` (stretch, letterbox or crop:
-    `camstream.preprocess.Placement`), its pixels to [0, 1], then normalised as (x - mean) / std. `layer` and
+    `camstream.model.preprocess.Placement`), its pixels to [0, 1], then normalised as (x - mean) / std. `layer` and
     `method` are the model's own defaults (None: camstream's choice).
     """
 
@@ -294,7 +294,7 @@ def load_model(name: str = DEFAULT_MODEL, weights: str | None = None, card: Mode
     """Build the named model in eval mode; `name` may also be a path to a TorchScript / pickled module.
 
     What travels with it is taken, later ones winning, from the model's built-in defaults, the card saved in the
-    checkpoint, the sidecars beside the model and weights files (`camstream.model_card`) and `card`.
+    checkpoint, the sidecars beside the model and weights files (`camstream.model.card`) and `card`.
     """
     state, embedded = (None, ModelCard()) if weights is None else _read_weights(weights)
     outside = (card or ModelCard()).over(files_card(name, weights))  # the options over the sidecars
