@@ -465,7 +465,7 @@ def _eval(args: argparse.Namespace) -> int:
         return _eval_detector(args)
     if os.path.isfile(args.model):  # a file may hold a detector (a YOLO .pt, a pickled torchvision model)
         from camstream.eval.datasets import check_data_folder
-        from camstream.explain.detector import DetectorModel
+        from camstream.model.detectors import DetectorModel
         from camstream.model.load import load_model
         from camstream.storage import check_writable_folder
 

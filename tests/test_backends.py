@@ -15,11 +15,10 @@ import torch
 from torch import nn
 
 from camstream.backends import BackendRequest, make_backend
-from camstream.backends.export import export_model
+from camstream.backends.export import analyse_head, export_model
 from camstream.catalog import EXPORTABLE_METHODS
 from camstream.errors import CamstreamError, ModelError
 from camstream.explain import HookedModel, make_method
-from camstream.explain.head import analyse_head
 from camstream.model.load import load_model
 from camstream.model.preprocess import Preprocessor, resize_to_rgb
 

@@ -30,11 +30,33 @@ from torch import nn
 from camstream.catalog import EXPORT_METADATA_PREFIX
 from camstream.errors import CamstreamError, ModelError
 from camstream.explain.base import CamMethod, HookedModel
-from camstream.explain.head import GapLinearHead, analyse_head
+from camstream.explain.head import ACTIVATIONS, GapLinearHead
 from camstream.explain.registry import make_method
 from camstream.model.card import ModelCard
 from camstream.model.load import ModelSpec, load_model
 from camstream.storage import written_atomically
+
+
+def analyse_head(hooked: HookedModel) -> GapLinearHead:
+    """The head after the hooked layer as φ → GAP → linear, checked numerically on activations that cross
+    every activation's kinks; a ModelError naming the layer when the head has another form."""
+    with torch.inference_mode():
+        hooked.forward(torch.zeros(1, *hooked.input_shape))
+        shape = hooked.activation.shape[1:]
+    generator = torch.Generator().manual_seed(0)
+    features = torch.rand(2, *shape, generator=generator) * 12.0 - 3.0  # values in [-3, 9)
+    expected = hooked.head(features).float()
+    linears = [m for m in hooked.model.modules() if isinstance(m, nn.Linear) and m.in_features == shape[0]]
+    for linear in reversed(linears):
+        bias = linear.bias if linear.bias is not None else torch.zeros(linear.out_features)
+        for name, (phi, _) in ACTIVATIONS.items():
+            pooled = phi(features).mean((2, 3))
+            if torch.allclose(nn.functional.linear(pooled, linear.weight, bias), expected, atol=1e-4, rtol=1e-4):
+                return GapLinearHead(name, linear.weight.detach().clone(), bias.detach().clone())
+    raise ModelError(f"the layers after '{hooked.layer_name}' are not an activation + global average pool + "
+                     "linear head: camstream export needs that form for an analytic gradient; pick such a layer "
+                     "(--layer) or run this model on --backend torch")
+
 
 PIXEL_LAYOUTS = ("frames", "pixels", "normalised")
 # frames: uint8 (B, H, W, 3) RGB as decoded; pixels: float (B, 3, H, W) in [0, 1]; normalised: float (B, 3, H, W)
@@ -200,7 +222,7 @@ DETECTORS_STAY_ON_TORCH = ("{name} is a detector: its boxes and per-box maps are
 
 def refuse_detector(module: object, name: str) -> None:
     """A ModelError when `module` is a detector (`DETECTORS_STAY_ON_TORCH`)."""
-    from camstream.explain.detector import DetectorModel
+    from camstream.model.detectors import DetectorModel
 
     if isinstance(module, DetectorModel):
         raise ModelError(DETECTORS_STAY_ON_TORCH.format(name=name))

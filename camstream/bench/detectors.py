@@ -16,7 +16,8 @@ from camstream.bench.clips import derive_clip
 from camstream.bench.explainers import load_quietly, real_frames
 from camstream.bench.timing import interleaved_samples, ratio, spread
 from camstream.catalog import BUNDLED_DETECTOR
-from camstream.explain.detector import BoxGradCam, DetectorModel, HookedDetector
+from camstream.explain.detector import BoxGradCam, HookedDetector
+from camstream.model.detectors import DetectorModel
 from camstream.model.preprocess import Preprocessor
 
 

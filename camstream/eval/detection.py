@@ -28,9 +28,10 @@ import torchvision
 from torchvision.transforms.functional import gaussian_blur
 
 from camstream.eval.faithfulness import saliency_order
-from camstream.explain.detector import DetectorModel, HookedDetector
+from camstream.explain.detector import HookedDetector
 from camstream.explain.registry import REGISTRY
 from camstream.explain.result import ModelKind
+from camstream.model.detectors import DetectorModel
 
 BASELINES = ("random", "centred", "box prior", "d-rise")
 MATCH_IOU = 0.5

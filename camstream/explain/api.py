@@ -36,7 +36,6 @@ from torch import nn
 
 from camstream.errors import ModelError
 from camstream.explain.base import SCRIPTED_MODEL, model_device, spatial_layers
-from camstream.explain.detector import as_detector
 from camstream.explain.faithful import NOT_FOR_DETECTORS, FaithfulChoice, FaithfulSearch
 from camstream.explain.inputs import is_picture, picture_batch
 from camstream.explain.registry import (
@@ -49,6 +48,7 @@ from camstream.explain.registry import (
 from camstream.explain.result import Explanation, ModelKind, host_array
 from camstream.explain.vit import find_token_layout
 from camstream.model.card import IMAGENET_MEAN, IMAGENET_STD
+from camstream.model.detectors import as_detector
 from camstream.threshold_spec import ThresholdSpec, parse_threshold
 
 

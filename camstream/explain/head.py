@@ -4,22 +4,16 @@ For a head that is an elementwise activation φ (identity, ReLU or ReLU6), globa
 layer W — EfficientNet-Lite0, MobileNetV2, ResNet18 and most classifiers — y = W · mean_ij φ(A_ij) + b, so the
 gradient is analytic: ∂y_c/∂A_kij = W[c, k] · φ'(A_kij) / (h·w), and the head of a masked activation is one
 matmul. An exported graph (`camstream.backends.export`) hands a method this head (`CamMethod.analytic_head`)
-instead of running a backward pass: the method's own formula then needs no autograd.
+instead of running a backward pass: the method's own formula then needs no autograd. Whether a model's
+head has this form is checked numerically by the export (`camstream.backends.export.analyse_head`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
-from torch import nn
-
-from camstream.errors import ModelError
-
-if TYPE_CHECKING:
-    from camstream.explain.base import HookedModel
 
 Elementwise = Callable[[torch.Tensor], torch.Tensor]
 ACTIVATIONS: dict[str, tuple[Elementwise, Elementwise]] = {  # φ and φ' (torch's backward rules)
@@ -55,24 +49,3 @@ class GapLinearHead:
         else:
             pooled = phi(activation[:, None] * masks[None]).mean((3, 4))  # via (B, M, C, h, w)
         return torch.matmul(pooled, self.weight.t()) + self.bias
-
-
-def analyse_head(hooked: HookedModel) -> GapLinearHead:
-    """The head after the hooked layer as φ → GAP → linear, checked numerically on activations that cross
-    every activation's kinks; a ModelError naming the layer when the head has another form."""
-    with torch.inference_mode():
-        hooked.forward(torch.zeros(1, *hooked.input_shape))
-        shape = hooked.activation.shape[1:]
-    generator = torch.Generator().manual_seed(0)
-    features = torch.rand(2, *shape, generator=generator) * 12.0 - 3.0  # values in [-3, 9)
-    expected = hooked.head(features).float()
-    linears = [m for m in hooked.model.modules() if isinstance(m, nn.Linear) and m.in_features == shape[0]]
-    for linear in reversed(linears):
-        bias = linear.bias if linear.bias is not None else torch.zeros(linear.out_features)
-        for name, (phi, _) in ACTIVATIONS.items():
-            pooled = phi(features).mean((2, 3))
-            if torch.allclose(nn.functional.linear(pooled, linear.weight, bias), expected, atol=1e-4, rtol=1e-4):
-                return GapLinearHead(name, linear.weight.detach().clone(), bias.detach().clone())
-    raise ModelError(f"the layers after '{hooked.layer_name}' are not an activation + global average pool + "
-                     "linear head: camstream export needs that form for an analytic gradient; pick such a layer "
-                     "(--layer) or run this model on --backend torch")

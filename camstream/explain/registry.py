@@ -8,7 +8,7 @@ from torch import nn
 from camstream.errors import ModelError
 from camstream.explain.base import CamMethod, HookedModel, HookedNetwork
 from camstream.explain.cnn import Cam, GradCam, GradCamPlusPlus, ReciproCam
-from camstream.explain.detector import BoxGradCam, BoxMethod, DetectorModel, EigenCam, HookedDetector
+from camstream.explain.detector import BoxGradCam, BoxMethod, EigenCam, HookedDetector
 from camstream.explain.graph import GraphGradient, GraphMethod
 from camstream.explain.result import ModelKind
 from camstream.explain.temporal import StepGradient, StepMethod, StepOcclusion
@@ -18,6 +18,7 @@ from camstream.explain.vit import (
     VitRollout,
     find_token_layout,
 )
+from camstream.model.detectors import DetectorModel
 
 Method = type[CamMethod] | type[StepMethod] | type[GraphMethod] | type[BoxMethod]
 

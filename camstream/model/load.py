@@ -136,7 +136,7 @@ def coco_labels() -> tuple[str, ...]:
 def _file_spec(name: str, module: nn.Module) -> ModelSpec:
     """The spec of a model read from a file: a classifier as it is; an Ultralytics YOLO model as a detector (float
     weights, its own class names, (384, 640) letterboxed: a 16:9 frame with little padding)."""
-    from camstream.explain.detector import YoloDetector, is_yolo, yolo_labels
+    from camstream.model.detectors import YoloDetector, is_yolo, yolo_labels
 
     if not is_yolo(module):
         return ModelSpec(name, module)
@@ -149,7 +149,7 @@ def _file_spec(name: str, module: nn.Module) -> ModelSpec:
 def _detector_spec(name: str, labels: tuple[str, ...] | None) -> ModelSpec:
     """The detector `name` wrapped as a `DetectorModel`, with its input facts: CenterFace pretrained; torchvision's
     architectures with random weights until `--weights` fills them (COCO classes unless `labels` says)."""
-    from camstream.explain.detector import CenterFace, TorchvisionDetector
+    from camstream.model.detectors import CenterFace, TorchvisionDetector
 
     if name == BUNDLED_DETECTOR:
         return ModelSpec(name, CenterFace(_centerface(), ("face",)), input_size=(384, 640), mean=CenterFace.pixel_mean,
@@ -323,7 +323,7 @@ def load_model(name: str = DEFAULT_MODEL, weights: str | None = None, card: Mode
     else:
         raise ModelError(f"unknown model '{name}' (choose from {', '.join(model_names())}, or give a model file)")
     if weights is not None:
-        from camstream.explain.detector import DetectorModel
+        from camstream.model.detectors import DetectorModel
 
         # a detector's weights are its network's (the adapter around it has none of its own)
         _fit_weights(spec.module.network if isinstance(spec.module, DetectorModel) else spec.module, state, weights)
@@ -348,7 +348,7 @@ def _is_detection_output(output: object) -> bool:
 def _as_detector(spec: ModelSpec) -> ModelSpec:
     """A user's module that returns torchvision's detection dicts, wrapped as a `TorchvisionDetector` fed [0, 1]
     pixels (it normalises inside, as torchvision's do), its classes named by its card or "class N"."""
-    from camstream.explain.detector import TorchvisionDetector
+    from camstream.model.detectors import TorchvisionDetector
 
     labels = () if spec.labels is imagenet_labels() else spec.labels
     detector = TorchvisionDetector(spec.module, labels, spec.score_threshold or 0.5, spec.max_boxes or 5,
@@ -359,7 +359,7 @@ def _as_detector(spec: ModelSpec) -> ModelSpec:
 
 def _tell_detector(spec: ModelSpec) -> None:
     """A detector takes its score threshold, box count and class names from its card (a classifier ignores them)."""
-    from camstream.explain.detector import DetectorModel
+    from camstream.model.detectors import DetectorModel
 
     if not isinstance(spec.module, DetectorModel):
         return
@@ -385,7 +385,7 @@ def _with_fitting_labels(spec: ModelSpec) -> ModelSpec:
         raise ModelError(f"{spec.name} does not take a 3×{height}×{width} input ({type(exc).__name__}: "
                          f"{str(exc).strip().splitlines()[0][:120] if str(exc).strip() else '?'}): give its size "
                          "with --input-size H W or in its model card") from None
-    from camstream.explain.detector import DetectorModel
+    from camstream.model.detectors import DetectorModel
 
     if isinstance(spec.module, DetectorModel):
         return spec
