@@ -7,6 +7,7 @@ import ctypes.util
 import os
 import sys
 import threading
+import time
 
 import psutil
 
@@ -78,3 +79,22 @@ class RssPeak:
         self._done.set()
         assert self._thread is not None
         self._thread.join()
+
+
+def process_start_time() -> float:
+    """When this process started, as a `time.time()` value.
+
+    On Linux: the start's clock ticks since boot (/proc/self/stat) added to the boot moment read from the clocks
+    (`time.time()` − `CLOCK_BOOTTIME`), within a tick (10 ms). psutil's create_time adds the ticks to /proc/stat's
+    boot time, which is whole seconds, so it put the start up to a second early (0.78 s on one machine) and every
+    time-to-first-frame that much late; it stays the answer elsewhere."""
+    if sys.platform.startswith("linux"):
+        try:
+            with open("/proc/self/stat", encoding="ascii") as handle:
+                fields = handle.read().rpartition(")")[2].split()  # after the command name, which may hold spaces
+            ticks = int(fields[19])  # field 22 of proc(5), starttime; the name was field 2, the state field 3
+            booted = time.time() - time.clock_gettime(time.CLOCK_BOOTTIME)
+            return booted + ticks / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, IndexError, AttributeError):
+            pass
+    return psutil.Process(os.getpid()).create_time()

@@ -148,3 +148,19 @@ def test_the_one_core_profile_pins_each_run_to_one_core_and_reads_its_report(tmp
     assert figures["runs"]["onnxruntime 480p file"]["stages"]["sink"]["p50_ms"] > 0
     text = "\n".join(markdown(figures))
     assert "| onnxruntime | 480p | file |" in text and "Raspberry Pi 5" in text and "leoncode.co.uk" in text
+
+
+def test_the_process_start_time_is_the_real_one_not_rounded_to_the_boot_second():
+    """time_to_first_frame_s counts from the process's start. psutil's create_time adds the start's clock ticks to
+    the boot time of /proc/stat, which is whole seconds: here it put the start 0.78 s before the real one, and the
+    first frame that much later."""
+    import subprocess
+    import sys
+    import time
+
+    child = "from camstream.runtime import process_start_time; print(repr(process_start_time()))"
+    for _ in range(3):
+        launched = time.time()
+        started = float(subprocess.run([sys.executable, "-c", child], capture_output=True, text=True,
+                                       check=True).stdout)
+        assert -0.03 <= started - launched <= 0.25, started - launched  # clock ticks of 10 ms, and exec's own time
