@@ -57,13 +57,14 @@ class GraphSession:
     graph's outputs in order. A runtime is one subclass, registered with `register_runtime`: the stream's
     `GraphBackend`, `camstream eval`'s exported scorer and methods, and `camstream bench` all open it here.
 
-    `threads` None: the runtime's default (all cores); `device` is resolved by `check_device` first."""
+    `threads` None: the runtime's default (all cores); `device` (cpu, cuda or auto) is checked by `check_device`
+    before any export; eval and bench open their graphs on the CPU."""
 
     name: ClassVar[str]  # the --backend / --runtime name
     module: ClassVar[str]  # the Python package the runtime needs
     extra: ClassVar[str]  # the camstream extra that installs it
 
-    def __init__(self, path: str, threads: int | None = None, device: str = "auto") -> None:
+    def __init__(self, path: str, threads: int | None = None, device: str = "cpu") -> None:
         self.path = path
         self.device = "cpu"  # where it runs, as resolved
         self.provider = ""  # what the report says of the runtime's set-up
@@ -107,7 +108,7 @@ class OpenVinoSession(GraphSession):
 
     name, module, extra = "openvino", "openvino", "openvino"
 
-    def __init__(self, path: str, threads: int | None = None, device: str = "auto") -> None:
+    def __init__(self, path: str, threads: int | None = None, device: str = "cpu") -> None:
         super().__init__(path, threads, device)
         openvino = self.load()
         config = {"INFERENCE_PRECISION_HINT": "f32"}
@@ -138,7 +139,7 @@ class OnnxRuntimeSession(GraphSession):
 
     name, module, extra = "onnxruntime", "onnxruntime", "onnx"
 
-    def __init__(self, path: str, threads: int | None = None, device: str = "auto") -> None:
+    def __init__(self, path: str, threads: int | None = None, device: str = "cpu") -> None:
         super().__init__(path, threads, device)
         ort = self.load()
         options = ort.SessionOptions()
