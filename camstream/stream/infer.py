@@ -22,11 +22,13 @@ if TYPE_CHECKING:
     from camstream.stream.timeline import ClipTracker
 
 
-def hand_out_boxes(explanation: Explanation, slots: list[FrameSlot]) -> None:
-    """A detector's boxes, labels, scores and per-box maps, each frame's own (`Explanation.frame_boxes`); its best
-    box's class and score stand for the frame (-1 and 0 when it has none)."""
+def hand_out_boxes(explanation: Explanation, slots: list[FrameSlot], smoothers: list[CamSmoother]) -> None:
+    """A detector's boxes, labels, scores and per-box maps, each frame's own (`Explanation.frame_boxes`), each box's
+    map smoothed with the box it continues in its stream (`CamSmoother.smooth_boxes`); its best box's class and
+    score stand for the frame (-1 and 0 when it has none)."""
     for index, slot in enumerate(slots):
         detections = explanation.frame_detections(index)
+        smoothers[slot.stream].smooth_boxes(detections.boxes, detections.labels, detections.cams)
         slot.explained.detections = detections
         slot.explained.has_cam = True
         slot.explained.class_id = int(detections.labels[0]) if len(detections.scores) else -1
@@ -160,7 +162,7 @@ class InferenceStage(threading.Thread):
         began = time.perf_counter()
         explanation = self.backend.explain([slot.model_input for slot in slots], class_id)
         if explanation.boxes is not None:
-            hand_out_boxes(explanation, slots)
+            hand_out_boxes(explanation, slots, self.smoothers)
         else:
             self._hand_out_maps(explanation, slots)
         per_frame = 1.0 / len(slots)

@@ -6,7 +6,6 @@ import os
 import socket
 import threading
 import time
-import warnings
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -74,8 +73,7 @@ def faithful_search(spec: ThresholdSpec) -> FaithfulSearch | None:
 
 
 def _check_detector_settings(config: PipelineConfig, backend) -> None:
-    """A detector's class filter must name one of its classes; smoothing does not apply to its per-box maps
-    (boxes move and change from frame to frame), which is said once."""
+    """A detector's class filter must name one of its classes."""
     if backend.method not in DETECTOR_METHODS:
         return
     if config.threshold.faithful is not None:
@@ -84,9 +82,6 @@ def _check_detector_settings(config: PipelineConfig, backend) -> None:
         named = ", ".join(backend.labels[:5]) + (", …" if len(backend.labels) > 5 else "")
         raise InputError(f"--class-id {config.class_id}: {backend.model_name} detects classes "
                          f"0..{len(backend.labels) - 1} ({named})")
-    if config.smooth:
-        warnings.warn("--smooth does not apply to a detector's per-box maps (its boxes move from frame to frame): "
-                      "each frame's maps are shown as they are", stacklevel=3)
 
 
 def _dashboard_for(config: PipelineConfig) -> Dashboard | None:
