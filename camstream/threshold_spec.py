@@ -22,6 +22,10 @@ class ThresholdSpec:
     max_threshold: float = 0.5
     step: float = 0.05
 
+    def __post_init__(self) -> None:
+        if (self.keep_percent is not None) + self.dynamic + (self.faithful is not None) > 1:
+            raise ValueError("a threshold is one of keep_percent, dynamic or faithful, not several")
+
     def __str__(self) -> str:
         if self.faithful is not None:
             return f"faithful:{self.faithful:g}"

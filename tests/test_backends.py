@@ -153,6 +153,17 @@ def test_a_file_that_is_not_an_exported_graph_is_one_line(tmp_path):
     garbage.write_bytes(b"not a graph at all")
     assert_one_line_error(camstream("run", "--model", garbage, "--out", tmp_path / "out"), "not a readable ONNX")
     assert not (tmp_path / "out").exists()
+    # on OpenVINO too, in camstream's words and before OpenVINO tries to compile it
+    on_openvino = camstream("run", "--model", garbage, "--backend", "openvino", "--out", tmp_path / "out")
+    assert_one_line_error(on_openvino, "not a readable ONNX file")
+    assert "Exception from src" not in on_openvino.stderr
+
+
+def test_a_method_that_cannot_be_exported_says_which_can(tmp_path):
+    from camstream.backends.export import export_model
+
+    with pytest.raises(CamstreamError, match=r"'vit-rollout' cannot be exported \(choose from gradcam, "):
+        export_model(str(tmp_path / "x.onnx"), "resnet18", "vit-rollout")
 
 
 def test_an_unknown_backend_is_one_line():

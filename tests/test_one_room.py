@@ -37,7 +37,7 @@ class ReferenceSession(graph_module.GraphSession):
 
     name, module, extra = "onnx-reference", "onnx", "onnx"
 
-    def __init__(self, path, threads=None, device="auto"):
+    def __init__(self, path, threads=None, device="cpu"):
         super().__init__(path, threads, device)
         from onnx.reference import ReferenceEvaluator
 

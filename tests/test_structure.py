@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+from pathlib import Path
 
 import pytest
 import torch
@@ -107,6 +109,9 @@ def test_the_catalog_names_what_the_registry_and_the_loaders_implement():
     assert tuple(REGISTRY[ModelKind.TEMPORAL]) == catalog.CLIP_METHODS
     assert set(EXPORTABLE_METHODS) <= set(catalog.CNN_METHODS)
     assert model_names() == catalog.MODEL_NAMES
+    from camstream.backends.graph import RUNTIMES, backend_names
+
+    assert backend_names() == catalog.BACKENDS and set(RUNTIMES) == set(catalog.BACKENDS) - {"torch"}
     from camstream.kernels.colormap import COLORMAPS
     from camstream.stream.sinks import NullSink, Sink
 
@@ -136,3 +141,56 @@ def test_help_and_option_parsing_load_no_framework_and_no_jit():
     result = subprocess.run([sys.executable, "-c", HELP_IMPORTS], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def _module_files() -> dict[str, Path]:
+    """Every module of the package by its dotted name (a package by its __init__.py)."""
+    root = Path(camstream.__file__).parent
+    files = {}
+    for path in root.rglob("*.py"):
+        parts = path.relative_to(root.parent).with_suffix("").parts
+        files[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return files
+
+
+def _imported_modules(path: Path, package: str, modules: dict[str, Path]) -> set[str]:
+    """The package's modules `path` imports anywhere in it (at the top, in functions, for type checking)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join(package.split(".")[:len(package.split(".")) - node.level + 1] + ([base] if base
+                                                                                               else []))
+            names = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base for alias in node.names]
+        else:
+            continue
+        found.update(name for name in names if name in modules)
+    return found
+
+
+def test_the_package_imports_downward_only_with_no_circle():
+    """The file-level import graph (every import, lazy and type-checking ones too) has no cycle: each module
+    stands above what it uses, so a change has one room (docs/architecture.md draws the floors)."""
+    modules = _module_files()
+    graph = {name: _imported_modules(path, name if path.name == "__init__.py" else name.rpartition(".")[0],
+                                     modules) - {name}
+             for name, path in modules.items()}
+    assert graph["camstream.stream.pipeline"] >= {"camstream.backends"}  # the reading itself sees imports
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(name: str, path: list[str]) -> None:
+        state[name] = 1
+        for used in sorted(graph[name]):
+            if state.get(used) == 1:
+                cycle = path[path.index(used):] + [used] if used in path else [name, used]
+                raise AssertionError("an import circle: " + " -> ".join(cycle))
+            if used not in state:
+                visit(used, [*path, used])
+        state[name] = 2
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name, [name])

@@ -31,7 +31,8 @@ from camstream.catalog import EXPORT_METADATA_PREFIX
 from camstream.errors import CamstreamError, ModelError
 from camstream.explain.base import CamMethod, HookedModel
 from camstream.explain.head import ACTIVATIONS, GapLinearHead
-from camstream.explain.registry import make_method
+from camstream.explain.registry import REGISTRY, make_method
+from camstream.explain.result import ModelKind
 from camstream.model.card import ModelCard
 from camstream.model.load import ModelSpec, load_model
 from camstream.storage import written_atomically
@@ -100,16 +101,18 @@ class ExplainedGraph(nn.Module):
     def __init__(self, spec: ModelSpec, hooked: HookedModel, head: GapLinearHead, method: str,
                  layout: str = "frames") -> None:
         super().__init__()
+        if method not in REGISTRY[ModelKind.CNN]:  # the CNN methods make their maps from the layer's activation
+            raise CamstreamError(f"method '{method}' cannot be exported (choose from "
+                                 f"{', '.join(REGISTRY[ModelKind.CNN])})")
         explainer = make_method(method, hooked)
-        if not isinstance(explainer, CamMethod):
-            raise CamstreamError(f"method '{method}' cannot be exported: it does not make its map from the target "
-                                 "layer's activation")
+        assert isinstance(explainer, CamMethod)
         explainer.analytic_head = head
         self.plain = PlainGraph(spec, layout)  # preprocessing and the model, as the plain graph has them
         self.hooked = hooked
         self.head = head
         self.method = explainer
-        # the head's tensors as buffers: the export then stores the classifier once, shared with the model's own
+        # the head's tensors as buffers, so that the export stores the classifier as the model's own (once for the
+        # gradient methods), not as one more constant: without them Grad-CAM's graph grew by 5 MB
         self.register_buffer("weight", head.weight)
         self.register_buffer("bias", head.bias)
 

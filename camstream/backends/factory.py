@@ -34,7 +34,7 @@ def make_backend(request: BackendRequest) -> Backend:
     _warn_if_insane(model, method or given.over(beside).method, weights)
     is_graph = model.endswith(".onnx")
     backend = request.backend or ("onnxruntime" if is_graph else "torch")
-    from camstream.backends.graph import RUNTIMES, GraphBackend, backend_names
+    from camstream.backends.graph import GraphBackend, backend_names, runtime_named
 
     if backend not in backend_names():
         raise CamstreamError(f"unknown backend '{backend}' (choose from {', '.join(backend_names())})")
@@ -52,7 +52,7 @@ def make_backend(request: BackendRequest) -> Backend:
 
         raise ModelError(DETECTORS_STAY_ON_TORCH.format(name=model))
 
-    RUNTIMES[backend].check_device(request.device)  # a device the runtime cannot use is said before any export
+    runtime_named(backend).check_device(request.device)  # a device the runtime cannot use is said before any export
     path = model if is_graph else exported_copy(model, method, weights, layer, given)
     graph_backend = GraphBackend(path, backend, request.threads, request.device)
     if method is not None and method != graph_backend.method:
@@ -118,7 +118,7 @@ def pixels_graph(spec: ModelSpec, method: str | None, runtime: str) -> GraphSess
     `cache_folder()` and opened on all cores (`GraphSession`). The file is named by a digest of the weights
     themselves and of what else the graph bakes in, so a model with fresh random weights never meets another's
     graph. A ModelError when its head cannot be exported."""
-    from camstream.backends.graph import RUNTIMES
+    from camstream.backends.graph import runtime_named
 
     digest = hashlib.sha256()
     for name, tensor in spec.module.state_dict().items():
@@ -131,4 +131,4 @@ def pixels_graph(spec: ModelSpec, method: str | None, runtime: str) -> GraphSess
         from camstream.backends.export import export_pixels_graph
 
         export_pixels_graph(path, spec, method)
-    return RUNTIMES[runtime](path)
+    return runtime_named(runtime)(path)

@@ -16,7 +16,7 @@ import numpy as np
 
 from camstream.backends.base import Backend
 from camstream.backends.devices import check_device_name, onnxruntime_providers, openvino_device
-from camstream.catalog import EXPORT_METADATA_PREFIX, missing_extra_message
+from camstream.catalog import BACKENDS, EXPORT_METADATA_PREFIX, missing_extra_message
 from camstream.errors import CamstreamError, ModelError
 from camstream.explain.result import Explanation, ModelKind
 
@@ -79,6 +79,13 @@ class GraphSession:
         """The runtime's Python package; a CamstreamError naming the extra when it is not installed."""
         return _require(cls.module, cls.extra)
 
+    @classmethod
+    def read_settings(cls, path: str) -> dict | None:
+        """camstream's settings read from the file before the runtime opens it, so that a damaged or foreign file
+        is said in camstream's words (`read_metadata`); None where the runtime reads them itself once open
+        (`settings`)."""
+        return read_metadata(path)
+
     def settings(self) -> dict:
         """camstream's settings stored in the graph (`settings_of`)."""
         return read_metadata(self.path)
@@ -91,14 +98,28 @@ RUNTIMES: dict[str, type[GraphSession]] = {}  # by name, the fastest first (what
 
 
 def register_runtime(session: type[GraphSession]) -> type[GraphSession]:
-    """Make `session` a runtime a run, `camstream explain` and eval can name (a class decorator)."""
+    """Make `session` a runtime that `make_backend` (a run's config, `camstream explain`'s function, the Python
+    pipeline) and eval can name (a class decorator). The CLI's `--backend` choices are the built-in ones
+    (`camstream.catalog.BACKENDS`, which a test holds equal to the built-in runtimes)."""
+    taken = RUNTIMES.get(session.name)
+    if session.name == "torch" or (taken is not None and taken is not session):
+        raise ValueError(f"a backend called '{session.name}' exists already")
     RUNTIMES[session.name] = session
     return session
 
 
 def backend_names() -> tuple[str, ...]:
-    """Every backend a run can ask for: torch and each registered runtime."""
-    return ("torch", *RUNTIMES)
+    """Every backend a run can ask for: torch and each registered runtime, the built-in ones in the catalog's
+    order (`camstream.catalog.BACKENDS`)."""
+    order = {name: index for index, name in enumerate(BACKENDS)}
+    return ("torch", *sorted(RUNTIMES, key=lambda name: order.get(name, len(order))))
+
+
+def runtime_named(name: str) -> type[GraphSession]:
+    """The registered runtime called `name`; a CamstreamError listing them when there is none."""
+    if name not in RUNTIMES:
+        raise CamstreamError(f"unknown runtime '{name}' (choose from {', '.join(backend_names()[1:])})")
+    return RUNTIMES[name]
 
 
 @register_runtime
@@ -165,8 +186,11 @@ class OnnxRuntimeSession(GraphSession):
     def check_device(cls, device: str) -> None:
         onnxruntime_providers(device, cls.load().get_available_providers())
 
+    @classmethod
+    def read_settings(cls, path: str) -> dict | None:
+        return None  # read from ORT's own reading of the file once open: no onnx package in memory
+
     def settings(self) -> dict:
-        # the settings from ORT's own reading of the file: no second parse, no onnx package in memory
         return settings_of(self.path, dict(self._session.get_modelmeta().custom_metadata_map))
 
     def __call__(self, *inputs: np.ndarray) -> list[np.ndarray]:
@@ -182,8 +206,10 @@ class GraphBackend(Backend):
             raise ModelError(f"no such file: {path}")
         self.name = runtime
         self.path = path
-        self.session = RUNTIMES[runtime](path, threads, device)
-        metadata = self.session.settings()
+        session = runtime_named(runtime)
+        metadata = session.read_settings(path)
+        self.session = session(path, threads, device)
+        metadata = metadata or self.session.settings()
         self.provider, self.device = self.session.provider, self.session.device
         self.model_name, self.method, self.layer = metadata["model"], metadata["method"], metadata["layer"]
         self.input_size = tuple(metadata["input_size"])
@@ -223,5 +249,5 @@ def resolve_runtime(requested: str) -> str:
                     "torch")
     if requested not in RUNTIMES:
         raise CamstreamError(f"unknown runtime '{requested}' (choose from auto, torch, {', '.join(RUNTIMES)})")
-    RUNTIMES[requested].load()
+    runtime_named(requested).load()
     return requested

@@ -4,7 +4,8 @@ keyed by `ModelKind`, and `explain(model, inputs)` that picks the method by arch
 - `result.py`: `Explanation`, `ModelKind`, `evaluation_mode` (a user's model goes back to its own mode)
 - `base.py`: the hooked models' shared lifetime, the CNN hooked model, the CAM method base class
 - `cnn.py`, `vit.py`, `temporal.py`, `graph.py`: the methods of each kind, each a short subclass
-- `detector.py`: detectors behind one contract (`DetectorModel`), the hooked detector and the per-box methods
+- `detector.py`: the hooked detector and the per-box methods (the detectors' contract, `DetectorModel`, is in
+  `camstream.model.detectors`; it is named here too)
 - `registry.py`: which methods exist, each kind's default, `hook_model` / `make_method`
 - `api.py`: `explain()`; `inputs.py`: NumPy / PIL pictures into a batch; `drawing.py`: `overlay()`
 

@@ -39,9 +39,13 @@ FRAME_METHODS: dict[str, type[CamMethod] | type[BoxMethod]] = {
 
 
 def register_method(method: Method) -> Method:
-    """Make `method` one every entry point can name (a class decorator): the registry of its `model_kind`, and
-    the image and frame methods where its kind explains frames. A CNN `CamMethod` is also exportable: the
-    exported graph runs the same class (`camstream.backends.export`)."""
+    """Make `method` one that `make_method`, `explain()` and a run's config can name (a class decorator): the
+    registry of its `model_kind`, and the image and frame methods where its kind explains frames. A CNN
+    `CamMethod` is also exportable: the exported graph runs the same class (`camstream.backends.export`). The
+    CLI's `--method` choices are the built-in ones (`camstream.catalog`)."""
+    taken = next((kind for kind, methods in REGISTRY.items() if methods.get(method.name) not in (None, method)), None)
+    if taken is not None:
+        raise ModelError(f"a {taken.value} method called '{method.name}' exists already")
     REGISTRY[method.model_kind][method.name] = method
     if method.model_kind in (ModelKind.CNN, ModelKind.VIT):
         CAM_METHODS[method.name] = method  # type: ignore[assignment]
