@@ -285,3 +285,50 @@ def test_the_model_card_travels_into_the_exported_graph(trained_model, tmp_path,
     metadata = read_metadata(str(tmp_path / "scenes.onnx"))
     assert (metadata["labels"], metadata["input_size"], metadata["resize"], metadata["std"]) == (
         LABELS, [48, 64], "letterbox", [0.25] * 3)
+
+
+def test_inspect_times_the_plain_forward_and_the_methods_round_by_round(monkeypatch, tmp_path):
+    """On a shared machine a figure measured minutes apart from its baseline lies (here `inspect` once printed
+    'gradcam++ 0.35× plain' while another job ran): every round times the plain forward and each method side by
+    side."""
+    from dataclasses import replace
+
+    from camstream.commands import inspect_model as command
+
+    order: list[str] = []
+
+    class Tagged(nn.Module):  # counts its own plain forwards; the methods' calls are counted by their wrapper
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = small_cnn()
+            self.in_method = False
+
+        def forward(self, x):
+            if not self.in_method:
+                order.append("plain")
+            return self.net(x)
+
+    model = Tagged()
+    torch.save(small_cnn(), tmp_path / "model.pt")
+    spec = replace(command.load_model(str(tmp_path / "model.pt")), module=model, input_size=(32, 32), layer="net.3")
+    monkeypatch.setattr(command, "load_model", lambda *_args, **_kw: spec)
+    real_make_method = command.make_method
+
+    def counted(name, hooked):
+        method = real_make_method(name, hooked)
+
+        def call(x, *rest):
+            order.append(name)
+            model.in_method = True
+            try:
+                return method(x, *rest)
+            finally:
+                model.in_method = False
+
+        return call
+
+    monkeypatch.setattr(command, "make_method", counted)
+    facts = command.inspect_model("model.pt", rounds=3)
+    timed = order[-3 * 5:]  # the last three rounds: the plain forward and the four methods, side by side
+    assert [timed[i * 5:(i + 1) * 5] for i in range(3)] == [["plain", "gradcam", "gradcam++", "cam", "recipro"]] * 3
+    assert all(cost["ms_min"] <= cost["ms"] <= cost["ms_max"] for cost in facts["methods"])

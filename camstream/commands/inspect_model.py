@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import os
 import statistics
-import time
 
 import torch
 
+from camstream.bench.timing import interleaved_samples
 from camstream.errors import ModelError
 from camstream.explain.api import model_kind
 from camstream.explain.base import SCRIPTED_MODEL, spatial_layers
@@ -17,21 +17,11 @@ from camstream.model.card import ModelCard, sidecar_path
 from camstream.model.load import load_model
 
 
-def _median_ms(call, rounds: int) -> tuple[float, float, float]:
-    """min, median and max of `rounds` timed calls (after one untimed warm-up), in milliseconds."""
-    call()
-    times = []
-    for _ in range(rounds):
-        began = time.perf_counter()
-        call()
-        times.append((time.perf_counter() - began) * 1e3)
-    return min(times), statistics.median(times), max(times)
-
-
 def inspect_model(model: str, weights: str | None = None, card: ModelCard | None = None, layer: str | None = None,
                   rounds: int = 5) -> dict:
     """The facts `camstream inspect` prints for `model` (a name or file) with `weights` and the options' `card`;
-    each method is timed on one frame at the model's input size, `rounds` times, beside the plain forward."""
+    each method is timed on one frame at the model's input size in `rounds` rounds, each round timing the plain
+    forward and every method side by side (after one untimed round)."""
     spec = load_model(model, weights, card)
     if isinstance(spec.module, torch.jit.ScriptModule):  # run, explain and export refuse it in the same words
         raise ModelError(f"{model}: {SCRIPTED_MODEL}")
@@ -40,16 +30,24 @@ def inspect_model(model: str, weights: str | None = None, card: ModelCard | None
     kind = model_kind(spec.module, example)
     sidecars = [sidecar_path(p) for p in (model, weights) if p and os.path.isfile(sidecar_path(p))]
     layers = [r for r in spatial_layers(spec.module, example) if not r.pools][-6:]
-    with torch.inference_mode():
-        plain = _median_ms(lambda: spec.module(example), rounds)
-    costs = []
+
+    def plain() -> object:
+        with torch.inference_mode():
+            return spec.module(example)
+
     with hook_model(spec.module, (3, height, width), layer or spec.layer) as hooked:
         chosen_layer = hooked.layer_name
+        contenders = {"plain": plain}
         for name in methods_for(kind):
             method = make_method(name, hooked)
-            low, median, high = _median_ms(lambda method=method: method(example), rounds)
-            costs.append({"method": name, "ms": round(median, 2), "ms_min": round(low, 2), "ms_max": round(high, 2),
-                          "vs_plain": round(median / plain[1], 2)})
+            contenders[name] = lambda method=method: method(example)
+        # round by round, so that a busy moment on a shared machine hits the baseline and every method alike
+        samples = {name: [s * 1e3 for s in values]
+                   for name, values in interleaved_samples(contenders, rounds, warmup=1).items()}
+    plain_ms = statistics.median(samples.pop("plain"))
+    costs = [{"method": name, "ms": round(statistics.median(times), 2), "ms_min": round(min(times), 2),
+              "ms_max": round(max(times), 2), "vs_plain": round(statistics.median(times) / plain_ms, 2)}
+             for name, times in samples.items()]
     return {"model": spec.name, "kind": str(kind), "parameters_m": round(sum(p.numel() for p in
                                                                           spec.module.parameters()) / 1e6, 2),
             "input": {"size": [height, width], "resize": spec.resize, "mean": list(spec.mean), "std": list(spec.std)},
@@ -57,7 +55,7 @@ def inspect_model(model: str, weights: str | None = None, card: ModelCard | None
             "layers": [{"name": r.name, "shape": list(r.shape[1:]), "default": r.name == chosen_layer}
                        for r in layers],
             "layer": chosen_layer, "default_method": spec.method or DEFAULT_METHOD[kind],
-            "plain_ms": round(plain[1], 2), "methods": costs, "threads": torch.get_num_threads()}
+            "plain_ms": round(plain_ms, 2), "methods": costs, "threads": torch.get_num_threads()}
 
 
 def inspect_text(facts: dict) -> str:
