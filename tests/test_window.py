@@ -59,17 +59,21 @@ def x11(display: str, *command: str) -> subprocess.CompletedProcess:
 
 
 def wait_for_drawn_window(display: str, process: subprocess.Popen) -> tuple[str, np.ndarray]:
-    """The window's id and a screenshot of it once it shows something other than black."""
-    found = x11(display, "xdotool", "search", "--sync", "--onlyvisible", "--name", "camstream")
-    window = found.stdout.decode().split()[0]
+    """The window's id and a screenshot of it once it shows something other than black. The windows named
+    camstream are looked up again on every try: the toolkit may replace the first one it maps (a stale id once
+    gave black screenshots for the whole deadline on a loaded machine)."""
+    x11(display, "xdotool", "search", "--sync", "--onlyvisible", "--name", "camstream")
     deadline = time.monotonic() + DEADLINE_S
+    seen: dict[str, str] = {}
     while time.monotonic() < deadline and process.poll() is None:
-        shot = x11(display, "import", "-window", window, "png:-")
-        image = cv2.imdecode(np.frombuffer(shot.stdout, np.uint8), cv2.IMREAD_COLOR) if shot.stdout else None
-        if image is not None and image.mean() > 10:
-            return window, image
+        for window in x11(display, "xdotool", "search", "--onlyvisible", "--name", "camstream").stdout.decode().split():
+            shot = x11(display, "import", "-window", window, "png:-")
+            image = cv2.imdecode(np.frombuffer(shot.stdout, np.uint8), cv2.IMREAD_COLOR) if shot.stdout else None
+            if image is not None and image.mean() > 10:
+                return window, image
+            seen[window] = "black" if image is not None else shot.stderr.decode(errors="replace").strip()[:120]
         time.sleep(0.2)  # polling the screen: the first frame's arrival time is what is being waited for
-    raise AssertionError(f"no frame was drawn in the window (exit {process.poll()})")
+    raise AssertionError(f"no frame was drawn in the window (exit {process.poll()}; windows seen: {seen})")
 
 
 def test_window_shows_frames_and_q_ends_the_run(tmp_path, display, demo_clip):
