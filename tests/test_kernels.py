@@ -13,12 +13,15 @@ from hypothesis.extra.numpy import arrays
 
 from camstream.errors import CamstreamError
 from camstream.kernels import (
+    KeptRegions,
     colormap_lut,
     dynamic_threshold,
+    jit,
     overlay,
     percentile,
     simplify,
     threshold_value,
+    thresholded,
     upsample_bilinear,
 )
 from camstream.kernels.reference import (
@@ -167,3 +170,66 @@ def test_constant_maps_show_nothing_above_their_value():
     assert np.count_nonzero(simplify(cam, 10)) == 0  # nothing is strictly above the 90th percentile
     frame = np.full((30, 30, 3), 50, np.uint8)
     np.testing.assert_array_equal(overlay(frame, cam, percentile(cam, 90), colormap_lut()), frame)
+
+
+# --- the NumPy twins: what a stream's first frames are drawn with while Numba loads ---------------------------
+
+def _by_kernels_and_by_twins(compute):
+    """`compute()` run once through the Numba kernels and once through their NumPy twins."""
+    by_kernels = compute()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(jit.Kernel, "__call__", lambda self, *args: self.numpy(*args))
+        by_twins = compute()
+    return by_kernels, by_twins
+
+
+def test_every_kernel_has_a_numpy_twin():
+    import camstream.kernels  # noqa: F401 - registers every kernel
+
+    assert len(jit._KERNELS) == 7
+    assert all(callable(each.numpy) for each in jit._KERNELS), [e.__name__ for e in jit._KERNELS if not e.numpy]
+
+
+# float32 values at and beside the dynamic threshold's steps: compared in float32, 0.05f > 0.05 would be lost
+near_steps = st.sampled_from([0.05, 0.1, 0.15, 0.5, 0.0, -0.0, 1.0]).map(np.float32)
+
+
+@settings(max_examples=150, deadline=None)
+@given(arrays(np.float32, st.tuples(st.integers(1, 9), st.integers(1, 9)), elements=finite_or_not | near_steps),
+       st.integers(1, 30), st.integers(1, 30), st.sampled_from([-math.inf, 0.0, 0.3, 0.05, 0.7]),
+       st.floats(0, 100), st.integers(0, 2**31 - 1))
+def test_the_twins_compute_what_the_kernels_compute(cam, height, width, threshold, q, seed):
+    frame = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    lut = colormap_lut("turbo")
+
+    def compute():
+        canvas = frame.copy()
+        window = canvas[height // 3:, width // 4:]  # a letterboxed frame's window: not contiguous
+        overlay(window, cam, threshold, lut, 0.45, window)
+        proxy = upsample_bilinear(cam, (height, width))
+        kept = KeptRegions((5.0, 50.0, 100.0))(frame, cam)
+        return (overlay(frame, cam, threshold, lut, 0.3), canvas, proxy, kept.copy(),
+                percentile(cam, q), percentile(cam, q, np.empty(cam.size, np.float32)),
+                simplify(cam, max(q, 1.0)), thresholded(cam, ThresholdSpec(keep_percent=max(q, 1.0))),
+                dynamic_threshold(cam), dynamic_threshold(cam, 30.0, 0.9, 0.1),
+                threshold_value(proxy, ThresholdSpec(dynamic=True)))
+
+    by_kernels, by_twins = _by_kernels_and_by_twins(compute)
+    for index, (expected, found) in enumerate(zip(by_kernels, by_twins, strict=True)):
+        if isinstance(expected, np.ndarray):
+            assert found.dtype == expected.dtype, index
+            np.testing.assert_array_equal(found, expected, err_msg=str(index))
+        else:
+            assert found == expected, index
+
+
+def test_the_twins_draw_without_numba_until_the_kernels_are_loaded():
+    import subprocess
+    import sys
+
+    probe = ("import sys; from camstream.kernels import jit; from camstream.kernels.warm import warm_up; "
+             "jit.use_twins_until_loaded(); warm_up(); before = 'numba' in sys.modules; "
+             "jit.load_in_background(warm_up).join(); "
+             "print(before, 'numba' in sys.modules, jit.ready_at() is not None, jit._KERNELS[0]._compiled is not None)")
+    ran = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300)
+    assert ran.stdout.split() == ["False", "True", "True", "True"], ran.stderr

@@ -2,7 +2,8 @@
 faithful threshold's masked batch; and the maps' temporal smoothing (NumPy) that the stream and eval share.
 
 Each kernel has a plain NumPy / OpenCV reference in `camstream.kernels.reference`, which the tests
-compare it against.
+compare it against, and a NumPy twin of the same values that runs while Numba loads (`camstream.kernels.jit`):
+importing this package does not import Numba.
 """
 
 from camstream.kernels.colormap import colormap_lut

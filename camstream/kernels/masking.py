@@ -11,13 +11,13 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
 
+from camstream.kernels.jit import kernel
 from camstream.kernels.threshold import percentile
 from camstream.kernels.upsample import upsample_bilinear
 
 
-@njit(cache=True, nogil=True)
+@kernel(nogil=True)
 def _keep_above(frame, upsampled, thresholds, out):
     height, width, channels = frame.shape
     for k in range(thresholds.size):
@@ -28,6 +28,14 @@ def _keep_above(frame, upsampled, thresholds, out):
                 keep = math.isfinite(value) and value > threshold
                 for c in range(channels):
                     out[k, i, j, c] = frame[i, j, c] if keep else 0
+
+
+@_keep_above.twin
+def _keep_above_numpy(frame, upsampled, thresholds, out):
+    finite = np.isfinite(upsampled)
+    for k in range(thresholds.size):
+        keep = finite & (upsampled > thresholds[k])  # a float64 threshold: compared in float64, as the kernel does
+        out[k] = np.where(keep[..., None], frame, 0)
 
 
 class KeptRegions:

@@ -5,15 +5,17 @@ from __future__ import annotations
 import threading
 
 import numpy as np
-from numba import njit, prange
 
+from camstream.kernels.jit import kernel
 from camstream.kernels.upsample import resize_tables
+
+prange = range  # numba.prange once the kernel compiles (`camstream.kernels.jit`)
 
 # Numba's fallback thread pool (workqueue) must not be entered from two Python threads at once.
 _PARALLEL_LOCK = threading.Lock()
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@kernel(nogil=True, parallel=True)
 def _overlay(frame, cam, threshold, table, keep, y0, y1, wy, x0, x1, wx, rows, out, in_place):
     height, width = frame.shape[0], frame.shape[1]
     cam_width = cam.shape[1]
@@ -34,6 +36,21 @@ def _overlay(frame, cam, threshold, table, keep, y0, y1, wy, x0, x1, wx, rows, o
             elif not in_place:
                 for c in range(3):
                     out[y, x, c] = frame[y, x, c]
+
+
+@_overlay.twin
+def _overlay_numpy(frame, cam, threshold, table, keep, y0, y1, wy, x0, x1, wx, rows, out, in_place):
+    top = cam[y0]
+    with np.errstate(invalid="ignore", over="ignore"):  # values near float32's largest: the same values, no warning
+        rows[...] = top + (cam[y1] - top) * wy[:, None]
+        left = rows[:, x0]
+        values = left + (rows[:, x1] - left) * wx
+    shown = values > threshold
+    levels = (np.clip(values[shown].astype(np.float64), 0.0, 1.0) * 255.0 + 0.5).astype(np.int64)
+    blended = (frame[shown].astype(np.int64) * keep + table[levels]) >> 8
+    if not in_place:
+        out[...] = frame
+    out[shown] = blended
 
 
 _tables: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}

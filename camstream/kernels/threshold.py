@@ -16,12 +16,12 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
 
+from camstream.kernels.jit import kernel
 from camstream.threshold_spec import ThresholdSpec
 
 
-@njit(cache=True, nogil=True)
+@kernel(nogil=True)
 def _finite_copy(values, scratch):
     flat = values.ravel()
     for i in range(flat.size):
@@ -29,7 +29,13 @@ def _finite_copy(values, scratch):
         scratch[i] = v if math.isfinite(v) else 0.0
 
 
-@njit(cache=True, nogil=True)
+@_finite_copy.twin
+def _finite_copy_numpy(values, scratch):
+    flat = values.ravel()
+    scratch[:flat.size] = np.where(np.isfinite(flat), flat, 0.0)
+
+
+@kernel(nogil=True)
 def _select(a, k):
     """k-th smallest of `a` (0-based) by Hoare-partition quickselect; reorders `a` in place.
 
@@ -61,17 +67,22 @@ def _select(a, k):
     return a[k]
 
 
-@njit(cache=True, nogil=True)
-def _percentile(values, q, scratch):
+@_select.twin
+def _select_numpy(a, k):
+    a.partition(k)  # the same order statistic, and the same a[:k] <= a[k] <= a[k+1:] afterwards
+    return a[k]
+
+
+def _percentile(values: np.ndarray, q: float, scratch: np.ndarray) -> float:
     n = values.size
     _finite_copy(values, scratch)
     rank = q / 100.0 * (n - 1)
     low = int(math.floor(rank))
     frac = rank - low
-    below = np.float64(_select(scratch[:n], low))
+    below = float(_select(scratch[:n], low))
     if frac == 0.0 or low + 1 >= n:
         return below
-    above = np.float64(scratch[low + 1:n].min())
+    above = float(scratch[low + 1:n].min())
     # numpy's lerp: exact at both ends
     if frac >= 0.5:
         return above - (above - below) * (1.0 - frac)
@@ -89,16 +100,22 @@ def percentile(values: np.ndarray, q: float, scratch: np.ndarray | None = None) 
         raise ValueError(f"percentile q={q} outside 0..100")
     if scratch is None:
         scratch = np.empty(values.size, dtype=np.float64)
-    return float(_percentile(np.ascontiguousarray(values), float(q), scratch))
+    return _percentile(np.ascontiguousarray(values), float(q), scratch)
 
 
-@njit(cache=True, nogil=True)
+@kernel(nogil=True)
 def _simplify(cam, threshold, out):
     src = cam.ravel()
     dst = out.ravel()
     for i in range(src.size):
         v = src[i]
         dst[i] = v if (math.isfinite(v) and v > threshold) else 0.0
+
+
+@_simplify.twin
+def _simplify_numpy(cam, threshold, out):
+    kept = np.isfinite(cam) & (cam > np.float64(threshold))  # compared in float64, as the kernel does
+    out[...] = np.where(kept, cam, 0.0)
 
 
 def simplify(cam: np.ndarray, keep_percent: float, out: np.ndarray | None = None) -> np.ndarray:
@@ -116,7 +133,7 @@ def thresholded(cam: np.ndarray, spec: ThresholdSpec, out: np.ndarray | None = N
     return out
 
 
-@njit(cache=True, nogil=True)
+@kernel(nogil=True)
 def _dynamic_threshold(cam, min_area, max_threshold, step):
     flat = cam.ravel()
     n = flat.size
@@ -130,6 +147,19 @@ def _dynamic_threshold(cam, min_area, max_threshold, step):
             if math.isfinite(v) and v > t:
                 kept += 1
         if kept < min_area * n:
+            break
+        best = t
+    return best
+
+
+@_dynamic_threshold.twin
+def _dynamic_threshold_numpy(cam, min_area, max_threshold, step):
+    flat = cam.ravel().astype(np.float64)  # compared in float64, as the kernel does
+    flat[~np.isfinite(flat)] = -np.inf
+    best = 0.0
+    for s in range(int(math.floor(max_threshold / step + 1e-9)) + 1):
+        t = s * step
+        if np.count_nonzero(flat > t) < min_area * flat.size:
             break
         best = t
     return best

@@ -5,7 +5,8 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
-from numba import njit
+
+from camstream.kernels.jit import kernel
 
 
 @lru_cache(maxsize=64)
@@ -26,7 +27,7 @@ def resize_tables(src_size: int, dst_size: int) -> tuple[np.ndarray, np.ndarray,
     return left, right, weight
 
 
-@njit(cache=True, nogil=True)
+@kernel(nogil=True)
 def _upsample(src, y0, y1, wy, x0, x1, wx, out):
     for y in range(out.shape[0]):
         top = src[y0[y]]
@@ -36,6 +37,15 @@ def _upsample(src, y0, y1, wy, x0, x1, wx, out):
             a = top[x0[x]] + (top[x1[x]] - top[x0[x]]) * wx[x]
             b = bottom[x0[x]] + (bottom[x1[x]] - bottom[x0[x]]) * wx[x]
             out[y, x] = a + (b - a) * fy
+
+
+@_upsample.twin
+def _upsample_numpy(src, y0, y1, wy, x0, x1, wx, out):
+    top, bottom = src[y0], src[y1]
+    with np.errstate(invalid="ignore", over="ignore"):  # a map with inf or NaN: the same values, no warning
+        a = top[:, x0] + (top[:, x1] - top[:, x0]) * wx
+        b = bottom[:, x0] + (bottom[:, x1] - bottom[:, x0]) * wx
+        out[...] = a + (b - a) * wy[:, None]
 
 
 def upsample_bilinear(src: np.ndarray, size: tuple[int, int], out: np.ndarray | None = None) -> np.ndarray:

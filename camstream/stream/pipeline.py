@@ -8,19 +8,18 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from camstream.backends import make_backend
 from camstream.catalog import DETECTOR_METHODS
 from camstream.errors import CamstreamError, InputError
 from camstream.explain.faithful import CANDIDATES, NOT_FOR_DETECTORS, FaithfulSearch
+from camstream.kernels import jit
+from camstream.kernels.warm import warm_up
 from camstream.storage import write_json_atomic
 from camstream.stream.capture import UnavailableSource, local_file_problem
 from camstream.stream.config import PipelineConfig
 from camstream.stream.controls import LiveControls
 from camstream.stream.infer import InferenceStage
 from camstream.stream.output_lock import OutputLock
-from camstream.stream.render import HeatmapPainter
 from camstream.stream.report import RunFacts, run_report, stream_report
 from camstream.stream.ring import FairReader, FrameReader
 from camstream.stream.sinks import check_display_available
@@ -122,8 +121,6 @@ class Pipeline:
         self.method_name = self.backend.method  # the name the model kind resolved to, for the HUD and the report
         try:
             _check_detector_settings(config, self.backend)
-            HeatmapPainter(config.threshold, config.colormap, config.alpha).paint(  # compile / load the kernels
-                np.zeros((8, 8, 3), np.uint8), np.zeros((2, 2), np.float32), np.zeros((8, 8, 3), np.uint8))
             if config.clip_model is not None:
                 from camstream.model.load import load_module
                 from camstream.stream.timeline import ClipTracker
@@ -208,6 +205,7 @@ class Pipeline:
         """Run to the end of input (or `interrupt()` / Ctrl-C / `request_stop`); returns the report (also
         written to disk)."""
         started = time.perf_counter()
+        jit.use_twins_until_loaded()  # Numba loads after the first frame is out (`camstream.kernels.jit`)
         for stream in self.streams:
             stream.telemetry.start()
         for stage in self.stages:
@@ -224,6 +222,7 @@ class Pipeline:
                 self._stop_requested.wait(tick_s)
                 for sink in pumped:
                     sink.pump()
+                self._load_kernels_once_a_frame_is_out()
                 # a capture that fails closes its ring: the frames it delivered are still explained and written
                 if self._stop_requested.is_set() or self.infer.error is not None:
                     if stop_deadline is None:
@@ -240,6 +239,11 @@ class Pipeline:
         finally:
             self._shutdown()
         return self.report
+
+    def _load_kernels_once_a_frame_is_out(self) -> None:
+        """Numba's import and first calls (~0.7 s) wait until the first frame is out; the twins draw till then."""
+        if any(stream.telemetry.frames_out for stream in self.streams):
+            jit.load_in_background(warm_up)
 
     def progress(self) -> tuple[int, int | None]:
         """Frames written so far (all streams) and how many there will be (one file, or --max-frames), or None."""
@@ -282,10 +286,12 @@ class Pipeline:
                 stream_reports[-1]["faithful"] = self.infer.faithful_tally[stream.index].summary(
                     self.infer.faithful.ratio, self.infer.faithful_every)
         self._close_models()
+        jit.stop_using_twins()
         error = self.error()
         facts = RunFacts(self.config, self.backend, self.method_name,
                          self.clip_tracker, self.interrupted, None if error is None else str(error),
-                         self.infer.batches, list(getattr(self.reader, "max_skipped", [0] * len(self.streams))))
+                         self.infer.batches, list(getattr(self.reader, "max_skipped", [0] * len(self.streams))),
+                         jit.ready_at())
         self.report = run_report(facts, stream_reports)
         path = os.path.join(self.config.out_dir, "report.json")
         try:

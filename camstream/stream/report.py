@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from camstream.backends import Backend
 from camstream.redaction import redact
+from camstream.runtime import process_start_time
 from camstream.stream.config import PipelineConfig
 from camstream.stream.streams import Stream
 
@@ -30,6 +31,7 @@ class RunFacts:
     error: str | None
     batches: int
     max_batches_skipped: list[int]  # per stream: most consecutive batches it was left out of with a frame ready
+    kernels_ready_at: float | None  # time.time() when the Numba kernels took over from their NumPy twins
 
 
 def stream_report(stream: Stream, stuck: list[str], sink_errors: list[str]) -> dict:
@@ -88,6 +90,9 @@ def run_report(facts: RunFacts, stream_reports: list[dict]) -> dict:
                        for stream, r in sorted(tracker.latest.items())}},
         "interrupted": facts.interrupted,
         "error": facts.error,
+        # process start → the kernels taking over (frames before were drawn by their NumPy twins, same values)
+        "kernels_ready_s": None if facts.kernels_ready_at is None
+        else round(facts.kernels_ready_at - process_start_time(), 2),
         "system": system(),
         "streams": stream_reports,
         "total": total,
