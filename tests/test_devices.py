@@ -73,10 +73,16 @@ def test_results_come_to_the_host_in_one_packed_copy_with_their_types():
 
 @pytest.mark.skipif(not HAS_CUDA, reason="no CUDA GPU on this machine: the GPU path is checked where one is")
 @pytest.mark.parametrize("method", ["gradcam", "gradcam++", "cam", "recipro"])
-def test_gpu_maps_equal_cpu_maps(method, chelsea_rgb):
+@pytest.mark.parametrize(("tf32", "tolerance"), [(False, 1e-4), (True, 5e-3)])
+def test_gpu_maps_equal_cpu_maps(method, tf32, tolerance, chelsea_rgb, monkeypatch):
+    """The same classes, and maps within 1e-4 in full float32. PyTorch's default on Ampere and later GPUs
+    convolves in TF32 (10-bit mantissa); on an H200 that moved EfficientNet-Lite0's maps by 1.3e-3 and its
+    scores by 3e-4, so with the default the maps are held to 5e-3."""
     from camstream.backends.torch_backend import TorchBackend
     from camstream.model.preprocess import resize_to_rgb
 
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", tf32)
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", tf32)
     results = {}
     for device in ("cpu", "cuda"):
         backend = TorchBackend("efficientnet_lite0", method, max_batch=2, device=device)
@@ -85,4 +91,4 @@ def test_gpu_maps_equal_cpu_maps(method, chelsea_rgb):
         backend.close()
     assert results["cuda"].maps.device.type == "cpu"
     assert results["cuda"].class_ids.tolist() == results["cpu"].class_ids.tolist()
-    assert float((results["cuda"].maps - results["cpu"].maps).abs().max()) < 1e-3
+    assert float((results["cuda"].maps - results["cpu"].maps).abs().max()) < tolerance
