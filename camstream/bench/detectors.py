@@ -40,7 +40,7 @@ def busy_frame(detector: DetectorModel, frames: list[np.ndarray], preprocess: Pr
     for frame in frames:
         batch = preprocess([frame]).clone()
         with torch.inference_mode():
-            count = len(detector(batch)[0].scores)
+            count = len(detector(batch.to(next(detector.parameters()).device))[0].scores)
         if count > best_count:
             best, best_count = batch, count
         if count >= boxes:
@@ -50,16 +50,17 @@ def busy_frame(detector: DetectorModel, frames: list[np.ndarray], preprocess: Pr
 
 
 def bench_detector(video: str, rounds: int = 15, boxes: int = 5, score_threshold: float = 0.2,
-                   progress: Callable[[str], None] | None = None) -> dict:
+                   progress: Callable[[str], None] | None = None, device: str = "cpu") -> dict:
     """ms per frame at batch 1 of the bundled detector's plain forward, camstream's box-gradcam of its top
     `boxes` boxes (one batched backward) and of its top box alone (what each further box adds shows between the
     two), and pytorch-grad-cam's Grad-CAM of the same boxes one by one; medians and interquartile ranges of
-    interleaved rounds, and the ratios."""
+    interleaved rounds, and the ratios. On `device` "cuda" each timed call ends when the GPU has finished."""
     spec = load_quietly(BUNDLED_DETECTOR)
-    detector: DetectorModel = spec.module
+    detector: DetectorModel = spec.module.to(device)
     detector.score_threshold, detector.max_boxes = score_threshold, boxes
     preprocess = Preprocessor(spec, 1)
-    batch, found = busy_frame(detector, real_frames(video, 24, spec.input_size), preprocess, boxes)
+    frame, found = busy_frame(detector, real_frames(video, 24, spec.input_size), preprocess, boxes)
+    batch = frame.to(device)
     pristine = copy.deepcopy(detector)  # copied before hooking: a hooked model cannot be deep-copied
     hooked = HookedDetector(detector, (3, *spec.input_size))
     method = BoxGradCam(hooked)
@@ -85,6 +86,8 @@ def bench_detector(video: str, rounds: int = 15, boxes: int = 5, score_threshold
         if progress and (index + 1) % 5 == 0:
             progress(f"detector {BUNDLED_DETECTOR}: round {index + 1}/{rounds}")
 
+    if device != "cpu":
+        contenders = {name: _finished_on(device, run) for name, run in contenders.items()}
     samples = interleaved_samples(contenders, rounds=rounds, on_round=tick)
     hooked.close()
     timed = {name: spread(values) for name, values in samples.items()}
@@ -93,9 +96,21 @@ def bench_detector(video: str, rounds: int = 15, boxes: int = 5, score_threshold
     if not missing:
         ratios["pytorch-grad-cam_loop_to_box-gradcam"] = ratio(samples["pytorch-grad-cam loop"],
                                                                 samples["box-gradcam"])
-    return {"model": BUNDLED_DETECTOR, "layer": hooked.layer_name, "input": list(spec.input_size), "batch": 1,
+    return {"model": BUNDLED_DETECTOR, "device": device, "layer": hooked.layer_name, "input": list(spec.input_size),
+            "batch": 1,
             "boxes": found if found < boxes else boxes, "rounds": rounds, "ms": timed, "ratios": ratios,
             "missing_peers": ["pytorch-grad-cam"] if missing else []}
+
+
+def _finished_on(device: str, run: Callable[[], object]) -> Callable[[], object]:
+    """`run`, returning once `device` has finished the work it queued (a GPU runs asynchronously)."""
+
+    def finished() -> object:
+        result = run()
+        torch.cuda.synchronize(device)
+        return result
+
+    return finished
 
 
 def _peer_loop(detector: DetectorModel, batch: torch.Tensor, layer: str) -> Callable[[], object]:
@@ -144,7 +159,8 @@ def markdown(section: dict | None) -> list[str]:
     speed = section["speed"]
     ms = speed["ms"]
     lines = ["## Detectors", "",
-             f"{speed['model']} at {speed['input'][0]}×{speed['input'][1]}, batch 1, {speed['boxes']} boxes explained "
+             f"{speed['model']} at {speed['input'][0]}×{speed['input'][1]}, batch 1, on {speed.get('device', 'cpu')}, "
+             f"{speed['boxes']} boxes explained "
              f"on layer {speed['layer']}; {speed['rounds']} interleaved rounds, median (quartiles) ms per frame:", "",
              "| contender | ms | ratio |", "|---|---|---|"]
     ratios = speed["ratios"]
