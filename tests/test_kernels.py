@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import threading
 
 import cv2
 import numpy as np
@@ -176,6 +177,8 @@ def test_constant_maps_show_nothing_above_their_value():
 
 def _by_kernels_and_by_twins(compute):
     """`compute()` run once through the Numba kernels and once through their NumPy twins."""
+    jit.load()
+    assert jit._READY.is_set()  # every kernel call below is Numba's, whatever an earlier test left behind
     by_kernels = compute()
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(jit.Kernel, "__call__", lambda self, *args: self.numpy(*args))
@@ -233,3 +236,63 @@ def test_the_twins_draw_without_numba_until_the_kernels_are_loaded():
              "print(before, 'numba' in sys.modules, jit.ready_at() is not None, jit._KERNELS[0]._compiled is not None)")
     ran = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300)
     assert ran.stdout.split() == ["False", "True", "True", "True"], ran.stderr
+
+
+@pytest.fixture
+def before_numba(monkeypatch):
+    """The kernels' state before Numba is loaded, with no run drawing by the twins yet (restored afterwards)."""
+    monkeypatch.setattr(jit, "_READY", threading.Event())
+    monkeypatch.setattr(jit, "_twin_users", 0)
+    monkeypatch.setattr(jit, "_loader_thread", None)
+
+
+def test_a_twin_never_waits_for_a_parallel_kernel_compiling_on_the_loader(before_numba):
+    # The loader thread holds the parallel-calls lock while it compiles (or loads) the overlay kernel: a frame drawn
+    # by the twin meanwhile must not wait for it (it did, 0.7-2 s, when the lock was taken around the twin too).
+    jit.use_twins_until_loaded()
+    frame = np.zeros((48, 64, 3), np.uint8)
+    drawn = threading.Event()
+    with jit._PARALLEL_CALLS:
+        painter = threading.Thread(target=lambda: (overlay(frame, np.ones((7, 7), np.float32), 0.2, colormap_lut()),
+                                                   drawn.set()))
+        painter.start()
+        finished = drawn.wait(30)
+    painter.join()
+    jit.stop_using_twins()
+    assert finished, "the twin waited for the lock a compiling kernel held"
+
+
+def test_a_transposed_map_is_thresholded_as_its_contiguous_copy():
+    cam = RNG.random((6, 9)).astype(np.float32).T  # Fortran order: the kernel's out.ravel() was a copy
+    expected = simplify(np.ascontiguousarray(cam), 20)
+    assert np.count_nonzero(expected) > 0
+    np.testing.assert_array_equal(simplify(cam, 20), expected)
+    out = np.empty(cam.shape, np.float32, order="F")
+    np.testing.assert_array_equal(thresholded(cam, ThresholdSpec(keep_percent=20), out), expected)
+
+
+def test_a_kernel_load_that_fails_says_so_and_the_twins_draw_on(before_numba, caplog):
+    def failing_warm_up() -> None:
+        raise RuntimeError("no LLVM here")
+
+    cam = RNG.random((7, 7)).astype(np.float32)
+    jit.use_twins_until_loaded()
+    with caplog.at_level("WARNING", logger="camstream"):
+        jit.load_in_background(failing_warm_up).join()
+    assert "Numba could not load the kernels (RuntimeError: no LLVM here)" in caplog.text
+    assert not jit._READY.is_set() and jit._loader_thread is None  # a later run tries again
+    np.testing.assert_array_equal(simplify(cam, 20), simplify_reference(cam.astype(np.float64), 20))
+    jit.stop_using_twins()
+
+
+def test_the_twins_draw_until_the_last_run_that_asked_for_them_stops(before_numba, monkeypatch):
+    upsample = next(each for each in jit._KERNELS if each.__name__ == "_upsample")
+    drawn_by_twin = []
+    monkeypatch.setattr(upsample, "numpy", lambda *args: drawn_by_twin.append(args) or upsample.loops(*args))
+    jit.use_twins_until_loaded()  # two runs in threads of one process
+    jit.use_twins_until_loaded()
+    jit.stop_using_twins()  # the first stops before its first frame
+    upsample_bilinear(np.ones((3, 3), np.float32), (5, 5))
+    assert len(drawn_by_twin) == 1  # the other still draws by the twins, and loads no Numba on its render thread
+    jit.stop_using_twins()
+    assert jit._twin_users == 0

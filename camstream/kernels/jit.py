@@ -19,7 +19,10 @@ _KERNELS: list[Kernel] = []
 _LOCK = threading.RLock()
 _READY = threading.Event()  # Numba is imported and every kernel is wrapped: all threads use the kernels
 _LOADER = threading.local()  # `.active` on the thread running `load_in_background`'s warm-up
-_twins_until_loaded = False
+# Numba's fallback thread pool (workqueue) must not be entered from two Python threads at once: every call of a
+# compiled parallel kernel holds this lock; twins never take it, so they never wait on a kernel compiling under it
+_PARALLEL_CALLS = threading.Lock()
+_twin_users = 0  # runs between `use_twins_until_loaded` and `stop_using_twins`: while any, twins draw
 _loader_thread: threading.Thread | None = None
 _ready_at: float | None = None  # time.time() when the kernels took over
 
@@ -44,9 +47,12 @@ class Kernel:
 
     def __call__(self, *args: Any) -> Any:
         if not _READY.is_set() and not getattr(_LOADER, "active", False):
-            if _twins_until_loaded and self.numpy is not None:
+            if _twin_users and self.numpy is not None:
                 return self.numpy(*args)
             load()
+        if self.options.get("parallel"):
+            with _PARALLEL_CALLS:
+                return self.compiled()(*args)
         return self.compiled()(*args)
 
     def compiled(self) -> Any:
@@ -70,40 +76,47 @@ def kernel(**options: Any) -> Callable[[Callable], Kernel]:
 
 def load() -> None:
     """Import Numba and wrap every kernel now, on this thread; from here on every thread uses the kernels."""
-    global _twins_until_loaded, _ready_at
+    global _ready_at
     with _LOCK:
         if _READY.is_set():
             return
         for each in _KERNELS:
             each.compiled()
-        _twins_until_loaded = False
         _ready_at = time.time()
         _READY.set()
 
 
 def use_twins_until_loaded() -> None:
-    """Until `load_in_background` (or `load`) is done, kernels that Numba has not loaded yet run their twins."""
-    global _twins_until_loaded
-    if not _READY.is_set():
-        _twins_until_loaded = True
+    """Until `load_in_background` (or `load`) is done, kernels that Numba has not loaded yet run their twins; each
+    call is ended by one `stop_using_twins` (runs in threads of one process each hold the twins for their own)."""
+    global _twin_users
+    with _LOCK:
+        _twin_users += 1
 
 
 def load_in_background(warm_up: Callable[[], None]) -> threading.Thread | None:
     """Start (once) a thread that imports Numba, runs `warm_up` (kernel calls on the argument types to come,
-    which compile or load them) and then hands every thread the kernels. None when they are loaded already."""
+    which compile or load them) and then hands every thread the kernels. None when they are loaded already.
+
+    Should Numba fail there (not importable, or a kernel that does not compile), a warning says so and the twins
+    draw on, with the same values, until the runs end; a later run tries again."""
     global _loader_thread
     with _LOCK:
         if _READY.is_set() or _loader_thread is not None:
             return _loader_thread
 
         def run() -> None:
+            global _loader_thread
             _LOADER.active = True
             try:
                 warm_up()
-            except Exception as exc:  # the twins go on drawing until `load` below
-                logging.getLogger("camstream").debug("warming the kernels failed: %r", exc)
-            finally:  # a kernel that failed to compile fails again, and says why, where it is called
                 load()
+            except Exception as exc:  # noqa: BLE001 - any failure: the twins compute the same values
+                logging.getLogger("camstream").warning(
+                    "Numba could not load the kernels (%s: %s); their NumPy versions draw instead, more slowly",
+                    type(exc).__name__, exc)
+                with _LOCK:
+                    _loader_thread = None
 
         _loader_thread = threading.Thread(target=run, name="camstream-kernels", daemon=True)
         _loader_thread.start()
@@ -111,12 +124,14 @@ def load_in_background(warm_up: Callable[[], None]) -> threading.Thread | None:
 
 
 def stop_using_twins(timeout_s: float = 60.0) -> None:
-    """Wait for a background load to end (a thread importing at interpreter exit can crash it), and let later
-    calls load Numba where they are made."""
-    global _twins_until_loaded
-    if _loader_thread is not None:
-        _loader_thread.join(timeout_s)
-    _twins_until_loaded = False
+    """End one `use_twins_until_loaded`. The last one waits for a background load to end (a thread importing at
+    interpreter exit can crash it), and later calls load Numba where they are made."""
+    global _twin_users
+    with _LOCK:
+        _twin_users = max(0, _twin_users - 1)
+        last, loader = _twin_users == 0, _loader_thread
+    if last and loader is not None:
+        loader.join(timeout_s)
 
 
 def ready_at() -> float | None:

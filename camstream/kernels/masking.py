@@ -33,8 +33,9 @@ def _keep_above(frame, upsampled, thresholds, out):
 @_keep_above.twin
 def _keep_above_numpy(frame, upsampled, thresholds, out):
     finite = np.isfinite(upsampled)
+    values = upsampled.astype(np.float64)  # compared in float64, as the kernel does, under NumPy 1.x's rules too
     for k in range(thresholds.size):
-        keep = finite & (upsampled > thresholds[k])  # a float64 threshold: compared in float64, as the kernel does
+        keep = finite & (values > thresholds[k])
         out[k] = np.where(keep[..., None], frame, 0)
 
 

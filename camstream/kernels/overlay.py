@@ -11,9 +11,6 @@ from camstream.kernels.upsample import resize_tables
 
 prange = range  # numba.prange once the kernel compiles (`camstream.kernels.jit`)
 
-# Numba's fallback thread pool (workqueue) must not be entered from two Python threads at once.
-_PARALLEL_LOCK = threading.Lock()
-
 
 @kernel(nogil=True, parallel=True)
 def _overlay(frame, cam, threshold, table, keep, y0, y1, wy, x0, x1, wx, rows, out, in_place):
@@ -101,7 +98,6 @@ def overlay(frame: np.ndarray, cam: np.ndarray, threshold: float, lut: np.ndarra
     alpha256 = int(round(min(max(alpha, 0.0), 1.0) * 256))
     table = _blend_table(lut, alpha256)
     cam = np.nan_to_num(np.asarray(cam, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
-    with _PARALLEL_LOCK:
-        _overlay(frame, cam, np.float32(threshold), table, 256 - alpha256, y0, y1, wy, x0, x1, wx,
-                 _rows(height, cam.shape[1]), out, out is frame)
+    _overlay(frame, cam, np.float32(threshold), table, 256 - alpha256, y0, y1, wy, x0, x1, wx,
+             _rows(height, cam.shape[1]), out, out is frame)  # a parallel kernel: `jit` serialises its calls
     return out

@@ -79,10 +79,11 @@ def _percentile(values: np.ndarray, q: float, scratch: np.ndarray) -> float:
     rank = q / 100.0 * (n - 1)
     low = int(math.floor(rank))
     frac = rank - low
-    below = float(_select(scratch[:n], low))
+    # + 0.0 turns -0.0 into 0.0: kernel and twin may select different zeros of equal value
+    below = float(_select(scratch[:n], low)) + 0.0
     if frac == 0.0 or low + 1 >= n:
         return below
-    above = float(scratch[low + 1:n].min())
+    above = float(scratch[low + 1:n].min()) + 0.0
     # numpy's lerp: exact at both ends
     if frac >= 0.5:
         return above - (above - below) * (1.0 - frac)
@@ -114,7 +115,8 @@ def _simplify(cam, threshold, out):
 
 @_simplify.twin
 def _simplify_numpy(cam, threshold, out):
-    kept = np.isfinite(cam) & (cam > np.float64(threshold))  # compared in float64, as the kernel does
+    # compared in float64, as the kernel does (a float64 scalar alone compares in float32 under NumPy 1.x's rules)
+    kept = np.isfinite(cam) & (cam.astype(np.float64) > threshold)
     out[...] = np.where(kept, cam, 0.0)
 
 
@@ -126,10 +128,13 @@ def simplify(cam: np.ndarray, keep_percent: float, out: np.ndarray | None = None
 def thresholded(cam: np.ndarray, spec: ThresholdSpec, out: np.ndarray | None = None) -> np.ndarray:
     """out = cam where cam > `threshold_value(cam, spec)`, else 0, on the grid `cam` is on."""
     if out is None:
-        out = np.empty_like(cam)
+        out = np.empty(cam.shape, cam.dtype)  # C order (empty_like would keep a transposed map's order)
     if cam.size == 0:
         return out
-    _simplify(np.ascontiguousarray(cam), threshold_value(cam, spec), out)
+    kept = out if out.flags.c_contiguous else np.empty(cam.shape, out.dtype)  # the kernel writes through ravel
+    _simplify(np.ascontiguousarray(cam), threshold_value(cam, spec), kept)
+    if kept is not out:
+        out[...] = kept
     return out
 
 

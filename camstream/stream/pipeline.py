@@ -208,6 +208,7 @@ class Pipeline:
         jit.use_twins_until_loaded()  # Numba loads after the first frame is out (`camstream.kernels.jit`)
         for stream in self.streams:
             stream.telemetry.start()
+            stream.telemetry.on_first_frame = self._load_kernels
         for stage in self.stages:
             stage.start()
         last = time.perf_counter()
@@ -222,7 +223,6 @@ class Pipeline:
                 self._stop_requested.wait(tick_s)
                 for sink in pumped:
                     sink.pump()
-                self._load_kernels_once_a_frame_is_out()
                 # a capture that fails closes its ring: the frames it delivered are still explained and written
                 if self._stop_requested.is_set() or self.infer.error is not None:
                     if stop_deadline is None:
@@ -240,10 +240,11 @@ class Pipeline:
             self._shutdown()
         return self.report
 
-    def _load_kernels_once_a_frame_is_out(self) -> None:
-        """Numba's import and first calls (~0.7 s) wait until the first frame is out; the twins draw till then."""
-        if any(stream.telemetry.frames_out for stream in self.streams):
-            jit.load_in_background(warm_up)
+    @staticmethod
+    def _load_kernels() -> None:
+        """Called on a stream's first frame out: Numba's import and first calls (~0.7 s) load on a thread of their
+        own from then on; the twins draw till they are done."""
+        jit.load_in_background(warm_up)
 
     def progress(self) -> tuple[int, int | None]:
         """Frames written so far (all streams) and how many there will be (one file, or --max-frames), or None."""

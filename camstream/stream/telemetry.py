@@ -7,6 +7,7 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 
 import numpy as np
 import psutil
@@ -81,6 +82,7 @@ class Telemetry:
         self._process = psutil.Process(os.getpid())
         self.rss_start_mb = self.rss_mb()
         self.first_frame_s: float | None = None  # process start → first frame out (set by `frame_out`)
+        self.on_first_frame: Callable[[], None] | None = None  # called by `frame_out` once that frame is counted
         self.rss_peak_mb = self.rss_start_mb  # over the run; `start()` resets it
         self.rss_latest_mb = self.rss_start_mb
         self.fds_start = self.open_files()
@@ -99,6 +101,8 @@ class Telemetry:
         self.frames_out += 1
         if self.frames_out == 1:  # seconds from the process's start (imports, model load, tracing included)
             self.first_frame_s = time.time() - process_start_time()
+            if self.on_first_frame is not None:
+                self.on_first_frame()
         if self.frames_out == self.warmup_frames:
             self.rss_warm_mb = self.sample_memory()
         elif self.frames_out % 32 == 0:
