@@ -224,6 +224,7 @@ def test_the_twins_compute_what_the_kernels_compute(cam, height, width, threshol
             np.testing.assert_array_equal(found, expected, err_msg=str(index))
         else:
             assert found == expected, index
+            assert math.copysign(1.0, found) == math.copysign(1.0, expected), index  # -0.0 is not 0.0 bit for bit
 
 
 def test_the_twins_draw_without_numba_until_the_kernels_are_loaded():
