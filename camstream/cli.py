@@ -600,6 +600,13 @@ def _bench(args: argparse.Namespace) -> int:
     print(f"{met} of {len(results['targets'])} targets met; wrote {args.out}/bench.json and {args.out}/bench.md")
     for warning in results["trust"]["warnings"]:
         print(f"camstream: warning: bench not trustworthy: {warning}", file=sys.stderr)
+    failed = results.get("failed")
+    if failed:
+        from camstream.errors import StageError
+
+        said = "; ".join(f"{key}: {why}" for key, why in failed.items())
+        raise StageError(f"bench: {len(failed)} section(s) failed ({said}); the other sections are in "
+                         f"{args.out}/bench.json and {args.out}/bench.md")
     return 0
 
 

@@ -164,3 +164,49 @@ def test_the_process_start_time_is_the_real_one_not_rounded_to_the_boot_second()
         started = float(subprocess.run([sys.executable, "-c", child], capture_output=True, text=True,
                                        check=True).stdout)
         assert -0.03 <= started - launched <= 0.25, started - launched  # clock ticks of 10 ms, and exec's own time
+
+
+def test_a_section_that_fails_loses_no_other_section_and_start_up_skips_a_missing_onnx_runtime(tmp_path,
+                                                                                                monkeypatch):
+    """A bench with only the torch extra (the README's first command) died in its start-up section after 5 min,
+    writing nothing: it ran `camstream run --backend onnxruntime` with no ONNX Runtime installed."""
+    import importlib.util
+    import json
+
+    from camstream.bench import suite
+
+    def failing(name):
+        def measure(*_args, **_kwargs):
+            raise RuntimeError(f"{name} broke")
+        return measure
+
+    for name in ("bench_explainers", "bench_kernels", "bench_pipeline", "bench_streams", "_bench_backends_if_installed",
+                 "bench_one_core_if_installed", "bench_extensions", "_bench_detectors_if_installed", "bench_faithful",
+                 "compare_malloc"):
+        monkeypatch.setattr(suite, name, failing(name))
+    startup_backends = []
+
+    def startup(rounds, backends, progress):
+        startup_backends.append(backends)
+        return {"help_s": {"min": 0.1, "median": 0.1, "max": 0.1, "runs": 1},
+                "torch": {"cold_s": {"min": 7.0, "median": 7.0, "max": 7.0, "runs": 1},
+                          "warm_s": {"min": 2.3, "median": 2.3, "max": 2.3, "runs": 1}}}
+
+    monkeypatch.setattr(suite, "bench_startup", startup)
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *rest: None if name == "onnxruntime"
+                        else find_spec(name, *rest))
+    said = []
+    results = suite.run_bench(suite.BenchPlan.smoke(), str(tmp_path), progress=said.append)
+    assert startup_backends == [("torch",)]
+    assert "start-up: onnxruntime skipped (pip install 'camstream[onnx]')" in said
+    assert set(results["failed"]) == {"explainers", "kernels", "pipeline", "streams", "edge", "backends", "one_core",
+                                      "extensions", "detectors", "faithful", "malloc"}
+    assert results["failed"]["kernels"] == "RuntimeError: bench_kernels broke"
+    assert any(line.startswith("kernels: failed (RuntimeError: bench_kernels broke)") for line in said)
+    written = json.loads((tmp_path / "bench.json").read_text())
+    assert written["startup"]["torch"]["warm_s"]["median"] == 2.3 and written["failed"] == results["failed"]
+    text = (tmp_path / "bench.md").read_text()
+    assert "## Sections that failed" in text and "- malloc: RuntimeError: compare_malloc broke" in text
+    assert "| first frame, torch, cache warm | 2.3 s | 2.3 s | 2.3 s |" in text
+

@@ -6,6 +6,7 @@ drift on a shared machine, ratios hold.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import platform
 import time
@@ -26,6 +27,7 @@ from camstream.bench.startup import bench_startup
 from camstream.bench.startup import markdown as startup_markdown
 from camstream.bench.trust import load_average, verdict
 from camstream.bench.trust import markdown as trust_markdown
+from camstream.progress import step
 from camstream.storage import write_json_atomic
 from camstream.stream.config import demo_clip
 
@@ -96,7 +98,10 @@ def cpu_model() -> str:
 
 def run_bench(plan: BenchPlan, out_dir: str, footage: str | None = None,
               progress: Callable[[str], None] = print) -> dict:
-    """Run `plan`, write bench.json and bench.md into `out_dir`, return the results."""
+    """Run `plan`, write bench.json and bench.md into `out_dir`, return the results.
+
+    Each section is one step that says itself again every 5 s; a section that fails is said, listed under
+    `failed` (and first in bench.md), and the others still run and are written."""
     os.makedirs(out_dir, exist_ok=True)
     frames_video = demo_clip()
     started = time.perf_counter()
@@ -105,37 +110,46 @@ def run_bench(plan: BenchPlan, out_dir: str, footage: str | None = None,
                    "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
                    "machine": platform.machine(), "load_before": load_average()},
         "plan": plan.__dict__, "explainers": [], "pipeline": {}, "kernels": {}, "edge": [], "malloc": {},
+        "failed": {},
     }
+
+    def section(key: str, what: str, measure: Callable[[], object]) -> None:
+        with step(what, tell=progress):
+            try:
+                measured = measure()
+            except Exception as exc:  # noqa: BLE001 - one section's failure must not lose the others' figures
+                results["failed"][key] = f"{type(exc).__name__}: {exc}"
+                progress(f"{what}: failed ({type(exc).__name__}: {exc}); the other sections go on")
+                return
+        if key == "explainers":
+            results[key].append(measured)
+        else:
+            results[key] = measured
+
     for model in plan.models:
         for batch in plan.batches:
-            progress(f"explainers: {model} batch {batch}")
-            results["explainers"].append(bench_explainers(model, batch, frames_video, plan.rounds, progress=progress))
-    progress("kernels")
-    results["kernels"] = bench_kernels(plan.rounds)
+            section("explainers", f"explainers: {model} batch {batch}",
+                    lambda model=model, batch=batch: bench_explainers(model, batch, frames_video, plan.rounds,
+                                                                      progress=progress))
+    section("kernels", "kernels", lambda: bench_kernels(plan.rounds))
     footage = footage or default_footage()
     results["footage"] = os.path.basename(footage)
     sizes = {label: PIPELINE_SIZES[label] for label in plan.pipeline_sizes}
-    results["pipeline"] = bench_pipeline(footage, os.path.join(out_dir, "clips"), sizes, plan.pipeline_frames,
-                                         progress=progress)
-    results["streams"] = bench_streams(footage, plan.stream_counts, out_dir=os.path.join(out_dir, "streams"),
-                                       progress=progress)
-    progress("edge profile (1 thread)")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        for side in plan.edge_sides:
-            results["edge"].append(bench_explainers("efficientnet_lite0", 1, frames_video, plan.edge_rounds,
-                                                    input_side=side, methods=("gradcam",), peers=False))
-    finally:
-        torch.set_num_threads(threads)
-    results["backends"] = _bench_backends_if_installed(frames_video, plan.rounds, progress)
-    results["one_core"] = bench_one_core_if_installed(plan, out_dir, footage, progress)
-    results["startup"] = bench_startup(plan.startup_rounds, progress=progress)
-    results["extensions"] = bench_extensions(plan.extension_rounds, quick=plan.extension_quick, progress=progress)
-    results["detectors"] = _bench_detectors_if_installed(plan, out_dir, progress)
-    results["faithful"] = bench_faithful(frames_video, plan.faithful_rounds, progress=progress)
-    progress("allocator: tuned vs untuned child processes")
-    results["malloc"] = compare_malloc()
+    section("pipeline", "pipeline", lambda: bench_pipeline(footage, os.path.join(out_dir, "clips"), sizes,
+                                                           plan.pipeline_frames, progress=progress))
+    section("streams", "streams", lambda: bench_streams(footage, plan.stream_counts,
+                                                        out_dir=os.path.join(out_dir, "streams"), progress=progress))
+    section("edge", "edge profile (1 thread)", lambda: _edge_profile(plan, frames_video))
+    section("backends", "backends", lambda: _bench_backends_if_installed(frames_video, plan.rounds, progress))
+    section("one_core", "one core", lambda: bench_one_core_if_installed(plan, out_dir, footage, progress))
+    section("startup", "start-up", lambda: bench_startup(plan.startup_rounds, _startup_backends(progress),
+                                                         progress=progress))
+    section("extensions", "models beyond CNNs",
+            lambda: bench_extensions(plan.extension_rounds, quick=plan.extension_quick, progress=progress))
+    section("detectors", "detectors", lambda: _bench_detectors_if_installed(plan, out_dir, progress))
+    section("faithful", "the faithful threshold", lambda: bench_faithful(frames_video, plan.faithful_rounds,
+                                                                         progress=progress))
+    section("malloc", "allocator: tuned vs untuned child processes", compare_malloc)
     results["targets"] = check_targets(results)
     results["elapsed_s"] = round(time.perf_counter() - started, 1)
     results["system"]["load_after"] = load_average()
@@ -144,6 +158,25 @@ def run_bench(plan: BenchPlan, out_dir: str, footage: str | None = None,
     with open(os.path.join(out_dir, "bench.md"), "w") as handle:
         handle.write(markdown(results))
     return results
+
+
+def _edge_profile(plan: BenchPlan, frames_video: str) -> list[dict]:
+    """EfficientNet-Lite0's Grad-CAM against its plain forward at 1 thread, batch 1, at each edge input side."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return [bench_explainers("efficientnet_lite0", 1, frames_video, plan.edge_rounds, input_side=side,
+                                 methods=("gradcam",), peers=False) for side in plan.edge_sides]
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _startup_backends(progress: Callable[[str], None]) -> tuple[str, ...]:
+    """torch, and ONNX Runtime where its extra is installed (said when it is not)."""
+    if all(importlib.util.find_spec(name) for name in ("onnx", "onnxruntime")):
+        return ("torch", "onnxruntime")
+    progress("start-up: onnxruntime skipped (pip install 'camstream[onnx]')")
+    return ("torch",)
 
 
 def _bench_detectors_if_installed(plan: BenchPlan, out_dir: str, progress: Callable[[str], None]) -> dict | None:
@@ -286,6 +319,9 @@ def markdown(results: dict) -> str:
              f"({system['torch_threads']} threads), Python {system['python']}; {results['elapsed_s']} s; load "
              f"average {system.get('load_before')} before, {system.get('load_after')} after.\n"]
     lines += trust_markdown(results.get("trust") or verdict(results))
+    if results.get("failed"):
+        lines += ["## Sections that failed (their figures are missing below)\n",
+                  *(f"- {key}: {why}" for key, why in results["failed"].items()), ""]
     for section in (_explainer_tables, _pipeline_table, _streams_table, _kernel_tables, _edge_table,
                     _backends_table, _one_core_table, _startup_table, _extensions_and_allocator, _detectors_table,
                     lambda found: faithful_markdown(found.get("faithful")), _targets_table):
@@ -352,6 +388,8 @@ def _streams_table(results: dict) -> list[str]:
 
 
 def _kernel_tables(results: dict) -> list[str]:
+    if not results["kernels"]:
+        return []
     lines = ["", "## Kernels\n", "| size | fused overlay ms | OpenCV chain ms | speedup |", "|---|---|---|---|"]
     for size, value in results["kernels"]["overlay"].items():
         lines.append(f"| {size} | {value['fused_ms']:.2f} | {value['opencv_chain_ms']:.2f} | {value['speedup']:.2f}× |")
@@ -403,6 +441,8 @@ def _extensions_and_allocator(results: dict) -> list[str]:
         lines += ["", "## Models beyond CNNs (ms per input, batch 1, median of interleaved rounds)\n",
                   *extensions_markdown(results["extensions"])]
     malloc = results["malloc"]
+    if not malloc:
+        return lines
     lines += ["", "## Allocator tuning (plain eager inference, batch 4, fresh processes)\n",
               f"untuned {malloc['untuned_ms']:.2f} ms/frame → tuned {malloc['tuned_ms']:.2f} ms/frame: "
               f"{malloc['speedup']:.2f}×" if "error" not in malloc else f"probe failed: {malloc['error']}"]
