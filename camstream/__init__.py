@@ -3,8 +3,10 @@ transformers, temporal (CNN + GRU/LSTM) and graph models."""
 
 from __future__ import annotations
 
+import time as _time
 from typing import TYPE_CHECKING
 
+IMPORTED_AT = _time.time()  # when camstream was first imported (`camstream.runtime.run_start_time`)
 __version__ = "0.1.0"
 __all__ = ["Explanation", "ModelCard", "ModelKind", "__version__", "explain", "overlay"]
 

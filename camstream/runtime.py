@@ -98,3 +98,20 @@ def process_start_time() -> float:
         except (OSError, ValueError, IndexError, AttributeError):
             pass
     return psutil.Process(os.getpid()).create_time()
+
+
+PYTHON_START_MAX_S = 1.0  # more than this from the process's start to camstream's import: something ran first
+
+
+def run_start_time() -> float:
+    """What times to the first frame count from, as a `time.time()` value: the process's start, or camstream's
+    import where that came more than `PYTHON_START_MAX_S` later.
+
+    A shell that runs other commands and then execs camstream (`sh -c "setup && camstream run"`: the last command
+    of a `-c` string is exec'd) hands over a process that started with the shell, so the process's start alone
+    counted the setup too (6 s of `sleep 6` in one trial). Python itself takes 20–100 ms to import camstream,
+    which a start counted from the import leaves out."""
+    import camstream
+
+    started = process_start_time()
+    return camstream.IMPORTED_AT if camstream.IMPORTED_AT - started > PYTHON_START_MAX_S else started

@@ -210,3 +210,19 @@ def test_a_section_that_fails_loses_no_other_section_and_start_up_skips_a_missin
     assert "## Sections that failed" in text and "- malloc: RuntimeError: compare_malloc broke" in text
     assert "| first frame, torch, cache warm | 2.3 s | 2.3 s | 2.3 s |" in text
 
+
+def test_a_run_a_shell_execs_after_other_work_counts_from_camstream_not_from_the_shell():
+    """`sh -c "setup && camstream run"` execs camstream in the shell's process, whose start is the shell's: the
+    report's time to the first frame counted the setup too (a trial's `sleep 6` showed as 6 s of start-up)."""
+    import subprocess
+    import sys
+
+    child = ("import time; from camstream.runtime import process_start_time, run_start_time; "
+             "print(time.time() - run_start_time(), time.time() - process_start_time())")
+    after_setup = subprocess.run(["bash", "-c", f'sleep 1.5 && exec "{sys.executable}" -c "{child}"'],
+                                 capture_output=True, text=True, check=True).stdout.split()
+    since_run, since_process = map(float, after_setup)
+    assert since_process >= 1.5 and since_run < 0.5, after_setup
+    direct = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, check=True).stdout.split()
+    since_run, since_process = map(float, direct)
+    assert abs(since_run - since_process) < 0.01, direct  # launched directly: the process's own start

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from camstream.backends import Backend
 from camstream.redaction import redact
-from camstream.runtime import process_start_time
+from camstream.runtime import run_start_time
 from camstream.stream.config import PipelineConfig
 from camstream.stream.streams import Stream
 
@@ -92,7 +92,7 @@ def run_report(facts: RunFacts, stream_reports: list[dict]) -> dict:
         "error": facts.error,
         # process start → the kernels taking over (frames before were drawn by their NumPy twins, same values)
         "kernels_ready_s": None if facts.kernels_ready_at is None
-        else round(facts.kernels_ready_at - process_start_time(), 2),
+        else round(facts.kernels_ready_at - run_start_time(), 2),
         "system": system(),
         "streams": stream_reports,
         "total": total,

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import numpy as np
 import psutil
 
-from camstream.runtime import process_start_time
+from camstream.runtime import run_start_time
 
 # boxes: a detector's per-box explanation; faithful: the faithful threshold's search; clip: the clip model
 STAGES = ("decode", "preprocess", "inference", "cam", "boxes", "faithful", "clip", "render", "sink")
@@ -100,7 +100,7 @@ class Telemetry:
         """Count one frame delivered to the sinks; sample RSS every 32 frames and once warm-up ends."""
         self.frames_out += 1
         if self.frames_out == 1:  # seconds from the process's start (imports, model load, tracing included)
-            self.first_frame_s = time.time() - process_start_time()
+            self.first_frame_s = time.time() - run_start_time()
             if self.on_first_frame is not None:
                 self.on_first_frame()
         if self.frames_out == self.warmup_frames:
