@@ -66,8 +66,8 @@ def test_status_line_gives_total_percent_and_eta_when_the_length_is_known(monkey
     telemetry.frames_out, telemetry.frames_in = 50, 52
     monkeypatch.setattr(telemetry, "fps", lambda: 10.0)
     line = telemetry.live_line(depth=2, dropped=0, total=250)
-    assert line.startswith("frames 50/52 of 250 (20 %, ETA 0:20) | 10.0 fps")
-    assert telemetry.live_line(depth=2, dropped=0).startswith("frames 50/52 | ")  # a camera: no total
+    assert line.startswith("frames out 50 of 250 (20 %, ETA 0:20), in 52 | 10.0 fps")
+    assert telemetry.live_line(depth=2, dropped=0).startswith("frames out 50, in 52 | ")  # a camera: no total
 
 
 def test_a_file_run_prints_its_total_and_eta_in_plain_lines(tmp_path):

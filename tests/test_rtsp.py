@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -139,7 +140,7 @@ def test_max_outage_ends_the_run_cleanly(tmp_path, server):
     lines = []
     for line in process.stderr:
         lines.append(line)
-        if line.startswith("frames ") and not line.startswith("frames 0/"):
+        if _flowing(line):
             break
     server.kill()
     lines += process.stderr.readlines()
@@ -214,8 +215,8 @@ class _StatusWatcher:
         for line in stream:
             now = time.monotonic()
             self.lines.append((now, line))
-            if line.startswith("frames "):
-                frames_in = int(line.split()[1].split("/")[1])
+            if line.startswith("frames out "):
+                frames_in = int(re.search(r", in (\d+)", line).group(1))
                 if frames_in != self._frames_in:
                     self._frames_in, self.last_frame_at = frames_in, now
 
@@ -231,7 +232,7 @@ class _StatusWatcher:
 
 
 def _flowing(line: str) -> bool:
-    return line.startswith("frames ") and not line.startswith("frames 0/")
+    return line.startswith("frames out ") and not re.match(r"frames out 0\D", line)
 
 
 def test_a_stalled_server_is_given_up_on_in_the_stated_time_and_the_outage_matches_the_clock(tmp_path, server):

@@ -17,10 +17,10 @@ from .cli import one_stream
 
 
 def frames_in_status(line: str) -> int:
-    """The N of a status line `frames N/M | ...`, or -1."""
-    if not line.startswith("frames "):
+    """The N of a status line `frames out N …, in M | ...`, or -1."""
+    if not line.startswith("frames out "):
         return -1
-    return int(line.split()[1].split("/")[0])
+    return int(line.split()[2].rstrip(","))
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])

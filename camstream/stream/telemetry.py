@@ -152,12 +152,14 @@ class Telemetry:
         self.sample_memory()
 
     def live_line(self, depth: int, dropped: int, total: int | None = None) -> str:
-        """One compact status line: frames out/in (of `total`, with percent and ETA, when the input's length is
-        known), fps, drops, queue, per-stage ms and memory."""
+        """One compact status line: frames out (of `total`, with percent and ETA, when the input's length is
+        known) and in, fps, drops, queue, per-stage ms and memory: `frames out 50 of 250 (20 %, ETA 0:20), in 52 |
+        10.0 fps | …`."""
         parts = " ".join(f"{name} {h.recent_ms:.1f}" for name, h in self.stages.items() if h.count)
         outage = f" | reconnects {self.reconnects} ({self.outage_s:.1f} s out)" if self.reconnects else ""
-        return (f"frames {self.frames_out}/{self.frames_in}{self._progress(total)}{outage} | {self.fps():.1f} fps | "
-                f"dropped {dropped} | queue {depth} | ms: {parts} | rss {self.sample_memory():.0f} MB")
+        return (f"frames out {self.frames_out}{self._progress(total)}, in {self.frames_in}{outage} | "
+                f"{self.fps():.1f} fps | dropped {dropped} | queue {depth} | ms: {parts} | "
+                f"rss {self.sample_memory():.0f} MB")
 
     def _progress(self, total: int | None) -> str:
         """' of N (P %, ETA m:ss)' once the frame rate is known; '' for an input of unknown length."""
