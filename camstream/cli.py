@@ -613,13 +613,14 @@ def _bench(args: argparse.Namespace) -> int:
 def _build_pipeline(args: argparse.Namespace):
     """The validated config of `camstream run`'s options, built into a Pipeline (model loaded, sources open)."""
     from camstream.stream.config import ConfigError, config_from_options, flag, read_sources_file
-    from camstream.stream.pipeline import Pipeline
+    from camstream.stream.pipeline import Pipeline, preflight
 
     sources = tuple(args.source or ()) + (read_sources_file(args.sources) if args.sources else ())
     try:
         config = config_from_options(args, sources)
     except ConfigError as exc:
         raise CamstreamError(f"{flag(exc.field)} {exc.problem}") from None
+    preflight(config)  # a missing or unreadable source is said before the line that says the model loads
     # say at once what the first seconds go to (the model loads, is exported or traced), terminal or not,
     # and again every few seconds until it is done
     began = time.perf_counter()

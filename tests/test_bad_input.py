@@ -456,6 +456,22 @@ def test_a_missing_source_file_is_said_before_the_model_loads(tmp_path):
     assert "nope.mp4" in result.stderr and "weights" not in result.stderr
 
 
+@pytest.mark.parametrize(("content", "message"), [(b"hello, not a video\n", "Invalid data found"),
+                                                 (None, "has no video stream")])
+def test_a_file_without_video_is_said_before_the_model_loads(tmp_path, content, message):
+    """A text file named .mp4 (or a clip of sound alone) was refused only after the model had loaded (8 s in a
+    new-user trial): its header is read with the other checks, before the line that says the model loads."""
+    source = tmp_path / "clip.mp4"
+    if content is None:
+        write_audio_only(source)
+    else:
+        source.write_bytes(content)
+    result = camstream("run", "--source", source, "--model", "resnet18", "--weights", tmp_path / "missing-weights.pt",
+                       "--out", tmp_path / "out")
+    assert_one_line_error(result, message)
+    assert "loading" not in result.stderr and "weights" not in result.stderr and not (tmp_path / "out").exists()
+
+
 def test_loop_plays_a_file_again_with_its_timeline_running_on(tmp_path):
     """--loop: a 10-frame clip run for 25 frames gives 25 frames in order, the output's timestamps rising
     across each restart (lossless: every frame of every pass)."""

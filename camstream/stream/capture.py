@@ -146,7 +146,7 @@ class PyAVSource(Source):
         self._last_frame_at = time.monotonic()
         url = bool(_URL.match(location))
         name = redact(location)
-        problem = None if url else local_file_problem(location)
+        problem = None if url else local_file_problem(location, read_header=False)  # `_connect` reads it next
         if problem:
             raise InputError(problem)
         self.info = SourceInfo(name, 0, 0, 25.0, Fraction(1, 25), None, url)
@@ -192,26 +192,8 @@ class PyAVSource(Source):
         return self._outage_done + ongoing
 
     def _connect(self, timeout_s: float):
-        import av
-
-        name = self.info.name
         options = {"rtsp_transport": "tcp"} if self._location.startswith(("rtsp://", "rtsps://")) else {}
-        read_timeout_s = min(timeout_s, READ_TIMEOUT_S)
-        try:
-            container = av.open(self._location, options=options, timeout=(timeout_s, read_timeout_s))
-        except av.error.ExitError:  # FFmpeg's interrupt: our timeout ran out before the server answered
-            raise InputError(f"cannot open {name}: no answer within {timeout_s:g} s") from None
-        except av.error.FFmpegError as exc:
-            raise InputError(f"cannot open {name}: {_ffmpeg_reason(exc)}") from None
-        except OSError as exc:
-            raise InputError(f"cannot open {name}: {exc.strerror or exc}") from None
-        if not container.streams.video:
-            container.close()
-            raise InputError(f"{name} has no video stream")
-        context = container.streams.video[0].codec_context
-        if not context.width or not context.height:
-            container.close()
-            raise InputError(f"{name}: the video stream has no frame size (corrupt or unsupported)")
+        container = open_video(self._location, self.info.name, options, timeout_s)
         container.streams.video[0].thread_type = "AUTO"
         return container
 
@@ -412,14 +394,37 @@ class CameraSource(Source):
         self._capture.release()
 
 
+def open_video(location: str, name: str, options: dict[str, str] | None = None, timeout_s: float = 30.0):
+    """`location` opened by PyAV, with a video stream of known frame size, or an InputError that says why not
+    (`name` is how the error calls it: a URL without its credentials)."""
+    import av
+
+    try:
+        container = av.open(location, options=options or {}, timeout=(timeout_s, min(timeout_s, READ_TIMEOUT_S)))
+    except av.error.ExitError:  # FFmpeg's interrupt: our timeout ran out before the server answered
+        raise InputError(f"cannot open {name}: no answer within {timeout_s:g} s") from None
+    except av.error.FFmpegError as exc:
+        raise InputError(f"cannot open {name}: {_ffmpeg_reason(exc)}") from None
+    except OSError as exc:
+        raise InputError(f"cannot open {name}: {exc.strerror or exc}") from None
+    if not container.streams.video:
+        container.close()
+        raise InputError(f"{name} has no video stream")
+    context = container.streams.video[0].codec_context
+    if not context.width or not context.height:
+        container.close()
+        raise InputError(f"{name}: the video stream has no frame size (corrupt or unsupported)")
+    return container
+
+
 def _ffmpeg_reason(exc: Exception) -> str:
     text = getattr(exc, "strerror", None) or str(exc)
     return text.split(":")[0].strip() if text else exc.__class__.__name__
 
 
-def local_file_problem(location: str) -> str | None:
-    """What is wrong with a local video path, seen without opening it (missing, a directory, empty), or None; a
-    URL or a camera index is not a local path (None)."""
+def local_file_problem(location: str, read_header: bool = True) -> str | None:
+    """What is wrong with a local video path (missing, a directory, empty, damaged, and with `read_header` no
+    video in it), or None; a URL or a camera index is not a local path (None)."""
     if _URL.match(location) or location.isdigit():
         return None
     if not os.path.exists(location):
@@ -431,6 +436,11 @@ def local_file_problem(location: str) -> str | None:
     damage = still_image_damage(location)
     if damage:
         return f"{location} is damaged: {damage}; give a whole copy of it"
+    if read_header:  # milliseconds: a file that holds no video is said before the model loads
+        try:
+            open_video(location, location).close()
+        except InputError as exc:
+            return str(exc)
     return None
 
 
