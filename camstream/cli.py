@@ -769,9 +769,10 @@ def _print_summary(report: dict, report_path: str | None) -> None:
     if total["streams"] > 1:
         for index, stream in enumerate(report["streams"]):
             failed = f", error: {stream['error']}" if stream["error"] else ""
+            written = f" → {stream['out_dir']}" if os.path.isdir(stream["out_dir"]) else ""  # null sinks write none
             print(f"stream {index} ({stream['source']['name']}): {stream['frames_out']} of {stream['frames_in']} "
                   f"frames out, {stream['dropped']} dropped, {stream['fps']:.1f} fps, latency p95 "
-                  f"{stream['latency_ms']['p95']:.0f} ms{failed} → {stream['out_dir']}")
+                  f"{stream['latency_ms']['p95']:.0f} ms{failed}{written}")
         print(f"{total['streams']} streams: {total['frames_out']} frames out in {total['elapsed_s']:.1f} s, "
               f"{total['fps']:.1f} fps in all, mean batch {total['mean_batch']:.2f}; peak RSS "
               f"{total['rss_peak_mb']:.0f} MB{interrupted}")

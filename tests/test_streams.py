@@ -43,6 +43,17 @@ def test_three_streams_in_one_process_are_lossless_and_fairly_batched(tmp_path, 
     assert total["frames_out"] == sum(count_frames(str(c)) for c in clips) and total["failed_streams"] == []
     assert total["mean_batch"] > 1.5  # frames of different streams really share batches
     assert "3 streams:" in result.stdout
+    assert f"→ {out / stream_folder_name(0, str(clips[0]))}" in result.stdout  # where each stream's video is
+
+
+def test_streams_to_null_sinks_name_no_folder_they_never_made(tmp_path, demo_clip):
+    out = tmp_path / "out"
+    result = camstream("run", "--source", demo_clip, "--source", demo_clip, "--sink", "null", "--max-frames", "6",
+                       "--out", out, "--quiet")
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stdout.splitlines() if line.startswith("stream ")]
+    assert len(lines) == 2 and not any("→" in line for line in lines), result.stdout
+    assert sorted(path.name for path in out.iterdir()) == [".camstream.lock", "report.json"]  # no stream folders
 
 
 def test_sources_file_errors_and_window_with_several_streams(tmp_path, demo_clip):
