@@ -602,8 +602,6 @@ def _bench(args: argparse.Namespace) -> int:
         print(f"camstream: warning: bench not trustworthy: {warning}", file=sys.stderr)
     failed = results.get("failed")
     if failed:
-        from camstream.errors import StageError
-
         said = "; ".join(f"{key}: {why}" for key, why in failed.items())
         raise StageError(f"bench: {len(failed)} section(s) failed ({said}); the other sections are in "
                          f"{args.out}/bench.json and {args.out}/bench.md")
@@ -625,7 +623,7 @@ def _build_pipeline(args: argparse.Namespace):
     # and again every few seconds until it is done
     began = time.perf_counter()
     with step(f"loading {config.model} on the {config.backend or 'default'} backend"):
-        pipeline = Pipeline(config)
+        pipeline = Pipeline(config, preflighted=True)
     say(f"ready in {time.perf_counter() - began:.1f} s: {pipeline.method_name} on {pipeline.backend.layer} "
         f"({pipeline.backend.name}), {len(pipeline.streams)} source(s)")
     return pipeline

@@ -40,7 +40,7 @@ def busy_frame(detector: DetectorModel, frames: list[np.ndarray], preprocess: Pr
     for frame in frames:
         batch = preprocess([frame]).clone()
         with torch.inference_mode():
-            count = len(detector(batch.to(next(detector.parameters()).device))[0].scores)
+            count = len(detector(batch)[0].scores)
         if count > best_count:
             best, best_count = batch, count
         if count >= boxes:
@@ -58,9 +58,8 @@ def bench_detector(video: str, rounds: int = 15, boxes: int = 5, score_threshold
     spec = load_quietly(BUNDLED_DETECTOR)
     detector: DetectorModel = spec.module.to(device)
     detector.score_threshold, detector.max_boxes = score_threshold, boxes
-    preprocess = Preprocessor(spec, 1)
-    frame, found = busy_frame(detector, real_frames(video, 24, spec.input_size), preprocess, boxes)
-    batch = frame.to(device)
+    preprocess = Preprocessor(spec, 1, device)  # its frames are on `device`
+    batch, found = busy_frame(detector, real_frames(video, 24, spec.input_size), preprocess, boxes)
     pristine = copy.deepcopy(detector)  # copied before hooking: a hooked model cannot be deep-copied
     hooked = HookedDetector(detector, (3, *spec.input_size))
     method = BoxGradCam(hooked)
@@ -97,8 +96,7 @@ def bench_detector(video: str, rounds: int = 15, boxes: int = 5, score_threshold
         ratios["pytorch-grad-cam_loop_to_box-gradcam"] = ratio(samples["pytorch-grad-cam loop"],
                                                                 samples["box-gradcam"])
     return {"model": BUNDLED_DETECTOR, "device": device, "layer": hooked.layer_name, "input": list(spec.input_size),
-            "batch": 1,
-            "boxes": found if found < boxes else boxes, "rounds": rounds, "ms": timed, "ratios": ratios,
+            "batch": 1, "boxes": found if found < boxes else boxes, "rounds": rounds, "ms": timed, "ratios": ratios,
             "missing_peers": ["pytorch-grad-cam"] if missing else []}
 
 

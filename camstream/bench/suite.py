@@ -12,6 +12,7 @@ import platform
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -113,43 +114,46 @@ def run_bench(plan: BenchPlan, out_dir: str, footage: str | None = None,
         "failed": {},
     }
 
-    def section(key: str, what: str, measure: Callable[[], object]) -> None:
+    def section(key: str, what: str, measure: Callable[[], Any]) -> Any:
+        """What `measure` returns, or None once a failure is said and listed under `failed`."""
         with step(what, tell=progress):
             try:
-                measured = measure()
+                return measure()
             except Exception as exc:  # noqa: BLE001 - one section's failure must not lose the others' figures
                 results["failed"][key] = f"{type(exc).__name__}: {exc}"
                 progress(f"{what}: failed ({type(exc).__name__}: {exc}); the other sections go on")
-                return
-        if key == "explainers":
-            results[key].append(measured)
-        else:
-            results[key] = measured
+                return None
 
     for model in plan.models:
         for batch in plan.batches:
-            section("explainers", f"explainers: {model} batch {batch}",
-                    lambda model=model, batch=batch: bench_explainers(model, batch, frames_video, plan.rounds,
-                                                                      progress=progress))
-    section("kernels", "kernels", lambda: bench_kernels(plan.rounds))
+            measured = section("explainers", f"explainers: {model} batch {batch}",
+                               lambda model=model, batch=batch: bench_explainers(model, batch, frames_video,
+                                                                                 plan.rounds, progress=progress))
+            if measured is not None:
+                results["explainers"].append(measured)
+    results["kernels"] = section("kernels", "kernels", lambda: bench_kernels(plan.rounds)) or {}
     footage = footage or default_footage()
     results["footage"] = os.path.basename(footage)
     sizes = {label: PIPELINE_SIZES[label] for label in plan.pipeline_sizes}
-    section("pipeline", "pipeline", lambda: bench_pipeline(footage, os.path.join(out_dir, "clips"), sizes,
-                                                           plan.pipeline_frames, progress=progress))
-    section("streams", "streams", lambda: bench_streams(footage, plan.stream_counts,
-                                                        out_dir=os.path.join(out_dir, "streams"), progress=progress))
-    section("edge", "edge profile (1 thread)", lambda: _edge_profile(plan, frames_video))
-    section("backends", "backends", lambda: _bench_backends_if_installed(frames_video, plan.rounds, progress))
-    section("one_core", "one core", lambda: bench_one_core_if_installed(plan, out_dir, footage, progress))
-    section("startup", "start-up", lambda: bench_startup(plan.startup_rounds, _startup_backends(progress),
-                                                         progress=progress))
-    section("extensions", "models beyond CNNs",
-            lambda: bench_extensions(plan.extension_rounds, quick=plan.extension_quick, progress=progress))
-    section("detectors", "detectors", lambda: _bench_detectors_if_installed(plan, out_dir, progress))
-    section("faithful", "the faithful threshold", lambda: bench_faithful(frames_video, plan.faithful_rounds,
-                                                                         progress=progress))
-    section("malloc", "allocator: tuned vs untuned child processes", compare_malloc)
+    results["pipeline"] = section("pipeline", "pipeline", lambda: bench_pipeline(
+        footage, os.path.join(out_dir, "clips"), sizes, plan.pipeline_frames, progress=progress)) or {}
+    results["streams"] = section("streams", "streams", lambda: bench_streams(
+        footage, plan.stream_counts, out_dir=os.path.join(out_dir, "streams"), progress=progress))
+    results["edge"] = section("edge", "edge profile (1 thread)", lambda: _edge_profile(plan, frames_video)) or []
+    results["backends"] = section("backends", "backends", lambda: _bench_backends_if_installed(
+        frames_video, plan.rounds, progress))
+    results["one_core"] = section("one_core", "one core", lambda: bench_one_core_if_installed(
+        plan, out_dir, footage, progress))
+    results["startup"] = section("startup", "start-up", lambda: bench_startup(
+        plan.startup_rounds, _startup_backends(progress), progress=progress))
+    results["extensions"] = section("extensions", "models beyond CNNs", lambda: bench_extensions(
+        plan.extension_rounds, quick=plan.extension_quick, progress=progress))
+    detectors = section("detectors", "detectors", lambda: _bench_detectors_if_installed(plan, out_dir, progress))
+    if "detectors" not in results["failed"]:  # bench.md says "skipped" for None: a failure is said above instead
+        results["detectors"] = detectors
+    results["faithful"] = section("faithful", "the faithful threshold", lambda: bench_faithful(
+        frames_video, plan.faithful_rounds, progress=progress))
+    results["malloc"] = section("malloc", "allocator: tuned vs untuned child processes", compare_malloc) or {}
     results["targets"] = check_targets(results)
     results["elapsed_s"] = round(time.perf_counter() - started, 1)
     results["system"]["load_after"] = load_average()

@@ -9,6 +9,7 @@ equal outputs). Everywhere else, a kernel's first call loads Numba and compiles 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -36,6 +37,7 @@ class Kernel:
         self.options = options
         self.numpy: Callable | None = None
         self._compiled: Any = None
+        self._calls = _PARALLEL_CALLS if options.get("parallel") else contextlib.nullcontext()  # held per call
         self.__name__ = loops.__name__
         self.__doc__ = loops.__doc__
         _KERNELS.append(self)
@@ -50,10 +52,8 @@ class Kernel:
             if _twin_users and self.numpy is not None:
                 return self.numpy(*args)
             load()
-        if self.options.get("parallel"):
-            with _PARALLEL_CALLS:
-                return self.compiled()(*args)
-        return self.compiled()(*args)
+        with self._calls:
+            return self.compiled()(*args)
 
     def compiled(self) -> Any:
         """The Numba dispatcher (made on first use; it compiles, or loads from Numba's cache, per argument types)."""

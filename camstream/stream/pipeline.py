@@ -100,9 +100,11 @@ class Pipeline:
     stream's report and the totals. A stream whose source fails ends alone; the others go on.
     """
 
-    def __init__(self, config: PipelineConfig) -> None:
+    def __init__(self, config: PipelineConfig, preflighted: bool = False) -> None:
+        """`preflighted`: the caller ran `preflight(config)` already (the CLI, before it says the model loads)."""
         config.validate()
-        preflight(config)  # what can be checked without the model is checked before it loads
+        if not preflighted:
+            preflight(config)  # what can be checked without the model is checked before it loads
         self.output_lock = OutputLock(config.out_dir)  # one run per output folder, taken before the model loads
         self.config = config
         sources = config.all_sources
